@@ -1,0 +1,63 @@
+import { Admin, Producer, stringSerializers } from '@platformatic/kafka'
+
+export const topics = {
+  customerEvents: 'cif.customer.events'
+} as const
+
+/** Explicit partition counts: a customer's events stay in order within their partition (key = CIF ID). */
+export const topicPartitions: Record<string, number> = {
+  [topics.customerEvents]: 12
+}
+
+/**
+ * Creates the project's topics where missing. The replication factor is left to the cluster
+ * (`default.replication.factor`), so the same code serves the local single node and a real cluster.
+ */
+export async function ensureTopics(brokers: string[], wanted: Record<string, number> = topicPartitions): Promise<string[]> {
+  const admin = new Admin({ clientId: 'cif-syncer-admin', bootstrapBrokers: brokers })
+  try {
+    const existing = new Set(await admin.listTopics())
+    const missing = Object.keys(wanted).filter((topic) => !existing.has(topic))
+    for (const topic of missing) {
+      await admin.createTopics({ topics: [topic], partitions: wanted[topic], replicas: -1 })
+    }
+    return missing
+  } finally {
+    await admin.close()
+  }
+}
+
+export type StringProducer = Producer<string, string, string, string>
+
+/**
+ * An idempotent producer (acks from all in-sync replicas, broker-side de-duplication of retries),
+ * so a retried send neither reorders nor duplicates within a partition.
+ */
+export function createIdempotentProducer(brokers: string[], clientId: string): StringProducer {
+  return new Producer({
+    clientId,
+    bootstrapBrokers: brokers,
+    serializers: stringSerializers,
+    idempotent: true,
+    acks: -1,
+    // A broker that is down must fail the send quickly: the outbox keeps the messages and tries again.
+    timeout: 5000,
+    retries: 2,
+    retryDelay: 200
+  })
+}
+
+/** A client for metadata probes only: no retries, so a broker that is down is reported at once. */
+export function createProbe(brokers: string[], timeoutMs: number): Admin {
+  return new Admin({ clientId: 'cif-syncer-probe', bootstrapBrokers: brokers, retries: 0, timeout: timeoutMs })
+}
+
+/** Answers whether the cluster responds at all. */
+export async function kafkaAnswers(probe: Admin): Promise<boolean> {
+  try {
+    await probe.metadata({ topics: [], forceUpdate: true })
+    return true
+  } catch {
+    return false
+  }
+}

@@ -1,0 +1,57 @@
+import { join } from 'node:path'
+import type { Config } from '../config.ts'
+import { migrateToLatest, openDatabase } from '../database/index.ts'
+import { ensureTopics } from '../kafka.ts'
+import type { Logger } from '../logger.ts'
+import { startLocalKafka, type LocalKafka } from './kafka-broker.ts'
+import { startLocalPostgres, type LocalPostgres } from './postgres.ts'
+
+export interface Infrastructure {
+  databaseUrl: string
+  kafkaBrokers: string[]
+  /** Present when this process started the broker itself (tests stop and restart it). */
+  localKafka: LocalKafka | undefined
+  stop(): Promise<void>
+}
+
+/**
+ * Brings up what the services stand on: PostgreSQL and Kafka, each either the one configured
+ * (DATABASE_URL, KAFKA_BROKERS) or a local one started here, then the schema and the topics.
+ */
+export async function startInfrastructure(config: Config, log: Logger): Promise<Infrastructure> {
+  const [postgres, kafka] = await Promise.allSettled([
+    config.databaseUrl
+      ? Promise.resolve<LocalPostgres | undefined>(undefined)
+      : startLocalPostgres(join(config.dataDir, 'postgres'), config.localPostgresPort, log),
+    config.kafkaBrokers
+      ? Promise.resolve<LocalKafka | undefined>(undefined)
+      : startLocalKafka({ dir: join(config.dataDir, 'kafka'), port: config.localKafkaPort }, log)
+  ])
+  const localPostgres = postgres.status === 'fulfilled' ? postgres.value : undefined
+  const localKafka = kafka.status === 'fulfilled' ? kafka.value : undefined
+  const stop = async (): Promise<void> => {
+    await Promise.all([localKafka?.stop(), localPostgres?.stop()])
+  }
+  if (postgres.status === 'rejected' || kafka.status === 'rejected') {
+    await stop()
+    throw postgres.status === 'rejected' ? postgres.reason : (kafka as PromiseRejectedResult).reason
+  }
+
+  const databaseUrl = config.databaseUrl ?? localPostgres!.url
+  const kafkaBrokers = config.kafkaBrokers ?? localKafka!.brokers
+  try {
+    const database = openDatabase(databaseUrl, { maxConnections: 1 })
+    try {
+      const applied = await migrateToLatest(database.db)
+      if (applied.length) log.info({ applied }, 'database migrations applied')
+    } finally {
+      await database.close()
+    }
+    const created = await ensureTopics(kafkaBrokers)
+    if (created.length) log.info({ created }, 'Kafka topics created')
+  } catch (error) {
+    await stop()
+    throw error
+  }
+  return { databaseUrl, kafkaBrokers, localKafka, stop }
+}

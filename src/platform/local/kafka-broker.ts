@@ -1,0 +1,204 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { createWriteStream, existsSync } from 'node:fs'
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { dirname, join, resolve } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { fileURLToPath } from 'node:url'
+import { createProbe, kafkaAnswers } from '../kafka.ts'
+import type { Logger } from '../logger.ts'
+import { stopLeftover, terminate } from './processes.ts'
+
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..')
+const brokerPom = join(repoRoot, 'infra/kafka/pom.xml')
+
+export interface LocalKafkaOptions {
+  /** Storage, configuration and log of this broker. */
+  dir: string
+  /** Where the broker jars are cached; shared by every local broker of this checkout. */
+  libDir?: string
+  port: number
+  controllerPort?: number
+}
+
+export interface LocalKafka {
+  brokers: string[]
+  logFile: string
+  /** Stops the broker; its storage stays, so `start()` brings the same topics and offsets back. */
+  stop(): Promise<void>
+  start(): Promise<void>
+}
+
+/** The one sentence a developer needs when the local broker cannot be started. */
+export class LocalKafkaUnavailable extends Error {
+  override name = 'LocalKafkaUnavailable'
+}
+
+function commandWorks(command: string, args: string[]): { ok: boolean; output: string } {
+  const result = spawnSync(command, args, { encoding: 'utf8' })
+  return { ok: result.status === 0, output: `${result.stdout ?? ''}${result.stderr ?? ''}` }
+}
+
+function checkJava(): void {
+  const java = commandWorks('java', ['-version'])
+  const major = Number(/version "(\d+)/.exec(java.output)?.[1] ?? 0)
+  if (!java.ok || major < 17) {
+    throw new LocalKafkaUnavailable(
+      'The local Kafka broker needs Java 17 or newer as `java` on the PATH' +
+        (java.ok ? ` (found Java ${major})` : '') +
+        '; install a JDK 17+, or set KAFKA_BROKERS=host:port to use an existing Kafka cluster.'
+    )
+  }
+}
+
+/** Resolves the official broker jars from Maven Central once; later starts reuse them. */
+async function ensureBrokerJars(libDir: string, log: Logger): Promise<void> {
+  const marker = join(libDir, '.resolved-from')
+  const pom = await readFile(brokerPom, 'utf8')
+  if ((await readFile(marker, 'utf8').catch(() => '')) === pom) return
+  if (!commandWorks('mvn', ['-v']).ok) {
+    throw new LocalKafkaUnavailable(
+      'The local Kafka broker is fetched once from Maven Central with Maven (`mvn` on the PATH), which is ' +
+        'missing; install Maven, or set KAFKA_BROKERS=host:port to use an existing Kafka cluster.'
+    )
+  }
+  log.info('fetching the Apache Kafka broker jars from Maven Central (first start only)')
+  await rm(libDir, { recursive: true, force: true })
+  const mvn = spawnSync(
+    'mvn',
+    ['-B', '-q', '-f', brokerPom, 'dependency:copy-dependencies', '-DincludeScope=runtime', `-DoutputDirectory=${libDir}`],
+    { encoding: 'utf8' }
+  )
+  if (mvn.status !== 0) {
+    throw new LocalKafkaUnavailable(
+      `Maven could not fetch the Kafka broker jars (${brokerPom}):\n${(mvn.stdout + mvn.stderr).slice(-2000)}`
+    )
+  }
+  await writeFile(marker, pom)
+}
+
+function serverProperties(dir: string, port: number, controllerPort: number): string {
+  return [
+    'process.roles=broker,controller',
+    'node.id=1',
+    `controller.quorum.voters=1@127.0.0.1:${controllerPort}`,
+    `listeners=PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort}`,
+    `advertised.listeners=PLAINTEXT://127.0.0.1:${port}`,
+    'controller.listener.names=CONTROLLER',
+    'listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT',
+    'inter.broker.listener.name=PLAINTEXT',
+    `log.dirs=${join(dir, 'data')}`,
+    // Topics are created by the project with explicit partition counts, never by a typo.
+    'auto.create.topics.enable=false',
+    'num.partitions=12',
+    'default.replication.factor=1',
+    'min.insync.replicas=1',
+    'offsets.topic.replication.factor=1',
+    'offsets.topic.num.partitions=12',
+    'transaction.state.log.replication.factor=1',
+    'transaction.state.log.min.isr=1',
+    'share.coordinator.state.topic.replication.factor=1',
+    'share.coordinator.state.topic.min.isr=1',
+    'group.initial.rebalance.delay.ms=0',
+    ''
+  ].join('\n')
+}
+
+const log4jProperties = [
+  'rootLogger.level=INFO',
+  'rootLogger.appenderRef.stdout.ref=STDOUT',
+  'appender.stdout.type=Console',
+  'appender.stdout.name=STDOUT',
+  'appender.stdout.layout.type=PatternLayout',
+  'appender.stdout.layout.pattern=[%d] %p %m (%c)%n',
+  'logger.kafka.name=kafka',
+  'logger.kafka.level=WARN',
+  'logger.state.name=state.change.logger',
+  'logger.state.level=WARN',
+  ''
+].join('\n')
+
+function java(libDir: string, dir: string, mainClass: string, args: string[], heapMb: number): [string, string[]] {
+  return [
+    'java',
+    [
+      `-Xms${heapMb}m`, `-Xmx${heapMb}m`, '-XX:+UseG1GC', '-XX:MaxGCPauseMillis=20', '-Djava.awt.headless=true',
+      `-Dlog4j2.configurationFile=${join(dir, 'log4j2.properties')}`, `-Dkafka.logs.dir=${dir}`,
+      '-cp', `${libDir}/*`, mainClass, ...args
+    ]
+  ]
+}
+
+async function waitUntilReady(brokers: string[], child: ChildProcess, logFile: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  let exited = false
+  child.once('exit', () => { exited = true })
+  const probe = createProbe(brokers, 2000)
+  try {
+    while (Date.now() < deadline && !exited) {
+      if (await kafkaAnswers(probe)) return
+      await sleep(250)
+    }
+  } finally {
+    await probe.close().catch(() => {})
+  }
+  const tail = (await readFile(logFile, 'utf8').catch(() => '')).split('\n').slice(-30).join('\n')
+  throw new LocalKafkaUnavailable(
+    `The local Kafka broker ${exited ? 'exited' : `was not ready after ${timeoutMs / 1000} s`} ` +
+      `(log: ${logFile}). Is port ${brokers[0]} taken? Last lines:\n${tail}`
+  )
+}
+
+/**
+ * Runs a single-node Apache Kafka 4 (KRaft, broker and controller in one JVM) from the official jars,
+ * formatting its storage on first use. The broker is a child of this process.
+ */
+export async function startLocalKafka(options: LocalKafkaOptions, log: Logger): Promise<LocalKafka> {
+  const { dir, port } = options
+  const controllerPort = options.controllerPort ?? port + 1
+  const libDir = options.libDir ?? join(repoRoot, '.local/kafka-lib')
+  const brokers = [`127.0.0.1:${port}`]
+  const logFile = join(dir, 'broker.log')
+  const pidFile = join(dir, 'broker.pid')
+  checkJava()
+  await ensureBrokerJars(libDir, log)
+  await mkdir(dir, { recursive: true })
+  const propertiesFile = join(dir, 'server.properties')
+  await writeFile(propertiesFile, serverProperties(dir, port, controllerPort))
+  await writeFile(join(dir, 'log4j2.properties'), log4jProperties)
+  if (await stopLeftover(pidFile, 'SIGTERM')) log.warn({ dir }, 'stopped a Kafka broker left running by an earlier run')
+
+  if (!existsSync(join(dir, 'data', 'meta.properties'))) {
+    const clusterId = randomBytes(16).toString('base64url')
+    const [cmd, args] = java(libDir, dir, 'kafka.tools.StorageTool', ['format', '-t', clusterId, '-c', propertiesFile], 256)
+    const format = spawnSync(cmd, args, { encoding: 'utf8' })
+    if (format.status !== 0) {
+      throw new LocalKafkaUnavailable(`Formatting the Kafka storage in ${dir} failed:\n${format.stdout}${format.stderr}`)
+    }
+  }
+
+  let child: ChildProcess | undefined
+  const start = async (): Promise<void> => {
+    const out = createWriteStream(logFile, { flags: 'a' })
+    await new Promise((resolveOpen) => out.once('open', resolveOpen))
+    const [cmd, args] = java(libDir, dir, 'kafka.Kafka', [propertiesFile], 768)
+    const started = spawn(cmd, args, { stdio: ['ignore', out, out] })
+    child = started
+    await writeFile(pidFile, `${started.pid}\n`)
+    started.once('exit', () => out.end())
+    try {
+      await waitUntilReady(brokers, started, logFile, 120_000)
+    } catch (error) {
+      if (started.pid) await terminate(started.pid, 'SIGKILL', 0)
+      throw error
+    }
+  }
+  const stop = async (): Promise<void> => {
+    const pid = child?.pid
+    child = undefined
+    if (pid) await terminate(pid, 'SIGTERM', 30_000)
+    await rm(pidFile, { force: true })
+  }
+  await start()
+  return { brokers, logFile, start, stop }
+}

