@@ -1,4 +1,5 @@
 import { resolve } from 'node:path'
+import { apiKeyHash } from './http/api-key-auth.ts'
 
 /** Why the process cannot start: a wrong setting, named so an operator can fix it in one go. */
 export class ConfigError extends Error {
@@ -54,6 +55,23 @@ export function parseSourceSystems(raw: string): Map<string, string> {
   return systems
 }
 
+/** Documented in the README so a newcomer can call the API at once; refused in production. */
+export const devSourceSystem = { name: 'branch-portal', apiKey: 'local-branch-portal-key' } as const
+
+function sourceSystems(env: Env, production: boolean): Map<string, string> {
+  const systems = parseSourceSystems(env.CIF_SOURCE_SYSTEMS ?? '')
+  const devHash = apiKeyHash(devSourceSystem.apiKey)
+  if (production) {
+    if ([...systems.values()].includes(devHash)) {
+      throw new ConfigError('CIF_SOURCE_SYSTEMS holds the public development key; give each source system its own key.')
+    }
+    if (systems.size === 0) throw new ConfigError('CIF_SOURCE_SYSTEMS must name at least one source system in production.')
+  } else if (systems.size === 0) {
+    systems.set(devSourceSystem.name, devHash)
+  }
+  return systems
+}
+
 export function loadConfig(env: Env = process.env): Config {
   const production = env.NODE_ENV === 'production'
   const kafkaBrokers = env.KAFKA_BROKERS?.split(',').map((s) => s.trim()).filter(Boolean)
@@ -75,6 +93,6 @@ export function loadConfig(env: Env = process.env): Config {
       pollIntervalMs: integer(env, 'OUTBOX_POLL_INTERVAL_MS', 1000, 10, 60_000),
       retentionHours: integer(env, 'OUTBOX_RETENTION_HOURS', 168, 0, 24 * 365)
     },
-    sourceSystemKeyHashes: parseSourceSystems(env.CIF_SOURCE_SYSTEMS ?? '')
+    sourceSystemKeyHashes: sourceSystems(env, production)
   }
 }

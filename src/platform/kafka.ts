@@ -1,4 +1,5 @@
-import { Admin, Producer, stringSerializers } from '@platformatic/kafka'
+import { randomUUID } from 'node:crypto'
+import { Admin, Consumer, Producer, stringDeserializers, stringSerializers } from '@platformatic/kafka'
 
 export const topics = {
   customerEvents: 'cif.customer.events'
@@ -60,4 +61,20 @@ export async function kafkaAnswers(probe: Admin): Promise<boolean> {
   } catch {
     return false
   }
+}
+
+export type StringConsumer = Consumer<string, string, string, string>
+
+/**
+ * A consumer for reading a topic outside any application group (a tail, a test). Its group id is
+ * unique and nothing is committed.
+ */
+export function createReader(brokers: string[], clientId: string): StringConsumer {
+  return new Consumer({
+    clientId,
+    groupId: `${clientId}-${randomUUID()}`,
+    bootstrapBrokers: brokers,
+    deserializers: stringDeserializers,
+    autocommit: false
+  })
 }

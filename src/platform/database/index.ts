@@ -24,8 +24,8 @@ export function openDatabase(connectionString: string, options: { maxConnections
 const provider: MigrationProvider = { getMigrations: async () => migrations }
 
 /** Applies every pending migration; several processes may call it at once (Kysely takes a lock). */
-export async function migrateToLatest(db: Kysely<unknown>): Promise<string[]> {
-  const { error, results } = await new Migrator({ db, provider }).migrateToLatest()
+export async function migrateToLatest(db: Db): Promise<string[]> {
+  const { error, results } = await new Migrator({ db: db as Kysely<any>, provider }).migrateToLatest()
   if (error) throw error instanceof Error ? error : new Error(String(error))
   return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName)
 }

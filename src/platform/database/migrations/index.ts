@@ -1,4 +1,4 @@
-import type { Migration } from 'kysely'
+import type { Migration } from 'kysely/migration'
 import * as cifService from './0001_cif_service.ts'
 
 /** Every migration, in order. Names are versions: never rename or edit a released one, add a new one. */

@@ -1,0 +1,144 @@
+import { sql, type Transaction } from 'kysely'
+import type { Database, Db } from '../platform/database/index.ts'
+import type { CustomerRow } from '../platform/database/tables.ts'
+import { ProblemError } from '../platform/http/problem.ts'
+import { cifIdFromNumber } from './cif-id.ts'
+import { customerEvent, customerEventTypes, outboxMessageFor } from './customer-events.ts'
+import { customerRecordErrors, normalizeIdentifierValue, todayUtc } from './customer-rules.ts'
+import { Customer, type CustomerInput, type CustomerPatch } from './customer-schema.ts'
+import { applyMergePatch, changedFields } from './merge-patch.ts'
+
+type Tx = Transaction<Database>
+
+const customerFieldOrder = Object.keys(Customer.properties)
+
+/** The API's view of a row, fields in the contract's order (jsonb keeps its own order). */
+export function toCustomer(row: CustomerRow): Customer {
+  const values: Record<string, unknown> = {
+    ...row.record,
+    cifId: row.cif_id,
+    version: row.version,
+    sourceSystem: row.source_system,
+    createdAt: row.created_at.toISOString(),
+    updatedAt: row.updated_at.toISOString()
+  }
+  return Object.fromEntries(customerFieldOrder.filter((k) => values[k] !== undefined).map((k) => [k, values[k]])) as Customer
+}
+
+function conflict(detail: string, cifId: string | undefined, field: string): ProblemError {
+  return new ProblemError(409, detail, { cifId, errors: [{ pointer: field, detail: 'already belongs to another customer' }] })
+}
+
+/**
+ * Claims the customer's identifiers. A document held by another customer means the person or company
+ * is already known: one customer, one CIF.
+ */
+async function claimIdentifiers(trx: Tx, cifId: string, identifiers: CustomerInput['identifiers']): Promise<void> {
+  if (!identifiers?.length) return
+  const rows = identifiers.map((identifier) => ({
+    type: identifier.type,
+    issuing_country: identifier.issuingCountry,
+    normalized_value: normalizeIdentifierValue(identifier.value),
+    cif_id: cifId
+  }))
+  const claimed = await trx
+    .insertInto('customer_identifier')
+    .values(rows)
+    .onConflict((oc) => oc.doNothing())
+    .returning(['type', 'issuing_country', 'normalized_value'])
+    .execute()
+  if (claimed.length === rows.length) return
+  const taken = rows.findIndex(
+    (row) => !claimed.some((c) => c.type === row.type && c.issuing_country === row.issuing_country && c.normalized_value === row.normalized_value)
+  )
+  const holder = await trx
+    .selectFrom('customer_identifier')
+    .select('cif_id')
+    .where('type', '=', rows[taken]!.type)
+    .where('issuing_country', '=', rows[taken]!.issuing_country)
+    .where('normalized_value', '=', rows[taken]!.normalized_value)
+    .executeTakeFirst()
+  throw conflict(`This ${rows[taken]!.type} already belongs to customer ${holder?.cif_id}.`, holder?.cif_id, `/identifiers/${taken}`)
+}
+
+export async function createCustomer(trx: Tx, input: CustomerInput, sourceSystem: string): Promise<Customer> {
+  const { next } = await sql<{ next: string }>`select nextval('cif_number_seq')::text as next`.execute(trx).then((r) => r.rows[0]!)
+  const cifId = cifIdFromNumber(next)
+  const row = await trx
+    .insertInto('customer')
+    .values({
+      cif_id: cifId,
+      version: 1,
+      legal_form: input.legalForm,
+      source_system: sourceSystem,
+      external_id: input.externalId ?? null,
+      record: JSON.stringify(input)
+    })
+    .onConflict((oc) => oc.columns(['source_system', 'external_id']).where('external_id', 'is not', null).doNothing())
+    .returningAll()
+    .executeTakeFirst()
+  if (!row) {
+    const holder = await trx
+      .selectFrom('customer')
+      .select('cif_id')
+      .where('source_system', '=', sourceSystem)
+      .where('external_id', '=', input.externalId!)
+      .executeTakeFirst()
+    throw conflict(`This externalId already belongs to customer ${holder?.cif_id}.`, holder?.cif_id, '/externalId')
+  }
+  await claimIdentifiers(trx, cifId, input.identifiers)
+  const customer = toCustomer(row)
+  await trx.insertInto('outbox_message').values(outboxMessageFor(customerEvent(customerEventTypes.created, customer, sourceSystem))).execute()
+  return customer
+}
+
+export async function findCustomer(db: Db, cifId: string): Promise<Customer | undefined> {
+  const row = await db.selectFrom('customer').selectAll().where('cif_id', '=', cifId).executeTakeFirst()
+  return row && toCustomer(row)
+}
+
+export interface CustomerUpdate {
+  customer: Customer
+  changed: string[]
+}
+
+/**
+ * Applies a merge patch if the caller saw the current version (optimistic concurrency). The row lock
+ * also orders this customer's events: a later version's outbox row is always written after an earlier one's.
+ */
+export async function updateCustomer(
+  trx: Tx,
+  cifId: string,
+  patch: CustomerPatch,
+  expectedVersion: number,
+  actingSourceSystem: string
+): Promise<CustomerUpdate> {
+  const row = await trx.selectFrom('customer').selectAll().where('cif_id', '=', cifId).forUpdate().executeTakeFirst()
+  if (!row) throw new ProblemError(404, `No customer has CIF ID ${cifId}.`)
+  if (row.version !== expectedVersion) {
+    throw new ProblemError(412, `The customer is at version ${row.version}, not ${expectedVersion}; read it again and reapply your change.`, {
+      currentVersion: row.version
+    })
+  }
+  const before = row.record
+  const after = applyMergePatch(before, patch) as Record<string, unknown>
+  const errors = customerRecordErrors(after, todayUtc())
+  if (errors.length) throw ProblemError.invalid(errors, 'The customer would not be valid after this change.')
+  const changed = changedFields(before, after)
+  if (changed.length === 0) return { customer: toCustomer(row), changed }
+
+  if (changed.includes('identifiers')) {
+    await trx.deleteFrom('customer_identifier').where('cif_id', '=', cifId).execute()
+    await claimIdentifiers(trx, cifId, (after as CustomerInput).identifiers)
+  }
+  const updated = await trx
+    .updateTable('customer')
+    .set({ version: row.version + 1, record: JSON.stringify(after), updated_at: sql`now()` })
+    .where('cif_id', '=', cifId)
+    .returningAll()
+    .executeTakeFirstOrThrow()
+  const customer = toCustomer(updated)
+  const event = customerEvent(customerEventTypes.updated, customer, actingSourceSystem, changed)
+  await trx.insertInto('outbox_message').values(outboxMessageFor(event)).execute()
+  return { customer, changed }
+}

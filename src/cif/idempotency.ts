@@ -1,0 +1,112 @@
+import { createHash } from 'node:crypto'
+import { sql } from 'kysely'
+import type { Db } from '../platform/database/index.ts'
+import { ProblemError } from '../platform/http/problem.ts'
+
+/** How long a request may hold its key before a retry may take over (its owner is presumed dead). */
+const LEASE_SECONDS = 60
+
+export interface StoredResponse {
+  status: number
+  body: unknown
+  headers: Record<string, string>
+}
+
+export type IdempotencyStart = { kind: 'first' } | { kind: 'replay'; response: StoredResponse }
+
+/** Key order does not make two bodies different requests. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`
+  if (value && typeof value === 'object') {
+    const entries = Object.keys(value).sort().map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`)
+    return `{${entries.join(',')}}`
+  }
+  return JSON.stringify(value)
+}
+
+export function requestHash(body: unknown): string {
+  return createHash('sha256').update(canonicalJson(body)).digest('hex')
+}
+
+/**
+ * Idempotent create (as Fineract and Stripe do it): the key is claimed in its own committed row, so a
+ * concurrent retry sees it at once (409), and the response is stored in the create's transaction.
+ */
+export async function startIdempotentRequest(db: Db, sourceSystem: string, key: string, hash: string): Promise<IdempotencyStart> {
+  const claimed = await db
+    .insertInto('idempotency_key')
+    .values({
+      source_system: sourceSystem,
+      key,
+      request_hash: hash,
+      state: 'IN_FLIGHT',
+      response_status: null,
+      response_body: null,
+      response_headers: null,
+      locked_until: sql<Date>`now() + make_interval(secs => ${LEASE_SECONDS})`
+    })
+    .onConflict((oc) => oc.doNothing())
+    .returning('key')
+    .executeTakeFirst()
+  if (claimed) return { kind: 'first' }
+
+  const existing = await db
+    .selectFrom('idempotency_key')
+    .select(['request_hash', 'state', 'response_status', 'response_body', 'response_headers'])
+    .where('source_system', '=', sourceSystem)
+    .where('key', '=', key)
+    .executeTakeFirst()
+  if (!existing) return startIdempotentRequest(db, sourceSystem, key, hash) // purged in between
+  if (existing.request_hash !== hash) {
+    throw new ProblemError(422, 'This Idempotency-Key was used for a different request body; use a new key for a new request.', {
+      errors: [{ header: 'idempotency-key', detail: 'was used with another body' }]
+    })
+  }
+  if (existing.state === 'COMPLETED') {
+    return {
+      kind: 'replay',
+      response: { status: existing.response_status!, body: existing.response_body, headers: existing.response_headers ?? {} }
+    }
+  }
+  const takenOver = await db
+    .updateTable('idempotency_key')
+    .set({ locked_until: sql<Date>`now() + make_interval(secs => ${LEASE_SECONDS})` })
+    .where('source_system', '=', sourceSystem)
+    .where('key', '=', key)
+    .where('state', '=', 'IN_FLIGHT')
+    .where('locked_until', '<', sql<Date>`now()`)
+    .returning('key')
+    .executeTakeFirst()
+  if (takenOver) return { kind: 'first' }
+  throw new ProblemError(409, 'A request with this Idempotency-Key is still being processed; retry after it completes.', {
+    errors: [{ header: 'idempotency-key', detail: 'is in use by a request in progress' }]
+  })
+}
+
+export async function completeIdempotentRequest(db: Db, sourceSystem: string, key: string, response: StoredResponse): Promise<void> {
+  await db
+    .updateTable('idempotency_key')
+    .set({
+      state: 'COMPLETED',
+      response_status: response.status,
+      response_body: JSON.stringify(response.body),
+      response_headers: JSON.stringify(response.headers),
+      locked_until: null
+    })
+    .where('source_system', '=', sourceSystem)
+    .where('key', '=', key)
+    .execute()
+}
+
+/** The request failed in a way a retry may fix (not the caller's fault): free the key. */
+export async function releaseIdempotencyKey(db: Db, sourceSystem: string, key: string): Promise<void> {
+  await db.deleteFrom('idempotency_key').where('source_system', '=', sourceSystem).where('key', '=', key).execute()
+}
+
+export async function purgeIdempotencyKeys(db: Db, olderThanHours: number): Promise<number> {
+  const result = await db
+    .deleteFrom('idempotency_key')
+    .where('created_at', '<', sql<Date>`now() - make_interval(hours => ${olderThanHours})`)
+    .executeTakeFirst()
+  return Number(result.numDeletedRows)
+}

@@ -1,0 +1,160 @@
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import { Type } from 'typebox'
+import type { Db } from '../platform/database/index.ts'
+import { requireApiKey } from '../platform/http/api-key-auth.ts'
+import { ProblemError } from '../platform/http/problem.ts'
+import { PROBLEM_JSON, type HttpServer } from '../platform/http/server.ts'
+import { isValidCifId } from './cif-id.ts'
+import { customerRuleErrors, todayUtc } from './customer-rules.ts'
+import { CifIdParams, Customer, CustomerInput, CustomerPatch, immutableFields } from './customer-schema.ts'
+import { createCustomer, findCustomer, updateCustomer } from './customer-store.ts'
+import {
+  completeIdempotentRequest,
+  releaseIdempotencyKey,
+  requestHash,
+  startIdempotentRequest,
+  type StoredResponse
+} from './idempotency.ts'
+
+export interface CifApiOptions {
+  db: Db
+  sourceSystemKeyHashes: Map<string, string>
+}
+
+const problems = Object.fromEntries(
+  ['400', '401', '404', '409', '412', '413', '415', '422', '428'].map((status) => [
+    status,
+    { description: 'Problem details (RFC 9457)', content: { [PROBLEM_JSON]: { schema: Type.Ref('Problem') } } }
+  ])
+)
+const security = [{ apiKey: [] }]
+const etag = (version: number) => `"${version}"`
+
+function checkCifId(cifId: string): void {
+  if (!isValidCifId(cifId)) {
+    throw ProblemError.invalid([{ parameter: 'cifId', detail: 'has a wrong check digit' }], 'The CIF ID is malformed.')
+  }
+}
+
+/** `If-Match: "<version>"`, as the ETag of the last read gave it. */
+function expectedVersion(ifMatch: string | undefined): number {
+  if (ifMatch === undefined) {
+    throw new ProblemError(428, 'Send If-Match with the ETag of the version you read, so no concurrent change is overwritten.', {
+      errors: [{ header: 'if-match', detail: 'is required' }]
+    })
+  }
+  const match = /^"([1-9][0-9]{0,8})"$/.exec(ifMatch.trim())
+  if (!match) throw ProblemError.invalid([{ header: 'if-match', detail: 'must be an ETag such as "3"' }])
+  return Number(match[1])
+}
+
+export async function cifApi(app: HttpServer, options: CifApiOptions): Promise<void> {
+  const { db } = options
+  requireApiKey(app, options.sourceSystemKeyHashes)
+
+  app.post(
+    '/customers',
+    {
+      schema: {
+        tags: ['customers'],
+        summary: 'Create a customer and get its CIF ID',
+        security,
+        headers: Type.Object({
+          'idempotency-key': Type.Optional(
+            Type.String({ pattern: '^[\\x21-\\x7e]{1,255}$', description: 'Retries with the same key and body return the first response' })
+          )
+        }),
+        body: CustomerInput,
+        response: { 201: Customer, ...problems }
+      }
+    },
+    async (request, reply) => {
+      const input = request.body
+      const ruleErrors = customerRuleErrors(input, todayUtc())
+      if (ruleErrors.length) throw ProblemError.invalid(ruleErrors)
+
+      const key = request.headers['idempotency-key']
+      const source = request.sourceSystem
+      if (key) {
+        const start = await startIdempotentRequest(db, source, key, requestHash(input))
+        if (start.kind === 'replay') {
+          // A replay answers what the first request was answered: the 201 or a problem.
+          const { status, headers, body } = start.response
+          return reply.status(status as 201).headers({ ...headers, 'idempotent-replayed': 'true' }).send(body as Customer)
+        }
+      }
+      try {
+        const created = await db.transaction().execute(async (trx) => {
+          const customer = await createCustomer(trx, input, source)
+          const headers = { location: `/v1/customers/${customer.cifId}`, etag: etag(customer.version) }
+          if (key) await completeIdempotentRequest(trx, source, key, { status: 201, body: customer, headers })
+          return { customer, headers }
+        })
+        return reply.status(201).headers(created.headers).send(created.customer)
+      } catch (error) {
+        if (key) await settleFailedIdempotentRequest(db, source, key, error, request.url)
+        throw error
+      }
+    }
+  )
+
+  app.get(
+    '/customers/:cifId',
+    {
+      schema: { tags: ['customers'], summary: 'Read a customer', security, params: CifIdParams, response: { 200: Customer, ...problems } }
+    },
+    async (request, reply) => {
+      checkCifId(request.params.cifId)
+      const customer = await findCustomer(db, request.params.cifId)
+      if (!customer) throw new ProblemError(404, `No customer has CIF ID ${request.params.cifId}.`)
+      return reply.header('etag', etag(customer.version)).send(customer)
+    }
+  )
+
+  // Its own scope, so that only PATCH accepts the merge-patch media type.
+  await app.register(async (scope) => {
+    const patchScope = scope.withTypeProvider<TypeBoxTypeProvider>()
+    patchScope.addContentTypeParser(
+      'application/merge-patch+json',
+      { parseAs: 'string' },
+      patchScope.getDefaultJsonParser('error', 'error')
+    )
+    patchScope.patch(
+      '/customers/:cifId',
+      {
+        schema: {
+          tags: ['customers'],
+          summary: 'Change a customer (JSON Merge Patch, RFC 7396); If-Match is required',
+          description: 'A change that leaves the record as it was creates no new version and no event.',
+          security,
+          params: CifIdParams,
+          headers: Type.Object({ 'if-match': Type.Optional(Type.String({ description: 'The ETag of the version read, e.g. "3"' })) }),
+          body: CustomerPatch,
+          response: { 200: Customer, ...problems }
+        }
+      },
+      async (request, reply) => {
+        checkCifId(request.params.cifId)
+        const version = expectedVersion(request.headers['if-match'])
+        const immutable = immutableFields.filter((field) => field in request.body)
+        if (immutable.length) {
+          throw ProblemError.invalid(immutable.map((field) => ({ pointer: `/${field}`, detail: 'cannot be changed after create' })))
+        }
+        const { customer } = await db
+          .transaction()
+          .execute((trx) => updateCustomer(trx, request.params.cifId, request.body, version, request.sourceSystem))
+        return reply.header('etag', etag(customer.version)).send(customer)
+      }
+    )
+  })
+}
+
+/** A refusal (4xx) is the answer to that request and is replayed; anything else frees the key for a retry. */
+async function settleFailedIdempotentRequest(db: Db, source: string, key: string, error: unknown, url: string): Promise<void> {
+  if (error instanceof ProblemError && error.status < 500) {
+    const response: StoredResponse = { status: error.status, body: { ...error.problem, instance: url }, headers: { 'content-type': PROBLEM_JSON } }
+    await completeIdempotentRequest(db, source, key, response)
+  } else {
+    await releaseIdempotencyKey(db, source, key)
+  }
+}

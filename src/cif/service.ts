@@ -1,0 +1,68 @@
+import { sql } from 'kysely'
+import { OutboxRelay } from '../outbox/relay.ts'
+import type { Config } from '../platform/config.ts'
+import { openDatabase } from '../platform/database/index.ts'
+import { createHttpServer, type HttpServer } from '../platform/http/server.ts'
+import { createIdempotentProducer, createProbe, kafkaAnswers } from '../platform/kafka.ts'
+import type { Logger } from '../platform/logger.ts'
+import { purgeIdempotencyKeys } from './idempotency.ts'
+import { cifApi } from './routes.ts'
+
+export interface Connections {
+  databaseUrl: string
+  kafkaBrokers: string[]
+}
+
+export interface CifService {
+  app: HttpServer
+  /** Base URL the API listens on, e.g. http://127.0.0.1:8080 */
+  url: string
+  relay: OutboxRelay
+  close(): Promise<void>
+}
+
+const IDEMPOTENCY_KEY_TTL_HOURS = 24
+
+/** The CIF service: the customer API and the relay that publishes its outbox to Kafka. */
+export async function startCifService(config: Config, connections: Connections, log: Logger): Promise<CifService> {
+  const database = openDatabase(connections.databaseUrl, { maxConnections: 20 })
+  const producer = createIdempotentProducer(connections.kafkaBrokers, 'cif-service')
+  const probe = createProbe(connections.kafkaBrokers, 2000)
+  const app = await createHttpServer({
+    logger: log,
+    bodyLimitBytes: config.cif.bodyLimitBytes,
+    title: 'CIF service',
+    description: 'Create and change customers under a CIF ID; every change is published to Kafka (cif.customer.events).',
+    readinessChecks: {
+      database: async () => (await sql`select 1`.execute(database.db), true),
+      kafka: () => kafkaAnswers(probe)
+    }
+  })
+  await app.register(cifApi, { prefix: '/v1', db: database.db, sourceSystemKeyHashes: config.sourceSystemKeyHashes })
+
+  const relay = new OutboxRelay({
+    db: database.db,
+    databaseUrl: connections.databaseUrl,
+    producer,
+    ...config.outbox,
+    log: log.child({ component: 'outbox-relay' })
+  })
+  relay.start()
+  const purgeKeys = setInterval(() => {
+    purgeIdempotencyKeys(database.db, IDEMPOTENCY_KEY_TTL_HOURS).catch((err) => log.warn({ err }, 'idempotency key purge failed'))
+  }, 3_600_000).unref()
+
+  const address = await app.listen({ host: config.cif.host, port: config.cif.port })
+  return {
+    app,
+    url: address,
+    relay,
+    close: async () => {
+      clearInterval(purgeKeys)
+      await app.close()
+      await relay.stop()
+      await Promise.all([producer.close(), probe.close()])
+      await database.close()
+    }
+  }
+}

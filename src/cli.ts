@@ -1,0 +1,70 @@
+#!/usr/bin/env node
+// One entry point, one process role per command.
+import { startCifService } from './cif/service.ts'
+import { ConfigError, loadConfig, type Config } from './platform/config.ts'
+import { migrateToLatest, openDatabase } from './platform/database/index.ts'
+import { apiKeyHash } from './platform/http/api-key-auth.ts'
+import { onShutdown } from './platform/lifecycle.ts'
+import { LocalKafkaUnavailable } from './platform/local/kafka-broker.ts'
+import { createLogger } from './platform/logger.ts'
+import { runLocalStack } from './roles/local-stack.ts'
+import { tailTopic } from './roles/tail.ts'
+
+const usage = `Usage: cif-syncer <command>
+
+  up                  run the whole local stack (PostgreSQL, Kafka, CIF service)
+  cif-service         run the CIF service against DATABASE_URL and KAFKA_BROKERS
+  migrate             apply database migrations to DATABASE_URL
+  tail <topic> [--from-beginning]
+                      print a topic's messages (KAFKA_BROKERS, default 127.0.0.1:9092)
+  hash-key <key>      print the SHA-256 of an API key, for CIF_SOURCE_SYSTEMS
+`
+
+function required(config: Config): { databaseUrl: string; kafkaBrokers: string[] } {
+  if (!config.databaseUrl || !config.kafkaBrokers) {
+    throw new ConfigError('Set DATABASE_URL and KAFKA_BROKERS, or run `cif-syncer up` for the local stack.')
+  }
+  return { databaseUrl: config.databaseUrl, kafkaBrokers: config.kafkaBrokers }
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...args] = argv
+  const config = loadConfig()
+  const log = createLogger(config.logLevel, command ?? 'cif-syncer')
+  switch (command) {
+    case 'up':
+      return runLocalStack(config, log)
+    case 'cif-service': {
+      const service = await startCifService(config, required(config), log)
+      onShutdown(log, service.close)
+      return
+    }
+    case 'migrate': {
+      const database = openDatabase(required(config).databaseUrl, { maxConnections: 1 })
+      try {
+        log.info({ applied: await migrateToLatest(database.db) }, 'database is up to date')
+      } finally {
+        await database.close()
+      }
+      return
+    }
+    case 'tail':
+      if (!args[0]) break
+      return tailTopic(config.kafkaBrokers ?? [`127.0.0.1:${config.localKafkaPort}`], args[0], args.includes('--from-beginning'))
+    case 'hash-key':
+      if (!args[0]) break
+      process.stdout.write(`${apiKeyHash(args[0])}\n`)
+      return
+  }
+  process.stderr.write(usage)
+  process.exitCode = 2
+}
+
+main(process.argv.slice(2)).catch((error: unknown) => {
+  if (error instanceof ConfigError || error instanceof LocalKafkaUnavailable) {
+    process.stderr.write(`${error.message}\n`)
+  } else {
+    process.stderr.write(`${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`)
+  }
+  process.exit(1)
+})

@@ -1,0 +1,122 @@
+import { randomUUID } from 'node:crypto'
+import swagger from '@fastify/swagger'
+import swaggerUi from '@fastify/swagger-ui'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type RawServerDefault } from 'fastify'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { Type } from 'typebox'
+import type { Logger } from '../logger.ts'
+import { fieldErrorsFromAjv, ProblemError, titleFor, type Problem } from './problem.ts'
+
+export type HttpServer = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>
+
+export interface HttpServerOptions {
+  logger: Logger
+  bodyLimitBytes: number
+  title: string
+  description: string
+  /** Each named dependency answers true when it works; `/health/ready` is 200 only when all do. */
+  readinessChecks: Record<string, () => Promise<boolean>>
+}
+
+export const PROBLEM_JSON = 'application/problem+json'
+
+const ProblemSchema = Type.Object(
+  {
+    type: Type.String(),
+    title: Type.String(),
+    status: Type.Integer(),
+    detail: Type.Optional(Type.String()),
+    instance: Type.Optional(Type.String()),
+    errors: Type.Optional(
+      Type.Array(
+        Type.Object({
+          pointer: Type.Optional(Type.String({ description: 'JSON Pointer into the request body' })),
+          parameter: Type.Optional(Type.String()),
+          header: Type.Optional(Type.String()),
+          detail: Type.String()
+        })
+      )
+    )
+  },
+  { $id: 'Problem', description: 'RFC 9457 problem details', additionalProperties: true }
+)
+
+/** Maps Fastify's own errors (parsing, limits, validation) to the status and words a caller can act on. */
+function problemFor(error: FastifyError): Problem {
+  if (error instanceof ProblemError) return error.problem
+  if (error.validation) {
+    return new ProblemError(400, 'One or more fields are not valid.', {
+      errors: fieldErrorsFromAjv(error.validation as never, error.validationContext ?? 'body')
+    }).problem
+  }
+  const byCode: Record<string, [number, string]> = {
+    FST_ERR_CTP_BODY_TOO_LARGE: [413, 'The request body is larger than this API accepts.'],
+    FST_ERR_CTP_INVALID_MEDIA_TYPE: [415, 'Send the body as application/json.'],
+    FST_ERR_CTP_EMPTY_JSON_BODY: [400, 'The request body is empty; a JSON document is expected.'],
+    FST_ERR_CTP_INVALID_CONTENT_LENGTH: [400, 'The Content-Length header does not match the body.'],
+    FST_ERR_CTP_INVALID_JSON_BODY: [400, 'The request body is not valid JSON.']
+  }
+  const known = error.code ? byCode[error.code] : undefined
+  if (known) return new ProblemError(known[0], known[1]).problem
+  const status = error.statusCode ?? 500
+  if (status === 400 && (error instanceof SyntaxError || /JSON|__proto__|constructor/.test(error.message))) {
+    return new ProblemError(400, 'The request body is not valid JSON.').problem
+  }
+  if (status >= 400 && status < 500) return new ProblemError(status, error.message).problem
+  return { type: 'about:blank', title: titleFor(500), status: 500, detail: 'An unexpected error occurred.' }
+}
+
+export async function createHttpServer(options: HttpServerOptions): Promise<HttpServer> {
+  const app = Fastify({
+    loggerInstance: options.logger as FastifyBaseLogger,
+    bodyLimit: options.bodyLimitBytes,
+    genReqId: (req) => {
+      const given = req.headers['x-request-id']
+      return typeof given === 'string' && /^[\w.-]{1,100}$/.test(given) ? given : randomUUID()
+    },
+    ajv: {
+      // Reject, never repair: unknown fields and wrong types are errors, and every field at fault is named.
+      customOptions: { allErrors: true, coerceTypes: false, removeAdditional: false, useDefaults: false }
+    }
+  }).withTypeProvider<TypeBoxTypeProvider>()
+
+  app.addSchema(ProblemSchema)
+
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    const problem = problemFor(error)
+    if (problem.status >= 500) request.log.error({ err: error }, 'request failed')
+    else request.log.info({ status: problem.status, code: error.code }, problem.title)
+    reply.status(problem.status).type(PROBLEM_JSON).send({ ...problem, instance: request.url })
+  })
+  app.setNotFoundHandler((request, reply) => {
+    reply
+      .status(404)
+      .type(PROBLEM_JSON)
+      .send({ type: 'about:blank', title: titleFor(404), status: 404, detail: `No route ${request.method} ${request.url}.` })
+  })
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: options.title, description: options.description, version: '1' },
+      components: {
+        securitySchemes: { apiKey: { type: 'http', scheme: 'bearer', description: "The source system's API key" } }
+      }
+    },
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`) }
+  })
+  await app.register(swaggerUi, { routePrefix: '/docs' })
+  app.get('/openapi.json', { schema: { hide: true } }, () => app.swagger())
+
+  app.get('/health/live', { schema: { tags: ['health'], summary: 'The process is up' } }, () => ({ status: 'ok' }))
+  app.get('/health/ready', { schema: { tags: ['health'], summary: 'Every dependency answers' } }, async (_request, reply) => {
+    const names = Object.keys(options.readinessChecks)
+    const results = await Promise.all(names.map((name) => options.readinessChecks[name]!().catch(() => false)))
+    const checks = Object.fromEntries(names.map((name, i) => [name, results[i] ? 'up' : 'down']))
+    const ready = results.every(Boolean)
+    reply.status(ready ? 200 : 503)
+    return { status: ready ? 'ready' : 'not ready', checks }
+  })
+  return app
+}
