@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto'
 import { topics } from '../platform/kafka.ts'
 import type { NewOutboxMessage } from '../platform/database/tables.ts'
-import type { Customer } from './customer-schema.ts'
+import { Type, type TSchema } from 'typebox'
+import { CIF_ID_PATTERN } from './cif-id.ts'
+import { Customer } from './customer-schema.ts'
 
 export const customerEventTypes = {
   created: 'cif.customer.created',
@@ -70,4 +72,33 @@ export function outboxMessageFor(event: CustomerEvent): NewOutboxMessage {
       ce_id: event.id
     })
   }
+}
+
+/** The JSON Schema of one event type's envelope; `schemas/events/<type>.json` is written from it. */
+export function customerEventSchema(type: CustomerEventType): TSchema {
+  const updated = type === customerEventTypes.updated
+  return Type.Object(
+    {
+      specversion: Type.Literal('1.0'),
+      id: Type.String({ format: 'uuid' }),
+      source: Type.Literal(EVENT_SOURCE),
+      type: Type.Literal(type),
+      subject: Type.String({ pattern: CIF_ID_PATTERN, description: 'The CIF ID' }),
+      time: Type.String({ format: 'date-time' }),
+      datacontenttype: Type.Literal('application/json'),
+      dataschema: Type.Literal(dataSchemaFor(type)),
+      customerversion: updated ? Type.Integer({ minimum: 2 }) : Type.Literal(1),
+      sourcesystem: Type.String({ minLength: 1, description: 'The source system that made the change' }),
+      ...(updated
+        ? { changedfields: Type.String({ pattern: '^[A-Za-z]+(,[A-Za-z]+)*$', description: 'Top-level fields changed, comma-separated' }) }
+        : {}),
+      data: Customer
+    },
+    {
+      $schema: 'https://json-schema.org/draft/2020-12/schema',
+      $id: dataSchemaFor(type),
+      title: `${type} (CloudEvents 1.0, structured JSON)`,
+      additionalProperties: false
+    }
+  )
 }

@@ -1,0 +1,142 @@
+import { randomUUID } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { Ajv2020 } from 'ajv/dist/2020.js'
+import addFormats from 'ajv-formats'
+import { inject } from 'vitest'
+import { startCifService, type CifService, type Connections } from '../../src/cif/service.ts'
+import { loadConfig } from '../../src/platform/config.ts'
+import { apiKeyHash } from '../../src/platform/http/api-key-auth.ts'
+import { createReader, type StringConsumer } from '../../src/platform/kafka.ts'
+import { createLogger } from '../../src/platform/logger.ts'
+
+export const keys = { branchPortal: 'test-branch-portal-key', onboardingApp: 'test-onboarding-app-key' }
+
+export function connections(): Connections {
+  return { databaseUrl: inject('databaseUrl'), kafkaBrokers: inject('kafkaBrokers') }
+}
+
+/** A CIF service on a free port with two source systems, against the shared test stack unless told otherwise. */
+export async function startTestCifService(overrides: Partial<Connections> = {}, env: Record<string, string> = {}): Promise<CifService> {
+  const config = loadConfig({
+    CIF_PORT: '0',
+    CIF_SOURCE_SYSTEMS: `branch-portal=${apiKeyHash(keys.branchPortal)},onboarding-app=${apiKeyHash(keys.onboardingApp)}`,
+    OUTBOX_POLL_INTERVAL_MS: '200',
+    ...env
+  })
+  return startCifService(config, { ...connections(), ...overrides }, createLogger(process.env.LOG_LEVEL ?? 'warn', 'cif-test'))
+}
+
+export interface ApiResponse {
+  status: number
+  headers: Headers
+  body: any
+}
+
+export async function call(
+  baseUrl: string,
+  method: string,
+  path: string,
+  options: { body?: unknown; raw?: string; key?: string | null; headers?: Record<string, string> } = {}
+): Promise<ApiResponse> {
+  const headers: Record<string, string> = { ...options.headers }
+  const key = options.key === undefined ? keys.branchPortal : options.key
+  if (key !== null) headers.authorization = `Bearer ${key}`
+  let body: string | undefined = options.raw
+  if (options.body !== undefined) {
+    body = JSON.stringify(options.body)
+    headers['content-type'] ??= 'application/json'
+  }
+  const response = await fetch(`${baseUrl}${path}`, { method, headers, body })
+  const text = await response.text()
+  let parsed: unknown = text
+  try {
+    parsed = text ? JSON.parse(text) : undefined
+  } catch {
+    // leave it as text
+  }
+  return { status: response.status, headers: response.headers, body: parsed }
+}
+
+let serial = 0
+/** A valid PERSON with identifiers and an externalId no other test uses. */
+export function newPerson(overrides: Record<string, unknown> = {}): Record<string, any> {
+  const unique = `${Date.now().toString(36)}${(serial++).toString(36)}${randomUUID().slice(0, 6)}`.toUpperCase()
+  return {
+    legalForm: 'PERSON',
+    firstName: 'Ada',
+    middleName: 'King',
+    lastName: 'Lovelace',
+    dateOfBirth: '1985-12-10',
+    mobileNumber: '+6591234567',
+    email: 'ada@example.com',
+    identifiers: [{ type: 'PASSPORT', value: `P${unique}`.slice(0, 40), issuingCountry: 'GB' }],
+    addresses: [{ type: 'HOME', line1: '12 St James’s Square', city: 'London', postalCode: 'SW1Y 4JH', country: 'GB' }],
+    branchCode: 'LDN01',
+    externalId: `bp-${unique}`,
+    ...overrides
+  }
+}
+
+export interface TopicMessage {
+  key: string
+  partition: number
+  offset: bigint
+  headers: Record<string, string>
+  value: any
+}
+
+/** Reads a topic from its start into memory, so tests can wait for what they expect to arrive. */
+export class TopicReader {
+  readonly messages: TopicMessage[] = []
+  #consumer: StringConsumer
+  #closing: (() => Promise<void>) | undefined
+
+  private constructor(consumer: StringConsumer) {
+    this.#consumer = consumer
+  }
+
+  static async open(brokers: string[], topic: string): Promise<TopicReader> {
+    const reader = new TopicReader(createReader(brokers, 'cif-test-reader'))
+    const stream = await reader.#consumer.consume({ topics: [topic], mode: 'earliest', maxWaitTime: 200 })
+    stream.on('data', (message) => {
+      reader.messages.push({
+        key: message.key,
+        partition: message.partition,
+        offset: message.offset,
+        headers: Object.fromEntries(message.headers),
+        value: JSON.parse(message.value)
+      })
+    })
+    reader.#closing = async () => {
+      await stream.close()
+    }
+    return reader
+  }
+
+  async waitFor(predicate: (messages: TopicMessage[]) => boolean, timeoutMs = 30_000): Promise<TopicMessage[]> {
+    const deadline = Date.now() + timeoutMs
+    while (!predicate(this.messages)) {
+      if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms with ${this.messages.length} messages`)
+      await sleep(50)
+    }
+    return this.messages
+  }
+
+  forKey(key: string): TopicMessage[] {
+    return this.messages.filter((m) => m.key === key)
+  }
+
+  async close(): Promise<void> {
+    await this.#closing?.()
+    await this.#consumer.close()
+  }
+}
+
+const ajv = new Ajv2020({ allErrors: true, strict: false })
+addFormats.default(ajv)
+/** Validates an event against the committed JSON Schema of its type (schemas/events/). */
+export async function eventSchemaErrors(event: { type: string }): Promise<string[]> {
+  const { default: schema } = await import(`../../schemas/events/${event.type}.json`, { with: { type: 'json' } })
+  const validate = ajv.getSchema(schema.$id) ?? ajv.compile(schema)
+  return validate(event) ? [] : (validate.errors ?? []).map((e) => `${e.instancePath} ${e.message}`)
+}
