@@ -82,6 +82,8 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   app.addSchema(ProblemSchema)
+  // This API speaks JSON only; a text body is the wrong media type, not a malformed document.
+  app.removeContentTypeParser('text/plain')
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const problem = problemFor(error)
