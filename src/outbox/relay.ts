@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { sql } from 'kysely'
 import pg from 'pg'
 import type { Db } from '../platform/database/index.ts'
+import { describeError } from '../platform/errors.ts'
 import type { StringProducer } from '../platform/kafka.ts'
 import type { Logger } from '../platform/logger.ts'
 
@@ -110,10 +111,10 @@ export class OutboxRelay {
   }
 
   async #recordFailure(ids: string[], error: unknown): Promise<void> {
-    const message = error instanceof Error ? error.message : String(error)
+    const message = describeError(error, 1000)
     await this.#options.db
       .updateTable('outbox_message')
-      .set((eb) => ({ publish_attempts: eb('publish_attempts', '+', 1), last_error: message.slice(0, 1000) }))
+      .set((eb) => ({ publish_attempts: eb('publish_attempts', '+', 1), last_error: message }))
       .where('id', 'in', ids)
       .execute()
       .catch(() => {}) // the database itself may be what failed; the rows stay pending either way
@@ -136,7 +137,7 @@ export class OutboxRelay {
       } catch (error) {
         failures++
         // Kafka or PostgreSQL is away: the rows stay pending and go out, in order, once it is back.
-        if (failures === 1 || failures % 20 === 0) log.warn({ err: error, failures }, 'outbox relay cannot publish; will retry')
+        if (failures === 1 || failures % 20 === 0) log.warn({ error: describeError(error), failures }, 'outbox relay cannot publish; will retry')
         await this.#idle(Math.min(MAX_BACKOFF_MS, 100 * 2 ** Math.min(failures, 10)))
         continue
       }

@@ -1,0 +1,172 @@
+import { chmod, mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { CifService } from '../../src/cif/service.ts'
+import { OutboxRelay } from '../../src/outbox/relay.ts'
+import { openDatabase, type DatabaseHandle } from '../../src/platform/database/index.ts'
+import { createIdempotentProducer, ensureTopics, topics } from '../../src/platform/kafka.ts'
+import { startLocalKafka, type LocalKafka } from '../../src/platform/local/kafka-broker.ts'
+import { createLogger } from '../../src/platform/logger.ts'
+import { freePort } from './free-port.ts'
+import { call, connections, newPerson, startTestCifService, TopicReader, type TopicMessage } from './helpers.ts'
+
+const log = createLogger(process.env.LOG_LEVEL ?? 'warn', 'outbox-test')
+let database: DatabaseHandle
+
+beforeAll(() => {
+  database = openDatabase(connections().databaseUrl, { maxConnections: 4 })
+})
+afterAll(async () => {
+  await database?.close()
+})
+
+/** Versions per customer as first seen on the topic, after dropping redeliveries of the same event id. */
+function versionsByCustomer(messages: TopicMessage[], cifIds: Set<string>): Map<string, number[]> {
+  const seen = new Set<string>()
+  const versions = new Map<string, number[]>()
+  for (const message of messages) {
+    if (!cifIds.has(message.key) || seen.has(message.value.id)) continue
+    seen.add(message.value.id)
+    versions.set(message.key, [...(versions.get(message.key) ?? []), message.value.customerversion])
+  }
+  return versions
+}
+
+async function pendingFor(cifIds: string[]): Promise<number> {
+  const rows = await database.db
+    .selectFrom('outbox_message')
+    .select('id')
+    .where('status', '=', 'PENDING')
+    .where('message_key', 'in', cifIds)
+    .execute()
+  return rows.length
+}
+
+describe('Kafka stopped during a burst of creates and updates', () => {
+  let kafka: LocalKafka
+  let kafkaDir: string
+  let cif: CifService
+
+  beforeAll(async () => {
+    // A broker of its own, so that stopping it leaves the shared one alone.
+    kafkaDir = await mkdtemp(join(tmpdir(), 'cif-syncer-outage-'))
+    await chmod(kafkaDir, 0o755)
+    kafka = await startLocalKafka({ dir: kafkaDir, port: await freePort(), controllerPort: await freePort() }, log)
+    await ensureTopics(kafka.brokers)
+    cif = await startTestCifService({ kafkaBrokers: kafka.brokers })
+  })
+  afterAll(async () => {
+    await cif?.close()
+    await kafka?.stop()
+    await rm(kafkaDir, { recursive: true, force: true })
+  })
+
+  it('accepts every create while Kafka is down and publishes every event, in order per customer, once it is back', async () => {
+    const cifIds: string[] = []
+    const createAndUpdate = async (): Promise<void> => {
+      const created = await call(cif.url, 'POST', '/v1/customers', { body: newPerson() })
+      expect(created.status).toBe(201)
+      cifIds.push(created.body.cifId)
+      for (const [version, branchCode] of [[1, 'AAA01'], [2, 'BBB02']] as const) {
+        const patched = await call(cif.url, 'PATCH', `/v1/customers/${created.body.cifId}`, {
+          body: { branchCode },
+          headers: { 'if-match': `"${version}"` }
+        })
+        expect(patched.status).toBe(200)
+      }
+    }
+    for (let i = 0; i < 10; i++) await createAndUpdate()
+    await kafka.stop()
+    for (let i = 0; i < 20; i++) await createAndUpdate()
+    const ready = await call(cif.url, 'GET', '/health/ready', { key: null })
+    expect(ready.status).toBe(503)
+    expect(ready.body.checks).toEqual({ database: 'up', kafka: 'down' })
+    expect(await pendingFor(cifIds)).toBeGreaterThan(0)
+
+    await kafka.start()
+    const deadline = Date.now() + 60_000
+    while ((await pendingFor(cifIds)) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200))
+    expect(await pendingFor(cifIds)).toBe(0)
+
+    const outbox = await database.db.selectFrom('outbox_message').select(['event_id']).where('message_key', 'in', cifIds).execute()
+    expect(outbox).toHaveLength(cifIds.length * 3)
+    expect(new Set(outbox.map((row) => row.event_id)).size).toBe(outbox.length) // none twice in the outbox
+
+    const reader = await TopicReader.open(kafka.brokers, topics.customerEvents)
+    try {
+      const wanted = new Set(cifIds)
+      await reader.waitFor((messages) => [...versionsByCustomer(messages, wanted).values()].flat().length === cifIds.length * 3)
+      for (const cifId of cifIds) expect(versionsByCustomer(reader.messages, wanted).get(cifId)).toEqual([1, 2, 3])
+    } finally {
+      await reader.close()
+    }
+  })
+})
+
+describe('several relays at once', () => {
+  it('publish each customer’s events in version order while racing for rows', async () => {
+    const cif = await startTestCifService()
+    const extraRelays = Array.from({ length: 2 }, (_, i) =>
+      new OutboxRelay({
+        db: database.db,
+        databaseUrl: connections().databaseUrl,
+        producer: createIdempotentProducer(connections().kafkaBrokers, `extra-relay-${i}`),
+        batchSize: 7,
+        pollIntervalMs: 20,
+        retentionHours: 168,
+        log
+      })
+    )
+    extraRelays.forEach((relay) => relay.start())
+    const reader = await TopicReader.open(connections().kafkaBrokers, topics.customerEvents)
+    try {
+      const cifIds: string[] = []
+      for (let i = 0; i < 8; i++) cifIds.push((await call(cif.url, 'POST', '/v1/customers', { body: newPerson() })).body.cifId)
+      // Interleave updates across customers so that every batch holds several versions of several customers.
+      for (let version = 1; version <= 6; version++) {
+        await Promise.all(
+          cifIds.map((cifId) =>
+            call(cif.url, 'PATCH', `/v1/customers/${cifId}`, { body: { branchCode: `BR${version}00` }, headers: { 'if-match': `"${version}"` } })
+          )
+        )
+      }
+      const wanted = new Set(cifIds)
+      await reader.waitFor((messages) => [...versionsByCustomer(messages, wanted).values()].flat().length === cifIds.length * 7)
+      for (const cifId of cifIds) expect(versionsByCustomer(reader.messages, wanted).get(cifId)).toEqual([1, 2, 3, 4, 5, 6, 7])
+    } finally {
+      await reader.close()
+      await Promise.all(extraRelays.map((relay) => relay.stop()))
+      await cif.close()
+    }
+  })
+})
+
+describe('retention', () => {
+  it('purges sent messages past the retention and never a pending one', async () => {
+    const relay = new OutboxRelay({
+      db: database.db,
+      databaseUrl: connections().databaseUrl,
+      producer: createIdempotentProducer(connections().kafkaBrokers, 'purge-test'),
+      batchSize: 10,
+      pollIntervalMs: 1000,
+      retentionHours: 0,
+      log
+    })
+    const pending = await database.db
+      .insertInto('outbox_message')
+      .values({ event_id: crypto.randomUUID(), topic: 'cif.test.never-published', message_key: 'k', payload: '{}' })
+      .returning('id')
+      .executeTakeFirstOrThrow()
+    try {
+      const sentBefore = await database.db.selectFrom('outbox_message').select('id').where('status', '=', 'SENT').execute()
+      expect(sentBefore.length).toBeGreaterThan(0)
+      expect(await relay.purgeSent()).toBe(sentBefore.length)
+      const left = await database.db.selectFrom('outbox_message').select(['id', 'status']).execute()
+      expect(left).toContainEqual({ id: pending.id, status: 'PENDING' })
+      expect(left.filter((row) => row.status === 'SENT')).toEqual([])
+    } finally {
+      await database.db.deleteFrom('outbox_message').where('id', '=', pending.id).execute()
+    }
+  })
+})
