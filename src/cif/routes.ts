@@ -74,7 +74,7 @@ export async function cifApi(app: HttpServer, options: CifApiOptions): Promise<v
       if (ruleErrors.length) throw ProblemError.invalid(ruleErrors)
 
       const key = request.headers['idempotency-key']
-      const source = request.sourceSystem
+      const source = request.caller
       if (key) {
         const start = await startIdempotentRequest(db, source, key, requestHash(input))
         if (start.kind === 'replay') {
@@ -142,7 +142,7 @@ export async function cifApi(app: HttpServer, options: CifApiOptions): Promise<v
         }
         const { customer } = await db
           .transaction()
-          .execute((trx) => updateCustomer(trx, request.params.cifId, request.body, version, request.sourceSystem))
+          .execute((trx) => updateCustomer(trx, request.params.cifId, request.body, version, request.caller))
         return reply.header('etag', etag(customer.version)).send(customer)
       }
     )

@@ -19,8 +19,12 @@ export interface Config {
   kafkaBrokers: string[] | undefined
   localKafkaPort: number
   outbox: { batchSize: number; pollIntervalMs: number; retentionHours: number }
-  /** Source systems allowed to call the CIF API: name → SHA-256 of its API key (hex). */
+  /** Source systems allowed to call the CIF API and the callback API: name → SHA-256 of its API key (hex). */
   sourceSystemKeyHashes: Map<string, string>
+  syncer: { host: string; port: number; endSystemsFile: string; groupId: string; pollIntervalMs: number }
+  /** Operators allowed on the syncer's admin API: name → SHA-256 of their key. */
+  operatorKeyHashes: Map<string, string>
+  simulator: { host: string; port: number }
 }
 
 type Env = Record<string, string | undefined>
@@ -36,40 +40,40 @@ function integer(env: Env, name: string, fallback: number, min: number, max: num
 }
 
 /**
- * `CIF_SOURCE_SYSTEMS` is `name=sha256hex` pairs separated by commas. Only hashes are configured,
+ * API keys are configured as `name=sha256hex` pairs separated by commas. Only hashes are configured,
  * so a leaked configuration does not leak a key (`cif-syncer hash-key <key>` computes one).
  */
-export function parseSourceSystems(raw: string): Map<string, string> {
-  const systems = new Map<string, string>()
+export function parseApiKeys(raw: string, variable: string): Map<string, string> {
+  const callers = new Map<string, string>()
   for (const entry of raw.split(',').map((s) => s.trim()).filter(Boolean)) {
     const match = /^([a-z][a-z0-9-]{1,62})=([0-9a-f]{64})$/.exec(entry)
     if (!match) {
-      throw new ConfigError(
-        `CIF_SOURCE_SYSTEMS entry "${entry.slice(0, 80)}" must look like name=<64 hex chars of SHA-256(key)>.`
-      )
+      throw new ConfigError(`${variable} entry "${entry.slice(0, 80)}" must look like name=<64 hex chars of SHA-256(key)>.`)
     }
     const [, name, hash] = match as unknown as [string, string, string]
-    if (systems.has(name)) throw new ConfigError(`CIF_SOURCE_SYSTEMS names "${name}" twice.`)
-    systems.set(name, hash)
+    if (callers.has(name)) throw new ConfigError(`${variable} names "${name}" twice.`)
+    callers.set(name, hash)
   }
-  return systems
+  return callers
 }
 
-/** Documented in the README so a newcomer can call the API at once; refused in production. */
+/** Documented in the README so a newcomer can call the APIs at once; refused in production. */
 export const devSourceSystem = { name: 'branch-portal', apiKey: 'local-branch-portal-key' } as const
+export const devOperator = { name: 'local-operator', apiKey: 'local-operator-key' } as const
 
-function sourceSystems(env: Env, production: boolean): Map<string, string> {
-  const systems = parseSourceSystems(env.CIF_SOURCE_SYSTEMS ?? '')
-  const devHash = apiKeyHash(devSourceSystem.apiKey)
+/** Outside production an empty list means the documented dev key; in production, never. */
+function apiKeys(env: Env, variable: string, dev: { name: string; apiKey: string }, production: boolean, required: boolean): Map<string, string> {
+  const callers = parseApiKeys(env[variable] ?? '', variable)
+  const devHash = apiKeyHash(dev.apiKey)
   if (production) {
-    if ([...systems.values()].includes(devHash)) {
-      throw new ConfigError('CIF_SOURCE_SYSTEMS holds the public development key; give each source system its own key.')
+    if ([...callers.values()].includes(devHash)) {
+      throw new ConfigError(`${variable} holds a public development key; give each caller its own key.`)
     }
-    if (systems.size === 0) throw new ConfigError('CIF_SOURCE_SYSTEMS must name at least one source system in production.')
-  } else if (systems.size === 0) {
-    systems.set(devSourceSystem.name, devHash)
+    if (required && callers.size === 0) throw new ConfigError(`${variable} must name at least one caller in production.`)
+  } else if (callers.size === 0) {
+    callers.set(dev.name, devHash)
   }
-  return systems
+  return callers
 }
 
 export function loadConfig(env: Env = process.env): Config {
@@ -93,6 +97,15 @@ export function loadConfig(env: Env = process.env): Config {
       pollIntervalMs: integer(env, 'OUTBOX_POLL_INTERVAL_MS', 1000, 10, 60_000),
       retentionHours: integer(env, 'OUTBOX_RETENTION_HOURS', 168, 0, 24 * 365)
     },
-    sourceSystemKeyHashes: sourceSystems(env, production)
+    sourceSystemKeyHashes: apiKeys(env, 'CIF_SOURCE_SYSTEMS', devSourceSystem, production, true),
+    syncer: {
+      host: env.SYNCER_HOST ?? '127.0.0.1',
+      port: integer(env, 'SYNCER_PORT', 8081, 0, 65535),
+      endSystemsFile: resolve(env.SYNCER_END_SYSTEMS_FILE ?? 'config/end-systems.yaml'),
+      groupId: env.SYNCER_GROUP_ID ?? 'cif-syncer',
+      pollIntervalMs: integer(env, 'SYNCER_POLL_INTERVAL_MS', 250, 10, 60_000)
+    },
+    operatorKeyHashes: apiKeys(env, 'SYNCER_OPERATORS', devOperator, production, false),
+    simulator: { host: env.SIMULATOR_HOST ?? '127.0.0.1', port: integer(env, 'SIMULATOR_PORT', 8090, 0, 65535) }
   }
 }

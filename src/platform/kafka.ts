@@ -2,12 +2,14 @@ import { randomUUID } from 'node:crypto'
 import { Admin, Consumer, Producer, stringDeserializers, stringSerializers } from '@platformatic/kafka'
 
 export const topics = {
-  customerEvents: 'cif.customer.events'
+  customerEvents: 'cif.customer.events',
+  syncStatus: 'cif.sync.status'
 } as const
 
 /** Explicit partition counts: a customer's events stay in order within their partition (key = CIF ID). */
 export const topicPartitions: Record<string, number> = {
-  [topics.customerEvents]: 12
+  [topics.customerEvents]: 12,
+  [topics.syncStatus]: 12
 }
 
 /**
@@ -65,16 +67,23 @@ export async function kafkaAnswers(probe: Admin): Promise<boolean> {
 
 export type StringConsumer = Consumer<string, string, string, string>
 
-/**
- * A consumer for reading a topic outside any application group (a tail, a test). Its group id is
- * unique and nothing is committed.
- */
-export function createReader(brokers: string[], clientId: string): StringConsumer {
+/** A member of an application consumer group that commits offsets itself, after its work is safe. */
+export function createConsumer(brokers: string[], groupId: string, clientId: string): StringConsumer {
   return new Consumer({
     clientId,
-    groupId: `${clientId}-${randomUUID()}`,
+    groupId,
     bootstrapBrokers: brokers,
     deserializers: stringDeserializers,
-    autocommit: false
+    autocommit: false,
+    sessionTimeout: 10_000,
+    heartbeatInterval: 1000
   })
+}
+
+/**
+ * A consumer for reading a topic outside any application group (a tail, a test): its group id is unique
+ * and it commits nothing.
+ */
+export function createReader(brokers: string[], clientId: string): StringConsumer {
+  return createConsumer(brokers, `${clientId}-${randomUUID()}`, clientId)
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { ConfigError, devSourceSystem, loadConfig, parseSourceSystems } from '../../src/platform/config.ts'
+import { ConfigError, devSourceSystem, loadConfig, parseApiKeys } from '../../src/platform/config.ts'
 import { apiKeyHash } from '../../src/platform/http/api-key-auth.ts'
 
 const hash = apiKeyHash('a-real-secret-key')
@@ -14,14 +14,14 @@ describe('configuration', () => {
   })
 
   it('reads source systems as name=sha256 pairs and refuses anything else', () => {
-    expect(parseSourceSystems(`crm=${hash}, branch-portal=${hash}`)).toEqual(new Map([['crm', hash], ['branch-portal', hash]]))
-    expect(() => parseSourceSystems('crm=plain-text-key')).toThrow(ConfigError)
-    expect(() => parseSourceSystems(`crm=${hash},crm=${hash}`)).toThrow(/twice/)
+    expect(parseApiKeys(`crm=${hash}, branch-portal=${hash}`, 'CIF_SOURCE_SYSTEMS')).toEqual(new Map([['crm', hash], ['branch-portal', hash]]))
+    expect(() => parseApiKeys('crm=plain-text-key', 'CIF_SOURCE_SYSTEMS')).toThrow(ConfigError)
+    expect(() => parseApiKeys(`crm=${hash},crm=${hash}`, 'CIF_SOURCE_SYSTEMS')).toThrow(/twice/)
   })
 
   it('refuses the public dev key and an empty key list in production', () => {
     const devHash = apiKeyHash(devSourceSystem.apiKey)
-    expect(() => loadConfig({ NODE_ENV: 'production', CIF_SOURCE_SYSTEMS: `branch-portal=${devHash}` })).toThrow(/development key/)
+    expect(() => loadConfig({ NODE_ENV: 'production', CIF_SOURCE_SYSTEMS: `branch-portal=${devHash}` })).toThrow(/public development key/)
     expect(() => loadConfig({ NODE_ENV: 'production' })).toThrow(/at least one/)
     expect(loadConfig({ NODE_ENV: 'production', CIF_SOURCE_SYSTEMS: `crm=${hash}` }).sourceSystemKeyHashes.size).toBe(1)
   })

@@ -4,8 +4,8 @@ import { ProblemError } from './problem.ts'
 
 declare module 'fastify' {
   interface FastifyRequest {
-    /** The authenticated caller: the source system whose API key was presented. */
-    sourceSystem: string
+    /** Who presented the API key: a source system, or an operator on the admin API. */
+    caller: string
   }
 }
 
@@ -18,15 +18,15 @@ export function apiKeyHash(key: string): string {
  * the plugin that adds them). Keys are known only by their SHA-256, looked up in one step.
  */
 export function requireApiKey(scope: FastifyInstance<any, any, any, any, any>, keyHashes: Map<string, string>): void {
-  const systemByHash = new Map([...keyHashes].map(([system, hash]) => [hash, system]))
-  scope.decorateRequest('sourceSystem', '')
+  const callerByHash = new Map([...keyHashes].map(([caller, hash]) => [hash, caller]))
+  scope.decorateRequest('caller', '')
   scope.addHook('onRequest', async (request, reply) => {
     const match = /^Bearer ([\x21-\x7e]{8,200})$/.exec(request.headers.authorization ?? '')
-    const system = match ? systemByHash.get(apiKeyHash(match[1]!)) : undefined
-    if (!system) {
+    const caller = match ? callerByHash.get(apiKeyHash(match[1]!)) : undefined
+    if (!caller) {
       reply.header('www-authenticate', 'Bearer')
       throw new ProblemError(401, match ? 'The API key is not known.' : 'Send your API key as "Authorization: Bearer <key>".')
     }
-    request.sourceSystem = system
+    request.caller = caller
   })
 }

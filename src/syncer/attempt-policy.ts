@@ -1,0 +1,111 @@
+import type { RetryPolicy } from './end-systems-config.ts'
+
+/** The timeout of attempt `n` of a round (1-based): the first timeout, multiplied on each retry, capped. */
+export function attemptTimeoutMs(policy: RetryPolicy, n: number): number {
+  return Math.min(policy.maxTimeoutMs, Math.round(policy.timeoutMs * policy.timeoutMultiplier ** (n - 1)))
+}
+
+/**
+ * The pause after failed attempt `n`: exponential from `backoffMs`, ±20% jitter so that retries of many
+ * deliveries do not arrive together, capped; a Retry-After from the end system is honoured within the cap.
+ */
+export function retryDelayMs(policy: RetryPolicy, n: number, retryAfterMs: number | undefined, random = Math.random): number {
+  const exponential = Math.min(policy.maxBackoffMs, policy.backoffMs * 2 ** (n - 1))
+  const jittered = Math.round(exponential * (0.8 + 0.4 * random()))
+  if (retryAfterMs === undefined) return Math.min(policy.maxBackoffMs, jittered)
+  return Math.min(policy.maxBackoffMs, Math.max(jittered, retryAfterMs))
+}
+
+/** Retry-After as seconds or an HTTP date (RFC 9110), in milliseconds from `now`. */
+export function parseRetryAfter(value: string | undefined, now = Date.now()): number | undefined {
+  if (!value) return undefined
+  if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000
+  const date = Date.parse(value)
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now)
+}
+
+/** What one call to an end system came to, before it is judged. */
+export type CallResult =
+  | { kind: 'response'; status: number; body: string; retryAfter?: string | undefined }
+  | { kind: 'network'; code: string; message: string }
+  | { kind: 'timeout'; timeoutMs: number }
+  | { kind: 'circuit-open' }
+
+export interface Verdict {
+  /** success: done; retry: try again later if the budget allows; fail: retrying cannot help. */
+  outcome: 'success' | 'retry' | 'fail'
+  httpStatus: number | null
+  /** What the end system said (status and an excerpt of its answer, or the network error). */
+  message: string
+  /** Why, in plain words, for the transaction table. */
+  remarks: string
+  retryAfterMs?: number | undefined
+}
+
+const MESSAGE_EXCERPT = 500
+
+function excerpt(body: string): string {
+  const flat = body.replace(/\s+/g, ' ').trim()
+  return flat.length > MESSAGE_EXCERPT ? `${flat.slice(0, MESSAGE_EXCERPT)}…` : flat
+}
+
+const networkWords: Record<string, string> = {
+  ECONNREFUSED: 'refused the connection (is it down?)',
+  ECONNRESET: 'dropped the connection',
+  EHOSTUNREACH: 'cannot be reached',
+  ENOTFOUND: 'has a host name that does not resolve',
+  UND_ERR_SOCKET: 'closed the connection mid-answer'
+}
+
+export function judgeCall(result: CallResult, system: string, operation: 'create' | 'update', conflictMeansExists: boolean): Verdict {
+  switch (result.kind) {
+    case 'timeout': {
+      const seconds = result.timeoutMs / 1000
+      return { outcome: 'retry', httpStatus: null, message: `no answer within ${seconds} s`, remarks: `${system} timed out after ${seconds} s` }
+    }
+    case 'network': {
+      const words = networkWords[result.code] ?? `could not be called (${result.code})`
+      return { outcome: 'retry', httpStatus: null, message: `${result.code}: ${result.message}`, remarks: `${system} ${words}` }
+    }
+    case 'circuit-open':
+      return {
+        outcome: 'retry',
+        httpStatus: null,
+        message: 'not called: circuit open',
+        remarks: `${system} failed repeatedly; calls are paused for a while (circuit breaker open)`
+      }
+    case 'response': {
+      const { status } = result
+      const message = `HTTP ${status}${result.body ? `: ${excerpt(result.body)}` : ''}`
+      if (status >= 200 && status < 300) return { outcome: 'success', httpStatus: status, message, remarks: `${system} accepted the ${operation}` }
+      if (status === 409 && operation === 'create' && conflictMeansExists) {
+        return { outcome: 'success', httpStatus: status, message, remarks: `${system} already holds this customer (409 on create)` }
+      }
+      if (status === 429 || status >= 500) {
+        const retryAfterMs = parseRetryAfter(result.retryAfter)
+        const what = status === 429 ? 'asked the syncer to slow down (429)' : `answered ${status} (a fault on its side)`
+        return { outcome: 'retry', httpStatus: status, message, remarks: `${system} ${what}`, retryAfterMs }
+      }
+      if (status >= 300 && status < 400) {
+        return { outcome: 'fail', httpStatus: status, message, remarks: `${system} answered with a redirect (${status}); check its base URL` }
+      }
+      return { outcome: 'fail', httpStatus: status, message, remarks: `${system} refused the ${operation} (${status}); retrying cannot help` }
+    }
+  }
+}
+
+export function formatDuration(ms: number): string {
+  const seconds = Math.round(ms / 1000)
+  if (seconds < 60) return `${seconds} s`
+  const minutes = Math.floor(seconds / 60)
+  if (minutes < 60) return `${minutes} min ${seconds % 60} s`
+  return `${Math.floor(minutes / 60)} h ${minutes % 60} min`
+}
+
+/** When an event reaches the syncer later than this after it was made, its deliveries say so. */
+export const LAG_WORTH_A_REMARK_MS = 30_000
+
+export function lagRemark(eventTime: Date, receivedAt: Date): string | null {
+  const lag = receivedAt.getTime() - eventTime.getTime()
+  return lag >= LAG_WORTH_A_REMARK_MS ? `reached the syncer ${formatDuration(lag)} after it was made (syncer down or lagging)` : null
+}

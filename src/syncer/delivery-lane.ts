@@ -1,0 +1,202 @@
+import type { Db } from '../platform/database/index.ts'
+import { describeError } from '../platform/errors.ts'
+import type { Logger } from '../platform/logger.ts'
+import { attemptTimeoutMs, formatDuration, judgeCall, LAG_WORTH_A_REMARK_MS, retryDelayMs, type Verdict } from './attempt-policy.ts'
+import { claimDue, recordAttempt, type ClaimedDelivery, type Decision } from './delivery-store.ts'
+import type { EndSystemClient } from './end-system-client.ts'
+import type { EndSystemConfig } from './end-systems-config.ts'
+import { maskPersonalData } from './personal-data.ts'
+
+/** An attempt's lease outlives its timeout by this much before another syncer may presume it lost. */
+const LEASE_MARGIN_MS = 30_000
+
+/** What a payload mapping sees: the event, flattened to what a mapping author needs. */
+export interface MappingInput {
+  cifId: string
+  version: number
+  eventType: string
+  changedFields: string[]
+  customer: Record<string, unknown>
+}
+
+export function mappingInput(event: Record<string, any>): MappingInput {
+  return {
+    cifId: event.subject,
+    version: event.customerversion,
+    eventType: event.type,
+    changedFields: typeof event.changedfields === 'string' ? event.changedfields.split(',') : [],
+    customer: event.data
+  }
+}
+
+export function requestPath(template: string, values: { cifId: string; externalId: string | null }): string {
+  return template
+    .replaceAll('{cifId}', encodeURIComponent(values.cifId))
+    .replaceAll('{externalId}', encodeURIComponent(values.externalId ?? ''))
+}
+
+/**
+ * The deliveries of one end system: claims what is due, up to the system's concurrency and what its
+ * circuit breaker allows, and runs each attempt. Lanes share nothing but the database pool, so a slow
+ * or dead system fills only its own lane.
+ */
+export class DeliveryLane {
+  readonly #system: EndSystemConfig
+  readonly #db: Db
+  readonly #client: EndSystemClient
+  readonly #log: Logger
+  #inFlight = 0
+  #pumping: Promise<void> | undefined
+  #again = false
+  #stopped = false
+  readonly #attempts = new Set<Promise<void>>()
+
+  constructor(system: EndSystemConfig, db: Db, client: EndSystemClient, log: Logger) {
+    this.#system = system
+    this.#db = db
+    this.#client = client
+    this.#log = log
+  }
+
+  get inFlight(): number {
+    return this.#inFlight
+  }
+
+  /** Looks for due deliveries now (new ones stored, one finished, a retry came due). */
+  wake(): void {
+    if (this.#stopped) return
+    if (this.#pumping) {
+      this.#again = true
+      return
+    }
+    this.#pumping = this.#pump().finally(() => {
+      this.#pumping = undefined
+      if (this.#again) {
+        this.#again = false
+        this.wake()
+      }
+    })
+  }
+
+  /** Stops claiming and waits for the attempts in flight to be recorded. */
+  async stop(): Promise<void> {
+    this.#stopped = true
+    await this.#pumping
+    await Promise.allSettled([...this.#attempts])
+  }
+
+  async #pump(): Promise<void> {
+    const policy = this.#system.retry
+    try {
+      while (!this.#stopped) {
+        const allowed = this.#client.callsAllowed(this.#inFlight)
+        if (allowed <= 0) return
+        const claimed = await claimDue(this.#db, this.#system.name, allowed, (n) => attemptTimeoutMs(policy, n) + LEASE_MARGIN_MS)
+        for (const delivery of claimed) {
+          this.#inFlight++
+          const attempt = this.#attempt(delivery)
+            .catch((error: unknown) => {
+              // Recording failed (PostgreSQL away): the lease runs out and the delivery is tried again.
+              this.#log.error({ deliveryId: delivery.id, error: describeError(error) }, 'could not record an attempt')
+            })
+            .finally(() => {
+              this.#inFlight--
+              this.#attempts.delete(attempt)
+              this.wake()
+            })
+          this.#attempts.add(attempt)
+        }
+        if (claimed.length < allowed) return
+      }
+    } catch (error) {
+      this.#log.warn({ endSystem: this.#system.name, error: describeError(error) }, 'cannot claim deliveries; will retry')
+    }
+  }
+
+  async #attempt(delivery: ClaimedDelivery): Promise<void> {
+    const system = this.#system
+    const operation = system.operations[delivery.operation]
+    const input = mappingInput(delivery.event)
+    const timeoutMs = attemptTimeoutMs(system.retry, delivery.round_attempts)
+    const startedAt = new Date()
+    let verdict: Verdict
+    let externalId: string | null = delivery.xref_external_id
+
+    if (delivery.operation === 'update' && operation.path.includes('{externalId}') && !externalId) {
+      verdict = {
+        outcome: 'fail',
+        httpStatus: null,
+        message: 'not called: no record id for this customer in this system',
+        remarks: `${system.name} has no record of this customer yet: its create did not succeed (skipped?)`
+      }
+    } else {
+      let body: string | undefined
+      try {
+        body = JSON.stringify((await operation.body.evaluate(input)) ?? {})
+      } catch (error) {
+        verdict = {
+          outcome: 'fail',
+          httpStatus: null,
+          message: `mapping error: ${(error as Error).message}`,
+          remarks: `the payload mapping for ${system.name} ${delivery.operation} failed; fix the end systems file`
+        }
+      }
+      if (body !== undefined) {
+        const result = await this.#client.call({
+          method: operation.method,
+          url: system.baseUrl + requestPath(operation.path, { cifId: delivery.cif_id, externalId }),
+          idempotencyKey: `${delivery.event_id}:${system.name}`,
+          body,
+          timeoutMs
+        })
+        verdict = judgeCall(result, system.name, delivery.operation, system.createConflictMeansExists)
+        if (verdict.outcome === 'success' && delivery.operation === 'create' && result.kind === 'response') {
+          externalId = await readExternalId(operation.externalId, result.body)
+          if (operation.externalId && !externalId) verdict.remarks += '; its answer held no record id, so updates cannot be sent'
+        }
+      }
+    }
+    const finishedAt = new Date()
+
+    const lateBy = startedAt.getTime() - delivery.created_at.getTime()
+    const remarks = [
+      verdict!.remarks,
+      delivery.attempts === 1 && lateBy >= LAG_WORTH_A_REMARK_MS ? `first attempt ${formatDuration(lateBy)} after the event was stored (syncer busy or down)` : null,
+      delivery.attempts === 1 ? delivery.remarks : null
+    ]
+    let decision: Decision
+    if (verdict!.outcome === 'success') decision = { state: 'SUCCESS', externalId }
+    else if (verdict!.outcome === 'retry' && delivery.round_attempts <= system.retry.retries) {
+      const delayMs = retryDelayMs(system.retry, delivery.round_attempts, verdict!.retryAfterMs)
+      decision = { state: 'RETRY_SCHEDULED', delayMs }
+      remarks.push(`retry ${delivery.round_attempts} of ${system.retry.retries} in ${formatDuration(delayMs)}`)
+    } else {
+      decision = { state: 'FAILED' }
+      if (verdict!.outcome === 'retry') remarks.push(`gave up after ${delivery.round_attempts} attempts`)
+    }
+    await recordAttempt(
+      this.#db,
+      delivery,
+      {
+        status: verdict!.outcome === 'success' ? 'SUCCESS' : 'ERROR',
+        httpStatus: verdict!.httpStatus,
+        message: maskPersonalData(verdict!.message, input.customer),
+        remarks: remarks.filter(Boolean).join('; '),
+        timeoutMs,
+        startedAt,
+        finishedAt
+      },
+      decision
+    )
+  }
+}
+
+async function readExternalId(expression: EndSystemConfig['operations']['create']['externalId'], body: string): Promise<string | null> {
+  if (!expression) return null
+  try {
+    const value = await expression.evaluate(JSON.parse(body))
+    return typeof value === 'string' || typeof value === 'number' ? String(value) : null
+  } catch {
+    return null
+  }
+}

@@ -1,0 +1,116 @@
+import { circuitBreaker, CircuitState, ConsecutiveBreaker, handleWhenResult, TaskCancelledError, timeout, TimeoutStrategy, type CircuitBreakerPolicy } from 'cockatiel'
+import { Agent, request } from 'undici'
+import type { CallResult } from './attempt-policy.ts'
+import type { EndSystemConfig } from './end-systems-config.ts'
+
+/** Enough of an end system's answer to judge it and to quote it; the rest is not read. */
+const MAX_RESPONSE_BYTES = 64 * 1024
+
+export interface OutgoingRequest {
+  method: 'POST' | 'PUT' | 'PATCH'
+  url: string
+  idempotencyKey: string
+  body: string
+  timeoutMs: number
+}
+
+const isTrouble = (result: unknown): boolean => {
+  const r = result as CallResult
+  return r.kind === 'network' || r.kind === 'timeout' || (r.kind === 'response' && (r.status >= 500 || r.status === 429))
+}
+
+/**
+ * Calls one end system: a keep-alive connection pool of its own, its credentials, a timeout per call,
+ * and a circuit breaker that stops calling a system that keeps failing, so it costs nothing while down.
+ */
+export class EndSystemClient {
+  readonly #system: EndSystemConfig
+  readonly #agent: Agent
+  readonly #breaker: CircuitBreakerPolicy
+  #openedAt = 0
+
+  constructor(system: EndSystemConfig) {
+    this.#system = system
+    this.#agent = new Agent({ connections: system.concurrency, keepAliveTimeout: 30_000, pipelining: 1 })
+    this.#breaker = circuitBreaker(handleWhenResult(isTrouble), {
+      halfOpenAfter: system.circuitBreaker.halfOpenAfterMs,
+      breaker: new ConsecutiveBreaker(system.circuitBreaker.consecutiveFailures)
+    })
+    this.#breaker.onBreak(() => {
+      this.#openedAt = Date.now()
+    })
+  }
+
+  /** How many calls may start now: all slots when healthy, one trial call once an open circuit may half-open. */
+  callsAllowed(inFlight: number): number {
+    switch (this.#breaker.state) {
+      case CircuitState.Closed:
+        return Math.max(0, this.#system.concurrency - inFlight)
+      case CircuitState.Open:
+        return inFlight === 0 && Date.now() >= this.#openedAt + this.#system.circuitBreaker.halfOpenAfterMs ? 1 : 0
+      default:
+        return 0
+    }
+  }
+
+  get circuitState(): 'closed' | 'open' | 'half-open' | 'isolated' {
+    return (['closed', 'open', 'half-open', 'isolated'] as const)[this.#breaker.state]!
+  }
+
+  async call(outgoing: OutgoingRequest): Promise<CallResult> {
+    try {
+      return await this.#breaker.execute(() => this.#send(outgoing))
+    } catch {
+      return { kind: 'circuit-open' }
+    }
+  }
+
+  async #send(outgoing: OutgoingRequest): Promise<CallResult> {
+    try {
+      return await timeout(outgoing.timeoutMs, TimeoutStrategy.Aggressive).execute(async (_context, signal) => {
+        const response = await request(outgoing.url, {
+          method: outgoing.method,
+          dispatcher: this.#agent,
+          signal,
+          headers: {
+            'content-type': 'application/json',
+            accept: 'application/json',
+            'idempotency-key': outgoing.idempotencyKey,
+            'user-agent': 'cif-syncer',
+            ...this.#system.authHeaders
+          },
+          body: outgoing.body
+        })
+        const retryAfter = response.headers['retry-after']
+        return {
+          kind: 'response',
+          status: response.statusCode,
+          body: await readCapped(response.body),
+          retryAfter: Array.isArray(retryAfter) ? retryAfter[0] : retryAfter
+        } satisfies CallResult
+      })
+    } catch (error) {
+      if (error instanceof TaskCancelledError) return { kind: 'timeout', timeoutMs: outgoing.timeoutMs }
+      const e = error as { code?: string; cause?: { code?: string }; message?: string }
+      return { kind: 'network', code: e.cause?.code ?? e.code ?? 'ERROR', message: e.cause && 'message' in e.cause ? String((e.cause as Error).message) : String(e.message) }
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.#agent.close()
+  }
+}
+
+async function readCapped(body: AsyncIterable<Buffer> & { destroy(): void }): Promise<string> {
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of body) {
+    chunks.push(chunk)
+    size += chunk.length
+    if (size >= MAX_RESPONSE_BYTES) {
+      body.destroy()
+      break
+    }
+  }
+  return Buffer.concat(chunks).subarray(0, MAX_RESPONSE_BYTES).toString('utf8')
+}

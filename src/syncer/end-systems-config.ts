@@ -1,0 +1,227 @@
+import { readFileSync } from 'node:fs'
+import { Ajv } from 'ajv'
+import jsonata from 'jsonata'
+import { Type, type Static } from 'typebox'
+import { LineCounter, parseDocument, type Document } from 'yaml'
+import { ConfigError } from '../platform/config.ts'
+
+const positive = (maximum: number, description?: string) => Type.Integer({ minimum: 1, maximum, description })
+
+const RetryPolicy = Type.Object(
+  {
+    retries: Type.Integer({ minimum: 0, maximum: 20, description: 'Retries after the first attempt' }),
+    timeoutMs: positive(600_000, 'Timeout of the first attempt'),
+    timeoutMultiplier: Type.Number({ minimum: 1, maximum: 10, description: 'Each retry waits this much longer' }),
+    maxTimeoutMs: positive(3_600_000),
+    backoffMs: Type.Integer({ minimum: 0, maximum: 3_600_000, description: 'Pause before the first retry; doubles, with jitter' }),
+    maxBackoffMs: Type.Integer({ minimum: 0, maximum: 86_400_000 })
+  },
+  { additionalProperties: false }
+)
+
+const CircuitBreaker = Type.Object(
+  { consecutiveFailures: positive(1000), halfOpenAfterMs: positive(3_600_000) },
+  { additionalProperties: false }
+)
+
+const Tunables = {
+  concurrency: Type.Optional(positive(1000, 'Calls in flight to this system at most')),
+  retry: Type.Optional(Type.Partial(RetryPolicy)),
+  circuitBreaker: Type.Optional(CircuitBreaker)
+}
+
+const envName = Type.String({ pattern: '^[A-Z_][A-Z0-9_]*$' })
+const Auth = Type.Union([
+  Type.Object({ type: Type.Literal('none') }, { additionalProperties: false }),
+  Type.Object({ type: Type.Literal('bearer'), tokenEnv: envName }, { additionalProperties: false }),
+  Type.Object({ type: Type.Literal('basic'), usernameEnv: envName, passwordEnv: envName }, { additionalProperties: false }),
+  Type.Object(
+    { type: Type.Literal('apiKey'), header: Type.String({ pattern: '^[A-Za-z0-9-]+$' }), valueEnv: envName },
+    { additionalProperties: false }
+  )
+])
+
+const Operation = Type.Object(
+  {
+    method: Type.Enum(['POST', 'PUT', 'PATCH']),
+    path: Type.String({ pattern: '^/', description: 'May hold {cifId} and, for updates, {externalId}' }),
+    body: Type.String({ minLength: 1, description: 'JSONata: the event → this system’s payload' }),
+    externalId: Type.Optional(Type.String({ minLength: 1, description: 'JSONata: the create response → this system’s record id' }))
+  },
+  { additionalProperties: false }
+)
+
+const EndSystem = Type.Object(
+  {
+    name: Type.String({ pattern: '^[a-z][a-z0-9-]{1,40}$' }),
+    baseUrl: Type.String({ pattern: '^https?://[^\\s/]+' }),
+    auth: Type.Optional(Auth),
+    createConflictMeansExists: Type.Optional(Type.Boolean({ description: 'A 409 on create means the record is there already' })),
+    operations: Type.Object({ create: Operation, update: Operation }, { additionalProperties: false }),
+    ...Tunables
+  },
+  { additionalProperties: false }
+)
+
+const EndSystemsFile = Type.Object(
+  {
+    defaults: Type.Optional(Type.Object(Tunables, { additionalProperties: false })),
+    endSystems: Type.Array(EndSystem, { minItems: 1 })
+  },
+  { additionalProperties: false }
+)
+type EndSystemsFile = Static<typeof EndSystemsFile>
+
+export type RetryPolicy = Static<typeof RetryPolicy>
+export type CircuitBreakerPolicy = Static<typeof CircuitBreaker>
+export type OperationName = 'create' | 'update'
+
+export interface CompiledOperation {
+  method: 'POST' | 'PUT' | 'PATCH'
+  path: string
+  body: jsonata.Expression
+  externalId: jsonata.Expression | undefined
+}
+
+/** An end system as the syncer uses it: defaults applied, expressions compiled, secrets resolved. */
+export interface EndSystemConfig {
+  name: string
+  baseUrl: string
+  /** Headers that authenticate the syncer; built from environment variables, never from the file. */
+  authHeaders: Record<string, string>
+  createConflictMeansExists: boolean
+  concurrency: number
+  retry: RetryPolicy
+  circuitBreaker: CircuitBreakerPolicy
+  operations: Record<OperationName, CompiledOperation>
+}
+
+/** The original specification's policy: 3 retries, 30 s timeout growing on each retry. */
+export const defaultRetryPolicy: RetryPolicy = {
+  retries: 3,
+  timeoutMs: 30_000,
+  timeoutMultiplier: 2,
+  maxTimeoutMs: 300_000,
+  backoffMs: 1000,
+  maxBackoffMs: 600_000
+}
+const defaultCircuitBreaker: CircuitBreakerPolicy = { consecutiveFailures: 5, halfOpenAfterMs: 30_000 }
+const DEFAULT_CONCURRENCY = 16
+
+type Env = Record<string, string | undefined>
+
+/** `${NAME}` or `${NAME:-fallback}` in a base URL, so one file serves every environment. */
+function interpolate(value: string, env: Env, problem: (message: string) => void): string {
+  return value.replace(/\$\{([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}/g, (_match, name: string, fallback: string | undefined) => {
+    const found = env[name] ?? fallback
+    if (found === undefined) problem(`uses \${${name}}, which is not set`)
+    return found ?? ''
+  })
+}
+
+function authHeaders(auth: Static<typeof Auth> | undefined, env: Env, problem: (message: string) => void): Record<string, string> {
+  const secret = (name: string): string => {
+    const value = env[name]
+    if (!value) problem(`needs the environment variable ${name}`)
+    return value ?? ''
+  }
+  switch (auth?.type ?? 'none') {
+    case 'bearer':
+      return { authorization: `Bearer ${secret((auth as { tokenEnv: string }).tokenEnv)}` }
+    case 'basic': {
+      const { usernameEnv, passwordEnv } = auth as { usernameEnv: string; passwordEnv: string }
+      return { authorization: `Basic ${Buffer.from(`${secret(usernameEnv)}:${secret(passwordEnv)}`).toString('base64')}` }
+    }
+    case 'apiKey': {
+      const { header, valueEnv } = auth as { header: string; valueEnv: string }
+      return { [header.toLowerCase()]: secret(valueEnv) }
+    }
+    default:
+      return {}
+  }
+}
+
+const ajv = new Ajv({ allErrors: true, strict: false })
+const validateFile = ajv.compile<EndSystemsFile>(EndSystemsFile)
+
+/**
+ * Reads and checks the end systems file. Every problem is reported at once, each with the line it is on,
+ * so a wrong file is fixed in one pass.
+ */
+export function parseEndSystems(text: string, fileName: string, env: Env = process.env): EndSystemConfig[] {
+  const lineCounter = new LineCounter()
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false })
+  const problems: string[] = []
+  const at = (path: (string | number)[]): number => lineOf(doc, lineCounter, path)
+  for (const error of doc.errors) problems.push(`${fileName}:${lineCounter.linePos(error.pos[0]).line}: ${error.message.split('\n')[0]}`)
+  if (problems.length) throw new ConfigError(`The end systems file is not valid YAML:\n  ${problems.join('\n  ')}`)
+
+  const file = doc.toJS() as unknown
+  if (!validateFile(file)) {
+    for (const error of validateFile.errors ?? []) {
+      const path = error.instancePath.split('/').slice(1).map((s) => (/^\d+$/.test(s) ? Number(s) : s))
+      const field = error.keyword === 'required' ? `${error.instancePath}/${error.params.missingProperty}` : error.instancePath
+      const detail = error.keyword === 'additionalProperties' ? `has an unknown setting "${error.params.additionalProperty}"` : error.message
+      problems.push(`${fileName}:${at(path)}: ${field || '(top)'} ${detail}`)
+    }
+    throw new ConfigError(`The end systems file ${fileName} has errors:\n  ${[...new Set(problems)].join('\n  ')}`)
+  }
+
+  const seen = new Set<string>()
+  const systems = file.endSystems.map((system, i): EndSystemConfig => {
+    const problem = (path: (string | number)[]) => (message: string) =>
+      problems.push(`${fileName}:${at(['endSystems', i, ...path])}: end system "${system.name}" ${message}`)
+    if (seen.has(system.name)) problem(['name'])('is named twice')
+    seen.add(system.name)
+    const compile = (op: OperationName, key: 'body' | 'externalId'): jsonata.Expression | undefined => {
+      const source = system.operations[op][key]
+      if (source === undefined) return undefined
+      try {
+        return jsonata(source)
+      } catch (error) {
+        problem(['operations', op, key])(`has a JSONata error in operations.${op}.${key}: ${(error as Error).message}`)
+        return undefined
+      }
+    }
+    const operations = Object.fromEntries(
+      (['create', 'update'] as const).map((op) => [
+        op,
+        { method: system.operations[op].method, path: system.operations[op].path, body: compile(op, 'body')!, externalId: compile(op, 'externalId') }
+      ])
+    ) as Record<OperationName, CompiledOperation>
+    if (system.operations.update.path.includes('{externalId}') && !system.operations.create.externalId) {
+      problem(['operations', 'create'])('updates by {externalId} but operations.create.externalId does not say where to read it')
+    }
+    return {
+      name: system.name,
+      baseUrl: interpolate(system.baseUrl, env, problem(['baseUrl'])).replace(/\/+$/, ''),
+      authHeaders: authHeaders(system.auth, env, problem(['auth'])),
+      createConflictMeansExists: system.createConflictMeansExists ?? false,
+      concurrency: system.concurrency ?? file.defaults?.concurrency ?? DEFAULT_CONCURRENCY,
+      retry: { ...defaultRetryPolicy, ...file.defaults?.retry, ...system.retry },
+      circuitBreaker: system.circuitBreaker ?? file.defaults?.circuitBreaker ?? defaultCircuitBreaker,
+      operations
+    }
+  })
+  if (problems.length) throw new ConfigError(`The end systems file ${fileName} has errors:\n  ${problems.join('\n  ')}`)
+  return systems
+}
+
+export function loadEndSystems(path: string, env: Env = process.env): EndSystemConfig[] {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (error) {
+    throw new ConfigError(`Cannot read the end systems file ${path}: ${(error as Error).message}`)
+  }
+  return parseEndSystems(text, path, env)
+}
+
+/** The line of the deepest node of `path` that exists (a missing key is reported at its parent). */
+function lineOf(doc: Document, lineCounter: LineCounter, path: (string | number)[]): number {
+  for (let depth = path.length; depth > 0; depth--) {
+    const node = doc.getIn(path.slice(0, depth), true) as { range?: [number, number, number] } | undefined
+    if (node?.range) return lineCounter.linePos(node.range[0]).line
+  }
+  return 1
+}

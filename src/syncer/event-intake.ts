@@ -1,0 +1,195 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { Message, MessagesStream } from '@platformatic/kafka'
+import { Ajv2020 } from 'ajv/dist/2020.js'
+import addFormats from 'ajv-formats'
+import { customerEventSchema, customerEventTypes, type CustomerEvent } from '../cif/customer-events.ts'
+import type { Db } from '../platform/database/index.ts'
+import { describeError } from '../platform/errors.ts'
+import { createConsumer, topics, type StringConsumer } from '../platform/kafka.ts'
+import type { Logger } from '../platform/logger.ts'
+import { lagRemark } from './attempt-policy.ts'
+import { blockBehindFailures } from './delivery-store.ts'
+
+type StringMessage = Message<string, string, string, string>
+
+const ajv = new Ajv2020({ allErrors: false, strict: false })
+addFormats.default(ajv)
+const validators = Object.values(customerEventTypes).map((type) => [type, ajv.compile(customerEventSchema(type))] as const)
+
+/** A message as a CIF event, or why it is not one. */
+export function readCustomerEvent(value: string): { event: CustomerEvent } | { reason: string } {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(value)
+  } catch {
+    return { reason: 'not JSON' }
+  }
+  const type = (parsed as { type?: unknown })?.type
+  const validate = validators.find(([t]) => t === type)?.[1]
+  if (!validate) return { reason: `not a CIF customer event (type ${JSON.stringify(type)?.slice(0, 60)})` }
+  if (!validate(parsed)) {
+    const first = validate.errors?.[0]
+    return { reason: `does not match the ${String(type)} schema: ${first?.instancePath || '/'} ${first?.message}` }
+  }
+  return { event: parsed as CustomerEvent }
+}
+
+export interface EventIntakeOptions {
+  db: Db
+  brokers: string[]
+  groupId: string
+  endSystems: string[]
+  log: Logger
+  /** Called after new deliveries are stored, with the end systems that have some. */
+  onStored: (endSystems: Set<string>) => void
+  batchSize?: number
+}
+
+/**
+ * Takes CIF events from Kafka and stores each, with one delivery per end system, in one transaction;
+ * only then commits the offsets. A redelivered message finds its event id stored and adds nothing. No end
+ * system is called here, so a slow one never holds the consumer past its poll interval.
+ */
+export class EventIntake {
+  readonly #options: EventIntakeOptions
+  readonly #batchSize: number
+  #consumer: StringConsumer | undefined
+  #stream: MessagesStream<string, string, string, string> | undefined
+  #buffer: StringMessage[] = []
+  #draining: Promise<void> | undefined
+  #stopped = false
+
+  constructor(options: EventIntakeOptions) {
+    this.#options = options
+    this.#batchSize = options.batchSize ?? 500
+  }
+
+  async start(): Promise<void> {
+    this.#consumer = createConsumer(this.#options.brokers, this.#options.groupId, 'cif-syncer-intake')
+    this.#stream = await this.#consumer.consume({
+      topics: [topics.customerEvents],
+      mode: 'committed',
+      fallbackMode: 'earliest',
+      maxWaitTime: 50
+    })
+    this.#stream.on('data', (message: StringMessage) => {
+      this.#buffer.push(message)
+      if (this.#buffer.length >= this.#batchSize) this.#stream?.pause()
+      this.#drain()
+    })
+    this.#stream.on('error', (error) => this.#options.log.error({ error: describeError(error) }, 'Kafka consumer stream failed'))
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true
+    this.#stream?.pause()
+    await this.#draining
+    await this.#stream?.close().catch(() => {})
+    await this.#consumer?.close().catch(() => {})
+  }
+
+  #drain(): void {
+    if (this.#draining) return
+    this.#draining = (async () => {
+      while (this.#buffer.length && !this.#stopped) {
+        const batch = this.#buffer.splice(0, this.#batchSize)
+        await this.#storeUntilDone(batch)
+        await this.#commit(batch)
+      }
+      if (!this.#stopped) this.#stream?.resume()
+    })().finally(() => {
+      this.#draining = undefined
+      if (this.#buffer.length && !this.#stopped) this.#drain()
+    })
+  }
+
+  /** PostgreSQL away: keep the batch, keep trying, commit nothing. */
+  async #storeUntilDone(batch: StringMessage[]): Promise<void> {
+    for (let failures = 0; ; failures++) {
+      try {
+        const systems = await storeEvents(this.#options.db, batch, this.#options.endSystems)
+        if (systems.size) this.#options.onStored(systems)
+        return
+      } catch (error) {
+        if (this.#stopped) throw error
+        if (failures % 20 === 0) this.#options.log.warn({ error: describeError(error), failures }, 'cannot store events; retrying')
+        await sleep(Math.min(5000, 100 * 2 ** Math.min(failures, 6)))
+      }
+    }
+  }
+
+  async #commit(batch: StringMessage[]): Promise<void> {
+    const last = new Map<number, StringMessage>()
+    for (const message of batch) last.set(message.partition, message)
+    try {
+      await Promise.all([...last.values()].map((message) => message.commit()))
+    } catch (error) {
+      // The group moved on (a rebalance): whoever owns the partition now gets these again and finds them stored.
+      this.#options.log.warn({ error: describeError(error) }, 'offset commit failed; the events will be seen again')
+    }
+  }
+}
+
+/** Stores a batch of messages; returns the end systems that got new deliveries. */
+export async function storeEvents(db: Db, batch: StringMessage[], endSystems: string[]): Promise<Set<string>> {
+  const events: { event: CustomerEvent; message: StringMessage }[] = []
+  const unreadable: { message: StringMessage; reason: string }[] = []
+  for (const message of batch) {
+    const read = readCustomerEvent(message.value ?? '')
+    if ('event' in read) events.push({ event: read.event, message })
+    else unreadable.push({ message, reason: read.reason })
+  }
+  return db.transaction().execute(async (trx) => {
+    if (unreadable.length) {
+      await trx
+        .insertInto('unreadable_message')
+        .values(
+          unreadable.map(({ message, reason }) => ({
+            topic: message.topic,
+            kafka_partition: message.partition,
+            kafka_offset: message.offset,
+            message_key: message.key ?? null,
+            message_value: (message.value ?? '').slice(0, 100_000),
+            reason
+          }))
+        )
+        .onConflict((oc) => oc.doNothing())
+        .execute()
+    }
+    if (events.length === 0) return new Set<string>()
+    const stored = await trx
+      .insertInto('sync_event')
+      .values(
+        events.map(({ event, message }) => ({
+          event_id: event.id,
+          cif_id: event.subject,
+          event_type: event.type,
+          customer_version: event.customerversion,
+          owner_source_system: event.data.sourceSystem,
+          acting_source_system: event.sourcesystem,
+          event: JSON.stringify(event),
+          event_time: event.time,
+          kafka_partition: message.partition,
+          kafka_offset: message.offset
+        }))
+      )
+      .onConflict((oc) => oc.column('event_id').doNothing())
+      .returning(['event_id', 'cif_id', 'event_type', 'customer_version', 'event_time', 'received_at'])
+      .execute()
+    if (stored.length === 0 || endSystems.length === 0) return new Set<string>()
+    const deliveries = stored.flatMap((event) =>
+      endSystems.map((endSystem) => ({
+        event_id: event.event_id,
+        cif_id: event.cif_id,
+        end_system: endSystem,
+        operation: event.event_type === customerEventTypes.created ? ('create' as const) : ('update' as const),
+        customer_version: event.customer_version,
+        state: 'PENDING' as const,
+        remarks: lagRemark(event.event_time, event.received_at)
+      }))
+    )
+    const ids = await trx.insertInto('delivery').values(deliveries).returning('id').execute()
+    await blockBehindFailures(trx, ids.map((row) => row.id))
+    return new Set(endSystems)
+  })
+}

@@ -1,0 +1,28 @@
+/**
+ * Masks a customer's personal data in text that leaves the syncer's hands (an end system's error message
+ * may echo the payload): the customer's own names, identifiers, phone and email, then anything shaped like
+ * an email or an international phone number. CIF IDs and record ids stay readable.
+ */
+export function maskPersonalData(text: string, customer: Record<string, unknown> | undefined): string {
+  const values = new Set<string>()
+  const add = (value: unknown): void => {
+    if (typeof value === 'string' && value.length >= 3) values.add(value)
+  }
+  if (customer) {
+    if (typeof customer.mobileNumber === 'string') add(customer.mobileNumber.replace(/^\+/, ''))
+    for (const field of ['firstName', 'middleName', 'lastName', 'fullName', 'registrationNumber', 'mobileNumber', 'email', 'dateOfBirth']) {
+      add(customer[field])
+    }
+    for (const identifier of (customer.identifiers as { value?: string }[] | undefined) ?? []) add(identifier.value)
+    for (const address of (customer.addresses as Record<string, string>[] | undefined) ?? []) {
+      for (const key of ['line1', 'line2', 'line3', 'postalCode']) add(address[key])
+    }
+  }
+  let masked = text
+  for (const value of [...values].sort((a, b) => b.length - a.length)) {
+    masked = masked.split(value).join('***')
+  }
+  return masked
+    .replace(/[\w.+-]+@[\w-]+(\.[\w-]+)+/g, '***@***')
+    .replace(/\+\d[\d ()-]{5,}\d/g, '***')
+}

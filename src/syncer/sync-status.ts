@@ -1,0 +1,73 @@
+import { randomUUID } from 'node:crypto'
+import type { Transaction } from 'kysely'
+import type { Database } from '../platform/database/index.ts'
+import { topics } from '../platform/kafka.ts'
+
+export const statusKinds = {
+  DELIVERED: 'cif.sync.delivery.succeeded',
+  RETRYING: 'cif.sync.delivery.retrying',
+  FAILED: 'cif.sync.delivery.failed',
+  SKIPPED: 'cif.sync.delivery.skipped',
+  IN_SYNC: 'cif.sync.customer.in-sync'
+} as const
+export type StatusKind = keyof typeof statusKinds
+
+export const STATUS_SOURCE = 'urn:cif-syncer:syncer'
+
+export interface DeliveryStatus {
+  cifId: string
+  customerVersion: number
+  eventId: string
+  endSystem: string
+  deliveryId: string
+  state: string
+  attempts: number
+  externalId: string | null
+  lastError: string | null
+  remarks: string | null
+  nextAttemptAt?: string | null
+}
+
+export interface InSyncStatus {
+  cifId: string
+  customerVersion: number
+  eventId: string
+  endSystems: string[]
+}
+
+/**
+ * Records a status change twice in the same transaction as the change itself: in the feed that the
+ * callback API serves, and in the outbox that publishes `cif.sync.status` (key = CIF ID). So no status
+ * is lost, and none is told that did not happen.
+ */
+export async function recordStatus(
+  trx: Transaction<Database>,
+  owner: string,
+  kind: StatusKind,
+  status: DeliveryStatus | InSyncStatus
+): Promise<void> {
+  const time = new Date().toISOString()
+  const body = { kind, ...status, at: time }
+  const event = {
+    specversion: '1.0',
+    id: randomUUID(),
+    source: STATUS_SOURCE,
+    type: statusKinds[kind],
+    subject: status.cifId,
+    time,
+    datacontenttype: 'application/json',
+    sourcesystem: owner,
+    data: body
+  }
+  await trx.insertInto('sync_status_update').values({ owner_source_system: owner, cif_id: status.cifId, kind, status: JSON.stringify(body) }).execute()
+  await trx
+    .insertInto('outbox_message')
+    .values({
+      event_id: event.id,
+      topic: topics.syncStatus,
+      message_key: status.cifId,
+      payload: JSON.stringify(event),
+      headers: JSON.stringify({ 'content-type': 'application/cloudevents+json; charset=utf-8', ce_type: event.type, ce_id: event.id })
+    })
+    .execute()
+}
