@@ -8,12 +8,16 @@ import { onShutdown } from './platform/lifecycle.ts'
 import { LocalKafkaUnavailable } from './platform/local/kafka-broker.ts'
 import { createLogger } from './platform/logger.ts'
 import { runLocalStack } from './roles/local-stack.ts'
+import { runSimulator } from './roles/simulator.ts'
+import { startSyncer } from './syncer/service.ts'
 import { tailTopic } from './roles/tail.ts'
 
 const usage = `Usage: cif-syncer <command>
 
-  up                  run the whole local stack (PostgreSQL, Kafka, CIF service)
+  up                  run the whole local stack (PostgreSQL, Kafka, CIF service, syncer, simulator)
   cif-service         run the CIF service against DATABASE_URL and KAFKA_BROKERS
+  syncer              run the syncer against DATABASE_URL and KAFKA_BROKERS
+  simulator           run the simulated end systems
   migrate             apply database migrations to DATABASE_URL
   tail <topic> [--from-beginning]
                       print a topic's messages (KAFKA_BROKERS, default 127.0.0.1:9092)
@@ -39,6 +43,13 @@ async function main(argv: string[]): Promise<void> {
       onShutdown(log, service.close)
       return
     }
+    case 'syncer': {
+      const syncer = await startSyncer(config, required(config), log)
+      onShutdown(log, syncer.close)
+      return
+    }
+    case 'simulator':
+      return runSimulator(config, log)
     case 'migrate': {
       const database = openDatabase(required(config).databaseUrl, { maxConnections: 1 })
       try {

@@ -1,9 +1,11 @@
 import { startCifService } from '../cif/service.ts'
-import { devSourceSystem, type Config } from '../platform/config.ts'
+import { devOperator, devSourceSystem, type Config } from '../platform/config.ts'
 import { onShutdown } from '../platform/lifecycle.ts'
 import { startInfrastructure } from '../platform/local/infrastructure.ts'
 import type { Logger } from '../platform/logger.ts'
 import { topics } from '../platform/kafka.ts'
+import { startSimulator } from '../simulator/service.ts'
+import { startSyncer } from '../syncer/service.ts'
 
 export const demoCustomer = {
   legalForm: 'PERSON',
@@ -15,30 +17,47 @@ export const demoCustomer = {
   identifiers: [{ type: 'NATIONAL_ID', value: 'S1234567D', issuingCountry: 'SG' }]
 }
 
-/** `cif-syncer up`: PostgreSQL, Kafka and the services, wired together on this machine. */
+/** The simulated core banking system wants a bearer token, as a real one would; locally it is this one. */
+const DEV_CORE_BANKING_TOKEN = 'local-core-banking-token'
+
+/** `cif-syncer up`: PostgreSQL, Kafka, the CIF service, the syncer and the simulated end systems, wired together. */
 export async function runLocalStack(config: Config, log: Logger): Promise<void> {
   const started = Date.now()
+  process.env.CORE_BANKING_TOKEN ??= DEV_CORE_BANKING_TOKEN
   const infrastructure = await startInfrastructure(config, log)
+  const simulator = await startSimulator(
+    { ...config.simulator, requiredAuthorization: { 'core-banking': `Bearer ${process.env.CORE_BANKING_TOKEN}` } },
+    log.child({ service: 'simulator' })
+  )
   const cif = await startCifService(config, infrastructure, log.child({ service: 'cif-service' }))
+  const syncer = await startSyncer(config, infrastructure, log.child({ service: 'syncer' }))
   onShutdown(log, async () => {
     await cif.close()
+    await syncer.close()
+    await simulator.close()
     await infrastructure.stop()
   })
   const key = config.production ? '<your source system key>' : devSourceSystem.apiKey
+  const auth = `-H 'Authorization: Bearer ${key}'`
   process.stdout.write(
     [
       '',
       `CIF Syncer local stack is up (${((Date.now() - started) / 1000).toFixed(1)} s). Ctrl-C stops it.`,
-      `  CIF API       ${cif.url}   docs: ${cif.url}/docs   OpenAPI: ${cif.url}/openapi.json`,
-      `  Kafka         ${infrastructure.kafkaBrokers.join(',')}   topic: ${topics.customerEvents}`,
-      `  PostgreSQL    ${infrastructure.databaseUrl.replace(/:[^:@/]+@/, ':***@')}`,
-      `  Demo API key  ${key}   (source system "${devSourceSystem.name}", for local use only)`,
+      `  CIF API        ${cif.url}   docs: ${cif.url}/docs`,
+      `  Syncer API     ${syncer.url}   docs: ${syncer.url}/docs`,
+      `  Simulator      ${simulator.url}/systems   (${[...simulator.systems.values()].map((s) => `${s.shape.name} ${s.url}`).join(', ')})`,
+      `  Kafka          ${infrastructure.kafkaBrokers.join(',')}   topics: ${topics.customerEvents}, ${topics.syncStatus}`,
+      `  PostgreSQL     ${infrastructure.databaseUrl.replace(/:[^:@/]+@/, ':***@')}`,
+      `  API keys       source system "${devSourceSystem.name}": ${key}   operator "${devOperator.name}": ${devOperator.apiKey}   (local use only)`,
       '',
       'Create a customer:',
-      `  curl -s -X POST ${cif.url}/v1/customers -H 'Authorization: Bearer ${key}' -H 'Content-Type: application/json' \\`,
+      `  curl -s -X POST ${cif.url}/v1/customers ${auth} -H 'Content-Type: application/json' \\`,
       `    -d '${JSON.stringify(demoCustomer)}'`,
-      '',
-      'Watch the events: npm run tail:events',
+      'Where it stands in every end system:',
+      `  curl -s ${syncer.url}/v1/sync/customers/<cifId> ${auth}`,
+      'What the simulated systems hold:',
+      `  curl -s ${simulator.url}/systems/core-banking/records`,
+      'Watch the topics: npm run tail:events    npm run tail:status',
       '',
       ''
     ].join('\n')

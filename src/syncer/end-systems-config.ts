@@ -54,7 +54,7 @@ const Operation = Type.Object(
 const EndSystem = Type.Object(
   {
     name: Type.String({ pattern: '^[a-z][a-z0-9-]{1,40}$' }),
-    baseUrl: Type.String({ pattern: '^https?://[^\\s/]+' }),
+    baseUrl: Type.String({ minLength: 1, description: 'http(s) URL; ${NAME} or ${NAME:-default} take it from the environment' }),
     auth: Type.Optional(Auth),
     createConflictMeansExists: Type.Optional(Type.Boolean({ description: 'A 409 on create means the record is there already' })),
     operations: Type.Object({ create: Operation, update: Operation }, { additionalProperties: false }),
@@ -192,9 +192,11 @@ export function parseEndSystems(text: string, fileName: string, env: Env = proce
     if (system.operations.update.path.includes('{externalId}') && !system.operations.create.externalId) {
       problem(['operations', 'create'])('updates by {externalId} but operations.create.externalId does not say where to read it')
     }
+    const baseUrl = interpolate(system.baseUrl, env, problem(['baseUrl'])).replace(/\/+$/, '')
+    if (!/^https?:\/\/[^\s/]+/.test(baseUrl) || !URL.canParse(baseUrl)) problem(['baseUrl'])(`has baseUrl "${baseUrl}", which is not an http(s) URL`)
     return {
       name: system.name,
-      baseUrl: interpolate(system.baseUrl, env, problem(['baseUrl'])).replace(/\/+$/, ''),
+      baseUrl,
       authHeaders: authHeaders(system.auth, env, problem(['auth'])),
       createConflictMeansExists: system.createConflictMeansExists ?? false,
       concurrency: system.concurrency ?? file.defaults?.concurrency ?? DEFAULT_CONCURRENCY,

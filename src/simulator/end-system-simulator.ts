@@ -1,0 +1,215 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { setTimeout as sleep } from 'node:timers/promises'
+
+/** The shape of one simulated end system's API: its own paths, payloads and record ids. */
+export interface SimulatedSystemShape {
+  name: string
+  /** Path of the collection, e.g. /customers: POST creates, <collection>/{id} updates. */
+  collection: string
+  updateMethod: 'PUT' | 'PATCH'
+  /** Which payload field holds the CIF ID, so a second create for the same customer is a 409. */
+  cifIdField: string
+  idPrefix: string
+  /** The create answer, built around the new record id. */
+  createdBody: (id: string) => unknown
+}
+
+export const simulatedSystems: SimulatedSystemShape[] = [
+  { name: 'core-banking', collection: '/customers', updateMethod: 'PUT', cifIdField: 'customerNumber', idPrefix: 'CB', createdBody: (id) => ({ customerId: id, status: 'ACTIVE' }) },
+  { name: 'crm', collection: '/contacts', updateMethod: 'PATCH', cifIdField: 'externalRef', idPrefix: 'CRM', createdBody: (id) => ({ contact: { id } }) },
+  { name: 'cards', collection: '/cardholders', updateMethod: 'PUT', cifIdField: 'cif', idPrefix: 'CH', createdBody: (id) => ({ cardholderRef: id }) }
+]
+
+export type Fault =
+  | { mode: 'none' }
+  | { mode: 'down' }
+  | { mode: 'status'; status: number; message?: string | undefined }
+  | { mode: 'slow'; delayMs: number }
+  | { mode: 'fail-next'; count: number; status: number; message?: string | undefined }
+
+export interface StoredRecord {
+  id: string
+  cifId: string
+  payload: Record<string, unknown>
+  version: number
+  createdAt: string
+  updatedAt: string
+}
+
+export interface Receipt {
+  at: number
+  method: string
+  path: string
+  cifId: string | undefined
+  idempotencyKey: string | undefined
+  status: number
+}
+
+const MAX_RECEIPTS = 200_000
+
+/**
+ * One simulated end system on its own port: stores what it receives, honours Idempotency-Key (a repeat
+ * is counted and answered as the first time, not stored twice), and misbehaves on request. "down" closes
+ * its port, so callers see a real connection refused.
+ */
+export class SimulatedEndSystem {
+  readonly shape: SimulatedSystemShape
+  readonly records = new Map<string, StoredRecord>()
+  readonly receipts: Receipt[] = []
+  received = 0
+  repeated = 0
+  fault: Fault = { mode: 'none' }
+  #answers = new Map<string, { status: number; body: unknown }>()
+  #byCifId = new Map<string, string>()
+  #next = 1
+  #server: Server
+  #host: string
+  #port: number
+  readonly #requiredAuthorization: string | undefined
+
+  constructor(shape: SimulatedSystemShape, host: string, port: number, requiredAuthorization?: string) {
+    this.shape = shape
+    this.#host = host
+    this.#port = port
+    this.#requiredAuthorization = requiredAuthorization
+    this.#server = this.#newServer()
+  }
+
+  get url(): string {
+    return `http://${this.#host}:${this.#port}`
+  }
+
+  async start(): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      this.#server.once('error', reject)
+      this.#server.listen(this.#port, this.#host, () => {
+        this.#port = (this.#server.address() as { port: number }).port
+        resolve()
+      })
+    })
+  }
+
+  async stop(): Promise<void> {
+    if (!this.#server.listening) return
+    this.#server.closeAllConnections()
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()))
+  }
+
+  async setFault(fault: Fault): Promise<void> {
+    const wasDown = this.fault.mode === 'down'
+    this.fault = fault
+    if (fault.mode === 'down' && !wasDown) {
+      await this.stop()
+      this.#server = this.#newServer()
+    } else if (fault.mode !== 'down' && wasDown) {
+      await this.start()
+    }
+  }
+
+  reset(): void {
+    this.records.clear()
+    this.receipts.length = 0
+    this.#answers.clear()
+    this.#byCifId.clear()
+    this.received = 0
+    this.repeated = 0
+  }
+
+  recordForCif(cifId: string): StoredRecord | undefined {
+    const id = this.#byCifId.get(cifId)
+    return id ? this.records.get(id) : undefined
+  }
+
+  #newServer(): Server {
+    const server = createServer((req, res) => {
+      this.#handle(req, res).catch(() => {
+        if (!res.headersSent) send(res, 500, { error: 'simulator failure' })
+      })
+    })
+    server.keepAliveTimeout = 60_000
+    return server
+  }
+
+  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = await readBody(req)
+    this.received++
+    const key = header(req, 'idempotency-key')
+    let payload: Record<string, unknown> = {}
+    try {
+      payload = body ? JSON.parse(body) : {}
+    } catch {
+      return this.#answer(req, res, undefined, key, 400, { error: 'body is not JSON' })
+    }
+    const cifId = typeof payload[this.shape.cifIdField] === 'string' ? (payload[this.shape.cifIdField] as string) : undefined
+
+    if (this.#requiredAuthorization && header(req, 'authorization') !== this.#requiredAuthorization) {
+      return this.#answer(req, res, cifId, key, 401, { error: 'missing or wrong credentials' })
+    }
+    const fault = this.fault
+    if (fault.mode === 'slow') await sleep(fault.delayMs)
+    if (fault.mode === 'status') return this.#answer(req, res, cifId, key, fault.status, { error: fault.message ?? 'simulated failure' })
+    if (fault.mode === 'fail-next' && fault.count > 0) {
+      fault.count--
+      if (fault.count === 0) this.fault = { mode: 'none' }
+      return this.#answer(req, res, cifId, key, fault.status, { error: fault.message ?? 'simulated failure' })
+    }
+
+    if (key) {
+      const first = this.#answers.get(key)
+      if (first) {
+        this.repeated++
+        return this.#answer(req, res, cifId, key, first.status, first.body)
+      }
+    }
+    const [status, answer] = this.#apply(req.method ?? 'GET', (req.url ?? '/').split('?')[0]!, payload, cifId)
+    if (key && status < 500) this.#answers.set(key, { status, body: answer })
+    return this.#answer(req, res, cifId, key, status, answer)
+  }
+
+  #apply(method: string, path: string, payload: Record<string, unknown>, cifId: string | undefined): [number, unknown] {
+    const { collection } = this.shape
+    const now = new Date().toISOString()
+    if (method === 'POST' && path === collection) {
+      if (!cifId) return [422, { error: `${this.shape.cifIdField} is required` }]
+      const existing = this.#byCifId.get(cifId)
+      if (existing) return [409, { error: 'this customer exists already', ...(this.shape.createdBody(existing) as object) }]
+      const id = `${this.shape.idPrefix}-${String(this.#next++).padStart(7, '0')}`
+      this.records.set(id, { id, cifId, payload, version: Number(payload.version ?? 1), createdAt: now, updatedAt: now })
+      this.#byCifId.set(cifId, id)
+      return [201, this.shape.createdBody(id)]
+    }
+    if (method === this.shape.updateMethod && path.startsWith(`${collection}/`)) {
+      const id = decodeURIComponent(path.slice(collection.length + 1))
+      const record = this.records.get(id)
+      if (!record) return [404, { error: `no record ${id}` }]
+      record.payload = this.shape.updateMethod === 'PATCH' ? { ...record.payload, ...payload } : payload
+      record.version = Number(payload.version ?? record.version + 1)
+      record.updatedAt = now
+      return [200, this.shape.createdBody(id)]
+    }
+    return [404, { error: `no route ${method} ${path}` }]
+  }
+
+  #answer(req: IncomingMessage, res: ServerResponse, cifId: string | undefined, key: string | undefined, status: number, body: unknown): void {
+    if (this.receipts.length >= MAX_RECEIPTS) this.receipts.shift()
+    this.receipts.push({ at: Date.now(), method: req.method ?? '', path: req.url ?? '', cifId, idempotencyKey: key, status })
+    send(res, status, body)
+  }
+}
+
+function header(req: IncomingMessage, name: string): string | undefined {
+  const value = req.headers[name]
+  return Array.isArray(value) ? value[0] : value
+}
+
+async function readBody(req: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = []
+  for await (const chunk of req) chunks.push(chunk as Buffer)
+  return Buffer.concat(chunks).toString('utf8')
+}
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body)
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) })
+  res.end(text)
+}

@@ -1,0 +1,109 @@
+import { Type } from 'typebox'
+import { createHttpServer, type HttpServer } from '../platform/http/server.ts'
+import { ProblemError } from '../platform/http/problem.ts'
+import type { Logger } from '../platform/logger.ts'
+import { simulatedSystems, SimulatedEndSystem, type Fault } from './end-system-simulator.ts'
+
+export interface SimulatorOptions {
+  host: string
+  /** The control API's port; the systems listen on the next ports (0: every port is picked free). */
+  port: number
+  /** Authorization header value a system demands, by system name. */
+  requiredAuthorization?: Record<string, string>
+}
+
+export interface Simulator {
+  url: string
+  app: HttpServer
+  systems: Map<string, SimulatedEndSystem>
+  close(): Promise<void>
+}
+
+const FaultBody = Type.Union([
+  Type.Object({ mode: Type.Literal('none') }, { additionalProperties: false }),
+  Type.Object({ mode: Type.Literal('down') }, { additionalProperties: false }),
+  Type.Object({ mode: Type.Literal('status'), status: Type.Integer({ minimum: 400, maximum: 599 }), message: Type.Optional(Type.String({ maxLength: 500 })) }, { additionalProperties: false }),
+  Type.Object({ mode: Type.Literal('slow'), delayMs: Type.Integer({ minimum: 1, maximum: 600_000 }) }, { additionalProperties: false }),
+  Type.Object(
+    { mode: Type.Literal('fail-next'), count: Type.Integer({ minimum: 1, maximum: 1000 }), status: Type.Integer({ minimum: 400, maximum: 599 }), message: Type.Optional(Type.String({ maxLength: 500 })) },
+    { additionalProperties: false }
+  )
+])
+
+/** Simulated end systems for the local stack, tests and benchmarks, with a control API to break them at will. */
+export async function startSimulator(options: SimulatorOptions, log: Logger): Promise<Simulator> {
+  const systems = new Map(
+    simulatedSystems.map((shape, i) => [
+      shape.name,
+      new SimulatedEndSystem(shape, options.host, options.port === 0 ? 0 : options.port + i + 1, options.requiredAuthorization?.[shape.name])
+    ])
+  )
+  await Promise.all([...systems.values()].map((system) => system.start()))
+
+  const app = await createHttpServer({
+    logger: log,
+    bodyLimitBytes: 16 * 1024,
+    title: 'End system simulator',
+    description: 'Three simulated end systems (core banking, CRM, cards) and the switches that make them fail.',
+    readinessChecks: {}
+  })
+  const find = (name: string): SimulatedEndSystem => {
+    const system = systems.get(name)
+    if (!system) throw new ProblemError(404, `No simulated system "${name}"; there are ${[...systems.keys()].join(', ')}.`)
+    return system
+  }
+  const NameParams = Type.Object({ name: Type.String({ maxLength: 50 }) })
+  const describe = (system: SimulatedEndSystem) => ({
+    name: system.shape.name,
+    url: system.url,
+    fault: system.fault,
+    records: system.records.size,
+    received: system.received,
+    repeated: system.repeated
+  })
+
+  app.get('/systems', { schema: { tags: ['simulator'], summary: 'Each system: its URL, fault and counts' } }, () => [...systems.values()].map(describe))
+  app.put(
+    '/systems/:name/fault',
+    { schema: { tags: ['simulator'], summary: 'Make a system fail: down, a fixed status, slow, or the next N calls', params: NameParams, body: FaultBody } },
+    async (request) => {
+      const system = find(request.params.name)
+      await system.setFault(request.body as Fault)
+      log.info({ system: system.shape.name, fault: request.body }, 'fault set')
+      return describe(system)
+    }
+  )
+  app.get(
+    '/systems/:name/records',
+    {
+      schema: {
+        tags: ['simulator'],
+        summary: 'What a system holds (optionally for one CIF ID)',
+        params: NameParams,
+        querystring: Type.Object({ cifId: Type.Optional(Type.String({ maxLength: 20 })) }, { additionalProperties: false })
+      }
+    },
+    (request) => {
+      const system = find(request.params.name)
+      const { cifId } = request.query
+      if (cifId) return [system.recordForCif(cifId)].filter(Boolean)
+      return [...system.records.values()]
+    }
+  )
+  app.post('/systems/:name/reset', { schema: { tags: ['simulator'], summary: 'Forget every record and count', params: NameParams } }, (request) => {
+    const system = find(request.params.name)
+    system.reset()
+    return describe(system)
+  })
+
+  const url = await app.listen({ host: options.host, port: options.port })
+  return {
+    url,
+    app,
+    systems,
+    close: async () => {
+      await app.close()
+      await Promise.all([...systems.values()].map((system) => system.stop()))
+    }
+  }
+}

@@ -1,0 +1,105 @@
+import { sql } from 'kysely'
+import type { Connections } from '../cif/service.ts'
+import { OutboxRelay } from '../outbox/relay.ts'
+import type { Config } from '../platform/config.ts'
+import { openDatabase } from '../platform/database/index.ts'
+import { describeError } from '../platform/errors.ts'
+import { createHttpServer, type HttpServer } from '../platform/http/server.ts'
+import { createIdempotentProducer, createProbe, kafkaAnswers } from '../platform/kafka.ts'
+import type { Logger } from '../platform/logger.ts'
+import { recoverExpiredLeases } from './delivery-store.ts'
+import { DeliveryLane } from './delivery-lane.ts'
+import { EndSystemClient } from './end-system-client.ts'
+import { loadEndSystems, type EndSystemConfig } from './end-systems-config.ts'
+import { EventIntake } from './event-intake.ts'
+import { adminApi, callbackApi } from './routes.ts'
+
+export interface Syncer {
+  app: HttpServer
+  url: string
+  endSystems: EndSystemConfig[]
+  lanes: Map<string, DeliveryLane>
+  close(): Promise<void>
+}
+
+const LEASE_CHECK_EVERY_MS = 5000
+
+/**
+ * The syncer: takes CIF events from Kafka, delivers each to every end system, records every attempt, and
+ * tells source systems how it went (status topic, callback API).
+ */
+export async function startSyncer(
+  config: Config,
+  connections: Connections,
+  log: Logger,
+  endSystems: EndSystemConfig[] = loadEndSystems(config.syncer.endSystemsFile)
+): Promise<Syncer> {
+  const database = openDatabase(connections.databaseUrl, { maxConnections: 20 })
+  const { db } = database
+  const clients = new Map(endSystems.map((system) => [system.name, new EndSystemClient(system)]))
+  const lanes = new Map(
+    endSystems.map((system) => [system.name, new DeliveryLane(system, db, clients.get(system.name)!, log.child({ endSystem: system.name }))])
+  )
+  const wakeAll = (): void => lanes.forEach((lane) => lane.wake())
+
+  const intake = new EventIntake({
+    db,
+    brokers: connections.kafkaBrokers,
+    groupId: config.syncer.groupId,
+    endSystems: endSystems.map((s) => s.name),
+    log: log.child({ component: 'intake' }),
+    onStored: (systems) => systems.forEach((name) => lanes.get(name)?.wake())
+  })
+  await intake.start()
+
+  const producer = createIdempotentProducer(connections.kafkaBrokers, 'cif-syncer-status')
+  const relay = new OutboxRelay({ db, databaseUrl: connections.databaseUrl, producer, ...config.outbox, log: log.child({ component: 'status-relay' }) })
+  relay.start()
+
+  // Retries come due and other syncers store deliveries: look regularly, not only when told.
+  const poll = setInterval(wakeAll, config.syncer.pollIntervalMs)
+  const leases = setInterval(() => {
+    recoverExpiredLeases(db).then(
+      (recovered) => {
+        if (recovered) {
+          log.warn({ recovered }, 'attempts lost by a stopped syncer are retried')
+          wakeAll()
+        }
+      },
+      (error: unknown) => log.warn({ error: describeError(error) }, 'lease recovery failed')
+    )
+  }, LEASE_CHECK_EVERY_MS)
+  wakeAll()
+
+  const probe = createProbe(connections.kafkaBrokers, 2000)
+  const app = await createHttpServer({
+    logger: log,
+    bodyLimitBytes: 16 * 1024,
+    title: 'CIF Syncer',
+    description: 'Where each customer stands in every end system: callback API for source systems, admin API for operators.',
+    readinessChecks: {
+      database: async () => (await sql`select 1`.execute(db), true),
+      kafka: () => kafkaAnswers(probe)
+    }
+  })
+  await app.register(callbackApi, { prefix: '/v1/sync', db, sourceSystemKeyHashes: config.sourceSystemKeyHashes })
+  await app.register(adminApi, { prefix: '/v1/admin', db, operatorKeyHashes: config.operatorKeyHashes })
+  const url = await app.listen({ host: config.syncer.host, port: config.syncer.port })
+
+  return {
+    app,
+    url,
+    endSystems,
+    lanes,
+    close: async () => {
+      clearInterval(poll)
+      clearInterval(leases)
+      await app.close()
+      await intake.stop()
+      await Promise.all([...lanes.values()].map((lane) => lane.stop()))
+      await relay.stop()
+      await Promise.all([producer.close(), probe.close(), ...[...clients.values()].map((c) => c.close())])
+      await database.close()
+    }
+  }
+}
