@@ -1,4 +1,3 @@
-import { sql } from 'kysely'
 import { Type, type Static } from 'typebox'
 import { CIF_ID_PATTERN, isValidCifId } from '../cif/cif-id.ts'
 import type { Db } from '../platform/database/index.ts'
@@ -100,17 +99,6 @@ function checkCifId(cifId: string): void {
   if (!isValidCifId(cifId)) throw ProblemError.invalid([{ parameter: 'cifId', detail: 'has a wrong check digit' }], 'The CIF ID is malformed.')
 }
 
-/** Cursors are opaque to callers: (transaction id, row id) of the last update they saw. */
-export function encodeCursor(txid: string, id: string): string {
-  return Buffer.from(`${txid}:${id}`).toString('base64url')
-}
-
-function decodeCursor(cursor: string | undefined): [string, string] {
-  if (!cursor) return ['0', '0']
-  const match = /^(\d{1,20}):(\d{1,20})$/.exec(Buffer.from(cursor, 'base64url').toString())
-  if (!match) throw ProblemError.invalid([{ parameter: 'after', detail: 'is not a cursor this API gave out' }])
-  return [match[1]!, match[2]!]
-}
 
 export interface CallbackApiOptions {
   db: Db
@@ -160,11 +148,11 @@ export async function callbackApi(app: HttpServer, { db, sourceSystemKeyHashes }
         tags: ['callback'],
         summary: "Status changes of your customers since a cursor, in order",
         description:
-          'Start without `after`; pass the `next` of each answer as `after` of the following call. A status appears only once every transaction before it has committed, so none is ever skipped.',
+          'Start without `after`; pass the `next` of each answer as `after` of the following call. Positions follow commit order, so none is ever skipped and a customer\'s IN_SYNC comes after its deliveries.',
         security,
         querystring: Type.Object(
           {
-            after: Type.Optional(Type.String({ maxLength: 100 })),
+            after: Type.Optional(Type.String({ pattern: '^[0-9]{1,18}$', description: 'The `next` of the previous answer' })),
             limit: Type.Optional(Type.String({ pattern: '^(?:[1-9]|[1-9][0-9]|[1-4][0-9]{2}|500)$', description: '1-500, default 100' }))
           },
           { additionalProperties: false }
@@ -176,17 +164,17 @@ export async function callbackApi(app: HttpServer, { db, sourceSystemKeyHashes }
       }
     },
     async (request) => {
-      const [txid, id] = decodeCursor(request.query.after)
-      const limit = Number(request.query.limit ?? 100)
-      const { rows } = await sql<{ id: string; txid: string; status: Record<string, unknown> }>`
-        select id, txid::text as txid, status from sync_status_update
-        where owner_source_system = ${request.caller}
-          and txid < pg_snapshot_xmin(pg_current_snapshot())
-          and (txid, id) > (${txid}::xid8, ${id}::bigint)
-        order by txid, id
-        limit ${limit}`.execute(db)
-      const last = rows.at(-1)
-      return { updates: rows.map((row) => row.status), next: last ? encodeCursor(last.txid, last.id) : (request.query.after ?? encodeCursor('0', '0')) }
+      const after = request.query.after ?? '0'
+      const rows = await db
+        .selectFrom('sync_status_update')
+        .select(['seq', 'status'])
+        .where('owner_source_system', '=', request.caller)
+        .where('seq', 'is not', null)
+        .where('seq', '>', after)
+        .orderBy('seq')
+        .limit(Number(request.query.limit ?? 100))
+        .execute()
+      return { updates: rows.map((row) => row.status), next: rows.at(-1)?.seq ?? after }
     }
   )
 }

@@ -13,6 +13,7 @@ import { EndSystemClient } from './end-system-client.ts'
 import { loadEndSystems, type EndSystemConfig } from './end-systems-config.ts'
 import { EventIntake } from './event-intake.ts'
 import { adminApi, callbackApi } from './routes.ts'
+import { sequenceStatusUpdates } from './sync-status.ts'
 
 export interface Syncer {
   app: HttpServer
@@ -57,7 +58,17 @@ export async function startSyncer(
   relay.start()
 
   // Retries come due and other syncers store deliveries: look regularly, not only when told.
-  const poll = setInterval(wakeAll, config.syncer.pollIntervalMs)
+  let sequencing = false
+  const poll = setInterval(() => {
+    wakeAll()
+    if (sequencing) return
+    sequencing = true
+    sequenceStatusUpdates(db)
+      .catch((error: unknown) => log.warn({ error: describeError(error) }, 'cannot sequence status updates'))
+      .finally(() => {
+        sequencing = false
+      })
+  }, config.syncer.pollIntervalMs)
   const leases = setInterval(() => {
     recoverExpiredLeases(db).then(
       (recovered) => {

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
-import type { Transaction } from 'kysely'
-import type { Database } from '../platform/database/index.ts'
+import { sql, type Transaction } from 'kysely'
+import type { Database, Db } from '../platform/database/index.ts'
 import { topics } from '../platform/kafka.ts'
 
 export const statusKinds = {
@@ -70,4 +70,26 @@ export async function recordStatus(
       headers: JSON.stringify({ 'content-type': 'application/cloudevents+json; charset=utf-8', ce_type: event.type, ce_id: event.id })
     })
     .execute()
+}
+
+/** Any fixed number: the advisory lock that makes one sequencer at a time, across syncer instances. */
+const SEQUENCER_LOCK = 7_270_001
+
+/**
+ * Gives committed status updates their feed positions, in id order, one sequencer at a time. What a
+ * transaction sees committed was committed before it, so positions follow commit order: a customer's
+ * "in sync" comes after every delivery it sums up.
+ */
+export async function sequenceStatusUpdates(db: Db, batch = 1000): Promise<number> {
+  return db.transaction().execute(async (trx) => {
+    await sql`select pg_advisory_xact_lock(${SEQUENCER_LOCK})`.execute(trx)
+    const result = await sql`
+      update sync_status_update u set seq = numbered.seq
+      from (
+        select id, nextval('sync_status_seq') as seq
+        from (select id from sync_status_update where seq is null order by id limit ${batch}) waiting
+      ) numbered
+      where u.id = numbered.id`.execute(trx)
+    return Number(result.numAffectedRows ?? 0)
+  })
 }

@@ -145,7 +145,7 @@ export interface CustomerXrefTable {
 
 export interface SyncStatusUpdateTable {
   id: Generated<string>
-  txid: ColumnType<string, never, never>
+  seq: ColumnType<string | null, never, string | null>
   owner_source_system: string
   cif_id: string
   kind: string

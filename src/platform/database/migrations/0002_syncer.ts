@@ -95,18 +95,21 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       primary key (cif_id, end_system)
     );
 
-    -- The feed behind GET /v1/sync/updates. Read in (txid, id) order and only below the oldest running
-    -- transaction, so a row that commits late is never skipped by a poller's cursor.
+    -- The feed behind GET /v1/sync/updates. Rows get their feed position (seq) only once committed, from
+    -- one sequencer at a time, so positions follow commit order and a poller's cursor never skips a row
+    -- that committed late (ids are handed out before commit and cannot serve as a cursor).
+    create sequence sync_status_seq;
     create table sync_status_update (
       id                   bigint generated always as identity primary key,
-      txid                 xid8 not null default pg_current_xact_id(),
+      seq                  bigint unique,
       owner_source_system  text not null,
       cif_id               text not null,
       kind                 text not null,
       status               jsonb not null,
       created_at           timestamptz not null default now()
     );
-    create index sync_status_update_feed on sync_status_update (owner_source_system, txid, id);
+    create index sync_status_update_feed on sync_status_update (owner_source_system, seq) where seq is not null;
+    create index sync_status_update_unsequenced on sync_status_update (id) where seq is null;
 
     -- Who redrove or skipped what, when and why.
     create table operator_action (
@@ -126,6 +129,7 @@ export async function down(db: Kysely<unknown>): Promise<void> {
   await sql`
     drop table operator_action;
     drop table sync_status_update;
+    drop sequence sync_status_seq;
     drop table customer_xref;
     drop table delivery_attempt;
     drop table delivery;

@@ -1,0 +1,313 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import type { CifService } from '../../src/cif/service.ts'
+import { openDatabase, type DatabaseHandle } from '../../src/platform/database/index.ts'
+import { createConsumer, createIdempotentProducer, topics } from '../../src/platform/kafka.ts'
+import type { Simulator } from '../../src/simulator/service.ts'
+import { storeEvents } from '../../src/syncer/event-intake.ts'
+import type { Syncer } from '../../src/syncer/service.ts'
+import { call, connections, keys, newPerson, startTestCifService, TopicReader } from './helpers.ts'
+import { attemptsOf, deliveriesOf, eventually, operatorKey, startTestSimulator, startTestSyncer } from './syncer-helpers.ts'
+
+let cif: CifService
+let simulator: Simulator
+let syncer: Syncer
+let database: DatabaseHandle
+let status: TopicReader
+
+beforeAll(async () => {
+  database = openDatabase(connections().databaseUrl, { maxConnections: 4 })
+  cif = await startTestCifService()
+  simulator = await startTestSimulator()
+  syncer = await startTestSyncer(simulator)
+  status = await TopicReader.open(connections().kafkaBrokers, topics.syncStatus)
+})
+afterAll(async () => {
+  await status?.close()
+  await syncer?.close()
+  await simulator?.close()
+  await cif?.close()
+  await database?.close()
+})
+afterEach(async () => {
+  for (const system of simulator.systems.values()) await system.setFault({ mode: 'none' })
+})
+
+async function createCustomer(overrides: Record<string, unknown> = {}): Promise<{ cifId: string; person: Record<string, any> }> {
+  const person = newPerson(overrides)
+  const created = await call(cif.url, 'POST', '/v1/customers', { body: person })
+  expect(created.status).toBe(201)
+  return { cifId: created.body.cifId, person }
+}
+
+const settled = (states: string[]) => (rows: { state: string }[]) => rows.length > 0 && rows.every((row) => states.includes(row.state))
+const allSucceeded = settled(['SUCCESS'])
+const syncApi = (path: string, key = keys.branchPortal) => call(syncer.url, 'GET', path, { key })
+const admin = (method: string, path: string, body?: unknown) => call(syncer.url, method, path, { key: operatorKey, body })
+
+describe('delivering a customer to every end system', () => {
+  it('creates the customer in all three systems, each in its own shape, and reports it in sync', async () => {
+    const { cifId, person } = await createCustomer()
+    const deliveries = await eventually(() => deliveriesOf(database, cifId), allSucceeded)
+    expect(deliveries.map((d) => [d.end_system, d.operation, d.attempts])).toEqual([
+      ['cards', 'create', 1],
+      ['core-banking', 'create', 1],
+      ['crm', 'create', 1]
+    ])
+
+    const core = simulator.systems.get('core-banking')!.recordForCif(cifId)!
+    expect(core.payload).toMatchObject({ customerNumber: cifId, customerType: 'INDIVIDUAL', name: { first: 'Ada', middle: 'King', last: 'Lovelace' } })
+    expect(simulator.systems.get('crm')!.recordForCif(cifId)!.payload).toMatchObject({ externalRef: cifId, displayName: 'Ada Lovelace', email: person.email })
+    expect(simulator.systems.get('cards')!.recordForCif(cifId)!.payload).toMatchObject({ cif: cifId, embossName: 'ADA LOVELACE' })
+    expect(deliveries.find((d) => d.end_system === 'core-banking')!.external_id).toBe(core.id)
+
+    const [attempt] = await attemptsOf(database, cifId, 'crm')
+    expect(attempt).toMatchObject({ status: 'SUCCESS', http_status: 201, attempt_number: 1, event_type: 'cif.customer.created', customer_version: 1, timeout_ms: 1000 })
+
+    const sync = await syncApi(`/v1/sync/customers/${cifId}`)
+    expect(sync.status).toBe(200)
+    expect(sync.body).toMatchObject({ cifId, latestVersion: 1, state: 'IN_SYNC' })
+    expect(sync.body.endSystems.map((e: { endSystem: string; state: string }) => `${e.endSystem}:${e.state}`)).toEqual([
+      'cards:SUCCESS',
+      'core-banking:SUCCESS',
+      'crm:SUCCESS'
+    ])
+
+    const messages = await status.waitFor(() => status.forKey(cifId).some((m) => m.value.type === 'cif.sync.customer.in-sync'))
+    const mine = messages.filter((m) => m.key === cifId).map((m) => m.value)
+    expect(mine.filter((m) => m.type === 'cif.sync.delivery.succeeded')).toHaveLength(3)
+    expect(mine.find((m) => m.type === 'cif.sync.customer.in-sync')!.data).toMatchObject({
+      kind: 'IN_SYNC',
+      cifId,
+      customerVersion: 1,
+      endSystems: ['cards', 'core-banking', 'crm']
+    })
+  })
+
+  it('retries a passing failure and records ERROR, ERROR, SUCCESS with the system’s message', async () => {
+    await simulator.systems.get('crm')!.setFault({ mode: 'fail-next', count: 2, status: 503, message: 'maintenance window' })
+    const { cifId } = await createCustomer()
+    await eventually(() => deliveriesOf(database, cifId), allSucceeded)
+    const attempts = await attemptsOf(database, cifId, 'crm')
+    expect(attempts.map((a) => [a.attempt_number, a.status, a.http_status])).toEqual([
+      [1, 'ERROR', 503],
+      [2, 'ERROR', 503],
+      [3, 'SUCCESS', 201]
+    ])
+    expect(attempts[0]!.response_message).toBe('HTTP 503: {"error":"maintenance window"}')
+    expect(attempts[0]!.remarks).toMatch(/^crm answered 503 \(a fault on its side\); retry 1 of 3 in/)
+    const retrying = status.forKey(cifId).filter((m) => m.value.type === 'cif.sync.delivery.retrying')
+    expect(retrying.length).toBeGreaterThanOrEqual(1)
+  })
+
+  it('fails a refused create at once, blocks later versions behind it, and lets an operator redrive it', async () => {
+    await simulator.systems.get('cards')!.setFault({ mode: 'status', status: 422, message: 'embossName too long' })
+    const { cifId } = await createCustomer()
+    const failed = await eventually(
+      () => deliveriesOf(database, cifId),
+      (rows) => rows.some((d) => d.end_system === 'cards' && d.state === 'FAILED')
+    )
+    const cards = failed.find((d) => d.end_system === 'cards')!
+    expect(cards.attempts).toBe(1)
+    expect(cards.remarks).toBe('cards refused the create (422); retrying cannot help')
+    expect(cards.last_error).toBe('HTTP 422: {"error":"embossName too long"}')
+
+    const patched = await call(cif.url, 'PATCH', `/v1/customers/${cifId}`, { body: { branchCode: 'SIN02' }, headers: { 'if-match': '"1"' } })
+    expect(patched.status).toBe(200)
+    const blocked = await eventually(
+      () => deliveriesOf(database, cifId),
+      (rows) => rows.some((d) => d.end_system === 'cards' && d.customer_version === 2 && d.state === 'BLOCKED')
+    )
+    expect(blocked.find((d) => d.end_system === 'cards' && d.customer_version === 2)!.remarks).toBe(
+      `waits behind delivery ${cards.id} (version 1), which FAILED; redrive or skip it`
+    )
+    expect((await syncApi(`/v1/sync/customers/${cifId}`)).body.state).toBe('NEEDS_ATTENTION')
+    // The other systems are not held up by it.
+    expect(blocked.filter((d) => d.end_system !== 'cards').every((d) => d.state === 'SUCCESS')).toBe(true)
+
+    await simulator.systems.get('cards')!.setFault({ mode: 'none' })
+    const redriven = await admin('POST', `/v1/admin/deliveries/${cards.id}/redrive`, { reason: 'cards fixed the name length rule' })
+    expect(redriven.status).toBe(200)
+    expect(redriven.body).toMatchObject({ state: 'PENDING', remarks: 'redriven by test-operator: cards fixed the name length rule' })
+    await eventually(() => deliveriesOf(database, cifId), allSucceeded)
+    expect(simulator.systems.get('cards')!.recordForCif(cifId)!.version).toBe(2)
+    const actions = await database.db.selectFrom('operator_action').selectAll().where('delivery_id', '=', cards.id).execute()
+    expect(actions).toMatchObject([{ action: 'REDRIVE', operator: 'test-operator', reason: 'cards fixed the name length rule', from_state: 'FAILED' }])
+    expect((await syncApi(`/v1/sync/customers/${cifId}`)).body.state).toBe('IN_SYNC')
+  })
+
+  it('gives up on a system that stays down, with remarks, while the others succeed without waiting', async () => {
+    await simulator.systems.get('core-banking')!.setFault({ mode: 'down' })
+    const { cifId } = await createCustomer()
+    const rows = await eventually(
+      () => deliveriesOf(database, cifId),
+      (d) => d.some((row) => row.end_system === 'core-banking' && row.state === 'FAILED')
+    )
+    const down = rows.find((d) => d.end_system === 'core-banking')!
+    expect(down.attempts).toBe(4)
+    expect(down.remarks).toMatch(/^core-banking refused the connection \(is it down\?\); gave up after 4 attempts/)
+    const attempts = await attemptsOf(database, cifId, 'core-banking')
+    expect(attempts.map((a) => a.status)).toEqual(['ERROR', 'ERROR', 'ERROR', 'ERROR'])
+    expect(attempts[0]!.response_message).toMatch(/^ECONNREFUSED/)
+    for (const other of rows.filter((d) => d.end_system !== 'core-banking')) {
+      expect(other.state).toBe('SUCCESS')
+      // Done long before the down system's retries ran out.
+      expect(other.completed_at!.getTime()).toBeLessThan(down.completed_at!.getTime())
+    }
+    const failedStatus = status.forKey(cifId).find((m) => m.value.type === 'cif.sync.delivery.failed')
+    expect(failedStatus?.value.data).toMatchObject({ endSystem: 'core-banking', state: 'FAILED', attempts: 4 })
+
+    const skipped = await admin('POST', `/v1/admin/deliveries/${down.id}/skip`, { reason: 'customer closed before go-live' })
+    expect(skipped.body).toMatchObject({ state: 'SKIPPED', remarks: 'skipped by test-operator: customer closed before go-live' })
+    expect((await syncApi(`/v1/sync/customers/${cifId}`)).body.state).toBe('PARTIAL')
+    await status.waitFor(() => status.forKey(cifId).some((m) => m.value.type === 'cif.sync.delivery.skipped'))
+    const again = await admin('POST', `/v1/admin/deliveries/${down.id}/skip`, { reason: 'twice' })
+    expect(again.status).toBe(409)
+  })
+
+  it('uses a longer timeout on each retry', async () => {
+    await simulator.systems.get('cards')!.setFault({ mode: 'slow', delayMs: 1500 })
+    const { cifId } = await createCustomer()
+    await eventually(() => deliveriesOf(database, cifId), allSucceeded)
+    const attempts = await attemptsOf(database, cifId, 'cards')
+    expect(attempts.map((a) => [a.status, a.timeout_ms])).toEqual([
+      ['ERROR', 1000],
+      ['SUCCESS', 2000]
+    ])
+    expect(attempts[0]!.remarks).toMatch(/^cards timed out after 1 s/)
+    expect(attempts[0]!.duration_ms).toBeGreaterThanOrEqual(990)
+  })
+
+  it('sends the update only after the create succeeded, in version order, under retries', async () => {
+    await simulator.systems.get('crm')!.setFault({ mode: 'fail-next', count: 3, status: 502 })
+    const { cifId } = await createCustomer()
+    for (const [version, email] of [[1, 'v2@example.com'], [2, 'v3@example.com']] as const) {
+      const patched = await call(cif.url, 'PATCH', `/v1/customers/${cifId}`, { body: { email }, headers: { 'if-match': `"${version}"` } })
+      expect(patched.status).toBe(200)
+    }
+    await eventually(() => deliveriesOf(database, cifId), (rows) => rows.length === 9 && allSucceeded(rows))
+    const crm = simulator.systems.get('crm')!
+    const calls = crm.receipts.filter((r) => r.cifId === cifId && r.status < 300)
+    expect(calls.map((r) => r.method)).toEqual(['POST', 'PATCH', 'PATCH'])
+    expect(crm.recordForCif(cifId)!.payload.email).toBe('v3@example.com')
+    const crmAttempts = await attemptsOf(database, cifId, 'crm')
+    expect(crmAttempts.map((a) => `${a.customer_version}:${a.status}`)).toEqual(['1:ERROR', '1:ERROR', '1:ERROR', '1:SUCCESS', '2:SUCCESS', '3:SUCCESS'])
+    expect(simulator.systems.get('core-banking')!.recordForCif(cifId)!.version).toBe(3)
+  })
+
+  it('masks the customer’s personal data in what an end system said', async () => {
+    const { cifId, person } = await createCustomer()
+    await eventually(() => deliveriesOf(database, cifId), allSucceeded)
+    await simulator.systems.get('crm')!.setFault({ mode: 'status', status: 400, message: `invalid contact Ada Lovelace <${person.email}> +44 20 7946 0958` })
+    await call(cif.url, 'PATCH', `/v1/customers/${cifId}`, { body: { branchCode: 'KUL01' }, headers: { 'if-match': '"1"' } })
+    const rows = await eventually(() => deliveriesOf(database, cifId), (d) => d.some((row) => row.state === 'FAILED'))
+    const failed = rows.find((d) => d.state === 'FAILED')!
+    expect(failed.last_error).toBe('HTTP 400: {"error":"invalid contact *** *** <***> ***"}')
+  })
+})
+
+describe('taking events from Kafka', () => {
+  it('makes one delivery per system of a message that arrives twice', async () => {
+    const { cifId } = await createCustomer()
+    const first = await eventually(() => deliveriesOf(database, cifId), allSucceeded)
+    const event = await database.db.selectFrom('sync_event').select('event').where('cif_id', '=', cifId).executeTakeFirstOrThrow()
+    const producer = createIdempotentProducer(connections().kafkaBrokers, 'duplicate-test')
+    await producer.send({ messages: [{ topic: topics.customerEvents, key: cifId, value: JSON.stringify(event.event) }] })
+    await producer.close()
+    // A later customer passing through proves the duplicate was consumed by then (same partition order is not needed:
+    // the syncer commits only after storing, and we wait for the later one's deliveries).
+    const { cifId: later } = await createCustomer()
+    await eventually(() => deliveriesOf(database, later), allSucceeded)
+    await new Promise((r) => setTimeout(r, 300))
+    expect(await deliveriesOf(database, cifId)).toEqual(first)
+    expect(simulator.systems.get('crm')!.receipts.filter((r) => r.cifId === cifId)).toHaveLength(1)
+  })
+
+  it('keeps an unreadable message instead of dropping it, and goes on', async () => {
+    const producer = createIdempotentProducer(connections().kafkaBrokers, 'poison-test')
+    const marker = `poison-${Date.now()}`
+    await producer.send({ messages: [{ topic: topics.customerEvents, key: marker, value: '{"type":"cif.customer.created","id":"not-a-uuid"}' }] })
+    await producer.close()
+    const row = await eventually(
+      () => database.db.selectFrom('unreadable_message').selectAll().where('message_key', '=', marker).executeTakeFirst(),
+      (r) => r !== undefined
+    )
+    expect(row!.reason).toMatch(/^does not match the cif.customer.created schema/)
+    const { cifId } = await createCustomer()
+    await eventually(() => deliveriesOf(database, cifId), allSucceeded)
+  })
+
+  it('loses nothing and stores nothing twice when the syncer dies between storing and committing', async () => {
+    await syncer.close()
+    try {
+      const { cifId } = await createCustomer()
+      // A syncer that stores the event, then dies before committing its offset.
+      const doomed = createConsumer(connections().kafkaBrokers, 'cif-syncer-test', 'doomed-syncer')
+      const stream = await doomed.consume({ topics: [topics.customerEvents], mode: 'committed', fallbackMode: 'earliest', maxWaitTime: 50 })
+      for await (const message of stream) {
+        await storeEvents(database.db, [message], ['core-banking', 'crm', 'cards'])
+        if (message.key === cifId) break
+      }
+      await stream.close()
+      await doomed.close() // no commit: as if killed
+      expect((await deliveriesOf(database, cifId)).map((d) => d.state)).toEqual(['PENDING', 'PENDING', 'PENDING'])
+    } finally {
+      syncer = await startTestSyncer(simulator)
+    }
+    const cifIds = (await database.db.selectFrom('delivery').select('cif_id').where('state', '=', 'PENDING').execute()).map((r) => r.cif_id)
+    for (const cifId of new Set(cifIds)) {
+      const rows = await eventually(() => deliveriesOf(database, cifId), allSucceeded)
+      expect(rows).toHaveLength(3)
+      expect(simulator.systems.get('cards')!.receipts.filter((r) => r.cifId === cifId && r.status === 201)).toHaveLength(1)
+    }
+  })
+})
+
+describe('callback API', () => {
+  it('shows a source system only its own customers, and its status changes in order', async () => {
+    const { cifId } = await createCustomer()
+    await eventually(() => deliveriesOf(database, cifId), allSucceeded)
+    const other = await syncApi(`/v1/sync/customers/${cifId}`, keys.onboardingApp)
+    expect(other.status).toBe(404)
+    expect((await syncApi(`/v1/sync/customers/${cifId}`, 'no-such-key-anywhere')).status).toBe(401)
+    expect((await syncApi(`/v1/sync/customers/${cifId}`, operatorKey)).status).toBe(401)
+    expect((await admin('GET', `/v1/admin/deliveries?cifId=${cifId}`)).body.deliveries).toHaveLength(3)
+    expect((await call(syncer.url, 'GET', '/v1/admin/deliveries', { key: keys.branchPortal })).status).toBe(401)
+
+    // Page through the feed until this customer's IN_SYNC: its statuses are there, in commit order.
+    const seen: Record<string, any>[] = []
+    let cursor: string | undefined
+    const mine = await eventually(
+      async () => {
+        const page = await syncApi(`/v1/sync/updates?limit=500${cursor ? `&after=${cursor}` : ''}`)
+        expect(page.status).toBe(200)
+        seen.push(...page.body.updates)
+        cursor = page.body.next
+        return seen.filter((u) => u.cifId === cifId).map((u) => u.kind)
+      },
+      (kinds) => kinds.includes('IN_SYNC')
+    )
+    expect(mine).toEqual(['DELIVERED', 'DELIVERED', 'DELIVERED', 'IN_SYNC'])
+    const { body: foreign } = await call(cif.url, 'POST', '/v1/customers', { body: newPerson(), key: keys.onboardingApp })
+    await eventually(() => deliveriesOf(database, foreign.cifId), allSucceeded)
+    const after = await syncApi(`/v1/sync/updates?after=${cursor}`)
+    expect(after.body.updates.filter((u: { cifId: string }) => u.cifId === foreign.cifId)).toEqual([])
+    const theirs = await syncApi(`/v1/sync/updates?limit=500`, keys.onboardingApp)
+    expect(theirs.body.updates.every((u: { cifId: string }) => u.cifId !== cifId)).toBe(true)
+
+    expect((await syncApi('/v1/sync/updates?after=nope')).status).toBe(400)
+    expect((await syncApi('/v1/sync/updates?limit=0')).status).toBe(400)
+  })
+
+  it('lists attempts and counts for operators', async () => {
+    const { cifId } = await createCustomer()
+    await eventually(() => deliveriesOf(database, cifId), allSucceeded)
+    const attempts = await admin('GET', `/v1/admin/attempts?cifId=${cifId}&endSystem=crm&status=SUCCESS`)
+    expect(attempts.body.attempts).toHaveLength(1)
+    expect(attempts.body.attempts[0]).toMatchObject({ cifId, endSystem: 'crm', status: 'SUCCESS', httpStatus: 201, attemptNumber: 1 })
+    const summary = await admin('GET', '/v1/admin/summary')
+    expect(summary.body.counts.find((c: { endSystem: string; state: string }) => c.endSystem === 'crm' && c.state === 'SUCCESS').count).toBeGreaterThan(0)
+    const badFilter = await admin('GET', '/v1/admin/deliveries?state=LOST')
+    expect(badFilter.status).toBe(400)
+    expect(badFilter.body.errors[0].parameter).toBe('state')
+  })
+})
