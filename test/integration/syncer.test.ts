@@ -95,8 +95,7 @@ describe('delivering a customer to every end system', () => {
     ])
     expect(attempts[0]!.response_message).toBe('HTTP 503: {"error":"maintenance window"}')
     expect(attempts[0]!.remarks).toMatch(/^crm answered 503 \(a fault on its side\); retry 1 of 3 in/)
-    const retrying = status.forKey(cifId).filter((m) => m.value.type === 'cif.sync.delivery.retrying')
-    expect(retrying.length).toBeGreaterThanOrEqual(1)
+    await status.waitFor(() => status.forKey(cifId).some((m) => m.value.type === 'cif.sync.delivery.retrying'))
   })
 
   it('fails a refused create at once, blocks later versions behind it, and lets an operator redrive it', async () => {
@@ -153,6 +152,7 @@ describe('delivering a customer to every end system', () => {
       // Done long before the down system's retries ran out.
       expect(other.completed_at!.getTime()).toBeLessThan(down.completed_at!.getTime())
     }
+    await status.waitFor(() => status.forKey(cifId).some((m) => m.value.type === 'cif.sync.delivery.failed'))
     const failedStatus = status.forKey(cifId).find((m) => m.value.type === 'cif.sync.delivery.failed')
     expect(failedStatus?.value.data).toMatchObject({ endSystem: 'core-banking', state: 'FAILED', attempts: 4 })
 
