@@ -160,6 +160,7 @@ export function parseEndSystems(text: string, fileName: string, env: Env = proce
   if (!validateFile(file)) {
     for (const error of validateFile.errors ?? []) {
       const path = error.instancePath.split('/').slice(1).map((s) => (/^\d+$/.test(s) ? Number(s) : s))
+      if (error.keyword === 'additionalProperties') path.push(String(error.params.additionalProperty))
       const field = error.keyword === 'required' ? `${error.instancePath}/${error.params.missingProperty}` : error.instancePath
       const detail = error.keyword === 'additionalProperties' ? `has an unknown setting "${error.params.additionalProperty}"` : error.message
       problems.push(`${fileName}:${at(path)}: ${field || '(top)'} ${detail}`)

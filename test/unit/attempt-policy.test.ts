@@ -1,0 +1,82 @@
+import fc from 'fast-check'
+import { describe, expect, it } from 'vitest'
+import { attemptTimeoutMs, formatDuration, judgeCall, lagRemark, parseRetryAfter, retryDelayMs } from '../../src/syncer/attempt-policy.ts'
+import { defaultRetryPolicy } from '../../src/syncer/end-systems-config.ts'
+
+describe('timeouts and pauses', () => {
+  it('grows the timeout on each retry, as the specification asks: 30 s, 60 s, 120 s, 240 s', () => {
+    expect([1, 2, 3, 4].map((n) => attemptTimeoutMs(defaultRetryPolicy, n))).toEqual([30_000, 60_000, 120_000, 240_000])
+    expect(attemptTimeoutMs(defaultRetryPolicy, 10)).toBe(defaultRetryPolicy.maxTimeoutMs)
+  })
+
+  it('pauses exponentially within ±20% jitter and never past the cap', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 30 }), fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }), (n, r) => {
+        const delay = retryDelayMs(defaultRetryPolicy, n, undefined, () => r)
+        const base = Math.min(defaultRetryPolicy.maxBackoffMs, defaultRetryPolicy.backoffMs * 2 ** (n - 1))
+        return delay >= Math.floor(base * 0.8) && delay <= Math.min(defaultRetryPolicy.maxBackoffMs, Math.ceil(base * 1.2))
+      })
+    )
+  })
+
+  it('honours Retry-After within the cap', () => {
+    expect(retryDelayMs(defaultRetryPolicy, 1, 30_000, () => 0.5)).toBe(30_000)
+    expect(retryDelayMs(defaultRetryPolicy, 1, 10 * 3_600_000, () => 0.5)).toBe(defaultRetryPolicy.maxBackoffMs)
+    expect(parseRetryAfter('120')).toBe(120_000)
+    expect(parseRetryAfter('Wed, 25 Nov 2026 12:00:30 GMT', Date.parse('Wed, 25 Nov 2026 12:00:00 GMT'))).toBe(30_000)
+    expect(parseRetryAfter('soon')).toBeUndefined()
+  })
+})
+
+describe('judging an end system’s answer', () => {
+  const judge = (result: Parameters<typeof judgeCall>[0], operation: 'create' | 'update' = 'create', conflictMeansExists = false) =>
+    judgeCall(result, 'crm', operation, conflictMeansExists)
+
+  it('treats 2xx as success', () => {
+    expect(judge({ kind: 'response', status: 201, body: '{"id":1}' })).toMatchObject({ outcome: 'success', httpStatus: 201 })
+  })
+
+  it('retries network errors, timeouts, 5xx and 429, saying why in words', () => {
+    expect(judge({ kind: 'network', code: 'ECONNREFUSED', message: 'connect ECONNREFUSED 127.0.0.1:1' })).toEqual({
+      outcome: 'retry',
+      httpStatus: null,
+      message: 'ECONNREFUSED: connect ECONNREFUSED 127.0.0.1:1',
+      remarks: 'crm refused the connection (is it down?)'
+    })
+    expect(judge({ kind: 'timeout', timeoutMs: 30_000 })).toMatchObject({ outcome: 'retry', remarks: 'crm timed out after 30 s' })
+    expect(judge({ kind: 'response', status: 503, body: 'down for maintenance' })).toMatchObject({
+      outcome: 'retry',
+      message: 'HTTP 503: down for maintenance',
+      remarks: 'crm answered 503 (a fault on its side)'
+    })
+    expect(judge({ kind: 'response', status: 429, body: '', retryAfter: '7' })).toMatchObject({ outcome: 'retry', retryAfterMs: 7000, message: 'HTTP 429' })
+  })
+
+  it('fails other 4xx and redirects at once', () => {
+    expect(judge({ kind: 'response', status: 400, body: '{"error":"bad"}' }, 'update')).toMatchObject({
+      outcome: 'fail',
+      remarks: 'crm refused the update (400); retrying cannot help'
+    })
+    expect(judge({ kind: 'response', status: 301, body: '' })).toMatchObject({ outcome: 'fail' })
+  })
+
+  it('takes a 409 on create as "already there" only when the system is configured so', () => {
+    expect(judge({ kind: 'response', status: 409, body: '' }, 'create', true)).toMatchObject({ outcome: 'success' })
+    expect(judge({ kind: 'response', status: 409, body: '' }, 'create', false)).toMatchObject({ outcome: 'fail' })
+    expect(judge({ kind: 'response', status: 409, body: '' }, 'update', true)).toMatchObject({ outcome: 'fail' })
+  })
+
+  it('quotes at most 500 characters of an answer, on one line', () => {
+    const { message } = judge({ kind: 'response', status: 500, body: `line\n${'x'.repeat(1000)}` })
+    expect(message).toBe(`HTTP 500: line ${'x'.repeat(495)}…`)
+  })
+})
+
+describe('lag remarks', () => {
+  it('says when an event reached the syncer late, and by how much', () => {
+    const made = new Date('2026-11-25T10:00:00Z')
+    expect(lagRemark(made, new Date('2026-11-25T10:00:05Z'))).toBeNull()
+    expect(lagRemark(made, new Date('2026-11-25T10:05:03Z'))).toBe('reached the syncer 5 min 3 s after it was made (syncer down or lagging)')
+    expect(formatDuration(2 * 3_600_000 + 60_000)).toBe('2 h 1 min')
+  })
+})

@@ -1,0 +1,83 @@
+import { describe, expect, it } from 'vitest'
+import { ConfigError } from '../../src/platform/config.ts'
+import { loadEndSystems, parseEndSystems } from '../../src/syncer/end-systems-config.ts'
+import { mappingInput, requestPath } from '../../src/syncer/delivery-lane.ts'
+
+const minimal = (system: string) => `
+endSystems:
+${system}
+`
+const good = `  - name: ledger
+    baseUrl: \${LEDGER_URL:-http://127.0.0.1:9000}/api/
+    auth: { type: apiKey, header: X-Api-Key, valueEnv: LEDGER_KEY }
+    retry: { retries: 5 }
+    operations:
+      create: { method: POST, path: /clients, body: '{"ref": cifId}', externalId: id }
+      update: { method: PUT, path: '/clients/{externalId}', body: '{"ref": cifId, "v": version}' }`
+
+describe('end systems file', () => {
+  it('loads the shipped file with the specification’s defaults', () => {
+    const systems = loadEndSystems('config/end-systems.yaml', { CORE_BANKING_TOKEN: 'secret' })
+    expect(systems.map((s) => s.name)).toEqual(['core-banking', 'crm', 'cards'])
+    expect(systems[0]!.retry).toMatchObject({ retries: 3, timeoutMs: 30_000, timeoutMultiplier: 2 })
+    expect(systems[0]!.authHeaders).toEqual({ authorization: 'Bearer secret' })
+    expect(systems[2]!.concurrency).toBe(8)
+  })
+
+  it('applies defaults, environment and per-system overrides', () => {
+    const [ledger] = parseEndSystems(minimal(good), 'test.yaml', { LEDGER_KEY: 'k' })
+    expect(ledger).toMatchObject({ baseUrl: 'http://127.0.0.1:9000/api', authHeaders: { 'x-api-key': 'k' }, concurrency: 16 })
+    expect(ledger!.retry).toMatchObject({ retries: 5, timeoutMs: 30_000 })
+  })
+
+  it('names the line of every problem, all at once', () => {
+    const text = minimal(`  - name: ledger
+    baseUrl: http://127.0.0.1:9000
+    auth: { type: bearer, tokenEnv: LEDGER_TOKEN }
+    colour: blue
+    operations:
+      create: { method: GET, path: /clients, body: '{' }
+      update: { method: PUT, path: '/clients/{externalId}', body: '{}' }`)
+    let message = ''
+    try {
+      parseEndSystems(text, 'test.yaml', {})
+    } catch (error) {
+      expect(error).toBeInstanceOf(ConfigError)
+      message = (error as Error).message
+    }
+    expect(message).toContain('test.yaml:6: /endSystems/0 has an unknown setting "colour"')
+    expect(message).toContain('test.yaml:8: /endSystems/0/operations/create/method must be equal to one of the allowed values')
+  })
+
+  it('reports JSONata errors, missing secrets and a missing record id rule with their lines', () => {
+    const text = minimal(`  - name: ledger
+    baseUrl: http://127.0.0.1:9000
+    auth: { type: bearer, tokenEnv: LEDGER_TOKEN }
+    operations:
+      create: { method: POST, path: /clients, body: '{"a": ' }
+      update: { method: PUT, path: '/clients/{externalId}', body: '{}' }`)
+    expect(() => parseEndSystems(text, 'test.yaml', {})).toThrow(
+      /test.yaml:7: end system "ledger" has a JSONata error in operations.create.body[\s\S]*test.yaml:7: end system "ledger" updates by \{externalId\}[\s\S]*test.yaml:5: end system "ledger" needs the environment variable LEDGER_TOKEN/
+    )
+  })
+
+  it('refuses YAML that does not parse, with its line', () => {
+    expect(() => parseEndSystems('endSystems:\n  - name: [unclosed\n', 'bad.yaml')).toThrow(/bad.yaml:\d+: /)
+  })
+
+  it('refuses a file that names a system twice', () => {
+    expect(() => parseEndSystems(minimal(`${good}\n${good}`), 'twice.yaml', { LEDGER_KEY: 'k' })).toThrow(/twice.yaml:10: end system "ledger" is named twice/)
+  })
+})
+
+describe('requests built from the file', () => {
+  it('fills path templates, encoding the values', () => {
+    expect(requestPath('/clients/{externalId}/cif/{cifId}', { cifId: '10000000009', externalId: 'a/b c' })).toBe('/clients/a%2Fb%20c/cif/10000000009')
+  })
+
+  it('gives mappings the event in a mapping author’s terms', () => {
+    expect(
+      mappingInput({ subject: '10000000009', customerversion: 3, type: 'cif.customer.updated', changedfields: 'email,mobileNumber', data: { email: 'x' } })
+    ).toEqual({ cifId: '10000000009', version: 3, eventType: 'cif.customer.updated', changedFields: ['email', 'mobileNumber'], customer: { email: 'x' } })
+  })
+})
