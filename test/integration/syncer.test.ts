@@ -3,6 +3,7 @@ import type { CifService } from '../../src/cif/service.ts'
 import { openDatabase, type DatabaseHandle } from '../../src/platform/database/index.ts'
 import { createConsumer, createIdempotentProducer, topics } from '../../src/platform/kafka.ts'
 import type { Simulator } from '../../src/simulator/service.ts'
+import { claimDue, recoverExpiredLeases } from '../../src/syncer/delivery-store.ts'
 import { storeEvents } from '../../src/syncer/event-intake.ts'
 import type { Syncer } from '../../src/syncer/service.ts'
 import { call, connections, keys, newPerson, startTestCifService, TopicReader } from './helpers.ts'
@@ -259,6 +260,36 @@ describe('taking events from Kafka', () => {
       expect(rows).toHaveLength(3)
       expect(simulator.systems.get('cards')!.receipts.filter((r) => r.cifId === cifId && r.status === 201)).toHaveLength(1)
     }
+  })
+  it('records an attempt lost with a dead syncer as ERROR, saying so, and tries again', async () => {
+    await syncer.close()
+    let cifId: string
+    try {
+      cifId = (await createCustomer()).cifId
+      const doomed = createConsumer(connections().kafkaBrokers, 'cif-syncer-test', 'doomed-syncer')
+      const stream = await doomed.consume({ topics: [topics.customerEvents], mode: 'committed', fallbackMode: 'earliest', maxWaitTime: 50 })
+      for await (const message of stream) {
+        await storeEvents(database.db, [message], ['core-banking', 'crm', 'cards'])
+        await message.commit()
+        if (message.key === cifId) break
+      }
+      await stream.close()
+      await doomed.close()
+      // The doomed syncer takes the crm delivery for an attempt, then dies before recording an answer.
+      const [claimed] = await claimDue(database.db, 'crm', 1, () => 1)
+      expect(claimed!.cif_id).toBe(cifId)
+      await new Promise((r) => setTimeout(r, 20))
+      expect(await recoverExpiredLeases(database.db)).toBe(1)
+    } finally {
+      syncer = await startTestSyncer(simulator)
+    }
+    await eventually(() => deliveriesOf(database, cifId), allSucceeded)
+    const attempts = await attemptsOf(database, cifId, 'crm')
+    expect(attempts.map((a) => [a.attempt_number, a.status])).toEqual([
+      [1, 'ERROR'],
+      [2, 'SUCCESS']
+    ])
+    expect(attempts[0]!.remarks).toBe('the syncer stopped or stalled during this attempt (syncer down); the delivery is tried again')
   })
 })
 
