@@ -59,12 +59,20 @@ export async function startSyncer(
 
   // Retries come due and other syncers store deliveries: look regularly, not only when told.
   let sequencing = false
+  let sequencingFailures = 0
   const poll = setInterval(() => {
     wakeAll()
     if (sequencing) return
     sequencing = true
     sequenceStatusUpdates(db)
-      .catch((error: unknown) => log.warn({ error: describeError(error) }, 'cannot sequence status updates'))
+      .then(
+        () => {
+          sequencingFailures = 0
+        },
+        (error: unknown) => {
+          if (sequencingFailures++ % 40 === 0) log.warn({ error: describeError(error), failures: sequencingFailures }, 'cannot sequence status updates')
+        }
+      )
       .finally(() => {
         sequencing = false
       })
