@@ -8,7 +8,7 @@ import type { EndSystemConfig } from './end-systems-config.ts'
 import { maskPersonalData } from './personal-data.ts'
 
 /** An attempt's lease outlives its timeout by this much before another syncer may presume it lost. */
-const LEASE_MARGIN_MS = 30_000
+const LEASE_MARGIN_MS = 5000
 
 /** What a payload mapping sees: the event, flattened to what a mapping author needs. */
 export interface MappingInput {

@@ -9,7 +9,7 @@ const positive = (maximum: number, description?: string) => Type.Integer({ minim
 
 const RetryPolicy = Type.Object(
   {
-    retries: Type.Integer({ minimum: 0, maximum: 20, description: 'Retries after the first attempt' }),
+    retries: Type.Integer({ minimum: 0, maximum: 100, description: 'Retries after the first attempt' }),
     timeoutMs: positive(600_000, 'Timeout of the first attempt'),
     timeoutMultiplier: Type.Number({ minimum: 1, maximum: 10, description: 'Each retry waits this much longer' }),
     maxTimeoutMs: positive(3_600_000),

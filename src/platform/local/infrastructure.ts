@@ -9,8 +9,9 @@ import { startLocalPostgres, type LocalPostgres } from './postgres.ts'
 export interface Infrastructure {
   databaseUrl: string
   kafkaBrokers: string[]
-  /** Present when this process started the broker itself (tests stop and restart it). */
+  /** Present when this process started them itself (fault tests stop and restart them). */
   localKafka: LocalKafka | undefined
+  localPostgres: LocalPostgres | undefined
   stop(): Promise<void>
 }
 
@@ -53,5 +54,5 @@ export async function startInfrastructure(config: Config, log: Logger): Promise<
     await stop()
     throw error
   }
-  return { databaseUrl, kafkaBrokers, localKafka, stop }
+  return { databaseUrl, kafkaBrokers, localKafka, localPostgres, stop }
 }

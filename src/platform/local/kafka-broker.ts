@@ -24,6 +24,8 @@ export interface LocalKafkaOptions {
 export interface LocalKafka {
   brokers: string[]
   logFile: string
+  /** The broker's process, while it runs. */
+  pid(): number | undefined
   /** Stops the broker; its storage stays, so `start()` brings the same topics and offsets back. */
   stop(): Promise<void>
   start(): Promise<void>
@@ -200,5 +202,5 @@ export async function startLocalKafka(options: LocalKafkaOptions, log: Logger): 
     await rm(pidFile, { force: true })
   }
   await start()
-  return { brokers, logFile, start, stop }
+  return { brokers, logFile, start, stop, pid: () => child?.pid }
 }

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
 import { userInfo } from 'node:os'
 import { join } from 'node:path'
@@ -8,7 +8,11 @@ import type { Logger } from '../logger.ts'
 
 export interface LocalPostgres {
   url: string
+  /** Stops the server; its data stays, so `start()` brings it back as it was. */
   stop(): Promise<void>
+  start(): Promise<void>
+  /** The postmaster's process, while it runs (from its pid file). */
+  pid(): number | undefined
 }
 
 const DATABASE = 'cif_syncer'
@@ -38,18 +42,28 @@ export async function startLocalPostgres(dir: string, port: number, log: Logger)
     await mkdir(dir, { recursive: true })
     await server.initialise()
   }
-  try {
-    await server.start()
-  } catch (error) {
-    throw new Error(
-      `PostgreSQL did not start on 127.0.0.1:${port} with data in ${dir}. Is another server using the port ` +
-        '(set LOCAL_POSTGRES_PORT) or still running on that folder? Run with LOG_LEVEL=debug for its log.',
-      { cause: error }
-    )
+  const start = async (): Promise<void> => {
+    try {
+      await server.start()
+    } catch (error) {
+      throw new Error(
+        `PostgreSQL did not start on 127.0.0.1:${port} with data in ${dir}. Is another server using the port ` +
+          '(set LOCAL_POSTGRES_PORT) or still running on that folder? Run with LOG_LEVEL=debug for its log.',
+        { cause: error }
+      )
+    }
   }
+  await start()
   const url = `postgres://postgres:${PASSWORD}@127.0.0.1:${port}/${DATABASE}`
   await createDatabaseIfMissing(`postgres://postgres:${PASSWORD}@127.0.0.1:${port}/postgres`)
-  return { url, stop: () => server.stop() }
+  const pid = (): number | undefined => {
+    try {
+      return Number(readFileSync(join(dir, 'postmaster.pid'), 'utf8').split('\n')[0]) || undefined
+    } catch {
+      return undefined
+    }
+  }
+  return { url, start, stop: () => server.stop(), pid }
 }
 
 async function createDatabaseIfMissing(adminUrl: string): Promise<void> {

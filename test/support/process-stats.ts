@@ -1,0 +1,90 @@
+import { readdirSync, readFileSync } from 'node:fs'
+
+const TICKS_PER_SECOND = 100 // Linux USER_HZ
+
+function children(pid: number): number[] {
+  try {
+    const tasks = readdirSync(`/proc/${pid}/task`)
+    return tasks.flatMap((tid) =>
+      readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8')
+        .split(' ')
+        .filter(Boolean)
+        .map(Number)
+    )
+  } catch {
+    return []
+  }
+}
+
+/** A process and all its descendants (PostgreSQL runs a process per connection). */
+function tree(pid: number): number[] {
+  const all = [pid]
+  for (let i = 0; i < all.length; i++) all.push(...children(all[i]!))
+  return all
+}
+
+function sample(pids: number[]): { rssBytes: number; cpuTicks: number } {
+  let rssBytes = 0
+  let cpuTicks = 0
+  for (const pid of pids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      cpuTicks += Number(fields[11]) + Number(fields[12]) // utime + stime
+      const status = readFileSync(`/proc/${pid}/status`, 'utf8')
+      rssBytes += Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024
+    } catch {
+      // the process ended between listing and reading
+    }
+  }
+  return { rssBytes, cpuTicks }
+}
+
+export interface ProcessUsage {
+  name: string
+  peakRssMb: number
+  /** Average CPU over the window, in cores (1.0 = one core fully busy). */
+  cpuCores: number
+}
+
+/** Samples peak RSS and CPU time of named process trees until stopped. */
+export class ProcessMonitor {
+  readonly #targets: Map<string, () => number | undefined>
+  readonly #peak = new Map<string, number>()
+  readonly #firstTicks = new Map<string, number>()
+  readonly #lastTicks = new Map<string, number>()
+  #timer: NodeJS.Timeout | undefined
+  #startedAt = 0
+
+  constructor(targets: Record<string, () => number | undefined>) {
+    this.#targets = new Map(Object.entries(targets))
+  }
+
+  start(intervalMs = 250): void {
+    this.#startedAt = Date.now()
+    this.#sample()
+    this.#timer = setInterval(() => this.#sample(), intervalMs)
+  }
+
+  stop(): ProcessUsage[] {
+    clearInterval(this.#timer)
+    this.#sample()
+    const seconds = (Date.now() - this.#startedAt) / 1000
+    return [...this.#targets.keys()].map((name) => ({
+      name,
+      peakRssMb: Math.round((this.#peak.get(name) ?? 0) / 1024 / 1024),
+      cpuCores: Number((((this.#lastTicks.get(name) ?? 0) - (this.#firstTicks.get(name) ?? 0)) / TICKS_PER_SECOND / seconds).toFixed(2))
+    }))
+  }
+
+  #sample(): void {
+    for (const [name, pid] of this.#targets) {
+      const root = pid()
+      if (!root) continue
+      const { rssBytes, cpuTicks } = sample(tree(root))
+      this.#peak.set(name, Math.max(this.#peak.get(name) ?? 0, rssBytes))
+      if (!this.#firstTicks.has(name)) this.#firstTicks.set(name, cpuTicks)
+      this.#lastTicks.set(name, cpuTicks)
+    }
+  }
+}

@@ -1,0 +1,120 @@
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parseDocument } from 'yaml'
+import { loadConfig } from '../../src/platform/config.ts'
+import { openDatabase, type DatabaseHandle } from '../../src/platform/database/index.ts'
+import { apiKeyHash } from '../../src/platform/http/api-key-auth.ts'
+import { startInfrastructure, type Infrastructure } from '../../src/platform/local/infrastructure.ts'
+import { createLogger } from '../../src/platform/logger.ts'
+import type { RetryPolicy } from '../../src/syncer/end-systems-config.ts'
+import { freePort } from '../integration/free-port.ts'
+import { ServiceProcess } from './service-process.ts'
+
+export const sourceKey = 'stack-branch-portal-key'
+export const operatorKey = 'stack-operator-key'
+
+export interface StackOptions {
+  /** Overrides of the shipped retry policy for every end system. */
+  retry?: Partial<RetryPolicy>
+  circuitBreaker?: { consecutiveFailures: number; halfOpenAfterMs: number }
+  concurrency?: number
+  logLevel?: string
+}
+
+/** PostgreSQL, Kafka, and the CIF service, syncer and simulator each as a process of its own. */
+export interface ProcessStack {
+  dir: string
+  infrastructure: Infrastructure
+  database: DatabaseHandle
+  cif: ServiceProcess
+  syncer: ServiceProcess
+  simulator: ServiceProcess
+  cifUrl: string
+  syncerUrl: string
+  simulatorUrl: string
+  stop(): Promise<void>
+}
+
+export async function startProcessStack(options: StackOptions = {}): Promise<ProcessStack> {
+  const dir = await mkdtemp(join(tmpdir(), 'cif-syncer-stack-'))
+  await chmod(dir, 0o755) // PostgreSQL runs as the postgres user when we are root
+  const logs = join(dir, 'logs')
+  await mkdir(logs)
+  const log = createLogger(options.logLevel ?? 'warn', 'stack')
+  const infrastructure = await startInfrastructure(
+    loadConfig({ CIF_DATA_DIR: dir, LOCAL_POSTGRES_PORT: String(await freePort()), KAFKA_PORT: String(await freePort()) }),
+    log
+  )
+  const [cifPort, syncerPort, simulatorPort] = [await freePort(), await freePort(), await freePort()]
+  // The simulator's systems take the three ports after its own.
+  const systemUrl = (i: number) => `http://127.0.0.1:${simulatorPort + i}`
+
+  const endSystems = parseDocument(await readFile('config/end-systems.yaml', 'utf8'))
+  if (options.retry) endSystems.setIn(['defaults', 'retry'], { ...(endSystems.getIn(['defaults', 'retry']) as object), ...options.retry })
+  if (options.circuitBreaker) endSystems.setIn(['defaults', 'circuitBreaker'], options.circuitBreaker)
+  if (options.concurrency) {
+    endSystems.setIn(['defaults', 'concurrency'], options.concurrency)
+    endSystems.deleteIn(['endSystems', 2, 'concurrency'])
+  }
+  const endSystemsFile = join(dir, 'end-systems.yaml')
+  await writeFile(endSystemsFile, endSystems.toString())
+
+  const env = {
+    NODE_ENV: 'development',
+    LOG_LEVEL: options.logLevel ?? 'warn',
+    DATABASE_URL: infrastructure.databaseUrl,
+    KAFKA_BROKERS: infrastructure.kafkaBrokers.join(','),
+    CIF_PORT: String(cifPort),
+    SYNCER_PORT: String(syncerPort),
+    SIMULATOR_PORT: String(simulatorPort),
+    SYNCER_END_SYSTEMS_FILE: endSystemsFile,
+    CORE_BANKING_URL: systemUrl(1),
+    CRM_URL: systemUrl(2),
+    CARDS_URL: systemUrl(3),
+    CORE_BANKING_TOKEN: 'stack-core-banking-token',
+    CIF_SOURCE_SYSTEMS: `branch-portal=${apiKeyHash(sourceKey)}`,
+    SYNCER_OPERATORS: `stack-operator=${apiKeyHash(operatorKey)}`
+  }
+  const cifUrl = `http://127.0.0.1:${cifPort}`
+  const syncerUrl = `http://127.0.0.1:${syncerPort}`
+  const simulatorUrl = `http://127.0.0.1:${simulatorPort}`
+  const simulator = new ServiceProcess('simulator', `${simulatorUrl}/systems`, env, join(logs, 'simulator.log'))
+  const cif = new ServiceProcess('cif-service', `${cifUrl}/health/ready`, env, join(logs, 'cif-service.log'))
+  const syncer = new ServiceProcess('syncer', `${syncerUrl}/health/ready`, env, join(logs, 'syncer.log'))
+  try {
+    await simulator.start()
+    await Promise.all([cif.start(), syncer.start()])
+  } catch (error) {
+    await Promise.all([cif.stop(), syncer.stop(), simulator.stop()])
+    await infrastructure.stop()
+    throw error
+  }
+  const database = openDatabase(infrastructure.databaseUrl, { maxConnections: 4 })
+  return {
+    dir,
+    infrastructure,
+    database,
+    cif,
+    syncer,
+    simulator,
+    cifUrl,
+    syncerUrl,
+    simulatorUrl,
+    stop: async () => {
+      await Promise.all([cif.stop(), syncer.stop(), simulator.stop()])
+      await database.close()
+      await infrastructure.stop()
+      if (!process.env.KEEP_STACK_DIR) await rm(dir, { recursive: true, force: true })
+    }
+  }
+}
+
+export async function setFault(stack: ProcessStack, system: string, fault: Record<string, unknown>): Promise<void> {
+  const response = await fetch(`${stack.simulatorUrl}/systems/${system}/fault`, {
+    method: 'PUT',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(fault)
+  })
+  if (!response.ok) throw new Error(`setting a fault on ${system} failed: ${response.status} ${await response.text()}`)
+}
