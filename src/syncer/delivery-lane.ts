@@ -2,7 +2,8 @@ import type { Db } from '../platform/database/index.ts'
 import { describeError } from '../platform/errors.ts'
 import type { Logger } from '../platform/logger.ts'
 import { attemptTimeoutMs, formatDuration, judgeCall, LAG_WORTH_A_REMARK_MS, retryDelayMs, type Verdict } from './attempt-policy.ts'
-import { claimDue, recordAttempt, type ClaimedDelivery, type Decision } from './delivery-store.ts'
+import type { AttemptRecorder } from './attempt-recorder.ts'
+import { claimDue, type ClaimedDelivery, type Decision } from './delivery-store.ts'
 import type { EndSystemClient } from './end-system-client.ts'
 import type { EndSystemConfig } from './end-systems-config.ts'
 import { maskPersonalData } from './personal-data.ts'
@@ -45,16 +46,18 @@ export class DeliveryLane {
   readonly #db: Db
   readonly #client: EndSystemClient
   readonly #log: Logger
+  readonly #recorder: AttemptRecorder
   #inFlight = 0
   #pumping: Promise<void> | undefined
   #again = false
   #stopped = false
   readonly #attempts = new Set<Promise<void>>()
 
-  constructor(system: EndSystemConfig, db: Db, client: EndSystemClient, log: Logger) {
+  constructor(system: EndSystemConfig, db: Db, client: EndSystemClient, recorder: AttemptRecorder, log: Logger) {
     this.#system = system
     this.#db = db
     this.#client = client
+    this.#recorder = recorder
     this.#log = log
   }
 
@@ -174,10 +177,9 @@ export class DeliveryLane {
       decision = { state: 'FAILED' }
       if (verdict!.outcome === 'retry') remarks.push(`gave up after ${delivery.round_attempts} attempts`)
     }
-    await recordAttempt(
-      this.#db,
+    await this.#recorder.record({
       delivery,
-      {
+      attempt: {
         status: verdict!.outcome === 'success' ? 'SUCCESS' : 'ERROR',
         httpStatus: verdict!.httpStatus,
         message: maskPersonalData(verdict!.message, input.customer),
@@ -187,7 +189,7 @@ export class DeliveryLane {
         finishedAt
       },
       decision
-    )
+    })
   }
 }
 

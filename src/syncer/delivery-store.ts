@@ -2,7 +2,7 @@ import { sql, type Transaction } from 'kysely'
 import type { Database, Db } from '../platform/database/index.ts'
 import type { DeliveryRow, DeliveryState } from '../platform/database/tables.ts'
 import { ProblemError } from '../platform/http/problem.ts'
-import { recordStatus, type DeliveryStatus } from './sync-status.ts'
+import { recordStatuses, type DeliveryStatus } from './sync-status.ts'
 
 type Tx = Transaction<Database>
 
@@ -84,98 +84,119 @@ function statusOf(d: DeliveryRow, state: DeliveryState, extra: Partial<DeliveryS
   }
 }
 
+export interface FinishedAttempt {
+  delivery: ClaimedDelivery
+  attempt: AttemptRecord
+  decision: Decision
+}
+
 /**
- * Stores one attempt in the transaction table and moves the delivery on, with its status message, in one
- * transaction. Returns false when the delivery was no longer this attempt's (its lease ran out and
- * another attempt took it): the attempt is still recorded, the delivery is left to the newer attempt.
+ * Stores finished attempts in the transaction table and moves their deliveries on, with their status
+ * messages, in one transaction for the whole batch (a few statements, whatever its size). Returns, per
+ * attempt, false when the delivery was no longer that attempt's (its lease ran out and a newer attempt
+ * took it): the attempt is still recorded, the delivery is left to the newer one.
  */
-export async function recordAttempt(db: Db, delivery: ClaimedDelivery, attempt: AttemptRecord, decision: Decision): Promise<boolean> {
+export async function recordAttempts(db: Db, finished: FinishedAttempt[]): Promise<boolean[]> {
+  if (finished.length === 0) return []
   return db.transaction().execute(async (trx) => {
     await trx
       .insertInto('delivery_attempt')
-      .values({
-        delivery_id: delivery.id,
-        event_id: delivery.event_id,
-        cif_id: delivery.cif_id,
-        event_type: delivery.event_type,
-        customer_version: delivery.customer_version,
-        end_system: delivery.end_system,
-        attempt_number: delivery.attempts,
-        status: attempt.status,
-        http_status: attempt.httpStatus,
-        response_message: attempt.message,
-        remarks: attempt.remarks,
-        timeout_ms: attempt.timeoutMs,
-        duration_ms: attempt.finishedAt.getTime() - attempt.startedAt.getTime(),
-        started_at: attempt.startedAt,
-        finished_at: attempt.finishedAt
-      })
-      .execute()
-    const error = attempt.status === 'ERROR' ? attempt.message : null
-    const base = trx
-      .updateTable('delivery')
-      .where('id', '=', delivery.id)
-      .where('state', '=', 'IN_FLIGHT')
-      .where('attempts', '=', delivery.attempts)
-    let updated: DeliveryRow | undefined
-    if (decision.state === 'SUCCESS') {
-      updated = await base
-        .set({ state: 'SUCCESS', lease_until: null, external_id: decision.externalId, remarks: attempt.remarks, updated_at: sql`now()`, completed_at: sql`now()` })
-        .returningAll()
-        .executeTakeFirst()
-    } else if (decision.state === 'RETRY_SCHEDULED') {
-      updated = await base
-        .set({
-          state: 'RETRY_SCHEDULED',
-          lease_until: null,
-          next_attempt_at: sql`now() + make_interval(secs => ${decision.delayMs / 1000})`,
-          last_error: error,
+      .values(
+        finished.map(({ delivery, attempt }) => ({
+          delivery_id: delivery.id,
+          event_id: delivery.event_id,
+          cif_id: delivery.cif_id,
+          event_type: delivery.event_type,
+          customer_version: delivery.customer_version,
+          end_system: delivery.end_system,
+          attempt_number: delivery.attempts,
+          status: attempt.status,
+          http_status: attempt.httpStatus,
+          response_message: attempt.message,
           remarks: attempt.remarks,
-          updated_at: sql`now()`
-        })
-        .returningAll()
-        .executeTakeFirst()
-    } else {
-      updated = await base
-        .set({ state: 'FAILED', lease_until: null, last_error: error, remarks: attempt.remarks, updated_at: sql`now()`, completed_at: sql`now()` })
-        .returningAll()
-        .executeTakeFirst()
-    }
-    if (!updated) return false
+          timeout_ms: attempt.timeoutMs,
+          duration_ms: attempt.finishedAt.getTime() - attempt.startedAt.getTime(),
+          started_at: attempt.startedAt,
+          finished_at: attempt.finishedAt
+        }))
+      )
+      .execute()
 
-    const owner = delivery.owner_source_system
-    if (decision.state === 'SUCCESS') {
-      if (delivery.operation === 'create' && decision.externalId) {
-        await trx
-          .insertInto('customer_xref')
-          .values({ cif_id: delivery.cif_id, end_system: delivery.end_system, external_id: decision.externalId })
-          .onConflict((oc) => oc.columns(['cif_id', 'end_system']).doUpdateSet({ external_id: decision.externalId! }))
-          .execute()
-      }
-      await recordStatus(trx, owner, 'DELIVERED', statusOf(updated, 'SUCCESS'))
-      await reportInSyncIfComplete(trx, delivery.event_id, owner)
-    } else if (decision.state === 'RETRY_SCHEDULED') {
-      await recordStatus(trx, owner, 'RETRYING', statusOf(updated, 'RETRY_SCHEDULED', { nextAttemptAt: updated.next_attempt_at.toISOString() }))
-    } else {
-      await recordStatus(trx, owner, 'FAILED', statusOf(updated, 'FAILED'))
-      await blockLaterVersions(trx, updated)
+    const values = finished.map(({ delivery, attempt, decision }) => ({
+      id: delivery.id,
+      attempts: delivery.attempts,
+      state: decision.state,
+      delay_ms: decision.state === 'RETRY_SCHEDULED' ? decision.delayMs : 0,
+      external_id: decision.state === 'SUCCESS' ? decision.externalId : null,
+      last_error: attempt.status === 'ERROR' ? attempt.message : null,
+      remarks: attempt.remarks
+    }))
+    const { rows: updated } = await sql<DeliveryRow>`
+      update delivery d set
+        state = v.state,
+        lease_until = null,
+        remarks = v.remarks,
+        external_id = case when v.state = 'SUCCESS' then v.external_id else d.external_id end,
+        last_error = case when v.state = 'SUCCESS' then d.last_error else v.last_error end,
+        next_attempt_at = case when v.state = 'RETRY_SCHEDULED' then now() + make_interval(secs => v.delay_ms / 1000.0) else d.next_attempt_at end,
+        completed_at = case when v.state = 'RETRY_SCHEDULED' then null else now() end,
+        updated_at = now()
+      from jsonb_to_recordset(${JSON.stringify(values)}::jsonb)
+        as v(id bigint, attempts int, state text, delay_ms int, external_id text, last_error text, remarks text)
+      where d.id = v.id and d.state = 'IN_FLIGHT' and d.attempts = v.attempts
+      returning d.*`.execute(trx)
+    const byId = new Map(updated.map((row) => [row.id, row]))
+    const owners = new Map(finished.map(({ delivery }) => [delivery.id, delivery.owner_source_system]))
+
+    const xrefs = updated.filter((row) => row.state === 'SUCCESS' && row.operation === 'create' && row.external_id)
+    if (xrefs.length) {
+      await trx
+        .insertInto('customer_xref')
+        .values(xrefs.map((row) => ({ cif_id: row.cif_id, end_system: row.end_system, external_id: row.external_id! })))
+        .onConflict((oc) => oc.columns(['cif_id', 'end_system']).doUpdateSet((eb) => ({ external_id: eb.ref('excluded.external_id') })))
+        .execute()
     }
-    return true
+    const kinds = { SUCCESS: 'DELIVERED', RETRY_SCHEDULED: 'RETRYING', FAILED: 'FAILED' } as const
+    await recordStatuses(
+      trx,
+      updated.map((row) => ({
+        owner: owners.get(row.id)!,
+        kind: kinds[row.state as keyof typeof kinds],
+        status: statusOf(row, row.state, row.state === 'RETRY_SCHEDULED' ? { nextAttemptAt: row.next_attempt_at.toISOString() } : {})
+      }))
+    )
+    for (const row of updated.filter((r) => r.state === 'FAILED')) await blockLaterVersions(trx, row)
+    await reportInSyncIfComplete(trx, updated.filter((row) => row.state === 'SUCCESS').map((row) => row.event_id))
+    return finished.map(({ delivery }) => byId.has(delivery.id))
   })
 }
 
-/** Once every end system holds this event's version, say so, once. The event row lock orders the checks. */
-async function reportInSyncIfComplete(trx: Tx, eventId: string, owner: string): Promise<void> {
-  const event = await trx.selectFrom('sync_event').select(['cif_id', 'customer_version']).where('event_id', '=', eventId).forUpdate().executeTakeFirstOrThrow()
-  const deliveries = await trx.selectFrom('delivery').select(['end_system', 'state']).where('event_id', '=', eventId).execute()
-  if (deliveries.every((d) => d.state === 'SUCCESS')) {
-    await recordStatus(trx, owner, 'IN_SYNC', {
-      cifId: event.cif_id,
-      customerVersion: event.customer_version,
-      eventId,
-      endSystems: deliveries.map((d) => d.end_system).sort()
-    })
-  }
+/**
+ * Once every end system holds an event's version, say so, once: the transaction that records the last
+ * success sees all the others committed. Event row locks (taken in one order) serialize those checks.
+ */
+async function reportInSyncIfComplete(trx: Tx, eventIds: string[]): Promise<void> {
+  const ids = [...new Set(eventIds)].sort()
+  if (ids.length === 0) return
+  const events = await trx
+    .selectFrom('sync_event')
+    .select(['event_id', 'cif_id', 'customer_version', 'owner_source_system'])
+    .where('event_id', 'in', ids)
+    .orderBy('event_id')
+    .forUpdate()
+    .execute()
+  const deliveries = await trx.selectFrom('delivery').select(['event_id', 'end_system', 'state']).where('event_id', 'in', ids).execute()
+  await recordStatuses(
+    trx,
+    events
+      .map((event) => ({ event, mine: deliveries.filter((d) => d.event_id === event.event_id) }))
+      .filter(({ mine }) => mine.every((d) => d.state === 'SUCCESS'))
+      .map(({ event, mine }) => ({
+        owner: event.owner_source_system,
+        kind: 'IN_SYNC' as const,
+        status: { cifId: event.cif_id, customerVersion: event.customer_version, eventId: event.event_id, endSystems: mine.map((d) => d.end_system).sort() }
+      }))
+  )
 }
 
 /** Later versions for the same customer and system wait, visibly, behind a failed delivery. */
@@ -299,7 +320,7 @@ export async function skip(db: Db, request: OperatorRequest): Promise<DeliveryRo
       .where('id', '=', row.id)
       .returningAll()
       .executeTakeFirstOrThrow()
-    await recordStatus(trx, row.owner, 'SKIPPED', statusOf(updated, 'SKIPPED'))
+    await recordStatuses(trx, [{ owner: row.owner, kind: 'SKIPPED', status: statusOf(updated, 'SKIPPED') }])
     await unblock(trx, row.cif_id, row.end_system)
     return updated
   })

@@ -7,6 +7,7 @@ import { describeError } from '../platform/errors.ts'
 import { createHttpServer, type HttpServer } from '../platform/http/server.ts'
 import { createIdempotentProducer, createProbe, kafkaAnswers } from '../platform/kafka.ts'
 import type { Logger } from '../platform/logger.ts'
+import { AttemptRecorder } from './attempt-recorder.ts'
 import { recoverExpiredLeases } from './delivery-store.ts'
 import { DeliveryLane } from './delivery-lane.ts'
 import { EndSystemClient } from './end-system-client.ts'
@@ -38,8 +39,12 @@ export async function startSyncer(
   const database = openDatabase(connections.databaseUrl, { maxConnections: 20 })
   const { db } = database
   const clients = new Map(endSystems.map((system) => [system.name, new EndSystemClient(system)]))
+  const recorder = new AttemptRecorder(db)
   const lanes = new Map(
-    endSystems.map((system) => [system.name, new DeliveryLane(system, db, clients.get(system.name)!, log.child({ endSystem: system.name }))])
+    endSystems.map((system) => [
+      system.name,
+      new DeliveryLane(system, db, clients.get(system.name)!, recorder, log.child({ endSystem: system.name }))
+    ])
   )
   const wakeAll = (): void => lanes.forEach((lane) => lane.wake())
 

@@ -35,40 +35,50 @@ export interface InSyncStatus {
   endSystems: string[]
 }
 
-/**
- * Records a status change twice in the same transaction as the change itself: in the feed that the
- * callback API serves, and in the outbox that publishes `cif.sync.status` (key = CIF ID). So no status
- * is lost, and none is told that did not happen.
- */
-export async function recordStatus(
-  trx: Transaction<Database>,
-  owner: string,
-  kind: StatusKind,
+export interface StatusChange {
+  owner: string
+  kind: StatusKind
   status: DeliveryStatus | InSyncStatus
-): Promise<void> {
+}
+
+/**
+ * Records status changes twice, in the same transaction as the changes themselves: in the feed that the
+ * callback API serves, and in the outbox that publishes `cif.sync.status` (key = CIF ID). So no status is
+ * lost, and none is told that did not happen.
+ */
+export async function recordStatuses(trx: Transaction<Database>, changes: StatusChange[]): Promise<void> {
+  if (changes.length === 0) return
   const time = new Date().toISOString()
-  const body = { kind, ...status, at: time }
-  const event = {
-    specversion: '1.0',
-    id: randomUUID(),
-    source: STATUS_SOURCE,
-    type: statusKinds[kind],
-    subject: status.cifId,
-    time,
-    datacontenttype: 'application/json',
-    sourcesystem: owner,
-    data: body
-  }
-  await trx.insertInto('sync_status_update').values({ owner_source_system: owner, cif_id: status.cifId, kind, status: JSON.stringify(body) }).execute()
+  const rows = changes.map(({ owner, kind, status }) => {
+    const body = { kind, ...status, at: time }
+    const event = {
+      specversion: '1.0',
+      id: randomUUID(),
+      source: STATUS_SOURCE,
+      type: statusKinds[kind],
+      subject: status.cifId,
+      time,
+      datacontenttype: 'application/json',
+      sourcesystem: owner,
+      data: body
+    }
+    return { owner, kind, body, event }
+  })
+  await trx
+    .insertInto('sync_status_update')
+    .values(rows.map(({ owner, kind, body }) => ({ owner_source_system: owner, cif_id: body.cifId, kind, status: JSON.stringify(body) })))
+    .execute()
   await trx
     .insertInto('outbox_message')
-    .values({
-      event_id: event.id,
-      topic: topics.syncStatus,
-      message_key: status.cifId,
-      payload: JSON.stringify(event),
-      headers: JSON.stringify({ 'content-type': 'application/cloudevents+json; charset=utf-8', ce_type: event.type, ce_id: event.id })
-    })
+    .values(
+      rows.map(({ event }) => ({
+        event_id: event.id,
+        topic: topics.syncStatus,
+        message_key: event.subject,
+        payload: JSON.stringify(event),
+        headers: JSON.stringify({ 'content-type': 'application/cloudevents+json; charset=utf-8', ce_type: event.type, ce_id: event.id })
+      }))
+    )
     .execute()
 }
 

@@ -23,6 +23,11 @@ function tree(pid: number): number[] {
   return all
 }
 
+/**
+ * Memory is PSS (proportional set size): shared pages are split between the processes sharing them, so
+ * PostgreSQL's shared buffers are not counted once per backend. For a single process it equals its RSS
+ * less what it shares.
+ */
 function sample(pids: number[]): { rssBytes: number; cpuTicks: number } {
   let rssBytes = 0
   let cpuTicks = 0
@@ -31,8 +36,8 @@ function sample(pids: number[]): { rssBytes: number; cpuTicks: number } {
       const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
       cpuTicks += Number(fields[11]) + Number(fields[12]) // utime + stime
-      const status = readFileSync(`/proc/${pid}/status`, 'utf8')
-      rssBytes += Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024
+      const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8')
+      rssBytes += Number(/Pss:\s+(\d+) kB/.exec(rollup)?.[1] ?? 0) * 1024
     } catch {
       // the process ended between listing and reading
     }
@@ -42,6 +47,7 @@ function sample(pids: number[]): { rssBytes: number; cpuTicks: number } {
 
 export interface ProcessUsage {
   name: string
+  /** Peak proportional set size (RSS with shared pages split among their sharers). */
   peakRssMb: number
   /** Average CPU over the window, in cores (1.0 = one core fully busy). */
   cpuCores: number
@@ -56,8 +62,12 @@ export class ProcessMonitor {
   #timer: NodeJS.Timeout | undefined
   #startedAt = 0
 
-  constructor(targets: Record<string, () => number | undefined>) {
+  readonly #withChildren: Set<string>
+
+  /** `withChildren`: the targets whose descendants count too (PostgreSQL's backends); others count alone. */
+  constructor(targets: Record<string, () => number | undefined>, withChildren: string[] = []) {
     this.#targets = new Map(Object.entries(targets))
+    this.#withChildren = new Set(withChildren)
   }
 
   start(intervalMs = 250): void {
@@ -81,7 +91,7 @@ export class ProcessMonitor {
     for (const [name, pid] of this.#targets) {
       const root = pid()
       if (!root) continue
-      const { rssBytes, cpuTicks } = sample(tree(root))
+      const { rssBytes, cpuTicks } = sample(this.#withChildren.has(name) ? tree(root) : [root])
       this.#peak.set(name, Math.max(this.#peak.get(name) ?? 0, rssBytes))
       if (!this.#firstTicks.has(name)) this.#firstTicks.set(name, cpuTicks)
       this.#lastTicks.set(name, cpuTicks)

@@ -33,7 +33,8 @@ export async function startLocalPostgres(dir: string, port: number, log: Logger)
     password: PASSWORD,
     persistent: true,
     createPostgresUser: runsAsRoot,
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200'],
+    // pg_stat_statements: what the benchmark and a developer profile with (its cost is small).
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200', '-c', 'shared_preload_libraries=pg_stat_statements'],
     onLog: (message) => log.debug({ postgres: message.trim() }, 'postgres'),
     onError: (error) => log.error({ err: error }, 'postgres')
   })

@@ -1,0 +1,224 @@
+// `npm run bench`: throughput and latency of the whole pipeline on this machine. Starts its own stack
+// (PostgreSQL, Kafka, and the CIF service, syncer and simulator as processes), drives the CIF API, and
+// writes a table and bench/results/<time>.json. Everything shares this machine's cores: say so with figures.
+import { writeFileSync } from 'node:fs'
+import { cpus, totalmem } from 'node:os'
+import { setTimeout as sleep } from 'node:timers/promises'
+import * as hdr from 'hdr-histogram-js'
+import { sql } from 'kysely'
+import { waitUntilDrained } from '../test/support/invariants.ts'
+import { percentiles, runLoad, type LoadOptions, type LoadResult } from '../test/support/load.ts'
+import { ProcessMonitor, type ProcessUsage } from '../test/support/process-stats.ts'
+import { setFault, sourceKey, startProcessStack, type ProcessStack } from '../test/support/stack.ts'
+
+const started = Date.now()
+const say = (text: string) => process.stdout.write(`[${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${text}\n`)
+const scale = Number(process.env.BENCH_SCALE ?? 1)
+const only = new Set(process.argv.slice(2))
+const runs = (part: string) => only.size === 0 || only.has(part)
+const seconds = (s: number) => Math.round(s * 1000 * scale)
+
+function histogram(): hdr.Histogram {
+  return hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: 3 })
+}
+
+/** Create (or update) request → SUCCESS at every end system (or at `endSystem`), from the stored completion times. */
+async function endToEnd(stack: ProcessStack, load: LoadResult, since: Date, endSystem?: string): Promise<{ latency: hdr.Histogram; unfinished: number }> {
+  const { rows } = await sql<{ cif_id: string; customer_version: number; done: Date | null }>`
+    select cif_id, customer_version, case when bool_and(state = 'SUCCESS') then max(completed_at) end as done
+    from delivery where created_at >= ${since} ${endSystem ? sql`and end_system = ${endSystem}` : sql``}
+    group by cif_id, customer_version`.execute(stack.database.db)
+  const latency = histogram()
+  let unfinished = 0
+  for (const row of rows) {
+    const requestedAt = load.requestedAt.get(`${row.cif_id}:${row.customer_version}`)
+    if (requestedAt === undefined) continue
+    if (!row.done) unfinished++
+    else latency.recordValue(Math.max(1, Math.round((row.done.getTime() - requestedAt) * 1000)))
+  }
+  return { latency, unfinished }
+}
+
+/** Where work waits: events not yet on Kafka, events not yet taken by the syncer, deliveries not yet done. */
+async function backlog(stack: ProcessStack): Promise<string> {
+  const { rows } = await sql<{ outbox: string; deliveries: string }>`
+    select (select count(*) from outbox_message where status = 'PENDING') as outbox,
+           (select count(*) from delivery where state not in ('SUCCESS', 'FAILED', 'SKIPPED')) as deliveries`.execute(stack.database.db)
+  return `outbox pending ${rows[0]!.outbox}, deliveries open ${rows[0]!.deliveries}`
+}
+
+async function load(stack: ProcessStack, label: string, options: Omit<LoadOptions, 'cifUrl' | 'apiKey'>): Promise<LoadResult> {
+  return runLoad({
+    cifUrl: stack.cifUrl,
+    apiKey: sourceKey,
+    ...options,
+    onTick: (p) => {
+      void backlog(stack).then((queued) =>
+        say(`${label}: ${(p.elapsedMs / 1000).toFixed(0)} s, ${p.creates} creates, ${p.updates} updates, ${p.errors} errors; ${queued}`)
+      )
+    }
+  })
+}
+
+function monitor(stack: ProcessStack): ProcessMonitor {
+  return new ProcessMonitor({
+    'cif-service': () => stack.cif.pid,
+    syncer: () => stack.syncer.pid,
+    simulator: () => stack.simulator.pid,
+    kafka: () => stack.infrastructure.localKafka?.pid(),
+    postgresql: () => stack.infrastructure.localPostgres?.pid(),
+    'load generator': () => process.pid
+  }, ['postgresql'])
+}
+
+async function deliveriesDone(stack: ProcessStack, since: Date): Promise<number> {
+  const { n } = await stack.database.db
+    .selectFrom('delivery')
+    .select((eb) => eb.fn.countAll<string>().as('n'))
+    .where('created_at', '>=', since)
+    .where('state', '=', 'SUCCESS')
+    .executeTakeFirstOrThrow()
+  return Number(n)
+}
+
+const results: Record<string, unknown> = {}
+say(`starting the stack (BENCH_SCALE=${scale})`)
+// The recovery scenario keeps one system down for a minute: a retry budget that outlasts it (policy is configuration).
+const stack = await startProcessStack({ retry: { retries: 20, backoffMs: 1000, maxBackoffMs: 10_000 } })
+try {
+  const { rows } = await sql<{ version: string }>`show server_version`.execute(stack.database.db)
+  results.machine = {
+    cores: cpus().length,
+    cpu: cpus()[0]?.model,
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+    postgresql: rows[0]?.version,
+    kafka: '4.1.1 (single KRaft node)',
+    note: 'Kafka, PostgreSQL, the services, the simulator and the load generator all share these cores'
+  }
+  say('warming up')
+  await load(stack, 'warm-up', { ratePerSecond: 100, durationMs: 5000 })
+
+  await sql`create extension if not exists pg_stat_statements`.execute(stack.database.db)
+
+  // 1. A fixed rate: latency of the API and end to end.
+  if (runs('rate')) {
+    const since = new Date()
+    const usage = monitor(stack)
+    usage.start()
+    const traffic = await load(stack, '200/s', { ratePerSecond: 200, durationMs: seconds(30), updateShare: 0.2 })
+    const drainMs = await waitUntilDrained(stack, since, 120_000)
+    const e2e = await endToEnd(stack, traffic, since)
+    results.fixedRate = {
+      ratePerSecond: 200,
+      durationS: traffic.elapsedMs / 1000,
+      creates: traffic.creates,
+      updates: traffic.updates,
+      errors: traffic.errors,
+      createLatencyMs: percentiles(traffic.createLatency),
+      updateLatencyMs: percentiles(traffic.updateLatency),
+      endToEndMs: percentiles(e2e.latency),
+      unfinished: e2e.unfinished,
+      drainMs,
+      processes: usage.stop()
+    }
+    say(`200/s: e2e ${JSON.stringify(percentiles(e2e.latency))}`)
+  }
+
+  // 2. Saturation: as many creates as the API takes, and whether the deliveries keep up.
+  if (runs('saturation')) {
+    await sql`select pg_stat_statements_reset()`.execute(stack.database.db)
+    const since = new Date()
+    const usage = monitor(stack)
+    usage.start()
+    const traffic = await load(stack, 'saturation', { concurrency: 64, durationMs: seconds(30), updateShare: 0.2 })
+    const loadEnded = Date.now()
+    const deliveredDuringLoad = await deliveriesDone(stack, since)
+    const drainMs = await waitUntilDrained(stack, since, 600_000)
+    const delivered = await deliveriesDone(stack, since)
+    const processes = usage.stop()
+    const e2e = await endToEnd(stack, traffic, since)
+    results.saturation = {
+      concurrency: 64,
+      durationS: traffic.elapsedMs / 1000,
+      requestsPerSecond: Math.round(((traffic.creates + traffic.updates) / traffic.elapsedMs) * 1000),
+      createsPerSecond: Math.round((traffic.creates / traffic.elapsedMs) * 1000),
+      errors: traffic.errors,
+      createLatencyMs: percentiles(traffic.createLatency),
+      deliveriesPerSecondDuringLoad: Math.round((deliveredDuringLoad / (loadEnded - since.getTime())) * 1000),
+      deliveriesPerSecondOverall: Math.round((delivered / (loadEnded - since.getTime() + Math.max(0, drainMs))) * 1000),
+      backlogDrainMs: drainMs,
+      endToEndMs: percentiles(e2e.latency),
+      processes,
+      topStatements: (
+        await sql<{ query: string; calls: string; total_ms: number; mean_ms: number }>`
+          select left(regexp_replace(query, '\\s+', ' ', 'g'), 160) as query, calls, round(total_exec_time) as total_ms,
+                 round(mean_exec_time::numeric, 3) as mean_ms
+          from pg_stat_statements order by total_exec_time desc limit 12`.execute(stack.database.db)
+      ).rows
+    }
+    say(`saturation: ${JSON.stringify(results.saturation, null, 1)}`)
+  }
+
+  // 3. Isolation: the healthy system's latency with another down and a third answering after 2 s.
+  if (runs('isolation')) {
+    const measure = async (label: string) => {
+      const since = new Date()
+      const traffic = await load(stack, label, { ratePerSecond: 100, durationMs: seconds(20) })
+      await sleep(3000)
+      return percentiles((await endToEnd(stack, traffic, since, 'cards')).latency)
+    }
+    const baseline = await measure('isolation baseline')
+    await setFault(stack, 'crm', { mode: 'down' })
+    await setFault(stack, 'core-banking', { mode: 'slow', delayMs: 2000 })
+    const degraded = await measure('isolation, crm down, core banking slow')
+    await setFault(stack, 'crm', { mode: 'none' })
+    await setFault(stack, 'core-banking', { mode: 'none' })
+    await waitUntilDrained(stack, new Date(started), 600_000)
+    results.isolation = { healthySystem: 'cards', baselineMs: baseline, degradedMs: degraded, p99Ratio: Number((degraded.p99 / baseline.p99).toFixed(2)) }
+    say(`isolation: ${JSON.stringify(results.isolation)}`)
+  }
+
+  // 4. Recovery: one system down for 60 s under steady load, then back.
+  if (runs('recovery')) {
+    const since = new Date()
+    const traffic = load(stack, 'recovery', { ratePerSecond: 100, durationMs: seconds(90), updateShare: 0.2 })
+    await sleep(seconds(10))
+    await setFault(stack, 'crm', { mode: 'down' })
+    say('recovery: crm down')
+    await sleep(seconds(60))
+    await setFault(stack, 'crm', { mode: 'none' })
+    const backAt = Date.now()
+    say('recovery: crm back')
+    await traffic
+    const drainMs = await waitUntilDrained(stack, since, 600_000)
+    const { rows: states } = await sql<{ state: string; n: string }>`
+      select state, count(*) as n from delivery where created_at >= ${since} group by state`.execute(stack.database.db)
+    results.recovery = {
+      downForS: seconds(60) / 1000,
+      backlogClearedMsAfterSystemBack: drainMs < 0 ? null : Date.now() - backAt,
+      finalStates: Object.fromEntries(states.map((s) => [s.state, Number(s.n)]))
+    }
+    say(`recovery: ${JSON.stringify(results.recovery)}`)
+  }
+} finally {
+  await stack.stop()
+}
+
+const file = new URL(`results/bench-${new Date().toISOString().replaceAll(':', '-')}.json`, import.meta.url)
+writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`)
+const usageTable = (processes: ProcessUsage[]) => processes.map((p) => `${p.name} ${p.peakRssMb} MB ${p.cpuCores} cores`).join('; ')
+const { fixedRate: fixed, saturation, isolation, recovery } = results as Record<string, any>
+const pct = (p: { p50: number; p95: number; p99: number } | undefined) => (p ? `${p.p50} / ${p.p95} / ${p.p99}` : '-')
+console.table({
+  'create API at 200/s (p50/p95/p99 ms)': pct(fixed?.createLatencyMs),
+  'end to end at 200/s (p50/p95/p99 ms)': pct(fixed?.endToEndMs),
+  'saturation: requests/s (creates/s)': saturation ? `${saturation.requestsPerSecond} (${saturation.createsPerSecond})` : '-',
+  'saturation: deliveries/s during load': saturation?.deliveriesPerSecondDuringLoad ?? '-',
+  'saturation: backlog drained after (ms)': saturation?.backlogDrainMs ?? '-',
+  'isolation: healthy p99 ratio': isolation?.p99Ratio ?? '-',
+  'recovery: backlog cleared after system back (ms)': recovery?.backlogClearedMsAfterSystemBack ?? '-',
+  'recovery: final states': recovery ? JSON.stringify(recovery.finalStates) : '-'
+})
+if (saturation) say(`processes at saturation: ${usageTable(saturation.processes)}`)
+say(`written to ${file.pathname}`)
