@@ -84,7 +84,7 @@ async function deliveriesDone(stack: ProcessStack, since: Date): Promise<number>
 const results: Record<string, unknown> = {}
 say(`starting the stack (BENCH_SCALE=${scale})`)
 // The recovery scenario keeps one system down for a minute: a retry budget that outlasts it (policy is configuration).
-const stack = await startProcessStack({ retry: { retries: 20, backoffMs: 1000, maxBackoffMs: 10_000 } })
+const stack = await startProcessStack({ retry: { retries: 20, backoffMs: 1000, maxBackoffMs: 10_000 }, ...(process.env.BENCH_CONCURRENCY ? { concurrency: Number(process.env.BENCH_CONCURRENCY) } : {}) })
 try {
   const { rows } = await sql<{ version: string }>`show server_version`.execute(stack.database.db)
   results.machine = {

@@ -97,15 +97,23 @@ export class DeliveryLane {
         const claimed = await claimDue(this.#db, this.#system.name, allowed, (n) => attemptTimeoutMs(policy, n) + LEASE_MARGIN_MS)
         for (const delivery of claimed) {
           this.#inFlight++
-          const attempt = this.#attempt(delivery)
+          // The slot is the end system's: it is given back as soon as the system has answered, not when
+          // the answer is stored (the next version of this customer still waits for that, in the database).
+          let released = false
+          const release = (): void => {
+            if (released) return
+            released = true
+            this.#inFlight--
+            this.wake()
+          }
+          const attempt = this.#attempt(delivery, release)
             .catch((error: unknown) => {
               // Recording failed (PostgreSQL away): the lease runs out and the delivery is tried again.
               this.#log.error({ deliveryId: delivery.id, error: describeError(error) }, 'could not record an attempt')
             })
             .finally(() => {
-              this.#inFlight--
+              release()
               this.#attempts.delete(attempt)
-              this.wake()
             })
           this.#attempts.add(attempt)
         }
@@ -116,7 +124,7 @@ export class DeliveryLane {
     }
   }
 
-  async #attempt(delivery: ClaimedDelivery): Promise<void> {
+  async #attempt(delivery: ClaimedDelivery, callDone: () => void): Promise<void> {
     const system = this.#system
     const operation = system.operations[delivery.operation]
     const input = mappingInput(delivery.event)
@@ -160,6 +168,7 @@ export class DeliveryLane {
       }
     }
     const finishedAt = new Date()
+    callDone()
 
     const lateBy = startedAt.getTime() - delivery.created_at.getTime()
     const remarks = [

@@ -21,7 +21,7 @@ describe('end systems file', () => {
     expect(systems.map((s) => s.name)).toEqual(['core-banking', 'crm', 'cards'])
     expect(systems[0]!.retry).toMatchObject({ retries: 3, timeoutMs: 30_000, timeoutMultiplier: 2 })
     expect(systems[0]!.authHeaders).toEqual({ authorization: 'Bearer secret' })
-    expect(systems[2]!.concurrency).toBe(8)
+    expect(systems[2]!.concurrency).toBe(16)
   })
 
   it('applies defaults, environment and per-system overrides', () => {
