@@ -84,7 +84,9 @@ async function deliveriesDone(stack: ProcessStack, since: Date): Promise<number>
 const results: Record<string, unknown> = {}
 say(`starting the stack (BENCH_SCALE=${scale})`)
 // The recovery scenario keeps one system down for a minute: a retry budget that outlasts it (policy is configuration).
-const stack = await startProcessStack({ retry: { retries: 20, backoffMs: 1000, maxBackoffMs: 10_000 }, ...(process.env.BENCH_CONCURRENCY ? { concurrency: Number(process.env.BENCH_CONCURRENCY) } : {}) })
+const stack = await startProcessStack({ retry: { retries: 20, backoffMs: 1000, maxBackoffMs: 10_000 }, ...(process.env.BENCH_CONCURRENCY ? { concurrency: Number(process.env.BENCH_CONCURRENCY) } : {}),
+  nodeOptions: process.env.BENCH_NODE_OPTIONS ?? '--max-old-space-size=192'
+})
 try {
   const { rows } = await sql<{ version: string }>`show server_version`.execute(stack.database.db)
   results.machine = {
@@ -100,6 +102,12 @@ try {
   await load(stack, 'warm-up', { ratePerSecond: 100, durationMs: 5000 })
 
   await sql`create extension if not exists pg_stat_statements`.execute(stack.database.db)
+  if (process.env.BENCH_DIAGNOSE_ASYNC_COMMIT) {
+    // A diagnosis only (how much of the time is waiting for the WAL flush), never a setting to run with.
+    await sql`alter system set synchronous_commit = off`.execute(stack.database.db)
+    await sql`select pg_reload_conf()`.execute(stack.database.db)
+    say('DIAGNOSIS: synchronous_commit = off')
+  }
 
   // 1. A fixed rate: latency of the API and end to end.
   if (runs('rate')) {

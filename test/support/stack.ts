@@ -20,6 +20,8 @@ export interface StackOptions {
   circuitBreaker?: { consecutiveFailures: number; halfOpenAfterMs: number }
   concurrency?: number
   logLevel?: string
+  /** NODE_OPTIONS for the service processes. */
+  nodeOptions?: string
 }
 
 /** PostgreSQL, Kafka, and the CIF service, syncer and simulator each as a process of its own. */
@@ -61,6 +63,8 @@ export async function startProcessStack(options: StackOptions = {}): Promise<Pro
   await writeFile(endSystemsFile, endSystems.toString())
 
   const env = {
+    // e.g. a heap limit, as a deployment would set per process (the benchmark's BENCH_NODE_OPTIONS).
+    NODE_OPTIONS: options.nodeOptions ?? '',
     NODE_ENV: 'development',
     LOG_LEVEL: options.logLevel ?? 'warn',
     DATABASE_URL: infrastructure.databaseUrl,
