@@ -109,28 +109,32 @@ try {
     say('DIAGNOSIS: synchronous_commit = off')
   }
 
-  // 1. A fixed rate: latency of the API and end to end.
+  // 1. Fixed rates: latency of the API and end to end, below and at what this machine takes.
   if (runs('rate')) {
-    const since = new Date()
-    const usage = monitor(stack)
-    usage.start()
-    const traffic = await load(stack, '200/s', { ratePerSecond: 200, durationMs: seconds(30), updateShare: 0.2 })
-    const drainMs = await waitUntilDrained(stack, since, 120_000)
-    const e2e = await endToEnd(stack, traffic, since)
-    results.fixedRate = {
-      ratePerSecond: 200,
-      durationS: traffic.elapsedMs / 1000,
-      creates: traffic.creates,
-      updates: traffic.updates,
-      errors: traffic.errors,
-      createLatencyMs: percentiles(traffic.createLatency),
-      updateLatencyMs: percentiles(traffic.updateLatency),
-      endToEndMs: percentiles(e2e.latency),
-      unfinished: e2e.unfinished,
-      drainMs,
-      processes: usage.stop()
+    const fixedRates: Record<string, unknown> = {}
+    for (const ratePerSecond of [100, 200]) {
+      const since = new Date()
+      const usage = monitor(stack)
+      usage.start()
+      const traffic = await load(stack, `${ratePerSecond}/s`, { ratePerSecond, durationMs: seconds(20), updateShare: 0.2 })
+      const drainMs = await waitUntilDrained(stack, since, 120_000)
+      const e2e = await endToEnd(stack, traffic, since)
+      fixedRates[ratePerSecond] = {
+        ratePerSecond,
+        durationS: traffic.elapsedMs / 1000,
+        creates: traffic.creates,
+        updates: traffic.updates,
+        errors: traffic.errors,
+        createLatencyMs: percentiles(traffic.createLatency),
+        updateLatencyMs: percentiles(traffic.updateLatency),
+        endToEndMs: percentiles(e2e.latency),
+        unfinished: e2e.unfinished,
+        drainMs,
+        processes: usage.stop()
+      }
+      say(`${ratePerSecond}/s: create ${JSON.stringify(percentiles(traffic.createLatency))}, e2e ${JSON.stringify(percentiles(e2e.latency))}`)
     }
-    say(`200/s: e2e ${JSON.stringify(percentiles(e2e.latency))}`)
+    results.fixedRates = fixedRates
   }
 
   // 2. Saturation: as many creates as the API takes, and whether the deliveries keep up.
@@ -216,11 +220,13 @@ try {
 const file = new URL(`results/bench-${new Date().toISOString().replaceAll(':', '-')}.json`, import.meta.url)
 writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`)
 const usageTable = (processes: ProcessUsage[]) => processes.map((p) => `${p.name} ${p.peakRssMb} MB ${p.cpuCores} cores`).join('; ')
-const { fixedRate: fixed, saturation, isolation, recovery } = results as Record<string, any>
+const { fixedRates, saturation, isolation, recovery } = results as Record<string, any>
 const pct = (p: { p50: number; p95: number; p99: number } | undefined) => (p ? `${p.p50} / ${p.p95} / ${p.p99}` : '-')
 console.table({
-  'create API at 200/s (p50/p95/p99 ms)': pct(fixed?.createLatencyMs),
-  'end to end at 200/s (p50/p95/p99 ms)': pct(fixed?.endToEndMs),
+  'create API at 100/s (p50/p95/p99 ms)': pct(fixedRates?.[100]?.createLatencyMs),
+  'end to end at 100/s (p50/p95/p99 ms)': pct(fixedRates?.[100]?.endToEndMs),
+  'create API at 200/s (p50/p95/p99 ms)': pct(fixedRates?.[200]?.createLatencyMs),
+  'end to end at 200/s (p50/p95/p99 ms)': pct(fixedRates?.[200]?.endToEndMs),
   'saturation: requests/s (creates/s)': saturation ? `${saturation.requestsPerSecond} (${saturation.createsPerSecond})` : '-',
   'saturation: deliveries/s during load': saturation?.deliveriesPerSecondDuringLoad ?? '-',
   'saturation: backlog drained after (ms)': saturation?.backlogDrainMs ?? '-',

@@ -43,7 +43,7 @@ export async function claimDue(db: Db, endSystem: string, limit: number, leaseMs
         update delivery d
         set state = 'IN_FLIGHT', attempts = d.attempts + 1, round_attempts = d.round_attempts + 1,
             lease_until = now() + make_interval(secs => lease.ms / 1000.0), updated_at = now()
-        from lease where d.id = lease.id
+        from lease where d.id = lease.id and d.id = any(${due.map((r) => r.id)}::bigint[])
         returning d.*)
       select claimed.*, e.event, e.event_type, e.owner_source_system, x.external_id as xref_external_id
       from claimed
@@ -144,6 +144,8 @@ export async function recordAttempts(db: Db, finished: FinishedAttempt[]): Promi
       from jsonb_to_recordset(${JSON.stringify(values)}::jsonb)
         as v(id bigint, attempts int, state text, delay_ms int, external_id text, last_error text, remarks text)
       where d.id = v.id and d.state = 'IN_FLIGHT' and d.attempts = v.attempts
+        -- Names the rows for the planner: without it, it joins against a scan of the whole table.
+        and d.id = any(${values.map((v) => v.id)}::bigint[])
       returning d.*`.execute(trx)
     const byId = new Map(updated.map((row) => [row.id, row]))
     const owners = new Map(finished.map(({ delivery }) => [delivery.id, delivery.owner_source_system]))

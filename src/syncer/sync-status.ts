@@ -93,13 +93,14 @@ const SEQUENCER_LOCK = 7_270_001
 export async function sequenceStatusUpdates(db: Db, batch = 1000): Promise<number> {
   return db.transaction().execute(async (trx) => {
     await sql`select pg_advisory_xact_lock(${SEQUENCER_LOCK})`.execute(trx)
-    const result = await sql`
-      update sync_status_update u set seq = numbered.seq
-      from (
-        select id, nextval('sync_status_seq') as seq
-        from (select id from sync_status_update where seq is null order by id limit ${batch}) waiting
-      ) numbered
-      where u.id = numbered.id`.execute(trx)
-    return Number(result.numAffectedRows ?? 0)
+    const waiting = await trx.selectFrom('sync_status_update').select('id').where('seq', 'is', null).orderBy('id').limit(batch).execute()
+    if (waiting.length === 0) return 0
+    const ids = waiting.map((row) => row.id)
+    const { rows: seqs } = await sql<{ seq: string }>`select nextval('sync_status_seq')::text as seq from generate_series(1, ${ids.length})`.execute(trx)
+    await sql`
+      update sync_status_update u set seq = v.seq
+      from unnest(${ids}::bigint[], ${seqs.map((r) => r.seq)}::bigint[]) as v(id, seq)
+      where u.id = v.id and u.id = any(${ids}::bigint[])`.execute(trx)
+    return ids.length
   })
 }

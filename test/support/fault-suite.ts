@@ -22,6 +22,21 @@ export interface ScenarioReport extends InvariantReport {
 const systems = ['core-banking', 'crm', 'cards']
 const randomBetween = (min: number, max: number) => min + Math.floor(Math.random() * (max - min))
 
+/** A server stopped two seconds into the load, for `downMs`, then started again with its data. */
+function restarted(name: string, server: (stack: ProcessStack) => { stop(): Promise<void>; start(): Promise<void> }, downMs: number): Scenario {
+  return {
+    name: `${name} stopped and restarted`,
+    inject: async (stack, say) => {
+      await sleep(2000)
+      await server(stack).stop()
+      say(`${name} stopped`)
+      await sleep(downMs)
+      await server(stack).start()
+      say(`${name} back`)
+    }
+  }
+}
+
 export function scenarios(scale: number): Scenario[] {
   return [
     {
@@ -48,28 +63,8 @@ export function scenarios(scale: number): Scenario[] {
         }
       }
     },
-    {
-      name: 'Kafka broker stopped and restarted',
-      inject: async (stack, say) => {
-        await sleep(2000)
-        await stack.infrastructure.localKafka!.stop()
-        say('Kafka stopped')
-        await sleep(3000 * scale)
-        await stack.infrastructure.localKafka!.start()
-        say('Kafka back')
-      }
-    },
-    {
-      name: 'PostgreSQL restarted',
-      inject: async (stack, say) => {
-        await sleep(2000)
-        await stack.infrastructure.localPostgres!.stop()
-        say('PostgreSQL stopped')
-        await sleep(2000 * scale)
-        await stack.infrastructure.localPostgres!.start()
-        say('PostgreSQL back')
-      }
-    },
+    restarted('Kafka broker', (stack) => stack.infrastructure.localKafka!, 3000 * scale),
+    restarted('PostgreSQL', (stack) => stack.infrastructure.localPostgres!, 2000 * scale),
     {
       name: 'end systems down, one at a time and all together',
       inject: async (stack, say) => {
