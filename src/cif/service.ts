@@ -3,7 +3,7 @@ import { OutboxRelay } from '../outbox/relay.ts'
 import type { Config } from '../platform/config.ts'
 import { openDatabase } from '../platform/database/index.ts'
 import { createHttpServer, type HttpServer } from '../platform/http/server.ts'
-import { createIdempotentProducer, createProbe, kafkaAnswers } from '../platform/kafka.ts'
+import { createIdempotentProducer, createProbe, kafkaAnswers, topics } from '../platform/kafka.ts'
 import type { Logger } from '../platform/logger.ts'
 import { purgeIdempotencyKeys } from './idempotency.ts'
 import { cifApi } from './routes.ts'
@@ -44,6 +44,7 @@ export async function startCifService(config: Config, connections: Connections, 
     db: database.db,
     databaseUrl: connections.databaseUrl,
     producer,
+    topics: [topics.customerEvents],
     ...config.outbox,
     log: log.child({ component: 'outbox-relay' })
   })

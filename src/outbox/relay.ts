@@ -11,6 +11,8 @@ export interface OutboxRelayOptions {
   /** For the LISTEN connection, which must stay out of the pool. */
   databaseUrl: string
   producer: StringProducer
+  /** The topics this relay publishes; another relay may serve the others from the same table. */
+  topics: string[]
   batchSize: number
   /** Fallback poll when no notification arrives (a missed one, or the LISTEN connection is down). */
   pollIntervalMs: number
@@ -20,6 +22,11 @@ export interface OutboxRelayOptions {
 
 const NOTIFY_CHANNEL = 'outbox_message'
 const MAX_BACKOFF_MS = 5000
+/**
+ * Under load every commit notifies: a relay that ran a batch per notification would scan the queue
+ * hundreds of times a second for a row or two each. Batches start at most this often instead.
+ */
+const MIN_BATCH_GAP_MS = 10
 const PURGE_EVERY_MS = 60_000
 
 interface ClaimedMessage {
@@ -47,6 +54,7 @@ export class OutboxRelay {
   #wokenEarly = false
   #listener: pg.Client | undefined
   #lastPurge = 0
+  #lastBatchAt = 0
 
   constructor(options: OutboxRelayOptions) {
     this.#options = options
@@ -75,10 +83,10 @@ export class OutboxRelay {
         const { rows } = await sql<ClaimedMessage>`
           select id, topic, message_key, payload, headers
           from outbox_message o
-          where status = 'PENDING'
+          where status = 'PENDING' and topic = any(${this.#options.topics}::text[])
             and not exists (
               select 1 from outbox_message earlier
-              where earlier.status = 'PENDING' and earlier.message_key = o.message_key and earlier.id < o.id)
+              where earlier.status = 'PENDING' and earlier.topic = o.topic and earlier.message_key = o.message_key and earlier.id < o.id)
           order by id
           limit ${batchSize}
           for update skip locked`.execute(trx)
@@ -126,6 +134,7 @@ export class OutboxRelay {
     while (!this.#stopped) {
       let published = 0
       try {
+        this.#lastBatchAt = Date.now()
         published = await this.publishBatch()
         if (failures > 0) log.info({ failures }, 'outbox relay publishing again')
         failures = 0
@@ -141,7 +150,11 @@ export class OutboxRelay {
         await this.#idle(Math.min(MAX_BACKOFF_MS, 100 * 2 ** Math.min(failures, 10)))
         continue
       }
-      if (published < batchSize) await this.#idle(pollIntervalMs)
+      if (published < batchSize) {
+        await this.#idle(pollIntervalMs)
+        const gap = this.#lastBatchAt + MIN_BATCH_GAP_MS - Date.now()
+        if (gap > 0 && !this.#stopped) await sleep(gap)
+      }
     }
   }
 

@@ -5,7 +5,7 @@ import type { Config } from '../platform/config.ts'
 import { openDatabase } from '../platform/database/index.ts'
 import { describeError } from '../platform/errors.ts'
 import { createHttpServer, type HttpServer } from '../platform/http/server.ts'
-import { createIdempotentProducer, createProbe, kafkaAnswers } from '../platform/kafka.ts'
+import { createIdempotentProducer, createProbe, kafkaAnswers, topics } from '../platform/kafka.ts'
 import type { Logger } from '../platform/logger.ts'
 import { AttemptRecorder } from './attempt-recorder.ts'
 import { recoverExpiredLeases } from './delivery-store.ts'
@@ -59,7 +59,14 @@ export async function startSyncer(
   await intake.start()
 
   const producer = createIdempotentProducer(connections.kafkaBrokers, 'cif-syncer-status')
-  const relay = new OutboxRelay({ db, databaseUrl: connections.databaseUrl, producer, ...config.outbox, log: log.child({ component: 'status-relay' }) })
+  const relay = new OutboxRelay({
+    db,
+    databaseUrl: connections.databaseUrl,
+    producer,
+    topics: [topics.syncStatus],
+    ...config.outbox,
+    log: log.child({ component: 'status-relay' })
+  })
   relay.start()
 
   // Retries come due and other syncers store deliveries: look regularly, not only when told.

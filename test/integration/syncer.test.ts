@@ -21,6 +21,15 @@ beforeAll(async () => {
   simulator = await startTestSimulator()
   syncer = await startTestSyncer(simulator)
   status = await TopicReader.open(connections().kafkaBrokers, topics.syncStatus)
+  // Earlier test files left customers on the topic. Let the syncer deliver them first, so that a fault
+  // switched on below hits this file's customers, not that backlog.
+  const { cifId } = await createCustomer()
+  await eventually(() => deliveriesOf(database, cifId), allSucceeded, 60_000)
+  await eventually(
+    () => database.db.selectFrom('delivery').select('id').where('state', 'not in', ['SUCCESS', 'FAILED', 'SKIPPED']).execute(),
+    (open) => open.length === 0,
+    60_000
+  )
 })
 afterAll(async () => {
   await status?.close()

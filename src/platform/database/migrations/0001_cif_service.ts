@@ -55,8 +55,9 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       created_at       timestamptz not null default now(),
       sent_at          timestamptz
     );
-    create index outbox_message_pending on outbox_message (id) where status = 'PENDING';
-    create index outbox_message_pending_key on outbox_message (message_key, id) where status = 'PENDING';
+    -- Each relay reads its own topics, in id order; a key's earlier pending row is found by the second index.
+    create index outbox_message_pending on outbox_message (topic, id) where status = 'PENDING';
+    create index outbox_message_pending_key on outbox_message (topic, message_key, id) where status = 'PENDING';
     create index outbox_message_sent_at on outbox_message (sent_at) where status = 'SENT';
 
     -- Wakes the relay as soon as a transaction that wrote events commits (NOTIFY is sent at commit).
