@@ -95,6 +95,7 @@ export function judgeCall(result: CallResult, system: string, operation: 'create
 }
 
 export function formatDuration(ms: number): string {
+  if (ms < 10_000) return `${Number((ms / 1000).toFixed(1))} s`
   const seconds = Math.round(ms / 1000)
   if (seconds < 60) return `${seconds} s`
   const minutes = Math.floor(seconds / 60)

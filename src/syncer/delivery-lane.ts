@@ -126,72 +126,35 @@ export class DeliveryLane {
 
   async #attempt(delivery: ClaimedDelivery, callDone: () => void): Promise<void> {
     const system = this.#system
-    const operation = system.operations[delivery.operation]
     const input = mappingInput(delivery.event)
     const timeoutMs = attemptTimeoutMs(system.retry, delivery.round_attempts)
     const startedAt = new Date()
-    let verdict: Verdict
-    let externalId: string | null = delivery.xref_external_id
-
-    if (delivery.operation === 'update' && operation.path.includes('{externalId}') && !externalId) {
-      verdict = {
-        outcome: 'fail',
-        httpStatus: null,
-        message: 'not called: no record id for this customer in this system',
-        remarks: `${system.name} has no record of this customer yet: its create did not succeed (skipped?)`
-      }
-    } else {
-      let body: string | undefined
-      try {
-        body = JSON.stringify((await operation.body.evaluate(input)) ?? {})
-      } catch (error) {
-        verdict = {
-          outcome: 'fail',
-          httpStatus: null,
-          message: `mapping error: ${(error as Error).message}`,
-          remarks: `the payload mapping for ${system.name} ${delivery.operation} failed; fix the end systems file`
-        }
-      }
-      if (body !== undefined) {
-        const result = await this.#client.call({
-          method: operation.method,
-          url: system.baseUrl + requestPath(operation.path, { cifId: delivery.cif_id, externalId }),
-          idempotencyKey: `${delivery.event_id}:${system.name}`,
-          body,
-          timeoutMs
-        })
-        verdict = judgeCall(result, system.name, delivery.operation, system.createConflictMeansExists)
-        if (verdict.outcome === 'success' && delivery.operation === 'create' && result.kind === 'response') {
-          externalId = await readExternalId(operation.externalId, result.body)
-          if (operation.externalId && !externalId) verdict.remarks += '; its answer held no record id, so updates cannot be sent'
-        }
-      }
-    }
+    const { verdict, externalId } = await this.#call(delivery, input, timeoutMs)
     const finishedAt = new Date()
     callDone()
 
     const lateBy = startedAt.getTime() - delivery.created_at.getTime()
     const remarks = [
-      verdict!.remarks,
+      verdict.remarks,
       delivery.attempts === 1 && lateBy >= LAG_WORTH_A_REMARK_MS ? `first attempt ${formatDuration(lateBy)} after the event was stored (syncer busy or down)` : null,
       delivery.attempts === 1 ? delivery.remarks : null
     ]
     let decision: Decision
-    if (verdict!.outcome === 'success') decision = { state: 'SUCCESS', externalId }
-    else if (verdict!.outcome === 'retry' && delivery.round_attempts <= system.retry.retries) {
-      const delayMs = retryDelayMs(system.retry, delivery.round_attempts, verdict!.retryAfterMs)
+    if (verdict.outcome === 'success') decision = { state: 'SUCCESS', externalId }
+    else if (verdict.outcome === 'retry' && delivery.round_attempts <= system.retry.retries) {
+      const delayMs = retryDelayMs(system.retry, delivery.round_attempts, verdict.retryAfterMs)
       decision = { state: 'RETRY_SCHEDULED', delayMs }
       remarks.push(`retry ${delivery.round_attempts} of ${system.retry.retries} in ${formatDuration(delayMs)}`)
     } else {
       decision = { state: 'FAILED' }
-      if (verdict!.outcome === 'retry') remarks.push(`gave up after ${delivery.round_attempts} attempts`)
+      if (verdict.outcome === 'retry') remarks.push(`gave up after ${delivery.round_attempts} attempts`)
     }
     await this.#recorder.record({
       delivery,
       attempt: {
-        status: verdict!.outcome === 'success' ? 'SUCCESS' : 'ERROR',
-        httpStatus: verdict!.httpStatus,
-        message: maskPersonalData(verdict!.message, input.customer),
+        status: verdict.outcome === 'success' ? 'SUCCESS' : 'ERROR',
+        httpStatus: verdict.httpStatus,
+        message: maskPersonalData(verdict.message, input.customer),
         remarks: remarks.filter(Boolean).join('; '),
         timeoutMs,
         startedAt,
@@ -199,6 +162,36 @@ export class DeliveryLane {
       },
       decision
     })
+  }
+
+  /** Builds the request from the event, calls the end system, and judges its answer. */
+  async #call(delivery: ClaimedDelivery, input: MappingInput, timeoutMs: number): Promise<{ verdict: Verdict; externalId: string | null }> {
+    const system = this.#system
+    const operation = system.operations[delivery.operation]
+    const externalId = delivery.xref_external_id
+    if (delivery.operation === 'update' && operation.path.includes('{externalId}') && !externalId) {
+      const remarks = `${system.name} has no record of this customer yet: its create did not succeed (skipped?)`
+      return { verdict: { outcome: 'fail', httpStatus: null, message: 'not called: no record id for this customer in this system', remarks }, externalId }
+    }
+    let body: string
+    try {
+      body = JSON.stringify((await operation.body.evaluate(input)) ?? {})
+    } catch (error) {
+      const remarks = `the payload mapping for ${system.name} ${delivery.operation} failed; fix the end systems file`
+      return { verdict: { outcome: 'fail', httpStatus: null, message: `mapping error: ${(error as Error).message}`, remarks }, externalId }
+    }
+    const result = await this.#client.call({
+      method: operation.method,
+      url: system.baseUrl + requestPath(operation.path, { cifId: delivery.cif_id, externalId }),
+      idempotencyKey: `${delivery.event_id}:${system.name}`,
+      body,
+      timeoutMs
+    })
+    const verdict = judgeCall(result, system.name, delivery.operation, system.createConflictMeansExists)
+    if (verdict.outcome !== 'success' || delivery.operation !== 'create' || result.kind !== 'response') return { verdict, externalId }
+    const created = await readExternalId(operation.externalId, result.body)
+    if (operation.externalId && !created) verdict.remarks += '; its answer held no record id, so updates cannot be sent'
+    return { verdict, externalId: created }
   }
 }
 

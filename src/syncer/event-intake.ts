@@ -65,19 +65,43 @@ export class EventIntake {
   }
 
   async start(): Promise<void> {
-    this.#consumer = createConsumer(this.#options.brokers, this.#options.groupId, 'cif-syncer-intake')
-    this.#stream = await this.#consumer.consume({
+    const consumer = createConsumer(this.#options.brokers, this.#options.groupId, 'cif-syncer-intake')
+    const stream = await consumer.consume({
       topics: [topics.customerEvents],
       mode: 'committed',
       fallbackMode: 'earliest',
       maxWaitTime: 50
     })
-    this.#stream.on('data', (message: StringMessage) => {
+    this.#consumer = consumer
+    this.#stream = stream
+    stream.on('data', (message: StringMessage) => {
       this.#buffer.push(message)
-      if (this.#buffer.length >= this.#batchSize) this.#stream?.pause()
+      if (this.#buffer.length >= this.#batchSize) stream.pause()
       this.#drain()
     })
-    this.#stream.on('error', (error) => this.#options.log.error({ error: describeError(error) }, 'Kafka consumer stream failed'))
+    // The client gives up on a broker that stays away; a syncer must not. Start over with a new member:
+    // whatever was not committed is read again, and found stored if it was.
+    stream.once('error', (error) => {
+      this.#options.log.warn({ error: describeError(error) }, 'Kafka consumer failed; joining the group again')
+      void this.#restart()
+    })
+  }
+
+  async #restart(): Promise<void> {
+    await this.#stream?.close().catch(() => {})
+    await this.#consumer?.close(true).catch(() => {})
+    this.#buffer = []
+    for (let failures = 0; !this.#stopped; failures++) {
+      await sleep(Math.min(5000, 250 * 2 ** Math.min(failures, 5)))
+      if (this.#stopped) return
+      try {
+        await this.start()
+        return
+      } catch (error) {
+        await this.#consumer?.close(true).catch(() => {})
+        if (failures % 10 === 0) this.#options.log.warn({ error: describeError(error), failures }, 'Kafka still away; trying again')
+      }
+    }
   }
 
   async stop(): Promise<void> {

@@ -14,6 +14,7 @@ export class TopicReader {
   readonly messages: TopicMessage[] = []
   #consumer: StringConsumer
   #closing: (() => Promise<void>) | undefined
+  #closed = false
 
   private constructor(consumer: StringConsumer) {
     this.#consumer = consumer
@@ -21,9 +22,14 @@ export class TopicReader {
 
   static async open(brokers: string[], topic: string): Promise<TopicReader> {
     const reader = new TopicReader(createReader(brokers, 'cif-test-reader'))
-    const stream = await reader.#consumer.consume({ topics: [topic], mode: 'earliest', maxWaitTime: 200 })
+    await reader.#read(brokers, topic)
+    return reader
+  }
+
+  async #read(brokers: string[], topic: string): Promise<void> {
+    const stream = await this.#consumer.consume({ topics: [topic], mode: 'earliest', maxWaitTime: 200 })
     stream.on('data', (message) => {
-      reader.messages.push({
+      this.messages.push({
         key: message.key,
         partition: message.partition,
         offset: message.offset,
@@ -31,10 +37,28 @@ export class TopicReader {
         value: JSON.parse(message.value)
       })
     })
-    reader.#closing = async () => {
+    // Kafka stopped for longer than the client retries (the fault suite does that): read it all again.
+    stream.once('error', () => {
+      if (this.#closed) return
+      void (async () => {
+        await stream.close().catch(() => {})
+        await this.#consumer.close(true).catch(() => {})
+        while (!this.#closed) {
+          await sleep(500)
+          this.#consumer = createReader(brokers, 'cif-test-reader')
+          try {
+            this.messages.length = 0
+            await this.#read(brokers, topic)
+            return
+          } catch {
+            await this.#consumer.close(true).catch(() => {})
+          }
+        }
+      })()
+    })
+    this.#closing = async () => {
       await stream.close()
     }
-    return reader
   }
 
   async waitFor(predicate: (messages: TopicMessage[]) => boolean, timeoutMs = 30_000): Promise<TopicMessage[]> {
@@ -51,6 +75,7 @@ export class TopicReader {
   }
 
   async close(): Promise<void> {
+    this.#closed = true
     await this.#closing?.()
     await this.#consumer.close()
   }
