@@ -1,9 +1,9 @@
-import { sql } from 'kysely'
 import { OutboxRelay } from '../outbox/relay.ts'
 import type { Config } from '../platform/config.ts'
 import { openDatabase } from '../platform/database/index.ts'
 import { createHttpServer, type HttpServer } from '../platform/http/server.ts'
-import { createIdempotentProducer, createProbe, kafkaAnswers, topics } from '../platform/kafka.ts'
+import { dependencyChecks } from '../platform/health.ts'
+import { topics } from '../platform/kafka.ts'
 import type { Logger } from '../platform/logger.ts'
 import { purgeIdempotencyKeys } from './idempotency.ts'
 import { cifApi } from './routes.ts'
@@ -26,24 +26,21 @@ const IDEMPOTENCY_KEY_TTL_HOURS = 24
 /** The CIF service: the customer API and the relay that publishes its outbox to Kafka. */
 export async function startCifService(config: Config, connections: Connections, log: Logger): Promise<CifService> {
   const database = openDatabase(connections.databaseUrl, { maxConnections: 20 })
-  const producer = createIdempotentProducer(connections.kafkaBrokers, 'cif-service')
-  const probe = createProbe(connections.kafkaBrokers, 2000)
+  const dependencies = dependencyChecks(database.db, connections.kafkaBrokers)
   const app = await createHttpServer({
     logger: log,
     bodyLimitBytes: config.cif.bodyLimitBytes,
     title: 'CIF service',
     description: 'Create and change customers under a CIF ID; every change is published to Kafka (cif.customer.events).',
-    readinessChecks: {
-      database: async () => (await sql`select 1`.execute(database.db), true),
-      kafka: () => kafkaAnswers(probe)
-    }
+    readinessChecks: dependencies.checks
   })
   await app.register(cifApi, { prefix: '/v1', db: database.db, sourceSystemKeyHashes: config.sourceSystemKeyHashes })
 
   const relay = new OutboxRelay({
     db: database.db,
     databaseUrl: connections.databaseUrl,
-    producer,
+    brokers: connections.kafkaBrokers,
+    clientId: 'cif-service',
     topics: [topics.customerEvents],
     ...config.outbox,
     log: log.child({ component: 'outbox-relay' })
@@ -62,7 +59,7 @@ export async function startCifService(config: Config, connections: Connections, 
       clearInterval(purgeKeys)
       await app.close()
       await relay.stop()
-      await Promise.all([producer.close(), probe.close()])
+      await dependencies.close()
       await database.close()
     }
   }

@@ -3,14 +3,16 @@ import { sql } from 'kysely'
 import pg from 'pg'
 import type { Db } from '../platform/database/index.ts'
 import { describeError } from '../platform/errors.ts'
-import type { StringProducer } from '../platform/kafka.ts'
+import { createIdempotentProducer, type StringProducer } from '../platform/kafka.ts'
 import type { Logger } from '../platform/logger.ts'
 
 export interface OutboxRelayOptions {
   db: Db
   /** For the LISTEN connection, which must stay out of the pool. */
   databaseUrl: string
-  producer: StringProducer
+  brokers: string[]
+  /** Names the relay's producer to the brokers. */
+  clientId: string
   /** The topics this relay publishes; another relay may serve the others from the same table. */
   topics: string[]
   batchSize: number
@@ -47,6 +49,7 @@ interface ClaimedMessage {
  */
 export class OutboxRelay {
   readonly #options: OutboxRelayOptions
+  readonly #producer: StringProducer
   #running: Promise<void> | undefined
   #listening: Promise<void> | undefined
   #stopped = false
@@ -58,6 +61,7 @@ export class OutboxRelay {
 
   constructor(options: OutboxRelayOptions) {
     this.#options = options
+    this.#producer = createIdempotentProducer(options.brokers, options.clientId)
   }
 
   start(): void {
@@ -72,11 +76,13 @@ export class OutboxRelay {
     await this.#running
     await this.#listener?.end().catch(() => {})
     await this.#listening
+    await this.#producer.close()
   }
 
   /** Publishes one batch; returns how many messages went out. */
   async publishBatch(): Promise<number> {
-    const { db, producer, batchSize } = this.#options
+    const { db, batchSize } = this.#options
+    const producer = this.#producer
     let claimedIds: string[] = []
     try {
       return await db.transaction().execute(async (trx) => {

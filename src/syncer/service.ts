@@ -1,11 +1,11 @@
-import { sql } from 'kysely'
 import type { Connections } from '../cif/service.ts'
 import { OutboxRelay } from '../outbox/relay.ts'
 import type { Config } from '../platform/config.ts'
 import { openDatabase } from '../platform/database/index.ts'
 import { describeError } from '../platform/errors.ts'
 import { createHttpServer, type HttpServer } from '../platform/http/server.ts'
-import { createIdempotentProducer, createProbe, kafkaAnswers, topics } from '../platform/kafka.ts'
+import { dependencyChecks } from '../platform/health.ts'
+import { topics } from '../platform/kafka.ts'
 import type { Logger } from '../platform/logger.ts'
 import { AttemptRecorder } from './attempt-recorder.ts'
 import { recoverExpiredLeases } from './delivery-store.ts'
@@ -58,11 +58,11 @@ export async function startSyncer(
   })
   await intake.start()
 
-  const producer = createIdempotentProducer(connections.kafkaBrokers, 'cif-syncer-status')
   const relay = new OutboxRelay({
     db,
     databaseUrl: connections.databaseUrl,
-    producer,
+    brokers: connections.kafkaBrokers,
+    clientId: 'cif-syncer-status',
     topics: [topics.syncStatus],
     ...config.outbox,
     log: log.child({ component: 'status-relay' })
@@ -102,16 +102,13 @@ export async function startSyncer(
   }, LEASE_CHECK_EVERY_MS)
   wakeAll()
 
-  const probe = createProbe(connections.kafkaBrokers, 2000)
+  const dependencies = dependencyChecks(db, connections.kafkaBrokers)
   const app = await createHttpServer({
     logger: log,
     bodyLimitBytes: 16 * 1024,
     title: 'CIF Syncer',
     description: 'Where each customer stands in every end system: callback API for source systems, admin API for operators.',
-    readinessChecks: {
-      database: async () => (await sql`select 1`.execute(db), true),
-      kafka: () => kafkaAnswers(probe)
-    }
+    readinessChecks: dependencies.checks
   })
   await app.register(callbackApi, { prefix: '/v1/sync', db, sourceSystemKeyHashes: config.sourceSystemKeyHashes })
   await app.register(adminApi, { prefix: '/v1/admin', db, operatorKeyHashes: config.operatorKeyHashes })
@@ -129,7 +126,7 @@ export async function startSyncer(
       await intake.stop()
       await Promise.all([...lanes.values()].map((lane) => lane.stop()))
       await relay.stop()
-      await Promise.all([producer.close(), probe.close(), ...[...clients.values()].map((c) => c.close())])
+      await Promise.all([dependencies.close(), ...[...clients.values()].map((c) => c.close())])
       await database.close()
     }
   }

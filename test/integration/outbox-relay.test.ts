@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { CifService } from '../../src/cif/service.ts'
 import { OutboxRelay } from '../../src/outbox/relay.ts'
 import { openDatabase, type DatabaseHandle } from '../../src/platform/database/index.ts'
-import { createIdempotentProducer, ensureTopics, topics } from '../../src/platform/kafka.ts'
+import { ensureTopics, topics } from '../../src/platform/kafka.ts'
 import { startLocalKafka, type LocalKafka } from '../../src/platform/local/kafka-broker.ts'
 import { createLogger } from '../../src/platform/logger.ts'
 import { freePort } from './free-port.ts'
@@ -111,7 +111,8 @@ describe('several relays at once', () => {
       new OutboxRelay({
         db: database.db,
         databaseUrl: connections().databaseUrl,
-        producer: createIdempotentProducer(connections().kafkaBrokers, `extra-relay-${i}`),
+        brokers: connections().kafkaBrokers,
+        clientId: `extra-relay-${i}`,
         topics: [topics.customerEvents],
         batchSize: 7,
         pollIntervalMs: 20,
@@ -148,7 +149,8 @@ describe('retention', () => {
     const relay = new OutboxRelay({
       db: database.db,
       databaseUrl: connections().databaseUrl,
-      producer: createIdempotentProducer(connections().kafkaBrokers, 'purge-test'),
+      brokers: connections().kafkaBrokers,
+      clientId: 'purge-test',
       topics: [topics.customerEvents],
       batchSize: 10,
       pollIntervalMs: 1000,
@@ -169,6 +171,7 @@ describe('retention', () => {
       expect(left.filter((row) => row.status === 'SENT')).toEqual([])
     } finally {
       await database.db.deleteFrom('outbox_message').where('id', '=', pending.id).execute()
+      await relay.stop()
     }
   })
 })

@@ -1,0 +1,15 @@
+import { sql } from 'kysely'
+import type { Db } from './database/index.ts'
+import { createProbe, kafkaAnswers } from './kafka.ts'
+
+/** What `/health/ready` asks of a service that stands on PostgreSQL and Kafka. */
+export function dependencyChecks(db: Db, brokers: string[]): { checks: Record<string, () => Promise<boolean>>; close(): Promise<void> } {
+  const probe = createProbe(brokers, 2000)
+  return {
+    checks: {
+      database: async () => (await sql`select 1`.execute(db), true),
+      kafka: () => kafkaAnswers(probe)
+    },
+    close: () => probe.close()
+  }
+}
