@@ -189,8 +189,9 @@ export class OutboxRelay {
     let delay = 100
     while (!this.#stopped) {
       const client = new pg.Client({ connectionString: this.#options.databaseUrl })
+      // `on`, not `once`: a dying connection can report more than one error.
       const closed = new Promise<void>((resolve) => {
-        client.once('error', () => resolve())
+        client.on('error', () => resolve())
         client.once('end', () => resolve())
       })
       try {

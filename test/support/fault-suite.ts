@@ -63,8 +63,9 @@ export function scenarios(scale: number): Scenario[] {
         }
       }
     },
-    restarted('Kafka broker', (stack) => stack.infrastructure.localKafka!, 3000 * scale),
-    restarted('PostgreSQL', (stack) => stack.infrastructure.localPostgres!, 2000 * scale),
+    // Long enough, even in the short run, for the clients to give up retrying on their own.
+    restarted('Kafka broker', (stack) => stack.infrastructure.localKafka!, Math.max(9000, 3000 * scale)),
+    restarted('PostgreSQL', (stack) => stack.infrastructure.localPostgres!, Math.max(6000, 2000 * scale)),
     {
       name: 'end systems down, one at a time and all together',
       inject: async (stack, say) => {

@@ -32,7 +32,15 @@ export class ServiceProcess {
     await new Promise((resolve) => log.once('open', resolve))
     const child = spawn(process.execPath, [cli, this.role], { env: { ...process.env, ...this.#env }, stdio: ['ignore', log, log] })
     this.#child = child
-    child.once('exit', () => log.end())
+    // If the harness itself dies, its services must not live on holding ports and files.
+    const orphanGuard = (): void => {
+      child.kill('SIGKILL')
+    }
+    process.once('exit', orphanGuard)
+    child.once('exit', () => {
+      log.end()
+      process.removeListener('exit', orphanGuard)
+    })
     const deadline = Date.now() + timeoutMs
     while (Date.now() < deadline) {
       if (child.exitCode !== null) throw new Error(`${this.role} exited with ${child.exitCode}; see ${this.#logFile}`)

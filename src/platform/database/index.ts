@@ -15,8 +15,11 @@ export interface DatabaseHandle {
 
 export function openDatabase(connectionString: string, options: { maxConnections?: number } = {}): DatabaseHandle {
   const pool = new pg.Pool({ connectionString, max: options.maxConnections ?? 10 })
-  // An idle client losing its server (a PostgreSQL restart) must not crash the process.
+  // A client losing its server (a PostgreSQL restart) must not crash the process: an idle one reports on
+  // the pool, a checked-out one (between two statements of a transaction) on itself. Either way the next
+  // statement fails, and the pool does not hand that client out again.
   pool.on('error', () => {})
+  pool.on('connect', (client) => client.on('error', () => {}))
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) })
   return { db, pool, close: () => db.destroy() }
 }
