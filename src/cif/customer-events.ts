@@ -3,7 +3,7 @@ import { topics } from '../platform/kafka.ts'
 import type { NewOutboxMessage } from '../platform/database/tables.ts'
 import { Type, type TSchema } from 'typebox'
 import { CIF_ID_PATTERN } from './cif-id.ts'
-import { Customer } from './customer-schema.ts'
+import { Customer, SOURCE_SYSTEM_PATTERN } from './customer-schema.ts'
 
 export const customerEventTypes = {
   created: 'cif.customer.created',
@@ -87,8 +87,8 @@ export function customerEventSchema(type: CustomerEventType): TSchema {
       time: Type.String({ format: 'date-time' }),
       datacontenttype: Type.Literal('application/json'),
       dataschema: Type.Literal(dataSchemaFor(type)),
-      customerversion: updated ? Type.Integer({ minimum: 2 }) : Type.Literal(1),
-      sourcesystem: Type.String({ minLength: 1, description: 'The source system that made the change' }),
+      customerversion: updated ? Type.Integer({ minimum: 2, maximum: 2_147_483_647 }) : Type.Literal(1),
+      sourcesystem: Type.String({ pattern: SOURCE_SYSTEM_PATTERN, description: 'The source system that made the change' }),
       ...(updated
         ? { changedfields: Type.String({ pattern: '^[A-Za-z]+(,[A-Za-z]+)*$', description: 'Top-level fields changed, comma-separated' }) }
         : {}),

@@ -8,6 +8,9 @@ const personName = Type.String({ minLength: 1, maxLength: 50, pattern: "^\\p{L}[
 const addressText = (maxLength: number) => Type.String({ minLength: 1, maxLength, pattern: '^[^\\p{C}<>{}\\\\$]+$' })
 const country = Type.Enum([...countryCodes], { description: 'ISO 3166-1 alpha-2 country code' })
 
+/** Source system names, as configured with their API keys (CIF_SOURCE_SYSTEMS). */
+export const SOURCE_SYSTEM_PATTERN = '^[a-z][a-z0-9-]{1,62}$'
+
 export const identifierTypes = ['NATIONAL_ID', 'PASSPORT', 'TAX_ID', 'DRIVING_LICENCE', 'REGISTRATION_NUMBER'] as const
 export const addressTypes = ['HOME', 'WORK', 'REGISTERED', 'MAILING'] as const
 
@@ -92,7 +95,7 @@ export const Customer = Type.Object(
     cifId: Type.String({ pattern: CIF_ID_PATTERN }),
     version: Type.Integer({ minimum: 1 }),
     ...customerFields,
-    sourceSystem: Type.String({ description: 'The source system that created the customer' }),
+    sourceSystem: Type.String({ pattern: SOURCE_SYSTEM_PATTERN, description: 'The source system that created the customer' }),
     createdAt: Type.String({ format: 'date-time' }),
     updatedAt: Type.String({ format: 'date-time' })
   },

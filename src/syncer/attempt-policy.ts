@@ -81,9 +81,11 @@ export function judgeCall(result: CallResult, system: string, operation: 'create
       if (status === 409 && operation === 'create' && conflictMeansExists) {
         return { outcome: 'success', httpStatus: status, message, remarks: `${system} already holds this customer (409 on create)` }
       }
-      if (status === 429 || status >= 500) {
+      // 408 and 425 say "send it again" (RFC 9110, RFC 8470); 429 "later"; 5xx is the system's own fault.
+      if (status === 408 || status === 425 || status === 429 || status >= 500) {
         const retryAfterMs = parseRetryAfter(result.retryAfter)
-        const what = status === 429 ? 'asked the syncer to slow down (429)' : `answered ${status} (a fault on its side)`
+        const what =
+          status === 429 ? 'asked the syncer to slow down (429)' : status < 500 ? `asked for the request again (${status})` : `answered ${status} (a fault on its side)`
         return { outcome: 'retry', httpStatus: status, message, remarks: `${system} ${what}`, retryAfterMs }
       }
       if (status >= 300 && status < 400) {

@@ -120,6 +120,20 @@ export async function recordAttempts(db: Db, finished: FinishedAttempt[]): Promi
           finished_at: attempt.finishedAt
         }))
       )
+      // Lease recovery may have written a placeholder for this attempt while it was still being recorded:
+      // the real answer replaces it.
+      .onConflict((oc) =>
+        oc.columns(['delivery_id', 'attempt_number']).doUpdateSet((eb) => ({
+          status: eb.ref('excluded.status'),
+          http_status: eb.ref('excluded.http_status'),
+          response_message: eb.ref('excluded.response_message'),
+          remarks: eb.ref('excluded.remarks'),
+          timeout_ms: eb.ref('excluded.timeout_ms'),
+          duration_ms: eb.ref('excluded.duration_ms'),
+          started_at: eb.ref('excluded.started_at'),
+          finished_at: eb.ref('excluded.finished_at')
+        }))
+      )
       .execute()
 
     const values = finished.map(({ delivery, attempt, decision }) => ({

@@ -58,6 +58,7 @@ export class EventIntake {
   #buffer: StringMessage[] = []
   #draining: Promise<void> | undefined
   #stopped = false
+  #restarting = false
 
   constructor(options: EventIntakeOptions) {
     this.#options = options
@@ -66,12 +67,22 @@ export class EventIntake {
 
   async start(): Promise<void> {
     const consumer = createConsumer(this.#options.brokers, this.#options.groupId, 'cif-syncer-intake')
-    const stream = await consumer.consume({
-      topics: [topics.customerEvents],
-      mode: 'committed',
-      fallbackMode: 'earliest',
-      maxWaitTime: 50
-    })
+    // The client gives up on a broker that stays away, and reports a failed group rejoin on the consumer
+    // itself; a syncer must not give up. Start over with a new member: whatever was not committed is read
+    // again, and found stored if it was.
+    consumer.on('error', (error) => this.#failed(error))
+    let stream: MessagesStream<string, string, string, string>
+    try {
+      stream = await consumer.consume({ topics: [topics.customerEvents], mode: 'committed', fallbackMode: 'earliest', maxWaitTime: 50 })
+    } catch (error) {
+      await consumer.close(true).catch(() => {})
+      throw error
+    }
+    if (this.#stopped) {
+      await stream.close().catch(() => {})
+      await consumer.close().catch(() => {})
+      return
+    }
     this.#consumer = consumer
     this.#stream = stream
     stream.on('data', (message: StringMessage) => {
@@ -79,11 +90,15 @@ export class EventIntake {
       if (this.#buffer.length >= this.#batchSize) stream.pause()
       this.#drain()
     })
-    // The client gives up on a broker that stays away; a syncer must not. Start over with a new member:
-    // whatever was not committed is read again, and found stored if it was.
-    stream.once('error', (error) => {
-      this.#options.log.warn({ error: describeError(error) }, 'Kafka consumer failed; joining the group again')
-      void this.#restart()
+    stream.once('error', (error) => this.#failed(error))
+  }
+
+  #failed(error: unknown): void {
+    if (this.#restarting || this.#stopped) return
+    this.#restarting = true
+    this.#options.log.warn({ error: describeError(error) }, 'Kafka consumer failed; joining the group again')
+    void this.#restart().finally(() => {
+      this.#restarting = false
     })
   }
 
@@ -98,7 +113,6 @@ export class EventIntake {
         await this.start()
         return
       } catch (error) {
-        await this.#consumer?.close(true).catch(() => {})
         if (failures % 10 === 0) this.#options.log.warn({ error: describeError(error), failures }, 'Kafka still away; trying again')
       }
     }
@@ -127,19 +141,35 @@ export class EventIntake {
     })
   }
 
-  /** PostgreSQL away: keep the batch, keep trying, commit nothing. */
+  /**
+   * PostgreSQL away: keep the batch, keep trying, commit nothing. A batch the database refuses as data
+   * (a value it cannot hold) is stored one message at a time, and the message it refuses is kept as
+   * unreadable, so that one bad message never stops the topic.
+   */
   async #storeUntilDone(batch: StringMessage[]): Promise<void> {
-    for (let failures = 0; ; failures++) {
+    const { db, endSystems, log, onStored } = this.#options
+    for (let failures = 0; !this.#stopped; failures++) {
       try {
-        const systems = await storeEvents(this.#options.db, batch, this.#options.endSystems)
-        if (systems.size) this.#options.onStored(systems)
+        const systems = await storeEvents(db, batch, endSystems)
+        if (systems.size) onStored(systems)
         return
       } catch (error) {
-        if (this.#stopped) throw error
-        if (failures % 20 === 0) this.#options.log.warn({ error: describeError(error), failures }, 'cannot store events; retrying')
+        if (isDataError(error)) {
+          for (const message of batch) {
+            const systems = await storeEvents(db, [message], endSystems).catch(async (refused: unknown) => {
+              if (!isDataError(refused)) throw refused
+              await keepUnreadable(db, [{ message, reason: `refused by the database: ${describeError(refused, 300)}` }])
+              return new Set<string>()
+            })
+            if (systems.size) onStored(systems)
+          }
+          return
+        }
+        if (failures % 20 === 0) log.warn({ error: describeError(error), failures }, 'cannot store events; retrying')
         await sleep(Math.min(5000, 100 * 2 ** Math.min(failures, 6)))
       }
     }
+    // Stopping: the batch was not committed, so it is read again by whoever takes the partitions.
   }
 
   async #commit(batch: StringMessage[]): Promise<void> {
@@ -164,22 +194,7 @@ export async function storeEvents(db: Db, batch: StringMessage[], endSystems: st
     else unreadable.push({ message, reason: read.reason })
   }
   return db.transaction().execute(async (trx) => {
-    if (unreadable.length) {
-      await trx
-        .insertInto('unreadable_message')
-        .values(
-          unreadable.map(({ message, reason }) => ({
-            topic: message.topic,
-            kafka_partition: message.partition,
-            kafka_offset: message.offset,
-            message_key: message.key ?? null,
-            message_value: (message.value ?? '').slice(0, 100_000),
-            reason
-          }))
-        )
-        .onConflict((oc) => oc.doNothing())
-        .execute()
-    }
+    await keepUnreadable(trx, unreadable)
     if (events.length === 0) return new Set<string>()
     const stored = await trx
       .insertInto('sync_event')
@@ -216,4 +231,33 @@ export async function storeEvents(db: Db, batch: StringMessage[], endSystems: st
     await blockBehindFailures(trx, ids.map((row) => row.id))
     return new Set(endSystems)
   })
+}
+
+/** SQLSTATE classes 22 (data exception) and 23 (integrity constraint): trying again cannot help. */
+function isDataError(error: unknown): boolean {
+  const code = (error as { code?: unknown })?.code
+  return typeof code === 'string' && /^2[23]/.test(code)
+}
+
+/** Text PostgreSQL can hold: no NUL, no half surrogate pairs. */
+function storable(text: string): string {
+  return text.replaceAll('\u0000', '\\u0000').toWellFormed()
+}
+
+async function keepUnreadable(db: Db, unreadable: { message: StringMessage; reason: string }[]): Promise<void> {
+  if (unreadable.length === 0) return
+  await db
+    .insertInto('unreadable_message')
+    .values(
+      unreadable.map(({ message, reason }) => ({
+        topic: message.topic,
+        kafka_partition: message.partition,
+        kafka_offset: message.offset,
+        message_key: message.key === undefined || message.key === null ? null : storable(message.key),
+        message_value: storable((message.value ?? '').slice(0, 100_000)),
+        reason: storable(reason)
+      }))
+    )
+    .onConflict((oc) => oc.doNothing())
+    .execute()
 }

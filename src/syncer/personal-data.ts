@@ -6,7 +6,7 @@
 export function maskPersonalData(text: string, customer: Record<string, unknown> | undefined): string {
   const values = new Set<string>()
   const add = (value: unknown): void => {
-    if (typeof value === 'string' && value.length >= 3) values.add(value)
+    if (typeof value === 'string' && value.trim().length >= 2) values.add(value.trim())
   }
   if (customer) {
     if (typeof customer.mobileNumber === 'string') add(customer.mobileNumber.replace(/^\+/, ''))
@@ -15,14 +15,21 @@ export function maskPersonalData(text: string, customer: Record<string, unknown>
     }
     for (const identifier of (customer.identifiers as { value?: string }[] | undefined) ?? []) add(identifier.value)
     for (const address of (customer.addresses as Record<string, string>[] | undefined) ?? []) {
-      for (const key of ['line1', 'line2', 'line3', 'postalCode']) add(address[key])
+      for (const key of ['line1', 'line2', 'line3', 'city', 'region', 'postalCode']) add(address[key])
     }
   }
-  let masked = text
+  // PostgreSQL text cannot hold NUL, and JSON cannot hold half a surrogate pair: an answer with either
+  // must still be storable.
+  let masked = text.replaceAll('\u0000', '').toWellFormed()
   for (const value of [...values].sort((a, b) => b.length - a.length)) {
-    masked = masked.split(value).join('***')
+    // Whole words, any case: "TAN" in an echo is the customer "Tan"; "Li" inside "Lisbon" is not.
+    masked = masked.replace(new RegExp(`(?<![\\p{L}\\p{N}])${escapeRegExp(value)}(?![\\p{L}\\p{N}])`, 'giu'), '***')
   }
   return masked
     .replace(/[\w.+-]+@[\w-]+(\.[\w-]+)+/g, '***@***')
     .replace(/\+\d[\d ()-]{5,}\d/g, '***')
+}
+
+function escapeRegExp(value: string): string {
+  return value.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 }

@@ -50,6 +50,7 @@ describe('judging an end system’s answer', () => {
       remarks: 'crm answered 503 (a fault on its side)'
     })
     expect(judge({ kind: 'response', status: 429, body: '', retryAfter: '7' })).toMatchObject({ outcome: 'retry', retryAfterMs: 7000, message: 'HTTP 429' })
+    expect(judge({ kind: 'response', status: 408, body: '' })).toMatchObject({ outcome: 'retry', remarks: 'crm asked for the request again (408)' })
   })
 
   it('fails other 4xx and redirects at once', () => {

@@ -22,4 +22,12 @@ describe('masking personal data in end system messages', () => {
       'contact ***@*** or *** about 10000000009 / CB-0000001'
     )
   })
+  it('matches whole words in any case, short names too, and not inside other words', () => {
+    const ng = { firstName: 'Wei', lastName: 'Ng', addresses: [{ city: 'Lisbon' }] }
+    expect(maskPersonalData('NG WEI rejected; Ngong Road is in LISBON', ng)).toBe('*** *** rejected; Ngong Road is in ***')
+  })
+
+  it('drops what PostgreSQL text and JSON cannot hold', () => {
+    expect(maskPersonalData('bad\u0000byte \ud800half', undefined)).toBe('badbyte \ufffdhalf')
+  })
 })
