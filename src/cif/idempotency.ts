@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto'
+import { createHash, randomUUID } from 'node:crypto'
 import { sql } from 'kysely'
 import type { Db } from '../platform/database/index.ts'
 import { ProblemError } from '../platform/http/problem.ts'
@@ -12,7 +12,8 @@ export interface StoredResponse {
   headers: Record<string, string>
 }
 
-export type IdempotencyStart = { kind: 'first' } | { kind: 'replay'; response: StoredResponse }
+/** `first`: this request runs, holding the key with `token`; `replay`: answer what the first one was answered. */
+export type IdempotencyStart = { kind: 'first'; token: string } | { kind: 'replay'; response: StoredResponse }
 
 /** Key order does not make two bodies different requests. */
 export function canonicalJson(value: unknown): string {
@@ -33,6 +34,7 @@ export function requestHash(body: unknown): string {
  * concurrent retry sees it at once (409), and the response is stored in the create's transaction.
  */
 export async function startIdempotentRequest(db: Db, sourceSystem: string, key: string, hash: string): Promise<IdempotencyStart> {
+  const token = randomUUID()
   const claimed = await db
     .insertInto('idempotency_key')
     .values({
@@ -43,12 +45,13 @@ export async function startIdempotentRequest(db: Db, sourceSystem: string, key: 
       response_status: null,
       response_body: null,
       response_headers: null,
-      locked_until: sql<Date>`now() + make_interval(secs => ${LEASE_SECONDS})`
+      locked_until: sql<Date>`now() + make_interval(secs => ${LEASE_SECONDS})`,
+      owner_token: token
     })
     .onConflict((oc) => oc.doNothing())
     .returning('key')
     .executeTakeFirst()
-  if (claimed) return { kind: 'first' }
+  if (claimed) return { kind: 'first', token }
 
   const existing = await db
     .selectFrom('idempotency_key')
@@ -70,21 +73,25 @@ export async function startIdempotentRequest(db: Db, sourceSystem: string, key: 
   }
   const takenOver = await db
     .updateTable('idempotency_key')
-    .set({ locked_until: sql<Date>`now() + make_interval(secs => ${LEASE_SECONDS})` })
+    .set({ locked_until: sql<Date>`now() + make_interval(secs => ${LEASE_SECONDS})`, owner_token: token })
     .where('source_system', '=', sourceSystem)
     .where('key', '=', key)
     .where('state', '=', 'IN_FLIGHT')
     .where('locked_until', '<', sql<Date>`now()`)
     .returning('key')
     .executeTakeFirst()
-  if (takenOver) return { kind: 'first' }
+  if (takenOver) return { kind: 'first', token }
   throw new ProblemError(409, 'A request with this Idempotency-Key is still being processed; retry after it completes.', {
     errors: [{ header: 'idempotency-key', detail: 'is in use by a request in progress' }]
   })
 }
 
-export async function completeIdempotentRequest(db: Db, sourceSystem: string, key: string, response: StoredResponse): Promise<void> {
-  await db
+/**
+ * Stores the answer under the key, if this request still holds it; false when a retry took it over (the
+ * create's transaction must then roll back, or the key would stand for two customers).
+ */
+export async function completeIdempotentRequest(db: Db, sourceSystem: string, key: string, token: string, response: StoredResponse): Promise<boolean> {
+  const result = await db
     .updateTable('idempotency_key')
     .set({
       state: 'COMPLETED',
@@ -95,12 +102,21 @@ export async function completeIdempotentRequest(db: Db, sourceSystem: string, ke
     })
     .where('source_system', '=', sourceSystem)
     .where('key', '=', key)
-    .execute()
+    .where('owner_token', '=', token)
+    .where('state', '=', 'IN_FLIGHT')
+    .executeTakeFirst()
+  return Number(result.numUpdatedRows) === 1
 }
 
-/** The request failed in a way a retry may fix (not the caller's fault): free the key. */
-export async function releaseIdempotencyKey(db: Db, sourceSystem: string, key: string): Promise<void> {
-  await db.deleteFrom('idempotency_key').where('source_system', '=', sourceSystem).where('key', '=', key).execute()
+/** The request failed in a way a retry may fix (not the caller's fault): free the key, if still ours. */
+export async function releaseIdempotencyKey(db: Db, sourceSystem: string, key: string, token: string): Promise<void> {
+  await db
+    .deleteFrom('idempotency_key')
+    .where('source_system', '=', sourceSystem)
+    .where('key', '=', key)
+    .where('owner_token', '=', token)
+    .where('state', '=', 'IN_FLIGHT')
+    .execute()
 }
 
 export async function purgeIdempotencyKeys(db: Db, olderThanHours: number): Promise<number> {

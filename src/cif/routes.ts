@@ -75,6 +75,7 @@ export async function cifApi(app: HttpServer, options: CifApiOptions): Promise<v
 
       const key = request.headers['idempotency-key']
       const source = request.caller
+      let held: { key: string; token: string } | undefined
       if (key) {
         const start = await startIdempotentRequest(db, source, key, requestHash(input))
         if (start.kind === 'replay') {
@@ -82,17 +83,22 @@ export async function cifApi(app: HttpServer, options: CifApiOptions): Promise<v
           const { status, headers, body } = start.response
           return reply.status(status as 201).headers({ ...headers, 'idempotent-replayed': 'true' }).send(body as Customer)
         }
+        held = { key, token: start.token }
       }
       try {
         const created = await db.transaction().execute(async (trx) => {
           const customer = await createCustomer(trx, input, source)
           const headers = { location: `/v1/customers/${customer.cifId}`, etag: etag(customer.version) }
-          if (key) await completeIdempotentRequest(trx, source, key, { status: 201, body: customer, headers })
+          if (held && !(await completeIdempotentRequest(trx, source, held.key, held.token, { status: 201, body: customer, headers }))) {
+            throw new ProblemError(409, 'This request took so long that a retry with the same Idempotency-Key took it over; that retry answers it.', {
+              errors: [{ header: 'idempotency-key', detail: 'was taken over by a retry' }]
+            })
+          }
           return { customer, headers }
         })
         return reply.status(201).headers(created.headers).send(created.customer)
       } catch (error) {
-        if (key) await settleFailedIdempotentRequest(db, source, key, error, request.url)
+        if (held) await settleFailedIdempotentRequest(db, source, held, error, request.url)
         throw error
       }
     }
@@ -150,11 +156,11 @@ export async function cifApi(app: HttpServer, options: CifApiOptions): Promise<v
 }
 
 /** A refusal (4xx) is the answer to that request and is replayed; anything else frees the key for a retry. */
-async function settleFailedIdempotentRequest(db: Db, source: string, key: string, error: unknown, url: string): Promise<void> {
+async function settleFailedIdempotentRequest(db: Db, source: string, held: { key: string; token: string }, error: unknown, url: string): Promise<void> {
   if (error instanceof ProblemError && error.status < 500) {
     const response: StoredResponse = { status: error.status, body: { ...error.problem, instance: url }, headers: { 'content-type': PROBLEM_JSON } }
-    await completeIdempotentRequest(db, source, key, response)
+    await completeIdempotentRequest(db, source, held.key, held.token, response)
   } else {
-    await releaseIdempotencyKey(db, source, key)
+    await releaseIdempotencyKey(db, source, held.key, held.token)
   }
 }

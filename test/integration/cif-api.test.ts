@@ -174,6 +174,23 @@ describe('idempotent create', () => {
     expect(await database.db.selectFrom('customer').select('cif_id').where('external_id', '=', person.externalId).execute()).toEqual([])
   })
 
+  it('lets a retry take over a key whose first request died, and the first can no longer finish it', async () => {
+    const { startIdempotentRequest, completeIdempotentRequest, requestHash } = await import('../../src/cif/idempotency.ts')
+    const { sql } = await import('kysely')
+    const person = newPerson()
+    const key = `takeover-${person.externalId}`
+    const first = await startIdempotentRequest(database.db, 'branch-portal', key, requestHash(person))
+    expect(first.kind).toBe('first')
+    // The first request's lease runs out (its process hung or died).
+    await database.db.updateTable('idempotency_key').set({ locked_until: sql<Date>`now() - interval '1 second'` }).where('key', '=', key).execute()
+    const retry = await call(cif.url, 'POST', '/v1/customers', { body: person, headers: { 'idempotency-key': key } })
+    expect(retry.status).toBe(201)
+    const late = await completeIdempotentRequest(database.db, 'branch-portal', key, (first as { token: string }).token, { status: 201, body: {}, headers: {} })
+    expect(late).toBe(false)
+    const replay = await call(cif.url, 'POST', '/v1/customers', { body: person, headers: { 'idempotency-key': key } })
+    expect(replay.body).toEqual(retry.body)
+  })
+
   it('replays a refusal too: the same key and body get the same 409', async () => {
     const person = newPerson()
     await call(cif.url, 'POST', '/v1/customers', { body: person })

@@ -34,6 +34,7 @@ export interface IdempotencyKeyTable {
   response_headers: ColumnType<Record<string, string> | null, string | null, string | null>
   /** An IN_FLIGHT key whose owner crashed is taken over after this time. */
   locked_until: Date | null
+  owner_token: string | null
   created_at: DefaultedTimestamp
 }
 

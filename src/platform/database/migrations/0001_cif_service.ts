@@ -37,6 +37,8 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       response_body    jsonb,
       response_headers jsonb,
       locked_until     timestamptz,
+      -- Which attempt holds the key: a request that lost its lease to a retry can no longer finish it.
+      owner_token      uuid,
       created_at       timestamptz not null default now(),
       primary key (source_system, key)
     );
