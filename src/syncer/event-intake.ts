@@ -131,8 +131,8 @@ export class EventIntake {
     this.#draining = (async () => {
       while (this.#buffer.length && !this.#stopped) {
         const batch = this.#buffer.splice(0, this.#batchSize)
-        await this.#storeUntilDone(batch)
-        await this.#commit(batch)
+        // Never commit what was not stored: stopping mid-way leaves the batch to be read again.
+        if (await this.#storeUntilDone(batch)) await this.#commit(batch)
       }
       if (!this.#stopped) this.#stream?.resume()
     })().finally(() => {
@@ -146,30 +146,33 @@ export class EventIntake {
    * (a value it cannot hold) is stored one message at a time, and the message it refuses is kept as
    * unreadable, so that one bad message never stops the topic.
    */
-  async #storeUntilDone(batch: StringMessage[]): Promise<void> {
+  async #storeUntilDone(batch: StringMessage[]): Promise<boolean> {
     const { db, endSystems, log, onStored } = this.#options
+    const store = async (messages: StringMessage[]): Promise<void> => {
+      const systems = await storeEvents(db, messages, endSystems)
+      if (systems.size) onStored(systems)
+    }
     for (let failures = 0; !this.#stopped; failures++) {
       try {
-        const systems = await storeEvents(db, batch, endSystems)
-        if (systems.size) onStored(systems)
-        return
-      } catch (error) {
-        if (isDataError(error)) {
+        try {
+          await store(batch)
+        } catch (error) {
+          if (!isDataError(error)) throw error
           for (const message of batch) {
-            const systems = await storeEvents(db, [message], endSystems).catch(async (refused: unknown) => {
+            await store([message]).catch(async (refused: unknown) => {
               if (!isDataError(refused)) throw refused
               await keepUnreadable(db, [{ message, reason: `refused by the database: ${describeError(refused, 300)}` }])
-              return new Set<string>()
             })
-            if (systems.size) onStored(systems)
           }
-          return
         }
+        return true
+      } catch (error) {
         if (failures % 20 === 0) log.warn({ error: describeError(error), failures }, 'cannot store events; retrying')
         await sleep(Math.min(5000, 100 * 2 ** Math.min(failures, 6)))
       }
     }
-    // Stopping: the batch was not committed, so it is read again by whoever takes the partitions.
+    // Stopping: the batch is not committed, so it is read again by whoever takes the partitions.
+    return false
   }
 
   async #commit(batch: StringMessage[]): Promise<void> {
