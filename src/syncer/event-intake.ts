@@ -103,8 +103,10 @@ export class EventIntake {
   }
 
   async #restart(): Promise<void> {
-    await this.#stream?.close().catch(() => {})
-    await this.#consumer?.close(true).catch(() => {})
+    // A stream still alive when the consumer failed may wait forever on a broker that is gone: give its
+    // closing a few seconds, then go on (the member it leaves behind times out of the group by itself).
+    await settleWithin(this.#stream?.close(), 5000)
+    await settleWithin(this.#consumer?.close(true), 5000)
     this.#buffer = []
     for (let failures = 0; !this.#stopped; failures++) {
       await sleep(Math.min(5000, 250 * 2 ** Math.min(failures, 5)))
@@ -263,4 +265,10 @@ async function keepUnreadable(db: Db, unreadable: { message: StringMessage; reas
     )
     .onConflict((oc) => oc.doNothing())
     .execute()
+}
+
+async function settleWithin(promise: Promise<unknown> | undefined, ms: number): Promise<void> {
+  if (!promise) return
+  const timer = sleep(ms, undefined, { ref: false })
+  await Promise.race([promise.catch(() => {}), timer])
 }
