@@ -21,9 +21,11 @@ export function maskPersonalData(text: string, customer: Record<string, unknown>
   // PostgreSQL text cannot hold NUL, and JSON cannot hold half a surrogate pair: an answer with either
   // must still be storable.
   let masked = text.replaceAll('\u0000', '').toWellFormed()
-  for (const value of [...values].sort((a, b) => b.length - a.length)) {
-    // Whole words, any case: "TAN" in an echo is the customer "Tan"; "Li" inside "Lisbon" is not.
-    masked = masked.replace(new RegExp(`(?<![\\p{L}\\p{N}])${escapeRegExp(value)}(?![\\p{L}\\p{N}])`, 'giu'), '***')
+  if (values.size) {
+    // Whole words, any case: "TAN" in an echo is the customer "Tan"; "Li" inside "Lisbon" is not. One
+    // pattern for all of them (longest first), since this runs on every attempt.
+    const alternatives = [...values].sort((a, b) => b.length - a.length).map(escapeRegExp).join('|')
+    masked = masked.replace(new RegExp(`(?<![\\p{L}\\p{N}])(?:${alternatives})(?![\\p{L}\\p{N}])`, 'giu'), '***')
   }
   return masked
     .replace(/[\w.+-]+@[\w-]+(\.[\w-]+)+/g, '***@***')
