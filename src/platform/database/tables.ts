@@ -165,4 +165,3 @@ export interface OperatorActionTable {
 }
 
 export type DeliveryRow = Selectable<DeliveryTable>
-export type DeliveryAttemptRow = Selectable<DeliveryAttemptTable>
