@@ -97,11 +97,6 @@ export async function findCustomer(db: Db, cifId: string): Promise<Customer | un
   return row && toCustomer(row)
 }
 
-export interface CustomerUpdate {
-  customer: Customer
-  changed: string[]
-}
-
 /**
  * Applies a merge patch if the caller saw the current version (optimistic concurrency). The row lock
  * also orders this customer's events: a later version's outbox row is always written after an earlier one's.
@@ -112,7 +107,7 @@ export async function updateCustomer(
   patch: CustomerPatch,
   expectedVersion: number,
   actingSourceSystem: string
-): Promise<CustomerUpdate> {
+): Promise<Customer> {
   const row = await trx.selectFrom('customer').selectAll().where('cif_id', '=', cifId).forUpdate().executeTakeFirst()
   if (!row) throw new ProblemError(404, `No customer has CIF ID ${cifId}.`)
   if (row.version !== expectedVersion) {
@@ -125,7 +120,7 @@ export async function updateCustomer(
   const errors = customerRecordErrors(after, todayUtc())
   if (errors.length) throw ProblemError.invalid(errors, 'The customer would not be valid after this change.')
   const changed = changedFields(before, after)
-  if (changed.length === 0) return { customer: toCustomer(row), changed }
+  if (changed.length === 0) return toCustomer(row)
 
   if (changed.includes('identifiers')) {
     await trx.deleteFrom('customer_identifier').where('cif_id', '=', cifId).execute()
@@ -140,5 +135,5 @@ export async function updateCustomer(
   const customer = toCustomer(updated)
   const event = customerEvent(customerEventTypes.updated, customer, actingSourceSystem, changed)
   await trx.insertInto('outbox_message').values(outboxMessageFor(event)).execute()
-  return { customer, changed }
+  return customer
 }

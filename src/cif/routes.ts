@@ -146,7 +146,7 @@ export async function cifApi(app: HttpServer, options: CifApiOptions): Promise<v
         if (immutable.length) {
           throw ProblemError.invalid(immutable.map((field) => ({ pointer: `/${field}`, detail: 'cannot be changed after create' })))
         }
-        const { customer } = await db
+        const customer = await db
           .transaction()
           .execute((trx) => updateCustomer(trx, request.params.cifId, request.body, version, request.caller))
         return reply.header('etag', etag(customer.version)).send(customer)

@@ -17,7 +17,6 @@ export interface CifService {
   app: HttpServer
   /** Base URL the API listens on, e.g. http://127.0.0.1:8080 */
   url: string
-  relay: OutboxRelay
   close(): Promise<void>
 }
 
@@ -54,7 +53,6 @@ export async function startCifService(config: Config, connections: Connections, 
   return {
     app,
     url: address,
-    relay,
     close: async () => {
       clearInterval(purgeKeys)
       await app.close()

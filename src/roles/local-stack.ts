@@ -7,7 +7,7 @@ import { topics } from '../platform/kafka.ts'
 import { startSimulator } from '../simulator/service.ts'
 import { startSyncer } from '../syncer/service.ts'
 
-export const demoCustomer = {
+const demoCustomer = {
   legalForm: 'PERSON',
   firstName: 'Ada',
   lastName: 'Lovelace',

@@ -19,8 +19,6 @@ import { sequenceStatusUpdates } from './sync-status.ts'
 export interface Syncer {
   app: HttpServer
   url: string
-  endSystems: EndSystemConfig[]
-  lanes: Map<string, DeliveryLane>
   close(): Promise<void>
 }
 
@@ -117,8 +115,6 @@ export async function startSyncer(
   return {
     app,
     url,
-    endSystems,
-    lanes,
     close: async () => {
       clearInterval(poll)
       clearInterval(leases)

@@ -23,7 +23,6 @@ export interface LocalKafkaOptions {
 
 export interface LocalKafka {
   brokers: string[]
-  logFile: string
   /** The broker's process, while it runs. */
   pid(): number | undefined
   /** Stops the broker; its storage stays, so `start()` brings the same topics and offsets back. */
@@ -203,5 +202,5 @@ export async function startLocalKafka(options: LocalKafkaOptions, log: Logger): 
     await rm(pidFile, { force: true })
   }
   await start()
-  return { brokers, logFile, start, stop, pid: () => child?.pid }
+  return { brokers, start, stop, pid: () => child?.pid }
 }
