@@ -29,6 +29,12 @@ const MAX_BACKOFF_MS = 5000
  * hundreds of times a second for a row or two each. Batches start at most this often instead.
  */
 const MIN_BATCH_GAP_MS = 10
+/**
+ * A send the Kafka client never settles (seen on a freshly created topic while its leaders are elected)
+ * would hold the batch's row locks, and every later message of those keys, forever. Past this, the batch
+ * is rolled back and the producer replaced; a send that lands after all only repeats those messages.
+ */
+const SEND_TIMEOUT_MS = 15_000
 const PURGE_EVERY_MS = 60_000
 
 interface ClaimedMessage {
@@ -49,7 +55,7 @@ interface ClaimedMessage {
  */
 export class OutboxRelay {
   readonly #options: OutboxRelayOptions
-  readonly #producer: StringProducer
+  #producer: StringProducer
   #running: Promise<void> | undefined
   #listening: Promise<void> | undefined
   #stopped = false
@@ -98,9 +104,25 @@ export class OutboxRelay {
           for update skip locked`.execute(trx)
         if (rows.length === 0) return 0
         claimedIds = rows.map((row) => row.id)
-        await producer.send({
+        const sent = producer.send({
           messages: rows.map((row) => ({ topic: row.topic, key: row.message_key, value: row.payload, headers: row.headers }))
         })
+        sent.catch(() => {}) // once abandoned, its outcome no longer matters
+        const timer = new AbortController()
+        let timedOut = false
+        const deadline = sleep(SEND_TIMEOUT_MS, undefined, { signal: timer.signal }).then(
+          () => {
+            timedOut = true
+            throw new Error(`Kafka did not acknowledge within ${SEND_TIMEOUT_MS / 1000} s`)
+          },
+          () => undefined
+        )
+        try {
+          await Promise.race([sent, deadline])
+        } finally {
+          timer.abort()
+          if (timedOut) this.#replaceProducer(producer)
+        }
         await trx
           .updateTable('outbox_message')
           .set({ status: 'SENT', sent_at: sql`now()` })
@@ -112,6 +134,12 @@ export class OutboxRelay {
       if (claimedIds.length) await this.#recordFailure(claimedIds, error)
       throw error
     }
+  }
+
+  #replaceProducer(stuck: StringProducer): void {
+    if (this.#producer !== stuck) return
+    this.#producer = createIdempotentProducer(this.#options.brokers, this.#options.clientId)
+    stuck.close(true).catch(() => {})
   }
 
   /** Deletes sent rows older than the retention; pending rows are never purged. */

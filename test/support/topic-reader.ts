@@ -15,6 +15,7 @@ export class TopicReader {
   #consumer: StringConsumer
   #closing: (() => Promise<void>) | undefined
   #closed = false
+  readonly #seen = new Set<string>()
 
   private constructor(consumer: StringConsumer) {
     this.#consumer = consumer
@@ -29,6 +30,10 @@ export class TopicReader {
   async #read(brokers: string[], topic: string): Promise<void> {
     const stream = await this.#consumer.consume({ topics: [topic], mode: 'earliest', maxWaitTime: 200 })
     stream.on('data', (message) => {
+      // A reader that started over reads the topic again: keep each record once.
+      const position = `${message.partition}:${message.offset}`
+      if (this.#seen.has(position)) return
+      this.#seen.add(position)
       this.messages.push({
         key: message.key,
         partition: message.partition,
@@ -47,7 +52,6 @@ export class TopicReader {
           await sleep(500)
           this.#consumer = createReader(brokers, 'cif-test-reader')
           try {
-            this.messages.length = 0
             await this.#read(brokers, topic)
             return
           } catch {
