@@ -26,15 +26,6 @@ const IDEMPOTENCY_KEY_TTL_HOURS = 24
 export async function startCifService(config: Config, connections: Connections, log: Logger): Promise<CifService> {
   const database = openDatabase(connections.databaseUrl, { maxConnections: 20 })
   const dependencies = dependencyChecks(database.db, connections.kafkaBrokers)
-  const app = await createHttpServer({
-    logger: log,
-    bodyLimitBytes: config.cif.bodyLimitBytes,
-    title: 'CIF service',
-    description: 'Create and change customers under a CIF ID; every change is published to Kafka (cif.customer.events).',
-    readinessChecks: dependencies.checks
-  })
-  await app.register(cifApi, { prefix: '/v1', db: database.db, sourceSystemKeyHashes: config.sourceSystemKeyHashes })
-
   const relay = new OutboxRelay({
     db: database.db,
     databaseUrl: connections.databaseUrl,
@@ -44,6 +35,15 @@ export async function startCifService(config: Config, connections: Connections, 
     ...config.outbox,
     log: log.child({ component: 'outbox-relay' })
   })
+  const app = await createHttpServer({
+    logger: log,
+    bodyLimitBytes: config.cif.bodyLimitBytes,
+    title: 'CIF service',
+    description: 'Create and change customers under a CIF ID; every change is published to Kafka (cif.customer.events).',
+    readinessChecks: { ...dependencies.checks, outboxRelay: async () => relay.health() }
+  })
+  await app.register(cifApi, { prefix: '/v1', db: database.db, sourceSystemKeyHashes: config.sourceSystemKeyHashes })
+
   relay.start()
   const purgeKeys = setInterval(() => {
     purgeIdempotencyKeys(database.db, IDEMPOTENCY_KEY_TTL_HOURS).catch((err) => log.warn({ err }, 'idempotency key purge failed'))

@@ -1,10 +1,15 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { sql } from 'kysely'
 import pg from 'pg'
+import type { Admin } from '@platformatic/kafka'
+import { backoffMs } from '../platform/backoff.ts'
 import type { Db } from '../platform/database/index.ts'
+import { DeadlineExceeded, withDeadline } from '../platform/deadline.ts'
 import { describeError } from '../platform/errors.ts'
-import { createIdempotentProducer, type StringProducer } from '../platform/kafka.ts'
+import { createIdempotentProducer, createProbe, kafkaAnswers, type StringProducer } from '../platform/kafka.ts'
 import type { Logger } from '../platform/logger.ts'
+import { startPeriodic, type Periodic } from '../platform/periodic.ts'
+import { judgeRelay, type RelayVerdict } from './relay-watchdog.ts'
 
 export interface OutboxRelayOptions {
   db: Db
@@ -19,7 +24,24 @@ export interface OutboxRelayOptions {
   /** Fallback poll when no notification arrives (a missed one, or the LISTEN connection is down). */
   pollIntervalMs: number
   retentionHours: number
+  /** Messages waiting and nothing published for this long while Kafka answers: the producer is replaced. */
+  stallMs: number
+  /** Readiness fails once the relay has been unable to publish for this long. */
+  unreadyAfterMs: number
   log: Logger
+}
+
+/** What `/health/ready` says of a relay. */
+export interface RelayHealth {
+  up: boolean
+  state: RelayVerdict['kind']
+  /** Age of the oldest unsent message at the last look. */
+  oldestUnsentAgeMs: number | null
+  /** Since when messages have waited with nothing going out, if they have. */
+  unableSince: string | null
+  /** How often the producer was replaced since the process started. */
+  restarts: number
+  lastRestart: { at: string; reason: string } | null
 }
 
 const NOTIFY_CHANNEL = 'outbox_message'
@@ -64,25 +86,82 @@ export class OutboxRelay {
   #listener: pg.Client | undefined
   #lastPurge = 0
   #lastBatchAt = 0
+  #lastPublishedAt: number | undefined
+  readonly #probe: Admin
+  #watchdog: Periodic | undefined
+  #verdict: { at: number; verdict: RelayVerdict; oldestUnsentAt: number | undefined } | undefined
+  #restarts = 0
+  #lastRestart: { at: number; reason: string } | undefined
+  #kafkaAnsweringSince: number | undefined
 
   constructor(options: OutboxRelayOptions) {
     this.#options = options
     this.#producer = createIdempotentProducer(options.brokers, options.clientId)
+    this.#probe = createProbe(options.brokers, 2000)
   }
 
   start(): void {
     this.#stopped = false
     this.#listening = this.#listen()
     this.#running = this.#loop()
+    this.#watchdog = startPeriodic(Math.min(5000, Math.max(100, this.#options.stallMs / 3)), () => this.#watch())
   }
 
   async stop(): Promise<void> {
     this.#stopped = true
     this.#wake?.()
+    await this.#watchdog?.stop()
     await this.#running
     await this.#listener?.end().catch(() => {})
     await this.#listening
     await this.#producer.close()
+    await this.#probe.close().catch(() => {})
+  }
+
+  health(now = Date.now()): RelayHealth {
+    const last = this.#verdict
+    const since = last && last.verdict.kind !== 'caught-up' ? last.verdict.since : undefined
+    return {
+      up: since === undefined || now - since < this.#options.unreadyAfterMs,
+      state: last?.verdict.kind ?? 'caught-up',
+      oldestUnsentAgeMs: last?.oldestUnsentAt === undefined ? null : now - last.oldestUnsentAt,
+      unableSince: since === undefined ? null : new Date(since).toISOString(),
+      restarts: this.#restarts,
+      lastRestart: this.#lastRestart ? { at: new Date(this.#lastRestart.at).toISOString(), reason: this.#lastRestart.reason } : null
+    }
+  }
+
+  /**
+   * The watchdog's round. The relay's own loop already outlasts Kafka outages and bounds each send; this
+   * catches what it cannot see: a producer that keeps failing, or never answers, while Kafka is fine.
+   */
+  async #watch(): Promise<void> {
+    const { rows } = await sql<{ created_at: Date }>`
+      select created_at from outbox_message
+      where status = 'PENDING' and topic = any(${this.#options.topics}::text[])
+      order by id limit 1`.execute(this.#options.db)
+    const oldestUnsentAt = rows[0]?.created_at.getTime()
+    // Kafka is asked only when something waits: an idle relay costs the cluster nothing.
+    const answers = oldestUnsentAt !== undefined && (await kafkaAnswers(this.#probe))
+    const now = Date.now()
+    // Kafka back while messages wait: no need to sit out the rest of the loop's backoff.
+    if (answers && this.#kafkaAnsweringSince === undefined) this.#wake?.()
+    this.#kafkaAnsweringSince = answers ? (this.#kafkaAnsweringSince ?? now) : undefined
+    const observation = {
+      now,
+      oldestUnsentAt,
+      lastPublishedAt: this.#lastPublishedAt,
+      lastRestartAt: this.#lastRestart?.at,
+      kafkaAnsweringSince: this.#kafkaAnsweringSince
+    }
+    const verdict = judgeRelay(observation, this.#options.stallMs)
+    this.#verdict = { at: observation.now, verdict, oldestUnsentAt }
+    if (verdict.kind !== 'stalled' || this.#stopped) return
+    this.#restarts++
+    this.#lastRestart = { at: observation.now, reason: `watchdog: ${verdict.reason}` }
+    this.#options.log.warn({ reason: verdict.reason, restarts: this.#restarts }, 'outbox relay replacing its producer')
+    this.#replaceProducer(this.#producer)
+    this.#wake?.()
   }
 
   /** Publishes one batch; returns how many messages went out. */
@@ -107,21 +186,11 @@ export class OutboxRelay {
         const sent = producer.send({
           messages: rows.map((row) => ({ topic: row.topic, key: row.message_key, value: row.payload, headers: row.headers }))
         })
-        sent.catch(() => {}) // once abandoned, its outcome no longer matters
-        const timer = new AbortController()
-        let timedOut = false
-        const deadline = sleep(SEND_TIMEOUT_MS, undefined, { signal: timer.signal }).then(
-          () => {
-            timedOut = true
-            throw new Error(`Kafka did not acknowledge within ${SEND_TIMEOUT_MS / 1000} s`)
-          },
-          () => undefined
-        )
         try {
-          await Promise.race([sent, deadline])
-        } finally {
-          timer.abort()
-          if (timedOut) this.#replaceProducer(producer)
+          await withDeadline(sent, SEND_TIMEOUT_MS, 'Kafka acknowledgement')
+        } catch (error) {
+          if (error instanceof DeadlineExceeded) this.#replaceProducer(producer)
+          throw error
         }
         await trx
           .updateTable('outbox_message')
@@ -170,6 +239,7 @@ export class OutboxRelay {
       try {
         this.#lastBatchAt = Date.now()
         published = await this.publishBatch()
+        if (published > 0) this.#lastPublishedAt = Date.now()
         if (failures > 0) log.info({ failures }, 'outbox relay publishing again')
         failures = 0
         if (Date.now() - this.#lastPurge > PURGE_EVERY_MS) {
@@ -181,7 +251,7 @@ export class OutboxRelay {
         failures++
         // Kafka or PostgreSQL is away: the rows stay pending and go out, in order, once it is back.
         if (failures === 1 || failures % 20 === 0) log.warn({ error: describeError(error), failures }, 'outbox relay cannot publish; will retry')
-        await this.#idle(Math.min(MAX_BACKOFF_MS, 100 * 2 ** Math.min(failures, 10)))
+        await this.#idle(backoffMs(failures, 100, MAX_BACKOFF_MS))
         continue
       }
       if (published < batchSize) {

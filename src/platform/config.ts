@@ -18,10 +18,28 @@ export interface Config {
   /** Unset: the local stack starts a single-node Kafka on `localKafkaPort`. */
   kafkaBrokers: string[] | undefined
   localKafkaPort: number
-  outbox: { batchSize: number; pollIntervalMs: number; retentionHours: number }
+  /**
+   * `stallMs`: unsent messages and nothing published for this long while Kafka answers, and the relay
+   * replaces its producer; `unreadyAfterMs`: readiness fails once the relay has been unable to publish
+   * for this long.
+   */
+  outbox: { batchSize: number; pollIntervalMs: number; retentionHours: number; stallMs: number; unreadyAfterMs: number }
   /** Source systems allowed to call the CIF API and the callback API: name → SHA-256 of its API key (hex). */
   sourceSystemKeyHashes: Map<string, string>
-  syncer: { host: string; port: number; endSystemsFile: string; groupId: string; pollIntervalMs: number }
+  /**
+   * `intakeStallMs`: the intake's consumer makes no progress for this long and is replaced (see
+   * syncer/intake-watchdog.ts); `intakeUnreadyAfterMs`: readiness fails once it has been unable to
+   * consume for this long.
+   */
+  syncer: {
+    host: string
+    port: number
+    endSystemsFile: string
+    groupId: string
+    pollIntervalMs: number
+    intakeStallMs: number
+    intakeUnreadyAfterMs: number
+  }
   /** Operators allowed on the syncer's admin API: name → SHA-256 of their key. */
   operatorKeyHashes: Map<string, string>
   simulator: { host: string; port: number }
@@ -95,7 +113,9 @@ export function loadConfig(env: Env = process.env): Config {
     outbox: {
       batchSize: integer(env, 'OUTBOX_BATCH_SIZE', 500, 1, 10_000),
       pollIntervalMs: integer(env, 'OUTBOX_POLL_INTERVAL_MS', 1000, 10, 60_000),
-      retentionHours: integer(env, 'OUTBOX_RETENTION_HOURS', 168, 0, 24 * 365)
+      retentionHours: integer(env, 'OUTBOX_RETENTION_HOURS', 168, 0, 24 * 365),
+      stallMs: integer(env, 'OUTBOX_STALL_MS', 30_000, 1000, 3_600_000),
+      unreadyAfterMs: integer(env, 'OUTBOX_UNREADY_AFTER_MS', 60_000, 1000, 3_600_000)
     },
     sourceSystemKeyHashes: apiKeys(env, 'CIF_SOURCE_SYSTEMS', devSourceSystem, production, true),
     syncer: {
@@ -103,7 +123,9 @@ export function loadConfig(env: Env = process.env): Config {
       port: integer(env, 'SYNCER_PORT', 8081, 0, 65535),
       endSystemsFile: resolve(env.SYNCER_END_SYSTEMS_FILE ?? 'config/end-systems.yaml'),
       groupId: env.SYNCER_GROUP_ID ?? 'cif-syncer',
-      pollIntervalMs: integer(env, 'SYNCER_POLL_INTERVAL_MS', 250, 10, 60_000)
+      pollIntervalMs: integer(env, 'SYNCER_POLL_INTERVAL_MS', 250, 10, 60_000),
+      intakeStallMs: integer(env, 'SYNCER_INTAKE_STALL_MS', 30_000, 1000, 3_600_000),
+      intakeUnreadyAfterMs: integer(env, 'SYNCER_INTAKE_UNREADY_AFTER_MS', 60_000, 1000, 3_600_000)
     },
     operatorKeyHashes: apiKeys(env, 'SYNCER_OPERATORS', devOperator, production, false),
     simulator: { host: env.SIMULATOR_HOST ?? '127.0.0.1', port: integer(env, 'SIMULATOR_PORT', 8090, 0, 65535) }

@@ -1,14 +1,18 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { Message, MessagesStream } from '@platformatic/kafka'
+import type { Admin, Message, MessagesStream } from '@platformatic/kafka'
 import { Ajv2020 } from 'ajv/dist/2020.js'
 import addFormats from 'ajv-formats'
 import { customerEventSchema, customerEventTypes, type CustomerEvent } from '../cif/customer-events.ts'
+import { backoffMs } from '../platform/backoff.ts'
 import type { Db } from '../platform/database/index.ts'
+import { settleWithin, withDeadline } from '../platform/deadline.ts'
 import { describeError } from '../platform/errors.ts'
-import { createConsumer, topics, type StringConsumer } from '../platform/kafka.ts'
+import { createConsumer, createProbe, kafkaAnswers, topics, type StringConsumer } from '../platform/kafka.ts'
 import type { Logger } from '../platform/logger.ts'
+import { startPeriodic, type Periodic } from '../platform/periodic.ts'
 import { lagRemark } from './attempt-policy.ts'
 import { blockBehindFailures } from './delivery-store.ts'
+import { judgeIntake } from './intake-watchdog.ts'
 
 type StringMessage = Message<string, string, string, string>
 
@@ -42,104 +46,319 @@ export interface EventIntakeOptions {
   log: Logger
   /** Called after new deliveries are stored, with the end systems that have some. */
   onStored: (endSystems: Set<string>) => void
+  /** No progress for this long (see intake-watchdog.ts): the consumer is replaced by a new one. */
+  stallMs: number
+  /** Readiness fails once the intake has been unable to consume for this long. */
+  unreadyAfterMs: number
   batchSize?: number
+}
+
+export type IntakeState = 'starting' | 'consuming' | 'recovering' | 'stopped'
+
+/** What `/health/ready` says of the intake. */
+export interface IntakeHealth {
+  up: boolean
+  state: IntakeState
+  /** In this state since. */
+  since: string
+  /** Since when it has been unable to consume, if it is. */
+  unableSince: string | null
+  /** Events on this syncer's partitions beyond the committed offsets, at the last look; null when Kafka could not say. */
+  lag: number | null
+  partitions: number
+  /** How often the stream or the consumer was started over since the process started. */
+  restarts: number
+  lastRestart: { at: string; reason: string } | null
+}
+
+/** A wait for the group that outlasts this has gone wrong (the broker holds a join for up to the rebalance timeout). */
+const JOIN_TIMEOUT_MS = 45_000
+const CLOSE_TIMEOUT_MS = 5000
+const COMMIT_TIMEOUT_MS = 10_000
+
+/**
+ * One stream of the consumer and what it has read but not yet stored. A restart abandons the whole
+ * session, so nothing an old stream left waiting (a commit the client never settles, a batch being
+ * stored) can hold up the next one: storing is idempotent, and what was not committed is read again.
+ */
+class IntakeSession {
+  readonly openedAt = Date.now()
+  lastFetchAt: number | undefined
+  storingSince: number | undefined
+  buffer: StringMessage[] = []
+  draining: Promise<void> | undefined
+  closed = false
+  readonly stream: MessagesStream<string, string, string, string>
+
+  constructor(stream: MessagesStream<string, string, string, string>) {
+    this.stream = stream
+  }
+
+  async close(): Promise<void> {
+    this.closed = true
+    await settleWithin(this.stream.close(), CLOSE_TIMEOUT_MS)
+  }
 }
 
 /**
  * Takes CIF events from Kafka and stores each, with one delivery per end system, in one transaction;
  * only then commits the offsets. A redelivered message finds its event id stored and adds nothing. No end
  * system is called here, so a slow one never holds the consumer past its poll interval.
+ *
+ * It never gives up on Kafka. A failed stream is reopened once Kafka answers, on the same consumer while
+ * that is still a live member of the group: the broker knows the member when it is back, so the group
+ * settles at once instead of waiting for a session to expire. A consumer that failed itself, is no longer
+ * a member, or could not give a stream back is replaced by a new one. A watchdog looks every few seconds
+ * for a stream that stopped without saying so (see intake-watchdog.ts) and replaces its consumer too.
  */
 export class EventIntake {
   readonly #options: EventIntakeOptions
   readonly #batchSize: number
+  readonly #probe: Admin
   #consumer: StringConsumer | undefined
-  #stream: MessagesStream<string, string, string, string> | undefined
-  #buffer: StringMessage[] = []
-  #draining: Promise<void> | undefined
-  #stopped = false
-  #restarting = false
+  #session: IntakeSession | undefined
+  #recovering: Promise<void> | undefined
+  #state: { state: IntakeState; since: number } = { state: 'starting', since: Date.now() }
+  #unableSince: number | undefined
+  /** Marked when the consumer itself failed or will not give a stream back: the recovery replaces it. */
+  #consumerToReplace: StringConsumer | undefined
+  #restarts = 0
+  #lastRestart: { at: number; reason: string } | undefined
+  #lag: { waiting: number; committed: string; committedMovedAt: number } | undefined
+  #watchdog: Periodic | undefined
 
   constructor(options: EventIntakeOptions) {
     this.#options = options
     this.#batchSize = options.batchSize ?? 500
+    this.#probe = createProbe(options.brokers, 2000)
   }
 
+  /** Joins the group and starts consuming; fails if Kafka cannot be reached now (the process then does not start). */
   async start(): Promise<void> {
-    const consumer = createConsumer(this.#options.brokers, this.#options.groupId, 'cif-syncer-intake')
-    // The client gives up on a broker that stays away, and reports a failed group rejoin on the consumer
-    // itself; a syncer must not give up. Start over with a new member: whatever was not committed is read
-    // again, and found stored if it was.
-    consumer.on('error', (error) => this.#failed(error))
-    let stream: MessagesStream<string, string, string, string>
+    this.#consumer = this.#newConsumer()
     try {
-      stream = await consumer.consume({ topics: [topics.customerEvents], mode: 'committed', fallbackMode: 'earliest', maxWaitTime: 50 })
+      this.#session = await this.#openSession(this.#consumer)
     } catch (error) {
-      await consumer.close(true).catch(() => {})
+      await settleWithin(this.#consumer.close(true), CLOSE_TIMEOUT_MS)
+      this.#consumer = undefined
       throw error
     }
-    if (this.#stopped) {
-      await stream.close().catch(() => {})
-      await consumer.close().catch(() => {})
-      return
-    }
-    this.#consumer = consumer
-    this.#stream = stream
-    stream.on('data', (message: StringMessage) => {
-      this.#buffer.push(message)
-      if (this.#buffer.length >= this.#batchSize) stream.pause()
-      this.#drain()
-    })
-    stream.once('error', (error) => this.#failed(error))
-  }
-
-  #failed(error: unknown): void {
-    if (this.#restarting || this.#stopped) return
-    this.#restarting = true
-    this.#options.log.warn({ error: describeError(error) }, 'Kafka consumer failed; joining the group again')
-    void this.#restart().finally(() => {
-      this.#restarting = false
-    })
-  }
-
-  async #restart(): Promise<void> {
-    // A stream still alive when the consumer failed may wait forever on a broker that is gone: give its
-    // closing a few seconds, then go on (the member it leaves behind times out of the group by itself).
-    await settleWithin(this.#stream?.close(), 5000)
-    await settleWithin(this.#consumer?.close(true), 5000)
-    this.#buffer = []
-    for (let failures = 0; !this.#stopped; failures++) {
-      await sleep(Math.min(5000, 250 * 2 ** Math.min(failures, 5)))
-      if (this.#stopped) return
-      try {
-        await this.start()
-        return
-      } catch (error) {
-        if (failures % 10 === 0) this.#options.log.warn({ error: describeError(error), failures }, 'Kafka still away; trying again')
-      }
-    }
+    const { stallMs } = this.#options
+    this.#watchdog = startPeriodic(Math.min(5000, Math.max(100, stallMs / 3)), () => this.#watch())
   }
 
   async stop(): Promise<void> {
-    this.#stopped = true
-    this.#stream?.pause()
-    await this.#draining
-    await this.#stream?.close().catch(() => {})
-    await this.#consumer?.close().catch(() => {})
+    this.#setState('stopped')
+    await this.#watchdog?.stop()
+    await this.#recovering
+    const session = this.#session
+    session?.stream.pause()
+    await session?.draining
+    await session?.close()
+    await settleWithin(this.#consumer?.close(), CLOSE_TIMEOUT_MS)
+    await this.#probe.close().catch(() => {})
   }
 
-  #drain(): void {
-    if (this.#draining) return
-    this.#draining = (async () => {
-      while (this.#buffer.length && !this.#stopped) {
-        const batch = this.#buffer.splice(0, this.#batchSize)
-        // Never commit what was not stored: stopping mid-way leaves the batch to be read again.
-        if (await this.#storeUntilDone(batch)) await this.#commit(batch)
+  health(now = Date.now()): IntakeHealth {
+    const unable = this.#unableSince
+    return {
+      up: this.#state.state === 'consuming' || unable === undefined || now - unable < this.#options.unreadyAfterMs,
+      state: this.#state.state,
+      since: new Date(this.#state.since).toISOString(),
+      unableSince: unable === undefined ? null : new Date(unable).toISOString(),
+      lag: this.#lag?.waiting ?? null,
+      partitions: this.#assignedPartitions().length,
+      restarts: this.#restarts,
+      lastRestart: this.#lastRestart ? { at: new Date(this.#lastRestart.at).toISOString(), reason: this.#lastRestart.reason } : null
+    }
+  }
+
+  get #stopped(): boolean {
+    return this.#state.state === 'stopped'
+  }
+
+  #setState(state: IntakeState): void {
+    if (this.#state.state !== state && !this.#stopped) this.#state = { state, since: Date.now() }
+  }
+
+  #newConsumer(): StringConsumer {
+    const consumer = createConsumer(this.#options.brokers, this.#options.groupId, 'cif-syncer-intake')
+    // The client reports a group rejoin it gave up on here, on the consumer, not on the stream.
+    consumer.on('error', (error) => {
+      if (consumer === this.#consumer) this.#recover(`its consumer failed: ${describeError(error)}`, { replaceConsumer: true })
+    })
+    return consumer
+  }
+
+  async #openSession(consumer: StringConsumer): Promise<IntakeSession> {
+    const opening = consumer.consume({ topics: [topics.customerEvents], mode: 'committed', fallbackMode: 'earliest', maxWaitTime: 50 })
+    // A join that outlives its bound may still deliver a stream later: close it then, or it would consume unseen.
+    let abandoned = false
+    opening.then(
+      (late) => {
+        if (abandoned) late.close().catch(() => {})
+      },
+      () => {}
+    )
+    let stream: MessagesStream<string, string, string, string>
+    try {
+      stream = await withDeadline(opening, JOIN_TIMEOUT_MS, 'joining the consumer group')
+    } catch (error) {
+      abandoned = true
+      throw error
+    }
+    const session = new IntakeSession(stream)
+    if (this.#stopped) {
+      await session.close()
+      return session
+    }
+    stream.on('data', (message: StringMessage) => {
+      session.buffer.push(message)
+      if (session.buffer.length >= this.#batchSize) stream.pause()
+      this.#drain(session)
+    })
+    // Emitted after every fetch the broker answers, with messages or without: the stream is alive.
+    stream.on('fetch', () => {
+      session.lastFetchAt = Date.now()
+      if (session === this.#session && this.#state.state !== 'consuming') this.#consuming()
+    })
+    stream.once('error', (error) => {
+      if (session === this.#session) this.#recover(`its stream failed: ${describeError(error)}`, { replaceConsumer: false })
+    })
+    return session
+  }
+
+  #consuming(): void {
+    if (this.#unableSince !== undefined) {
+      this.#options.log.info({ unableForMs: Date.now() - this.#unableSince, restarts: this.#restarts }, 'intake consuming again')
+    }
+    this.#unableSince = undefined
+    this.#setState('consuming')
+  }
+
+  /**
+   * Starts the stream (and, when asked or when it does not come back, the consumer) over. One recovery at
+   * a time: a failure reported while one runs is the same episode; a consumer failure marks the consumer
+   * for replacement by the recovery under way.
+   */
+  #recover(reason: string, how: { replaceConsumer: boolean; unableSince?: number }): void {
+    if (this.#stopped) return
+    if (how.replaceConsumer) this.#consumerToReplace = this.#consumer
+    if (this.#recovering) return
+    this.#restarts++
+    this.#lastRestart = { at: Date.now(), reason }
+    this.#unableSince ??= how.unableSince ?? Date.now()
+    this.#setState('recovering')
+    this.#options.log.warn({ reason, replaceConsumer: how.replaceConsumer, restarts: this.#restarts }, 'intake starting over')
+    this.#recovering = this.#reopen().finally(() => {
+      this.#recovering = undefined
+    })
+  }
+
+  async #reopen(): Promise<void> {
+    await this.#session?.close()
+    this.#session = undefined
+    for (let failures = 0; !this.#stopped; failures++) {
+      if (failures > 0) await sleep(backoffMs(failures - 1, 250, 5000))
+      // Kafka away: wait for it with the consumer kept, whose membership the broker still knows when it is
+      // back (a new member would wait for the old one's session to expire before the group settles).
+      if (!(await kafkaAnswers(this.#probe))) {
+        if (failures % 20 === 0) this.#options.log.warn({ failures }, 'intake waiting for Kafka')
+        continue
       }
-      if (!this.#stopped) this.#stream?.resume()
+      const kept = this.#consumer
+      if (kept && (kept === this.#consumerToReplace || !kept.isActive())) {
+        // The member it leaves behind, if the broker cannot be told, times out of the group by itself.
+        await settleWithin(kept.close(true), CLOSE_TIMEOUT_MS)
+        this.#consumer = undefined
+      }
+      const consumer = (this.#consumer ??= this.#newConsumer())
+      try {
+        this.#session = await this.#openSession(consumer)
+        // The consumer failed while its stream was being opened: this one cannot be trusted either.
+        if (consumer !== this.#consumerToReplace) return
+        await this.#session.close()
+        this.#session = undefined
+      } catch (error) {
+        if (failures % 10 === 0) this.#options.log.warn({ error: describeError(error), failures }, 'intake cannot reopen its stream yet; trying again')
+      }
+      // A consumer whose join failed is left half-joined by the client (its topic marked as subscribed, its
+      // heartbeat stopped): a stream from it would fetch without being a member, and never commit.
+      this.#consumerToReplace = consumer
+    }
+  }
+
+  /** The watchdog's round: measures the lag, then asks intake-watchdog.ts whether the consumer is stuck. */
+  async #watch(): Promise<void> {
+    const session = this.#session
+    if (!session || this.#recovering || this.#stopped) return
+    await this.#measureLag()
+    if (session !== this.#session || this.#recovering) return
+    const verdict = judgeIntake(
+      {
+        now: Date.now(),
+        joinedAt: session.openedAt,
+        lastFetchAt: session.lastFetchAt,
+        assignedPartitions: this.#assignedPartitions().length,
+        storingSince: session.storingSince,
+        lag: this.#lag
+      },
+      this.#options.stallMs
+    )
+    if (verdict.kind === 'stalled') this.#recover(`watchdog: ${verdict.reason}`, { replaceConsumer: true, unableSince: verdict.stalledSince })
+  }
+
+  #assignedPartitions(): number[] {
+    return this.#consumer?.assignments?.find((a) => a.topic === topics.customerEvents)?.partitions ?? []
+  }
+
+  /** Events beyond the group's committed offsets on this consumer's partitions, and when those offsets last moved. */
+  async #measureLag(): Promise<void> {
+    const partitions = this.#assignedPartitions()
+    const now = Date.now()
+    if (partitions.length === 0) {
+      this.#lag = { waiting: 0, committed: '', committedMovedAt: now }
+      return
+    }
+    try {
+      const name = topics.customerEvents
+      const [ends, groups] = await withDeadline(
+        Promise.all([
+          this.#probe.listOffsets({ topics: [{ name, partitions: partitions.map((partitionIndex) => ({ partitionIndex, timestamp: -1n })) }] }),
+          this.#probe.listConsumerGroupOffsets({ groups: [{ groupId: this.#options.groupId, topics: [{ name, partitionIndexes: partitions }] }] })
+        ]),
+        5000,
+        'measuring the lag'
+      )
+      const committed = new Map(groups[0]?.topics.find((t) => t.name === name)?.partitions.map((p) => [p.partitionIndex, p.committedOffset]))
+      let waiting = 0n
+      for (const end of ends.find((t) => t.name === name)?.partitions ?? []) {
+        const at = committed.get(end.partitionIndex) ?? -1n
+        // No committed offset yet: everything on the partition waits (the consumer starts from the earliest).
+        waiting += end.offset - (at < 0n ? 0n : at)
+      }
+      const fingerprint = partitions.map((p) => `${p}:${committed.get(p) ?? -1n}`).join(',')
+      const moved = !this.#lag || this.#lag.committed !== fingerprint || waiting === 0n
+      this.#lag = { waiting: Number(waiting), committed: fingerprint, committedMovedAt: moved ? now : this.#lag!.committedMovedAt }
+    } catch {
+      // Kafka cannot say now; a broker away is not the consumer's fault, and readiness reports Kafka itself.
+      this.#lag = undefined
+    }
+  }
+
+  #drain(session: IntakeSession): void {
+    if (session.draining) return
+    const live = (): boolean => !session.closed && !this.#stopped
+    session.draining = (async () => {
+      while (session.buffer.length && live()) {
+        const batch = session.buffer.splice(0, this.#batchSize)
+        // Never commit what was not stored: stopping mid-way leaves the batch to be read again.
+        if (await this.#storeUntilDone(session, batch)) await this.#commit(session, batch)
+      }
+      if (live()) session.stream.resume()
     })().finally(() => {
-      this.#draining = undefined
-      if (this.#buffer.length && !this.#stopped) this.#drain()
+      session.draining = undefined
+      if (session.buffer.length && live()) this.#drain(session)
     })
   }
 
@@ -148,40 +367,49 @@ export class EventIntake {
    * (a value it cannot hold) is stored one message at a time, and the message it refuses is kept as
    * unreadable, so that one bad message never stops the topic.
    */
-  async #storeUntilDone(batch: StringMessage[]): Promise<boolean> {
+  async #storeUntilDone(session: IntakeSession, batch: StringMessage[]): Promise<boolean> {
     const { db, endSystems, log, onStored } = this.#options
     const store = async (messages: StringMessage[]): Promise<void> => {
       const systems = await storeEvents(db, messages, endSystems)
       if (systems.size) onStored(systems)
     }
-    for (let failures = 0; !this.#stopped; failures++) {
-      try {
+    session.storingSince = Date.now()
+    try {
+      for (let failures = 0; !session.closed && !this.#stopped; failures++) {
         try {
-          await store(batch)
-        } catch (error) {
-          if (!isDataError(error)) throw error
-          for (const message of batch) {
-            await store([message]).catch(async (refused: unknown) => {
-              if (!isDataError(refused)) throw refused
-              await keepUnreadable(db, [{ message, reason: `refused by the database: ${describeError(refused, 300)}` }])
-            })
+          try {
+            await store(batch)
+          } catch (error) {
+            if (!isDataError(error)) throw error
+            for (const message of batch) {
+              await store([message]).catch(async (refused: unknown) => {
+                if (!isDataError(refused)) throw refused
+                await keepUnreadable(db, [{ message, reason: `refused by the database: ${describeError(refused, 300)}` }])
+              })
+            }
           }
+          return true
+        } catch (error) {
+          if (failures % 20 === 0) log.warn({ error: describeError(error), failures }, 'cannot store events; retrying')
+          await sleep(backoffMs(failures, 100, 5000))
         }
-        return true
-      } catch (error) {
-        if (failures % 20 === 0) log.warn({ error: describeError(error), failures }, 'cannot store events; retrying')
-        await sleep(Math.min(5000, 100 * 2 ** Math.min(failures, 6)))
       }
+      // Stopping, or the stream was replaced: the batch is not committed, so it is read again.
+      return false
+    } finally {
+      session.storingSince = undefined
     }
-    // Stopping: the batch is not committed, so it is read again by whoever takes the partitions.
-    return false
   }
 
-  async #commit(batch: StringMessage[]): Promise<void> {
+  async #commit(session: IntakeSession, batch: StringMessage[]): Promise<void> {
+    // A replaced stream's commits would go nowhere: its messages are read again and found stored.
+    if (session.closed) return
     const last = new Map<number, StringMessage>()
     for (const message of batch) last.set(message.partition, message)
     try {
-      await Promise.all([...last.values()].map((message) => message.commit()))
+      // The client can hold a commit forever (one queued while its consumer rejoins, on a stream that then
+      // closes); the watchdog sees offsets that do not move, and the events are found stored when read again.
+      await withDeadline(Promise.all([...last.values()].map((message) => message.commit())), COMMIT_TIMEOUT_MS, 'committing offsets')
     } catch (error) {
       // The group moved on (a rebalance): whoever owns the partition now gets these again and finds them stored.
       this.#options.log.warn({ error: describeError(error) }, 'offset commit failed; the events will be seen again')
@@ -265,10 +493,4 @@ async function keepUnreadable(db: Db, unreadable: { message: StringMessage; reas
     )
     .onConflict((oc) => oc.doNothing())
     .execute()
-}
-
-async function settleWithin(promise: Promise<unknown> | undefined, ms: number): Promise<void> {
-  if (!promise) return
-  const timer = sleep(ms, undefined, { ref: false })
-  await Promise.race([promise.catch(() => {}), timer])
 }

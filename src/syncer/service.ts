@@ -52,7 +52,9 @@ export async function startSyncer(
     groupId: config.syncer.groupId,
     endSystems: endSystems.map((s) => s.name),
     log: log.child({ component: 'intake' }),
-    onStored: (systems) => systems.forEach((name) => lanes.get(name)?.wake())
+    onStored: (systems) => systems.forEach((name) => lanes.get(name)?.wake()),
+    stallMs: config.syncer.intakeStallMs,
+    unreadyAfterMs: config.syncer.intakeUnreadyAfterMs
   })
   await intake.start()
 
@@ -106,7 +108,7 @@ export async function startSyncer(
     bodyLimitBytes: 16 * 1024,
     title: 'CIF Syncer',
     description: 'Where each customer stands in every end system: callback API for source systems, admin API for operators.',
-    readinessChecks: dependencies.checks
+    readinessChecks: { ...dependencies.checks, intake: async () => intake.health(), statusRelay: async () => relay.health() }
   })
   await app.register(callbackApi, { prefix: '/v1/sync', db, sourceSystemKeyHashes: config.sourceSystemKeyHashes })
   await app.register(adminApi, { prefix: '/v1/admin', db, operatorKeyHashes: config.operatorKeyHashes })

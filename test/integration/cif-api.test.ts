@@ -267,6 +267,7 @@ describe('lookups and authentication', () => {
     expect(openapi.body.paths['/v1/customers'].post).toBeDefined()
     expect((await call(cif.url, 'GET', '/health/live', { key: null })).status).toBe(200)
     const ready = await call(cif.url, 'GET', '/health/ready', { key: null })
-    expect(ready.body).toEqual({ status: 'ready', checks: { database: 'up', kafka: 'up' } })
+    expect(ready.body).toMatchObject({ status: 'ready', checks: { database: 'up', kafka: 'up', outboxRelay: 'up' } })
+    expect(ready.body.details.outboxRelay).toMatchObject({ restarts: 0, lastRestart: null })
   })
 })

@@ -10,6 +10,7 @@ import { startLocalKafka, type LocalKafka } from '../../src/platform/local/kafka
 import { createLogger } from '../../src/platform/logger.ts'
 import { freePort } from './free-port.ts'
 import { call, connections, newPerson, startTestCifService, TopicReader, type TopicMessage } from './helpers.ts'
+import { eventually } from './syncer-helpers.ts'
 
 const log = createLogger(process.env.LOG_LEVEL ?? 'warn', 'outbox-test')
 let database: DatabaseHandle
@@ -54,7 +55,7 @@ describe('Kafka stopped during a burst of creates and updates', () => {
     await chmod(kafkaDir, 0o755)
     kafka = await startLocalKafka({ dir: kafkaDir, port: await freePort(), controllerPort: await freePort() }, log)
     await ensureTopics(kafka.brokers)
-    cif = await startTestCifService({ kafkaBrokers: kafka.brokers })
+    cif = await startTestCifService({ kafkaBrokers: kafka.brokers }, { OUTBOX_STALL_MS: '10000', OUTBOX_UNREADY_AFTER_MS: '2000' })
   })
   afterAll(async () => {
     await cif?.close()
@@ -79,15 +80,25 @@ describe('Kafka stopped during a burst of creates and updates', () => {
     for (let i = 0; i < 10; i++) await createAndUpdate()
     await kafka.stop()
     for (let i = 0; i < 20; i++) await createAndUpdate()
-    const ready = await call(cif.url, 'GET', '/health/ready', { key: null })
-    expect(ready.status).toBe(503)
-    expect(ready.body.checks).toEqual({ database: 'up', kafka: 'down' })
+    // Kafka is reported down at once; the relay, once its messages have waited past OUTBOX_UNREADY_AFTER_MS.
+    const notReady = await eventually(
+      () => call(cif.url, 'GET', '/health/ready', { key: null }),
+      (ready) => ready.body.checks.outboxRelay === 'down'
+    )
+    expect(notReady.status).toBe(503)
+    expect(notReady.body.checks).toEqual({ database: 'up', kafka: 'down', outboxRelay: 'down' })
+    expect(notReady.body.details.outboxRelay).toMatchObject({ state: 'waiting', restarts: 0 })
+    expect(notReady.body.details.outboxRelay.oldestUnsentAgeMs).toBeGreaterThan(2000)
     expect(await pendingFor(cifIds)).toBeGreaterThan(0)
 
     await kafka.start()
-    const deadline = Date.now() + 60_000
-    while ((await pendingFor(cifIds)) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200))
-    expect(await pendingFor(cifIds)).toBe(0)
+    await eventually(() => pendingFor(cifIds), (pending) => pending === 0, 60_000)
+    // Back without a producer replaced: the watchdog gives the relay its own retries first once Kafka answers.
+    const ready = await eventually(
+      () => call(cif.url, 'GET', '/health/ready', { key: null }),
+      (answer) => answer.status === 200
+    )
+    expect(ready.body.details.outboxRelay).toMatchObject({ state: 'caught-up', unableSince: null, restarts: 0 })
 
     const outbox = await database.db.selectFrom('outbox_message').select(['event_id']).where('message_key', 'in', cifIds).execute()
     expect(outbox).toHaveLength(cifIds.length * 3)
@@ -117,6 +128,8 @@ describe('several relays at once', () => {
         batchSize: 7,
         pollIntervalMs: 20,
         retentionHours: 168,
+        stallMs: 30_000,
+        unreadyAfterMs: 60_000,
         log
       })
     )
@@ -155,6 +168,8 @@ describe('retention', () => {
       batchSize: 10,
       pollIntervalMs: 1000,
       retentionHours: 0,
+      stallMs: 30_000,
+      unreadyAfterMs: 60_000,
       log
     })
     const pending = await database.db

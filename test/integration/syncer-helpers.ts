@@ -6,6 +6,7 @@ import { createLogger } from '../../src/platform/logger.ts'
 import { startSimulator, type Simulator } from '../../src/simulator/service.ts'
 import { loadEndSystems, type RetryPolicy } from '../../src/syncer/end-systems-config.ts'
 import { startSyncer, type Syncer } from '../../src/syncer/service.ts'
+import type { Connections } from '../../src/cif/service.ts'
 import { connections, keys } from './helpers.ts'
 
 export const operatorKey = 'test-operator-key'
@@ -22,7 +23,11 @@ export async function startTestSimulator(): Promise<Simulator> {
 }
 
 /** The syncer with the shipped end systems file, pointed at `simulator`, with `retry` for every system. */
-export async function startTestSyncer(simulator: Simulator, retry: Partial<RetryPolicy> = {}): Promise<Syncer> {
+export async function startTestSyncer(
+  simulator: Simulator,
+  retry: Partial<RetryPolicy> = {},
+  overrides: { connections?: Partial<Connections>; env?: Record<string, string> } = {}
+): Promise<Syncer> {
   const url = (name: string) => simulator.systems.get(name)!.url
   const env = { CORE_BANKING_URL: url('core-banking'), CRM_URL: url('crm'), CARDS_URL: url('cards'), CORE_BANKING_TOKEN }
   const endSystems = loadEndSystems('config/end-systems.yaml', env).map((system) => ({
@@ -36,9 +41,10 @@ export async function startTestSyncer(simulator: Simulator, retry: Partial<Retry
     SYNCER_POLL_INTERVAL_MS: '50',
     OUTBOX_POLL_INTERVAL_MS: '100',
     CIF_SOURCE_SYSTEMS: `branch-portal=${apiKeyHash(keys.branchPortal)},onboarding-app=${apiKeyHash(keys.onboardingApp)}`,
-    SYNCER_OPERATORS: `test-operator=${apiKeyHash(operatorKey)}`
+    SYNCER_OPERATORS: `test-operator=${apiKeyHash(operatorKey)}`,
+    ...overrides.env
   })
-  return startSyncer(config, connections(), createLogger(process.env.LOG_LEVEL ?? 'warn', 'syncer-test'), endSystems)
+  return startSyncer(config, { ...connections(), ...overrides.connections }, createLogger(process.env.LOG_LEVEL ?? 'warn', 'syncer-test'), endSystems)
 }
 
 export async function eventually<T>(probe: () => Promise<T>, done: (value: T) => boolean, timeoutMs = 20_000): Promise<T> {

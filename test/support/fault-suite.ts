@@ -1,7 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises'
+import { sql } from 'kysely'
 import { topics } from '../../src/platform/kafka.ts'
 import { checkInvariants, waitUntilDrained, type InvariantReport } from './invariants.ts'
 import { runLoad } from './load.ts'
+import type { ServiceProcess } from './service-process.ts'
 import { setFault, sourceKey, startProcessStack, type ProcessStack } from './stack.ts'
 import { TopicReader } from './topic-reader.ts'
 
@@ -11,32 +13,53 @@ export interface Scenario {
   inject(stack: ProcessStack, say: (text: string) => void): Promise<void>
 }
 
+/** What the services' readiness said at the end of a scenario: the intake's and the relays' own account. */
+export interface ServiceHealth {
+  syncer: unknown
+  cif: unknown
+}
+
 export interface ScenarioReport extends InvariantReport {
   scenario: string
   created: number
   updated: number
-  /** From the end of the load until every delivery succeeded. */
+  /** From the end of the load (or of the fault, if later) until every delivery succeeded; -1 if never within the bound. */
   recoveryMs: number
+  /** The intake's restarts during the scenario, with the reason of the last one (`watchdog: ...` when the backstop acted). */
+  intakeRestarts: number
+  lastIntakeRestart: string | null
+  /** Readiness of both services when the scenario ended, kept when it did not recover. */
+  health?: ServiceHealth
 }
 
 const systems = ['core-banking', 'crm', 'cards']
 const randomBetween = (min: number, max: number) => min + Math.floor(Math.random() * (max - min))
+/** A scenario whose stack has not recovered this long after its load is reported as not recovered. */
+const RECOVERY_BOUND_MS = 120_000
 
 /** A server stopped two seconds into the load, for `downMs`, then started again with its data. */
-function restarted(name: string, server: (stack: ProcessStack) => { stop(): Promise<void>; start(): Promise<void> }, downMs: number): Scenario {
+function restarted(
+  name: string,
+  server: (stack: ProcessStack) => { stop(signal?: NodeJS.Signals): Promise<void>; start(): Promise<void> },
+  downMs: number,
+  signal: NodeJS.Signals = 'SIGTERM'
+): Scenario {
   return {
-    name: `${name} stopped and restarted`,
+    name,
     inject: async (stack, say) => {
       await sleep(2000)
-      await server(stack).stop()
-      say(`${name} stopped`)
+      await server(stack).stop(signal)
+      say(`stopped (${signal})`)
       await sleep(downMs)
       await server(stack).start()
-      say(`${name} back`)
+      say('back')
     }
   }
 }
 
+const broker = (stack: ProcessStack) => stack.infrastructure.localKafka!
+
+/** The five kinds of failure; the short run in `npm test` and the full suite both run these. */
 export function scenarios(scale: number): Scenario[] {
   return [
     {
@@ -64,8 +87,8 @@ export function scenarios(scale: number): Scenario[] {
       }
     },
     // Long enough, even in the short run, for the clients to give up retrying on their own.
-    restarted('Kafka broker', (stack) => stack.infrastructure.localKafka!, Math.max(9000, 3000 * scale)),
-    restarted('PostgreSQL', (stack) => stack.infrastructure.localPostgres!, Math.max(6000, 2000 * scale)),
+    restarted('Kafka broker stopped and restarted', broker, Math.max(9000, 3000 * scale)),
+    restarted('PostgreSQL stopped and restarted', (stack) => stack.infrastructure.localPostgres!, Math.max(6000, 2000 * scale)),
     {
       name: 'end systems down, one at a time and all together',
       inject: async (stack, say) => {
@@ -84,12 +107,107 @@ export function scenarios(scale: number): Scenario[] {
   ]
 }
 
+/** Other shapes of a broker outage: shorter and longer than the clients' retries and the group session, killed, and mid-rebalance. */
+export function kafkaVariants(): Scenario[] {
+  return [
+    restarted('Kafka broker killed (SIGKILL), away 5 s', broker, 5000, 'SIGKILL'),
+    restarted('Kafka broker stopped, away 15 s', broker, 15_000),
+    restarted('Kafka broker stopped, away 60 s', broker, 60_000),
+    {
+      name: 'Kafka broker stopped while a second syncer joins the group',
+      inject: async (stack, say) => {
+        await sleep(2000)
+        const second = await stack.anotherSyncer()
+        // It may find Kafka away while it starts (and then exits, as a syncer does that cannot reach Kafka at start).
+        const joining = startWithRetries(second, 5)
+        await sleep(1500) // its process is up and its consumer joining: the group is rebalancing
+        await broker(stack).stop()
+        say('stopped while a second syncer joins the group')
+        await sleep(9000)
+        await broker(stack).start()
+        say('back')
+        await joining
+        say('second syncer consuming')
+        await sleep(3000)
+        await second.stop()
+        say('second syncer stopped: its partitions move back')
+      }
+    }
+  ]
+}
+
+async function startWithRetries(service: ServiceProcess, tries: number): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await service.start()
+    } catch (error) {
+      if (attempt >= tries) throw error
+      await sleep(2000)
+    }
+  }
+}
+
 export interface FaultSuiteOptions {
   ratePerSecond: number
   /** 1 for the short run in the default tests; larger for `npm run test:faults`. */
   scale: number
-  only?: string[]
+  /** Scenarios to run, in order; `scenarios(scale)` when not given. */
+  scenarios?: Scenario[]
   say?: (text: string) => void
+}
+
+interface Readiness {
+  ok: boolean
+  body: { details?: { intake?: { restarts: number; lastRestart: { reason: string } | null } } } | undefined
+}
+
+async function readiness(url: string): Promise<Readiness> {
+  try {
+    const response = await fetch(`${url}/health/ready`, { signal: AbortSignal.timeout(5000) })
+    return { ok: response.ok, body: (await response.json()) as Readiness['body'] }
+  } catch {
+    return { ok: false, body: undefined }
+  }
+}
+
+async function serviceHealth(stack: ProcessStack): Promise<ServiceHealth> {
+  const [syncer, cif] = await Promise.all([readiness(stack.syncerUrl), readiness(stack.cifUrl)])
+  return { syncer: syncer.body ?? 'no answer', cif: cif.body ?? 'no answer' }
+}
+
+/** True when both services are ready and nothing from earlier is still in flight: a known-good stack. */
+async function settled(stack: ProcessStack, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    const [syncer, cif] = await Promise.all([readiness(stack.syncerUrl), readiness(stack.cifUrl)])
+    if (syncer.ok && cif.ok) {
+      const { rows } = await sql<{ open: string }>`
+        select (select count(*) from delivery where state in ('PENDING', 'IN_FLIGHT', 'RETRY_SCHEDULED'))
+             + (select count(*) from outbox_message where status = 'PENDING') as open`.execute(
+        stack.database.db
+      )
+      if (Number(rows[0]!.open) === 0) return true
+    }
+    await sleep(500)
+  }
+  return false
+}
+
+/**
+ * Each scenario starts from a known-good stack, so that one that did not recover is reported as such and
+ * does not turn the ones after it into noise: if the stack has not settled, the services are restarted.
+ */
+async function ensureKnownGood(stack: ProcessStack, say: (text: string) => void): Promise<void> {
+  if (await settled(stack, 60_000)) return
+  say(`! the stack did not settle; restarting the services. Their state: ${JSON.stringify(await serviceHealth(stack))}`)
+  await Promise.all([stack.syncer.kill('SIGKILL'), stack.cif.kill('SIGKILL')])
+  await Promise.all([stack.syncer.start(), stack.cif.start()])
+  if (!(await settled(stack, 120_000))) throw new Error('the stack did not settle even after its services were restarted')
+}
+
+const intakeRestarts = async (stack: ProcessStack): Promise<{ restarts: number; last: string | null }> => {
+  const intake = (await readiness(stack.syncerUrl)).body?.details?.intake
+  return { restarts: intake?.restarts ?? 0, last: intake?.lastRestart?.reason ?? null }
 }
 
 /**
@@ -109,8 +227,11 @@ export async function runFaultSuite(options: FaultSuiteOptions): Promise<Scenari
   const reports: ScenarioReport[] = []
   let repeatedBefore = 0
   try {
-    for (const scenario of scenarios(options.scale).filter((s) => !options.only?.length || options.only.some((o) => s.name.startsWith(o)))) {
+    for (const scenario of options.scenarios ?? scenarios(options.scale)) {
+      await ensureKnownGood(stack, say)
       say(`scenario: ${scenario.name}`)
+      const syncerPid = stack.syncer.pid
+      const restartsBefore = await intakeRestarts(stack)
       const since = new Date()
       const load = runLoad({
         cifUrl: stack.cifUrl,
@@ -121,7 +242,7 @@ export async function runFaultSuite(options: FaultSuiteOptions): Promise<Scenari
       })
       await scenario.inject(stack, (text) => say(`  ${text}`))
       const traffic = await load
-      const recoveryMs = await waitUntilDrained(stack, since, 120_000)
+      const recoveryMs = await waitUntilDrained(stack, since, RECOVERY_BOUND_MS)
       // The last "in sync" messages trail the deliveries by a relay poll or two.
       const statusDeadline = Date.now() + 30_000
       let report = await checkInvariants(stack, since, inSync)
@@ -133,9 +254,28 @@ export async function runFaultSuite(options: FaultSuiteOptions): Promise<Scenari
       const repeatedTotal = report.repeatedCalls
       report.repeatedCalls -= repeatedBefore
       repeatedBefore = repeatedTotal
-      reports.push({ scenario: scenario.name, created: traffic.creates, updated: traffic.updates, recoveryMs, ...report })
-      say(`  customers ${report.customers}, versions ${report.versions}, deliveries ${report.deliveries}, repeated calls ${report.repeatedCalls}, lost ${report.lost}, recovered in ${recoveryMs} ms`)
+      const restartsAfter = await intakeRestarts(stack)
+      // A syncer killed by the scenario starts counting from zero.
+      const restarts = restartsAfter.restarts - (stack.syncer.pid === syncerPid ? restartsBefore.restarts : 0)
+      const recovered = recoveryMs >= 0 && report.lost === 0
+      if (recoveryMs < 0) report.problems.unshift(`not recovered within ${RECOVERY_BOUND_MS / 1000} s of the end of the load`)
+      reports.push({
+        scenario: scenario.name,
+        created: traffic.creates,
+        updated: traffic.updates,
+        recoveryMs,
+        ...report,
+        intakeRestarts: restarts,
+        lastIntakeRestart: restarts > 0 ? restartsAfter.last : null,
+        ...(recovered ? {} : { health: await serviceHealth(stack) })
+      })
+      say(
+        `  customers ${report.customers}, versions ${report.versions}, deliveries ${report.deliveries}, repeated calls ${report.repeatedCalls}, lost ${report.lost}, ` +
+          (recoveryMs >= 0 ? `recovered in ${recoveryMs} ms` : 'NOT RECOVERED') +
+          (restarts > 0 ? `; intake restarts ${restarts} (last: ${restartsAfter.last})` : '')
+      )
       for (const text of report.problems) say(`  ! ${text}`)
+      if (!recovered) say(`  ! state: ${JSON.stringify(reports.at(-1)!.health)}`)
     }
   } finally {
     await status.close()

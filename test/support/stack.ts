@@ -35,6 +35,8 @@ export interface ProcessStack {
   cifUrl: string
   syncerUrl: string
   simulatorUrl: string
+  /** Another syncer in the same consumer group, on a port of its own; not started. Stopped with the stack. */
+  anotherSyncer(): Promise<ServiceProcess>
   stop(): Promise<void>
 }
 
@@ -95,6 +97,7 @@ export async function startProcessStack(options: StackOptions = {}): Promise<Pro
     throw error
   }
   const database = openDatabase(infrastructure.databaseUrl, { maxConnections: 4 })
+  const extraSyncers: ServiceProcess[] = []
   return {
     dir,
     infrastructure,
@@ -105,8 +108,15 @@ export async function startProcessStack(options: StackOptions = {}): Promise<Pro
     cifUrl,
     syncerUrl,
     simulatorUrl,
+    anotherSyncer: async () => {
+      const port = await freePort()
+      const name = `syncer-${extraSyncers.length + 2}`
+      const another = new ServiceProcess('syncer', `http://127.0.0.1:${port}/health/ready`, { ...env, SYNCER_PORT: String(port) }, join(logs, `${name}.log`))
+      extraSyncers.push(another)
+      return another
+    },
     stop: async () => {
-      await Promise.all([cif.stop(), syncer.stop(), simulator.stop()])
+      await Promise.all([cif.stop(), syncer.stop(), simulator.stop(), ...extraSyncers.map((s) => s.stop())])
       await database.close()
       await infrastructure.stop()
       if (!process.env.KEEP_STACK_DIR) await rm(dir, { recursive: true, force: true })

@@ -15,8 +15,16 @@ export interface HttpServerOptions {
   bodyLimitBytes: number
   title: string
   description: string
-  /** Each named dependency answers true when it works; `/health/ready` is 200 only when all do. */
-  readinessChecks: Record<string, () => Promise<boolean>>
+  /**
+   * Each named check answers whether that part works, as a boolean or with details an operator can act
+   * on (an intake's state and lag, a relay's backlog); `/health/ready` is 200 only when all are up.
+   */
+  readinessChecks: Record<string, () => Promise<boolean | ReadinessDetail>>
+}
+
+/** A check's answer with details: `up`, and whatever else an operator should see. */
+export interface ReadinessDetail {
+  up: boolean
 }
 
 export const PROBLEM_JSON = 'application/problem+json'
@@ -112,13 +120,22 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
   app.get('/openapi.json', { schema: { hide: true } }, () => app.swagger())
 
   app.get('/health/live', { schema: { tags: ['health'], summary: 'The process is up' } }, () => ({ status: 'ok' }))
-  app.get('/health/ready', { schema: { tags: ['health'], summary: 'Every dependency answers' } }, async (_request, reply) => {
+  app.get('/health/ready', { schema: { tags: ['health'], summary: 'Every dependency answers and the work is moving' } }, async (_request, reply) => {
     const names = Object.keys(options.readinessChecks)
     const results = await Promise.all(names.map((name) => options.readinessChecks[name]!().catch(() => false)))
-    const checks = Object.fromEntries(names.map((name, i) => [name, results[i] ? 'up' : 'down']))
-    const ready = results.every(Boolean)
+    const up = results.map((result) => (typeof result === 'boolean' ? result : result.up))
+    const checks = Object.fromEntries(names.map((name, i) => [name, up[i] ? 'up' : 'down']))
+    const details = Object.fromEntries(
+      names.flatMap((name, i) => {
+        const result = results[i]
+        if (typeof result === 'boolean' || result === undefined) return []
+        const { up: _up, ...detail } = result
+        return [[name, detail]]
+      })
+    )
+    const ready = up.every(Boolean)
     reply.status(ready ? 200 : 503)
-    return { status: ready ? 'ready' : 'not ready', checks }
+    return Object.keys(details).length ? { status: ready ? 'ready' : 'not ready', checks, details } : { status: ready ? 'ready' : 'not ready', checks }
   })
   return app
 }

@@ -25,8 +25,11 @@ export interface LocalKafka {
   brokers: string[]
   /** The broker's process, while it runs. */
   pid(): number | undefined
-  /** Stops the broker; its storage stays, so `start()` brings the same topics and offsets back. */
-  stop(): Promise<void>
+  /**
+   * Stops the broker (SIGTERM: a clean shutdown; SIGKILL: as if its machine died); its storage stays, so
+   * `start()` brings the same topics and offsets back.
+   */
+  stop(signal?: NodeJS.Signals): Promise<void>
   start(): Promise<void>
 }
 
@@ -195,10 +198,10 @@ export async function startLocalKafka(options: LocalKafkaOptions, log: Logger): 
       throw error
     }
   }
-  const stop = async (): Promise<void> => {
+  const stop = async (signal: NodeJS.Signals = 'SIGTERM'): Promise<void> => {
     const pid = child?.pid
     child = undefined
-    if (pid) await terminate(pid, 'SIGTERM', 30_000)
+    if (pid) await terminate(pid, signal, 30_000)
     await rm(pidFile, { force: true })
   }
   await start()

@@ -1,0 +1,88 @@
+import { chmod, mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { CifService } from '../../src/cif/service.ts'
+import { openDatabase, type DatabaseHandle } from '../../src/platform/database/index.ts'
+import { ensureTopics } from '../../src/platform/kafka.ts'
+import { startLocalKafka, type LocalKafka } from '../../src/platform/local/kafka-broker.ts'
+import { createLogger } from '../../src/platform/logger.ts'
+import type { Simulator } from '../../src/simulator/service.ts'
+import type { Syncer } from '../../src/syncer/service.ts'
+import { freePort } from './free-port.ts'
+import { call, connections, newPerson, startTestCifService } from './helpers.ts'
+import { deliveriesOf, eventually, startTestSimulator, startTestSyncer } from './syncer-helpers.ts'
+
+// The syncer's side of a broker outage: its intake must come back by itself, and say while it cannot.
+describe('the syncer through a Kafka outage', () => {
+  const log = createLogger(process.env.LOG_LEVEL ?? 'warn', 'outage-test')
+  let kafka: LocalKafka
+  let kafkaDir: string
+  let database: DatabaseHandle
+  let cif: CifService
+  let simulator: Simulator
+  let syncer: Syncer
+
+  beforeAll(async () => {
+    // A broker of its own, so that stopping it leaves the shared one alone.
+    kafkaDir = await mkdtemp(join(tmpdir(), 'cif-syncer-intake-outage-'))
+    await chmod(kafkaDir, 0o755)
+    kafka = await startLocalKafka({ dir: kafkaDir, port: await freePort(), controllerPort: await freePort() }, log)
+    await ensureTopics(kafka.brokers)
+    database = openDatabase(connections().databaseUrl, { maxConnections: 4 })
+    cif = await startTestCifService({ kafkaBrokers: kafka.brokers })
+    simulator = await startTestSimulator()
+    syncer = await startTestSyncer(
+      simulator,
+      {},
+      { connections: { kafkaBrokers: kafka.brokers }, env: { SYNCER_GROUP_ID: 'cif-syncer-outage-test', SYNCER_INTAKE_UNREADY_AFTER_MS: '2000' } }
+    )
+  })
+  afterAll(async () => {
+    await syncer?.close()
+    await simulator?.close()
+    await cif?.close()
+    await database?.close()
+    await kafka?.stop()
+    await rm(kafkaDir, { recursive: true, force: true })
+  })
+
+  const create = async (): Promise<string> => {
+    const created = await call(cif.url, 'POST', '/v1/customers', { body: newPerson() })
+    expect(created.status).toBe(201)
+    return created.body.cifId
+  }
+  const delivered = (cifId: string) =>
+    eventually(
+      () => deliveriesOf(database, cifId),
+      (rows) => rows.length === 3 && rows.every((row) => row.state === 'SUCCESS'),
+      60_000
+    )
+  const readiness = () => call(syncer.url, 'GET', '/health/ready', { key: null })
+
+  it('reports the intake not ready while it cannot consume, comes back by itself, and delivers what waited', async () => {
+    await delivered(await create())
+    // The lag is measured every few seconds; once everything is committed it is 0.
+    const before = await eventually(readiness, (answer) => answer.body.details.intake.lag === 0, 30_000)
+    expect(before.status).toBe(200)
+    expect(before.body.details.intake).toMatchObject({ state: 'consuming', unableSince: null, restarts: 0 })
+
+    await kafka.stop('SIGKILL')
+    const waiting = [await create(), await create(), await create()]
+    const notReady = await eventually(readiness, (answer) => answer.body.checks.intake === 'down', 60_000)
+    expect(notReady.status).toBe(503)
+    expect(notReady.body.details.intake.state).toBe('recovering')
+    expect(Date.now() - Date.parse(notReady.body.details.intake.unableSince)).toBeGreaterThanOrEqual(2000)
+    expect(notReady.body.details.intake.lastRestart.reason).toMatch(/^its (stream|consumer) failed: /)
+
+    await kafka.start()
+    for (const cifId of waiting) await delivered(cifId)
+    const ready = await eventually(readiness, (answer) => answer.status === 200, 30_000)
+    expect(ready.body.details.intake).toMatchObject({ state: 'consuming', unableSince: null })
+    expect(ready.body.details.intake.restarts).toBeGreaterThanOrEqual(1)
+    // It came back by its own recovery, not because the watchdog found it stuck.
+    expect(ready.body.details.intake.lastRestart.reason).not.toMatch(/^watchdog/)
+    // And it goes on consuming: a customer made after the outage arrives too.
+    await delivered(await create())
+  })
+})
