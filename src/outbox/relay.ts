@@ -45,7 +45,8 @@ export interface RelayHealth {
 }
 
 const NOTIFY_CHANNEL = 'outbox_message'
-const MAX_BACKOFF_MS = 5000
+/** A relay that cannot publish tries again at least this often: each try is one claim and one send. */
+const MAX_BACKOFF_MS = 2000
 /**
  * Under load every commit notifies: a relay that ran a batch per notification would scan the queue
  * hundreds of times a second for a row or two each. Batches start at most this often instead.

@@ -50,9 +50,20 @@ export function createIdempotentProducer(brokers: string[], clientId: string): S
   })
 }
 
-/** A client for metadata probes only: no retries, so a broker that is down is reported at once. */
+/**
+ * A client for probes only: no retries, and a bound on each request (`timeout` is what the broker is
+ * asked to wait; `requestTimeout` is how long the client waits, 30 s by default), so that a broker that is
+ * down, or frozen with its connections open, is reported within `timeoutMs`.
+ */
 export function createProbe(brokers: string[], timeoutMs: number): Admin {
-  return new Admin({ clientId: 'cif-syncer-probe', bootstrapBrokers: brokers, retries: 0, timeout: timeoutMs })
+  return new Admin({
+    clientId: 'cif-syncer-probe',
+    bootstrapBrokers: brokers,
+    retries: 0,
+    timeout: timeoutMs,
+    requestTimeout: timeoutMs,
+    connectTimeout: timeoutMs
+  })
 }
 
 /** Answers whether the cluster responds at all. */

@@ -61,8 +61,10 @@ export interface IntakeHealth {
   state: IntakeState
   /** In this state since. */
   since: string
-  /** Since when it has been unable to consume, if it is. */
+  /** Since when it has been unable to consume (recovering, or its stream silent), if it is. */
   unableSince: string | null
+  /** How long ago the stream last had a fetch answered; several times a second when all is well. */
+  lastFetchAgeMs: number | null
   /** Events on this syncer's partitions beyond the committed offsets, at the last look; null when Kafka could not say. */
   lag: number | null
   partitions: number
@@ -74,6 +76,8 @@ export interface IntakeHealth {
 /** A wait for the group that outlasts this has gone wrong (the broker holds a join for up to the rebalance timeout). */
 const JOIN_TIMEOUT_MS = 45_000
 const CLOSE_TIMEOUT_MS = 5000
+/** The broker holds an empty fetch at most 50 ms (maxWaitTime), so a stream silent this long is not consuming. */
+const FETCH_SILENCE_MS = 5000
 const COMMIT_TIMEOUT_MS = 10_000
 
 /**
@@ -125,6 +129,7 @@ export class EventIntake {
   #restarts = 0
   #lastRestart: { at: number; reason: string } | undefined
   #lag: { waiting: number; committed: string; committedMovedAt: number } | undefined
+  #kafkaAnsweringSince: number | undefined
   #watchdog: Periodic | undefined
 
   constructor(options: EventIntakeOptions) {
@@ -160,17 +165,27 @@ export class EventIntake {
   }
 
   health(now = Date.now()): IntakeHealth {
-    const unable = this.#unableSince
+    const unable = this.#unableSince ?? this.#silentSince(now)
+    const lastFetchAt = this.#session?.lastFetchAt
     return {
-      up: this.#state.state === 'consuming' || unable === undefined || now - unable < this.#options.unreadyAfterMs,
+      up: unable === undefined || now - unable < this.#options.unreadyAfterMs,
       state: this.#state.state,
       since: new Date(this.#state.since).toISOString(),
       unableSince: unable === undefined ? null : new Date(unable).toISOString(),
+      lastFetchAgeMs: lastFetchAt === undefined ? null : now - lastFetchAt,
       lag: this.#lag?.waiting ?? null,
       partitions: this.#assignedPartitions().length,
       restarts: this.#restarts,
       lastRestart: this.#lastRestart ? { at: new Date(this.#lastRestart.at).toISOString(), reason: this.#lastRestart.reason } : null
     }
+  }
+
+  /** Since when a stream with partitions to read, not waiting on the database, has had no fetch answered. */
+  #silentSince(now: number): number | undefined {
+    const session = this.#session
+    if (!session || session.storingSince !== undefined || this.#assignedPartitions().length === 0) return undefined
+    const since = session.lastFetchAt ?? session.openedAt
+    return now - since >= FETCH_SILENCE_MS ? since : undefined
   }
 
   get #stopped(): boolean {
@@ -247,7 +262,8 @@ export class EventIntake {
     if (this.#recovering) return
     this.#restarts++
     this.#lastRestart = { at: Date.now(), reason }
-    this.#unableSince ??= how.unableSince ?? Date.now()
+    // Consuming ended with the last fetch the stream had answered.
+    this.#unableSince ??= how.unableSince ?? this.#session?.lastFetchAt ?? Date.now()
     this.#setState('recovering')
     this.#options.log.warn({ reason, replaceConsumer: how.replaceConsumer, restarts: this.#restarts }, 'intake starting over')
     this.#recovering = this.#reopen().finally(() => {
@@ -259,7 +275,9 @@ export class EventIntake {
     await this.#session?.close()
     this.#session = undefined
     for (let failures = 0; !this.#stopped; failures++) {
-      if (failures > 0) await sleep(backoffMs(failures - 1, 250, 5000))
+      // Asking whether Kafka answers costs it one metadata request: ask every second at most, so that the
+      // intake is back within a second of the broker.
+      if (failures > 0) await sleep(backoffMs(failures - 1, 250, 1000))
       // Kafka away: wait for it with the consumer kept, whose membership the broker still knows when it is
       // back (a new member would wait for the old one's session to expire before the group settles).
       if (!(await kafkaAnswers(this.#probe))) {
@@ -292,16 +310,21 @@ export class EventIntake {
   async #watch(): Promise<void> {
     const session = this.#session
     if (!session || this.#recovering || this.#stopped) return
-    await this.#measureLag()
+    const answers = await kafkaAnswers(this.#probe)
+    if (answers) await this.#measureLag()
+    else this.#lag = undefined
+    const now = Date.now()
+    this.#kafkaAnsweringSince = answers ? (this.#kafkaAnsweringSince ?? now) : undefined
     if (session !== this.#session || this.#recovering) return
     const verdict = judgeIntake(
       {
-        now: Date.now(),
+        now,
         joinedAt: session.openedAt,
         lastFetchAt: session.lastFetchAt,
         assignedPartitions: this.#assignedPartitions().length,
         storingSince: session.storingSince,
-        lag: this.#lag
+        lag: this.#lag,
+        kafkaAnsweringSince: this.#kafkaAnsweringSince
       },
       this.#options.stallMs
     )

@@ -18,6 +18,11 @@ export interface IntakeObservation {
    * offsets last moved; undefined when Kafka could not say (a broker away is not the consumer's fault).
    */
   lag: { waiting: number; committedMovedAt: number } | undefined
+  /**
+   * Since when Kafka has answered the watchdog's own probe without a break; undefined while it does not.
+   * A broker that is away or frozen is waited out, not blamed on the consumer: a new one could do no better.
+   */
+  kafkaAnsweringSince: number | undefined
 }
 
 export type IntakeVerdict = { kind: 'progressing' } | { kind: 'stalled'; reason: string; stalledSince: number }
@@ -25,18 +30,18 @@ export type IntakeVerdict = { kind: 'progressing' } | { kind: 'stalled'; reason:
 const seconds = (ms: number): string => `${Math.round(ms / 1000)} s`
 
 export function judgeIntake(observation: IntakeObservation, stallMs: number): IntakeVerdict {
-  const { now, joinedAt, lastFetchAt, assignedPartitions, storingSince, lag } = observation
+  const { now, joinedAt, lastFetchAt, assignedPartitions, storingSince, lag, kafkaAnsweringSince } = observation
   // Waiting on PostgreSQL: starting the consumer over cannot help, and readiness reports the database.
-  if (storingSince !== undefined) return { kind: 'progressing' }
+  if (storingSince !== undefined || kafkaAnsweringSince === undefined) return { kind: 'progressing' }
   // With partitions to read, the stream fetches several times a second even when there is nothing new.
   const fetchedAt = Math.max(joinedAt, lastFetchAt ?? joinedAt)
-  if (assignedPartitions > 0 && now - fetchedAt >= stallMs) {
+  if (assignedPartitions > 0 && now - Math.max(fetchedAt, kafkaAnsweringSince) >= stallMs) {
     return { kind: 'stalled', stalledSince: fetchedAt, reason: `no fetch answered for ${seconds(now - fetchedAt)} on ${assignedPartitions} partitions` }
   }
   // Fetches answered, yet what waits on the topic is never taken: the stream is alive but not delivering.
   if (lag && lag.waiting > 0) {
     const movedAt = Math.max(joinedAt, lag.committedMovedAt)
-    if (now - movedAt >= stallMs) {
+    if (now - Math.max(movedAt, kafkaAnsweringSince) >= stallMs) {
       return {
         kind: 'stalled',
         stalledSince: movedAt,

@@ -29,14 +29,25 @@ console.table(reports.map(({ problems: _problems, health: _health, lastIntakeRes
 
 const failed = (r: ScenarioReport) => r.lost > 0 || r.recoveryMs < 0
 const byScenario = Map.groupBy(reports, (r) => r.scenario)
+/** Median and worst of a figure over runs; 'never' when a run never got there. */
+function spread(values: number[]): { median: number | null; worst: number | 'never' | null } {
+  const reached = values.filter((v) => v >= 0).sort((a, b) => a - b)
+  return {
+    median: reached.length ? reached[Math.floor((reached.length - 1) / 2)]! : null,
+    worst: values.some((v) => v < 0) ? 'never' : (reached.at(-1) ?? null)
+  }
+}
 const summary = [...byScenario].map(([scenario, runs]) => {
-  const times = runs.filter((r) => r.recoveryMs >= 0).map((r) => r.recoveryMs).sort((a, b) => a - b)
+  const recovery = spread(runs.map((r) => r.recoveryMs))
+  const consuming = spread(runs.map((r) => r.consumingAgainMs))
   return {
     scenario,
     runs: runs.length,
     passed: runs.filter((r) => !failed(r)).length,
-    recoveryMedianMs: times.length ? times[Math.floor((times.length - 1) / 2)] : null,
-    recoveryWorstMs: runs.some((r) => r.recoveryMs < 0) ? 'never' : (times.at(-1) ?? null)
+    recoveryMedianMs: recovery.median,
+    recoveryWorstMs: recovery.worst,
+    consumingAgainMedianMs: consuming.median,
+    consumingAgainWorstMs: consuming.worst
   }
 })
 if (repeat > 1) console.table(summary)

@@ -14,6 +14,7 @@ import { call, connections, newPerson, startTestCifService } from './helpers.ts'
 import { deliveriesOf, eventually, startTestSimulator, startTestSyncer } from './syncer-helpers.ts'
 
 // The syncer's side of a broker outage: its intake must come back by itself, and say while it cannot.
+// The stall period is short here (5 s, against 30 s by default) so that the watchdog's case fits a test.
 describe('the syncer through a Kafka outage', () => {
   const log = createLogger(process.env.LOG_LEVEL ?? 'warn', 'outage-test')
   let kafka: LocalKafka
@@ -35,7 +36,7 @@ describe('the syncer through a Kafka outage', () => {
     syncer = await startTestSyncer(
       simulator,
       {},
-      { connections: { kafkaBrokers: kafka.brokers }, env: { SYNCER_GROUP_ID: 'cif-syncer-outage-test', SYNCER_INTAKE_UNREADY_AFTER_MS: '2000' } }
+      { connections: { kafkaBrokers: kafka.brokers }, env: { SYNCER_GROUP_ID: 'cif-syncer-outage-test', SYNCER_INTAKE_STALL_MS: '5000', SYNCER_INTAKE_UNREADY_AFTER_MS: '2000' } }
     )
   })
   afterAll(async () => {
@@ -69,9 +70,8 @@ describe('the syncer through a Kafka outage', () => {
 
     await kafka.stop('SIGKILL')
     const waiting = [await create(), await create(), await create()]
-    const notReady = await eventually(readiness, (answer) => answer.body.checks.intake === 'down', 60_000)
+    const notReady = await eventually(readiness, (answer) => answer.body.checks.intake === 'down' && answer.body.details.intake.state === 'recovering', 60_000)
     expect(notReady.status).toBe(503)
-    expect(notReady.body.details.intake.state).toBe('recovering')
     expect(Date.now() - Date.parse(notReady.body.details.intake.unableSince)).toBeGreaterThanOrEqual(2000)
     expect(notReady.body.details.intake.lastRestart.reason).toMatch(/^its (stream|consumer) failed: /)
 
@@ -84,5 +84,25 @@ describe('the syncer through a Kafka outage', () => {
     expect(ready.body.details.intake.lastRestart.reason).not.toMatch(/^watchdog/)
     // And it goes on consuming: a customer made after the outage arrives too.
     await delivered(await create())
+  })
+
+  it('waits out a frozen broker instead of replacing its consumer, and says meanwhile that it cannot consume', async () => {
+    await delivered(await create())
+    const restartsBefore = (await readiness()).body.details.intake.restarts
+    // A frozen broker keeps its connections open and answers nothing: the client sees no error for a long while.
+    process.kill(kafka.pid()!, 'SIGSTOP')
+    try {
+      const notReady = await eventually(readiness, (answer) => answer.body.checks.intake === 'down', 30_000)
+      expect(notReady.body.checks.kafka).toBe('down')
+      expect(notReady.body.details.intake.lastFetchAgeMs).toBeGreaterThan(5000)
+      // A new consumer could do no better against a broker that answers nobody: the watchdog holds back.
+      expect(notReady.body.details.intake.restarts).toBe(restartsBefore)
+    } finally {
+      process.kill(kafka.pid()!, 'SIGCONT')
+    }
+    await delivered(await create())
+    const ready = await eventually(readiness, (answer) => answer.status === 200, 30_000)
+    expect(ready.body.details.intake).toMatchObject({ state: 'consuming', unableSince: null })
+    expect(ready.body.details.intake.lastRestart?.reason ?? '').not.toMatch(/^watchdog/)
   })
 })

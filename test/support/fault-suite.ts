@@ -25,6 +25,8 @@ export interface ScenarioReport extends InvariantReport {
   updated: number
   /** From the end of the load (or of the fault, if later) until every delivery succeeded; -1 if never within the bound. */
   recoveryMs: number
+  /** From the end of the fault until the syncer's intake was consuming again (0 if it never stopped); -1 if never. */
+  consumingAgainMs: number
   /** The intake's restarts during the scenario, with the reason of the last one (`watchdog: ...` when the backstop acted). */
   intakeRestarts: number
   lastIntakeRestart: string | null
@@ -158,7 +160,7 @@ export interface FaultSuiteOptions {
 
 interface Readiness {
   ok: boolean
-  body: { details?: { intake?: { restarts: number; lastRestart: { reason: string } | null } } } | undefined
+  body: { details?: { intake?: { state: string; since: string; restarts: number; lastRestart: { reason: string } | null } } } | undefined
 }
 
 async function readiness(url: string): Promise<Readiness> {
@@ -205,6 +207,16 @@ async function ensureKnownGood(stack: ProcessStack, say: (text: string) => void)
   if (!(await settled(stack, 120_000))) throw new Error('the stack did not settle even after its services were restarted')
 }
 
+/** How long after `faultEndedAt` the syncer's intake was consuming again, by its own account; -1 if not within the bound. */
+async function untilConsuming(stack: ProcessStack, faultEndedAt: number, timeoutMs: number): Promise<number> {
+  while (Date.now() - faultEndedAt < timeoutMs) {
+    const intake = (await readiness(stack.syncerUrl)).body?.details?.intake
+    if (intake?.state === 'consuming') return Math.max(0, Date.parse(intake.since) - faultEndedAt)
+    await sleep(100)
+  }
+  return -1
+}
+
 const intakeRestarts = async (stack: ProcessStack): Promise<{ restarts: number; last: string | null }> => {
   const intake = (await readiness(stack.syncerUrl)).body?.details?.intake
   return { restarts: intake?.restarts ?? 0, last: intake?.lastRestart?.reason ?? null }
@@ -241,6 +253,7 @@ export async function runFaultSuite(options: FaultSuiteOptions): Promise<Scenari
         updateShare: 0.3
       })
       await scenario.inject(stack, (text) => say(`  ${text}`))
+      const consumingAgainMs = await untilConsuming(stack, Date.now(), RECOVERY_BOUND_MS)
       const traffic = await load
       const recoveryMs = await waitUntilDrained(stack, since, RECOVERY_BOUND_MS)
       // The last "in sync" messages trail the deliveries by a relay poll or two.
@@ -264,6 +277,7 @@ export async function runFaultSuite(options: FaultSuiteOptions): Promise<Scenari
         created: traffic.creates,
         updated: traffic.updates,
         recoveryMs,
+        consumingAgainMs,
         ...report,
         intakeRestarts: restarts,
         lastIntakeRestart: restarts > 0 ? restartsAfter.last : null,
@@ -272,6 +286,7 @@ export async function runFaultSuite(options: FaultSuiteOptions): Promise<Scenari
       say(
         `  customers ${report.customers}, versions ${report.versions}, deliveries ${report.deliveries}, repeated calls ${report.repeatedCalls}, lost ${report.lost}, ` +
           (recoveryMs >= 0 ? `recovered in ${recoveryMs} ms` : 'NOT RECOVERED') +
+          `, consuming again ${consumingAgainMs} ms after the fault` +
           (restarts > 0 ? `; intake restarts ${restarts} (last: ${restartsAfter.last})` : '')
       )
       for (const text of report.problems) say(`  ! ${text}`)

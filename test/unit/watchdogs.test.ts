@@ -13,6 +13,7 @@ describe('the intake watchdog', () => {
     assignedPartitions: 12,
     storingSince: undefined,
     lag: { waiting: 0, committedMovedAt: 99_000 },
+    kafkaAnsweringSince: 0,
     ...over
   })
 
@@ -46,6 +47,16 @@ describe('the intake watchdog', () => {
   it('never blames Kafka while a batch waits on the database', () => {
     const blocked = consuming({ storingSince: 10_000, lastFetchAt: 1000, lag: { waiting: 500, committedMovedAt: 0 } })
     expect(judgeIntake(blocked, STALL)).toEqual({ kind: 'progressing' })
+  })
+
+  it('waits out a broker that is away or frozen instead of blaming the consumer', () => {
+    expect(judgeIntake(consuming({ lastFetchAt: 0, kafkaAnsweringSince: undefined }), STALL)).toEqual({ kind: 'progressing' })
+  })
+
+  it('gives the consumer a stall period after Kafka answers again', () => {
+    const back = consuming({ lastFetchAt: 0, kafkaAnsweringSince: 80_000 })
+    expect(judgeIntake(back, STALL)).toEqual({ kind: 'progressing' })
+    expect(judgeIntake({ ...back, now: 110_000 }, STALL).kind).toBe('stalled')
   })
 
   it('does not judge the lag when Kafka could not say what it is', () => {
