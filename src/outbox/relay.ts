@@ -158,10 +158,7 @@ export class OutboxRelay {
     const verdict = judgeRelay(observation, this.#options.stallMs)
     this.#verdict = { at: observation.now, verdict, oldestUnsentAt }
     if (verdict.kind !== 'stalled' || this.#stopped) return
-    this.#restarts++
-    this.#lastRestart = { at: observation.now, reason: `watchdog: ${verdict.reason}` }
-    this.#options.log.warn({ reason: verdict.reason, restarts: this.#restarts }, 'outbox relay replacing its producer')
-    this.#replaceProducer(this.#producer)
+    this.#replaceProducer(this.#producer, `watchdog: ${verdict.reason}`)
     this.#wake?.()
   }
 
@@ -190,7 +187,7 @@ export class OutboxRelay {
         try {
           await withDeadline(sent, SEND_TIMEOUT_MS, 'Kafka acknowledgement')
         } catch (error) {
-          if (error instanceof DeadlineExceeded) this.#replaceProducer(producer)
+          if (error instanceof DeadlineExceeded) this.#replaceProducer(producer, describeError(error))
           throw error
         }
         await trx
@@ -206,8 +203,12 @@ export class OutboxRelay {
     }
   }
 
-  #replaceProducer(stuck: StringProducer): void {
+  /** Logged once and counted: readiness shows how often, and the last reason. */
+  #replaceProducer(stuck: StringProducer, reason: string): void {
     if (this.#producer !== stuck) return
+    this.#restarts++
+    this.#lastRestart = { at: Date.now(), reason }
+    this.#options.log.warn({ reason, restarts: this.#restarts }, 'outbox relay replacing its producer')
     this.#producer = createIdempotentProducer(this.#options.brokers, this.#options.clientId)
     stuck.close(true).catch(() => {})
   }

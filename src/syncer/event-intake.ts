@@ -155,7 +155,11 @@ export class EventIntake {
   async stop(): Promise<void> {
     this.#setState('stopped')
     await this.#watchdog?.stop()
-    await this.#recovering
+    if (this.#recovering) {
+      // A recovery may be waiting on a join for up to its bound: closing the consumer ends that wait.
+      await settleWithin(this.#consumer?.close(true), CLOSE_TIMEOUT_MS)
+      await this.#recovering
+    }
     const session = this.#session
     session?.stream.pause()
     await session?.draining
@@ -232,10 +236,15 @@ export class EventIntake {
       if (session.buffer.length >= this.#batchSize) stream.pause()
       this.#drain(session)
     })
-    // Emitted after every fetch the broker answers, with messages or without: the stream is alive.
+    // Emitted after every fetch the broker answers, with messages or without; also just before a failed
+    // fetch destroys the stream, so only a fetch the stream survives says that it is alive.
     stream.on('fetch', () => {
-      session.lastFetchAt = Date.now()
-      if (session === this.#session && this.#state.state !== 'consuming') this.#consuming()
+      const at = Date.now()
+      process.nextTick(() => {
+        if (stream.destroyed) return
+        session.lastFetchAt = at
+        if (session === this.#session && this.#state.state !== 'consuming') this.#consuming()
+      })
     })
     stream.once('error', (error) => {
       if (session === this.#session) this.#recover(`its stream failed: ${describeError(error)}`, { replaceConsumer: false })

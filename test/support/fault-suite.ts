@@ -109,12 +109,28 @@ export function scenarios(scale: number): Scenario[] {
   ]
 }
 
-/** Other shapes of a broker outage: shorter and longer than the clients' retries and the group session, killed, and mid-rebalance. */
+/** Other shapes of a broker outage: killed, shorter and longer than the clients' retries and the group session, frozen, and mid-rebalance. */
 export function kafkaVariants(): Scenario[] {
   return [
-    restarted('Kafka broker killed (SIGKILL), away 5 s', broker, 5000, 'SIGKILL'),
-    restarted('Kafka broker stopped, away 15 s', broker, 15_000),
-    restarted('Kafka broker stopped, away 60 s', broker, 60_000),
+    restarted('Kafka broker killed (SIGKILL) and restarted after 5 s', broker, 5000, 'SIGKILL'),
+    restarted('Kafka broker stopped for 15 s', broker, 15_000),
+    restarted('Kafka broker stopped for 60 s', broker, 60_000),
+    {
+      // Its connections stay open and nothing answers: no client sees an error until its requests time out.
+      name: 'Kafka broker frozen (SIGSTOP) for 15 s',
+      inject: async (stack, say) => {
+        await sleep(2000)
+        const pid = broker(stack).pid()!
+        process.kill(pid, 'SIGSTOP')
+        say('frozen (SIGSTOP)')
+        try {
+          await sleep(15_000)
+        } finally {
+          process.kill(pid, 'SIGCONT')
+        }
+        say('thawed')
+      }
+    },
     {
       name: 'Kafka broker stopped while a second syncer joins the group',
       inject: async (stack, say) => {
