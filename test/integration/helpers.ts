@@ -1,11 +1,17 @@
 import { randomUUID } from 'node:crypto'
+import { chmod, mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { Ajv2020 } from 'ajv/dist/2020.js'
 import addFormats from 'ajv-formats'
 import { inject } from 'vitest'
 import { startCifService, type CifService, type Connections } from '../../src/cif/service.ts'
 import { loadConfig } from '../../src/platform/config.ts'
 import { apiKeyHash } from '../../src/platform/http/api-key-auth.ts'
+import { ensureTopics } from '../../src/platform/kafka.ts'
+import { startLocalKafka, type LocalKafka } from '../../src/platform/local/kafka-broker.ts'
 import { createLogger } from '../../src/platform/logger.ts'
+import { freePort } from './free-port.ts'
 
 export const keys = { branchPortal: 'test-branch-portal-key', onboardingApp: 'test-onboarding-app-key' }
 
@@ -22,6 +28,21 @@ export async function startTestCifService(overrides: Partial<Connections> = {}, 
     ...env
   })
   return startCifService(config, { ...connections(), ...overrides }, createLogger(process.env.LOG_LEVEL ?? 'warn', 'cif-test'))
+}
+
+/** A broker of the test's own, with the project's topics, so that stopping it leaves the shared one alone. */
+export async function startOwnBroker(): Promise<{ kafka: LocalKafka; remove(): Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'cif-syncer-own-broker-'))
+  await chmod(dir, 0o755)
+  const kafka = await startLocalKafka({ dir, port: await freePort(), controllerPort: await freePort() }, createLogger(process.env.LOG_LEVEL ?? 'warn', 'own-broker'))
+  await ensureTopics(kafka.brokers)
+  return {
+    kafka,
+    remove: async () => {
+      await kafka.stop()
+      await rm(dir, { recursive: true, force: true })
+    }
+  }
 }
 
 export interface ApiResponse {

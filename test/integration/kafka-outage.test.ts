@@ -1,35 +1,26 @@
-import { chmod, mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { CifService } from '../../src/cif/service.ts'
 import { openDatabase, type DatabaseHandle } from '../../src/platform/database/index.ts'
-import { ensureTopics } from '../../src/platform/kafka.ts'
-import { startLocalKafka, type LocalKafka } from '../../src/platform/local/kafka-broker.ts'
-import { createLogger } from '../../src/platform/logger.ts'
+import type { LocalKafka } from '../../src/platform/local/kafka-broker.ts'
 import type { Simulator } from '../../src/simulator/service.ts'
 import type { Syncer } from '../../src/syncer/service.ts'
-import { freePort } from './free-port.ts'
-import { call, connections, newPerson, startTestCifService } from './helpers.ts'
+import { call, connections, newPerson, startOwnBroker, startTestCifService } from './helpers.ts'
 import { deliveriesOf, eventually, startTestSimulator, startTestSyncer } from './syncer-helpers.ts'
 
 // The syncer's side of a broker outage: its intake must come back by itself, and say while it cannot.
-// The stall period is short here (5 s, against 30 s by default) so that the watchdog's case fits a test.
+// The stall period is short here (5 s, against 30 s by default), so that a watchdog acting where it must
+// not would do so within the test.
 describe('the syncer through a Kafka outage', () => {
-  const log = createLogger(process.env.LOG_LEVEL ?? 'warn', 'outage-test')
   let kafka: LocalKafka
-  let kafkaDir: string
+  let broker: Awaited<ReturnType<typeof startOwnBroker>>
   let database: DatabaseHandle
   let cif: CifService
   let simulator: Simulator
   let syncer: Syncer
 
   beforeAll(async () => {
-    // A broker of its own, so that stopping it leaves the shared one alone.
-    kafkaDir = await mkdtemp(join(tmpdir(), 'cif-syncer-intake-outage-'))
-    await chmod(kafkaDir, 0o755)
-    kafka = await startLocalKafka({ dir: kafkaDir, port: await freePort(), controllerPort: await freePort() }, log)
-    await ensureTopics(kafka.brokers)
+    broker = await startOwnBroker()
+    kafka = broker.kafka
     database = openDatabase(connections().databaseUrl, { maxConnections: 4 })
     cif = await startTestCifService({ kafkaBrokers: kafka.brokers })
     simulator = await startTestSimulator()
@@ -44,8 +35,7 @@ describe('the syncer through a Kafka outage', () => {
     await simulator?.close()
     await cif?.close()
     await database?.close()
-    await kafka?.stop()
-    await rm(kafkaDir, { recursive: true, force: true })
+    await broker?.remove()
   })
 
   const create = async (): Promise<string> => {

@@ -1,15 +1,11 @@
-import { chmod, mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { CifService } from '../../src/cif/service.ts'
 import { OutboxRelay } from '../../src/outbox/relay.ts'
 import { openDatabase, type DatabaseHandle } from '../../src/platform/database/index.ts'
-import { ensureTopics, topics } from '../../src/platform/kafka.ts'
-import { startLocalKafka, type LocalKafka } from '../../src/platform/local/kafka-broker.ts'
+import { topics } from '../../src/platform/kafka.ts'
+import type { LocalKafka } from '../../src/platform/local/kafka-broker.ts'
 import { createLogger } from '../../src/platform/logger.ts'
-import { freePort } from './free-port.ts'
-import { call, connections, newPerson, startTestCifService, TopicReader, type TopicMessage } from './helpers.ts'
+import { call, connections, newPerson, startOwnBroker, startTestCifService, TopicReader, type TopicMessage } from './helpers.ts'
 import { eventually } from './syncer-helpers.ts'
 
 const log = createLogger(process.env.LOG_LEVEL ?? 'warn', 'outbox-test')
@@ -46,21 +42,17 @@ async function pendingFor(cifIds: string[]): Promise<number> {
 
 describe('Kafka stopped during a burst of creates and updates', () => {
   let kafka: LocalKafka
-  let kafkaDir: string
+  let broker: Awaited<ReturnType<typeof startOwnBroker>>
   let cif: CifService
 
   beforeAll(async () => {
-    // A broker of its own, so that stopping it leaves the shared one alone.
-    kafkaDir = await mkdtemp(join(tmpdir(), 'cif-syncer-outage-'))
-    await chmod(kafkaDir, 0o755)
-    kafka = await startLocalKafka({ dir: kafkaDir, port: await freePort(), controllerPort: await freePort() }, log)
-    await ensureTopics(kafka.brokers)
+    broker = await startOwnBroker()
+    kafka = broker.kafka
     cif = await startTestCifService({ kafkaBrokers: kafka.brokers }, { OUTBOX_STALL_MS: '10000', OUTBOX_UNREADY_AFTER_MS: '2000' })
   })
   afterAll(async () => {
     await cif?.close()
-    await kafka?.stop()
-    await rm(kafkaDir, { recursive: true, force: true })
+    await broker?.remove()
   })
 
   it('accepts every create while Kafka is down and publishes every event, in order per customer, once it is back', async () => {
