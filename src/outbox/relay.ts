@@ -90,7 +90,7 @@ export class OutboxRelay {
   #lastPublishedAt: number | undefined
   readonly #probe: Admin
   #watchdog: Periodic | undefined
-  #verdict: { at: number; verdict: RelayVerdict; oldestUnsentAt: number | undefined } | undefined
+  #verdict: { verdict: RelayVerdict; oldestUnsentAt: number | undefined } | undefined
   #restarts = 0
   #lastRestart: { at: number; reason: string } | undefined
   #kafkaAnsweringSince: number | undefined
@@ -156,7 +156,7 @@ export class OutboxRelay {
       kafkaAnsweringSince: this.#kafkaAnsweringSince
     }
     const verdict = judgeRelay(observation, this.#options.stallMs)
-    this.#verdict = { at: observation.now, verdict, oldestUnsentAt }
+    this.#verdict = { verdict, oldestUnsentAt }
     if (verdict.kind !== 'stalled' || this.#stopped) return
     this.#replaceProducer(this.#producer, `watchdog: ${verdict.reason}`)
     this.#wake?.()
