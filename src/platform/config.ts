@@ -124,7 +124,8 @@ export function loadConfig(env: Env = process.env): Config {
       endSystemsFile: resolve(env.SYNCER_END_SYSTEMS_FILE ?? 'config/end-systems.yaml'),
       groupId: env.SYNCER_GROUP_ID ?? 'cif-syncer',
       pollIntervalMs: integer(env, 'SYNCER_POLL_INTERVAL_MS', 250, 10, 60_000),
-      intakeStallMs: integer(env, 'SYNCER_INTAKE_STALL_MS', 30_000, 1000, 3_600_000),
+      // Below 5 s an ordinary pause (a rebalance, a slow batch) would look like a stall.
+      intakeStallMs: integer(env, 'SYNCER_INTAKE_STALL_MS', 30_000, 5000, 3_600_000),
       intakeUnreadyAfterMs: integer(env, 'SYNCER_INTAKE_UNREADY_AFTER_MS', 60_000, 1000, 3_600_000)
     },
     operatorKeyHashes: apiKeys(env, 'SYNCER_OPERATORS', devOperator, production, false),

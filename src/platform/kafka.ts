@@ -86,8 +86,12 @@ export function createConsumer(brokers: string[], groupId: string, clientId: str
     bootstrapBrokers: brokers,
     deserializers: stringDeserializers,
     autocommit: false,
+    // A member that stops heartbeating (a crashed syncer) holds its partitions this long; see docs/reliability.md.
     sessionTimeout: 10_000,
-    heartbeatInterval: 1000
+    heartbeatInterval: 1000,
+    // How long the broker waits for every member to rejoin during a rebalance (the client's default is
+    // 102 s); the intake gives up on a join after JOIN_TIMEOUT_MS, which must be longer.
+    rebalanceTimeout: 30_000
   })
 }
 

@@ -73,12 +73,13 @@ export interface IntakeHealth {
   lastRestart: { at: string; reason: string } | null
 }
 
-/** A wait for the group that outlasts this has gone wrong (the broker holds a join for up to the rebalance timeout). */
+/** A wait for the group that outlasts this has gone wrong: the broker holds a join for up to the rebalance timeout (30 s, platform/kafka.ts). */
 const JOIN_TIMEOUT_MS = 45_000
 const CLOSE_TIMEOUT_MS = 5000
 /** The broker holds an empty fetch at most 50 ms (maxWaitTime), so a stream silent this long is not consuming. */
 const FETCH_SILENCE_MS = 5000
 const COMMIT_TIMEOUT_MS = 10_000
+const STOP_DRAIN_TIMEOUT_MS = 15_000
 
 /**
  * One stream of the consumer and what it has read but not yet stored. A restart abandons the whole
@@ -88,6 +89,8 @@ const COMMIT_TIMEOUT_MS = 10_000
 class IntakeSession {
   readonly openedAt = Date.now()
   lastFetchAt: number | undefined
+  /** A paused stream fetches nothing while its batch is stored and committed: a stored batch is progress too. */
+  lastStoredAt: number | undefined
   storingSince: number | undefined
   buffer: StringMessage[] = []
   draining: Promise<void> | undefined
@@ -144,10 +147,11 @@ export class EventIntake {
     try {
       this.#session = await this.#openSession(this.#consumer)
     } catch (error) {
-      await settleWithin(this.#consumer.close(true), CLOSE_TIMEOUT_MS)
+      await closeConsumer(this.#consumer)
       this.#consumer = undefined
       throw error
     }
+    this.#consumingIfNothingAssigned()
     const { stallMs } = this.#options
     this.#watchdog = startPeriodic(Math.min(5000, Math.max(100, stallMs / 3)), () => this.#watch())
   }
@@ -157,19 +161,21 @@ export class EventIntake {
     await this.#watchdog?.stop()
     if (this.#recovering) {
       // A recovery may be waiting on a join for up to its bound: closing the consumer ends that wait.
-      await settleWithin(this.#consumer?.close(true), CLOSE_TIMEOUT_MS)
+      if (this.#consumer) await closeConsumer(this.#consumer)
       await this.#recovering
     }
     const session = this.#session
     session?.stream.pause()
-    await session?.draining
+    // The batch under way is stored and committed, unless the database hangs: what is not committed is read again.
+    await settleWithin(session?.draining, STOP_DRAIN_TIMEOUT_MS)
     await session?.close()
-    await settleWithin(this.#consumer?.close(), CLOSE_TIMEOUT_MS)
+    if (this.#consumer) await closeConsumer(this.#consumer)
     await this.#probe.close().catch(() => {})
   }
 
   health(now = Date.now()): IntakeHealth {
-    const unable = this.#unableSince ?? this.#silentSince(now)
+    // A store that never ends (a lock, a connection that died without a word) is not consuming either.
+    const unable = this.#unableSince ?? this.#silentSince(now) ?? this.#session?.storingSince
     const lastFetchAt = this.#session?.lastFetchAt
     return {
       up: unable === undefined || now - unable < this.#options.unreadyAfterMs,
@@ -184,12 +190,17 @@ export class EventIntake {
     }
   }
 
-  /** Since when a stream with partitions to read, not waiting on the database, has had no fetch answered. */
+  /** Since when a stream with partitions to read, not busy with a batch, has had no fetch answered. */
   #silentSince(now: number): number | undefined {
     const session = this.#session
     if (!session || session.storingSince !== undefined || this.#assignedPartitions().length === 0) return undefined
-    const since = session.lastFetchAt ?? session.openedAt
+    const since = Math.max(session.openedAt, session.lastFetchAt ?? 0, session.lastStoredAt ?? 0)
     return now - since >= FETCH_SILENCE_MS ? since : undefined
+  }
+
+  /** A member without partitions (more syncers than partitions) fetches nothing, and is consuming all it has. */
+  #consumingIfNothingAssigned(): void {
+    if (this.#session && !this.#recovering && this.#assignedPartitions().length === 0) this.#consuming()
   }
 
   get #stopped(): boolean {
@@ -205,6 +216,9 @@ export class EventIntake {
     // The client reports a group rejoin it gave up on here, on the consumer, not on the stream.
     consumer.on('error', (error) => {
       if (consumer === this.#consumer) this.#recover(`its consumer failed: ${describeError(error)}`, { replaceConsumer: true })
+    })
+    consumer.on('consumer:group:join', () => {
+      if (consumer === this.#consumer) process.nextTick(() => this.#consumingIfNothingAssigned())
     })
     return consumer
   }
@@ -241,7 +255,7 @@ export class EventIntake {
     stream.on('fetch', () => {
       const at = Date.now()
       process.nextTick(() => {
-        if (stream.destroyed) return
+        if (stream.destroyed || session.closed) return
         session.lastFetchAt = at
         if (session === this.#session && this.#state.state !== 'consuming') this.#consuming()
       })
@@ -274,6 +288,7 @@ export class EventIntake {
     // Consuming ended with the last fetch the stream had answered.
     this.#unableSince ??= how.unableSince ?? this.#session?.lastFetchAt ?? Date.now()
     this.#setState('recovering')
+    this.#lag = undefined // measured again once there is a consumer to measure
     this.#options.log.warn({ reason, replaceConsumer: how.replaceConsumer, restarts: this.#restarts }, 'intake starting over')
     this.#recovering = this.#reopen().finally(() => {
       this.#recovering = undefined
@@ -289,21 +304,27 @@ export class EventIntake {
       if (failures > 0) await sleep(backoffMs(failures - 1, 250, 1000))
       // Kafka away: wait for it with the consumer kept, whose membership the broker still knows when it is
       // back (a new member would wait for the old one's session to expire before the group settles).
-      if (!(await kafkaAnswers(this.#probe))) {
+      const answers = await kafkaAnswers(this.#probe)
+      if (this.#stopped) return
+      if (!answers) {
         if (failures % 20 === 0) this.#options.log.warn({ failures }, 'intake waiting for Kafka')
         continue
       }
       const kept = this.#consumer
       if (kept && (kept === this.#consumerToReplace || !kept.isActive())) {
         // The member it leaves behind, if the broker cannot be told, times out of the group by itself.
-        await settleWithin(kept.close(true), CLOSE_TIMEOUT_MS)
+        await closeConsumer(kept)
         this.#consumer = undefined
+        if (this.#stopped) return
       }
       const consumer = (this.#consumer ??= this.#newConsumer())
       try {
         this.#session = await this.#openSession(consumer)
         // The consumer failed while its stream was being opened: this one cannot be trusted either.
-        if (consumer !== this.#consumerToReplace) return
+        if (consumer !== this.#consumerToReplace) {
+          this.#consumingIfNothingAssigned()
+          return
+        }
         await this.#session.close()
         this.#session = undefined
       } catch (error) {
@@ -330,6 +351,7 @@ export class EventIntake {
         now,
         joinedAt: session.openedAt,
         lastFetchAt: session.lastFetchAt,
+        lastStoredAt: session.lastStoredAt,
         assignedPartitions: this.#assignedPartitions().length,
         storingSince: session.storingSince,
         lag: this.#lag,
@@ -354,20 +376,25 @@ export class EventIntake {
     }
     try {
       const name = topics.customerEvents
-      const [ends, groups] = await withDeadline(
+      const offsetsAt = (timestamp: bigint) =>
+        this.#probe.listOffsets({ topics: [{ name, partitions: partitions.map((partitionIndex) => ({ partitionIndex, timestamp })) }] })
+      const [ends, starts, groups] = await withDeadline(
         Promise.all([
-          this.#probe.listOffsets({ topics: [{ name, partitions: partitions.map((partitionIndex) => ({ partitionIndex, timestamp: -1n })) }] }),
+          offsetsAt(-1n), // the end of each partition
+          offsetsAt(-2n), // its start: retention may have deleted what no one committed
           this.#probe.listConsumerGroupOffsets({ groups: [{ groupId: this.#options.groupId, topics: [{ name, partitionIndexes: partitions }] }] })
         ]),
         5000,
         'measuring the lag'
       )
+      const byPartition = (listed: typeof ends) => new Map(listed.find((t) => t.name === name)?.partitions.map((p) => [p.partitionIndex, p.offset]))
+      const start = byPartition(starts)
       const committed = new Map(groups[0]?.topics.find((t) => t.name === name)?.partitions.map((p) => [p.partitionIndex, p.committedOffset]))
       let waiting = 0n
-      for (const end of ends.find((t) => t.name === name)?.partitions ?? []) {
-        const at = committed.get(end.partitionIndex) ?? -1n
-        // No committed offset yet: everything on the partition waits (the consumer starts from the earliest).
-        waiting += end.offset - (at < 0n ? 0n : at)
+      for (const [partition, end] of byPartition(ends)) {
+        // Nothing committed yet: the consumer starts from the earliest offset still on the partition.
+        const from = [committed.get(partition) ?? -1n, start.get(partition) ?? 0n].reduce((a, b) => (a > b ? a : b))
+        if (end > from) waiting += end - from
       }
       const fingerprint = partitions.map((p) => `${p}:${committed.get(p) ?? -1n}`).join(',')
       const moved = !this.#lag || this.#lag.committed !== fingerprint || waiting === 0n
@@ -420,6 +447,7 @@ export class EventIntake {
               })
             }
           }
+          session.lastStoredAt = Date.now()
           return true
         } catch (error) {
           if (failures % 20 === 0) log.warn({ error: describeError(error), failures }, 'cannot store events; retrying')
@@ -525,4 +553,20 @@ async function keepUnreadable(db: Db, unreadable: { message: StringMessage; reas
     )
     .onConflict((oc) => oc.doNothing())
     .execute()
+}
+
+/**
+ * Closes a consumer, leaving its group, within a bound. Right after a broker restart the leave can be
+ * refused (the group coordinator still loading), and the client then keeps its connections open: try
+ * again in the background for a while rather than leak them.
+ */
+async function closeConsumer(consumer: StringConsumer): Promise<void> {
+  const closing = consumer.close(true)
+  closing.catch(async () => {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      await sleep(1000)
+      if (await consumer.close(true).then(() => true, () => false)) return
+    }
+  })
+  await settleWithin(closing, CLOSE_TIMEOUT_MS)
 }

@@ -9,6 +9,8 @@ export interface IntakeObservation {
   joinedAt: number
   /** When the consumer's stream last had a fetch answered (with messages or without). */
   lastFetchAt: number | undefined
+  /** When a batch was last stored: the stream fetches nothing while its batch is stored and committed. */
+  lastStoredAt: number | undefined
   /** Partitions of the topic assigned to this consumer. */
   assignedPartitions: number
   /** Since when a batch has been waiting to be stored: the database is the bottleneck, not Kafka. */
@@ -30,11 +32,11 @@ export type IntakeVerdict = { kind: 'progressing' } | { kind: 'stalled'; reason:
 const seconds = (ms: number): string => `${Math.round(ms / 1000)} s`
 
 export function judgeIntake(observation: IntakeObservation, stallMs: number): IntakeVerdict {
-  const { now, joinedAt, lastFetchAt, assignedPartitions, storingSince, lag, kafkaAnsweringSince } = observation
+  const { now, joinedAt, lastFetchAt, lastStoredAt, assignedPartitions, storingSince, lag, kafkaAnsweringSince } = observation
   // Waiting on PostgreSQL: starting the consumer over cannot help, and readiness reports the database.
   if (storingSince !== undefined || kafkaAnsweringSince === undefined) return { kind: 'progressing' }
   // With partitions to read, the stream fetches several times a second even when there is nothing new.
-  const fetchedAt = Math.max(joinedAt, lastFetchAt ?? joinedAt)
+  const fetchedAt = Math.max(joinedAt, lastFetchAt ?? joinedAt, lastStoredAt ?? joinedAt)
   if (assignedPartitions > 0 && now - Math.max(fetchedAt, kafkaAnsweringSince) >= stallMs) {
     return { kind: 'stalled', stalledSince: fetchedAt, reason: `no fetch answered for ${seconds(now - fetchedAt)} on ${assignedPartitions} partitions` }
   }

@@ -8,7 +8,7 @@ import { inject } from 'vitest'
 import { startCifService, type CifService, type Connections } from '../../src/cif/service.ts'
 import { loadConfig } from '../../src/platform/config.ts'
 import { apiKeyHash } from '../../src/platform/http/api-key-auth.ts'
-import { ensureTopics } from '../../src/platform/kafka.ts'
+import { ensureTopics, topics } from '../../src/platform/kafka.ts'
 import { startLocalKafka, type LocalKafka } from '../../src/platform/local/kafka-broker.ts'
 import { createLogger } from '../../src/platform/logger.ts'
 import { freePort } from './free-port.ts'
@@ -30,12 +30,15 @@ export async function startTestCifService(overrides: Partial<Connections> = {}, 
   return startCifService(config, { ...connections(), ...overrides }, createLogger(process.env.LOG_LEVEL ?? 'warn', 'cif-test'))
 }
 
-/** A broker of the test's own, with the project's topics, so that stopping it leaves the shared one alone. */
-export async function startOwnBroker(): Promise<{ kafka: LocalKafka; remove(): Promise<void> }> {
+/**
+ * A broker of the test's own, with the project's topics (`partitions` each, 12 unless told), so that
+ * stopping it leaves the shared one alone.
+ */
+export async function startOwnBroker(partitions?: number): Promise<{ kafka: LocalKafka; remove(): Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), 'cif-syncer-own-broker-'))
   await chmod(dir, 0o755)
   const kafka = await startLocalKafka({ dir, port: await freePort(), controllerPort: await freePort() }, createLogger(process.env.LOG_LEVEL ?? 'warn', 'own-broker'))
-  await ensureTopics(kafka.brokers)
+  await ensureTopics(kafka.brokers, partitions ? Object.fromEntries(Object.values(topics).map((topic) => [topic, partitions])) : undefined)
   return {
     kafka,
     remove: async () => {

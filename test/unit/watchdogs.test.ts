@@ -10,6 +10,7 @@ describe('the intake watchdog', () => {
     now: 100_000,
     joinedAt: 0,
     lastFetchAt: 99_900,
+    lastStoredAt: undefined,
     assignedPartitions: 12,
     storingSince: undefined,
     lag: { waiting: 0, committedMovedAt: 99_000 },
@@ -29,6 +30,10 @@ describe('the intake watchdog', () => {
   it('gives a consumer that just joined the whole stall period before its first fetch', () => {
     expect(judgeIntake(consuming({ joinedAt: 80_000, lastFetchAt: undefined }), STALL)).toEqual({ kind: 'progressing' })
     expect(judgeIntake(consuming({ joinedAt: 60_000, lastFetchAt: undefined }), STALL).kind).toBe('stalled')
+  })
+
+  it('counts a stored batch as progress: a stream fetches nothing while its batch is stored and committed', () => {
+    expect(judgeIntake(consuming({ lastFetchAt: 10_000, lastStoredAt: 95_000 }), STALL)).toEqual({ kind: 'progressing' })
   })
 
   it('expects no fetches from a consumer without partitions (more syncers than partitions)', () => {
@@ -135,15 +140,41 @@ describe('the relay watchdog', () => {
     expect(judgeRelay({ ...restarted, now: 110_000 }, STALL).kind).toBe('stalled')
   })
 
-  it('is stalled exactly when something waits, Kafka has answered and nothing went out for the stall period', () => {
-    const moment = fc.option(fc.integer({ min: 0, max: 200_000 }), { nil: undefined })
+  const moment = fc.option(fc.integer({ min: 0, max: 200_000 }), { nil: undefined })
+  const observations = fc.record({
+    now: fc.constant(200_000),
+    oldestUnsentAt: moment,
+    lastPublishedAt: moment,
+    lastRestartAt: moment,
+    kafkaAnsweringSince: moment
+  })
+
+  it('never blames the producer while Kafka does not answer', () => {
+    fc.assert(fc.property(observations, (o) => judgeRelay({ ...o, kafkaAnsweringSince: undefined }, STALL).kind !== 'stalled'))
+  })
+
+  it('never blames it within a stall period of a publish, a new producer or Kafka coming back', () => {
     fc.assert(
-      fc.property(moment, moment, moment, moment, (oldestUnsentAt, lastPublishedAt, lastRestartAt, kafkaAnsweringSince) => {
-        const observation = { now: 200_000, oldestUnsentAt, lastPublishedAt, lastRestartAt, kafkaAnsweringSince }
-        const quietSince = Math.max(oldestUnsentAt ?? 0, lastPublishedAt ?? 0, lastRestartAt ?? 0, kafkaAnsweringSince ?? 0)
-        const expected = oldestUnsentAt !== undefined && kafkaAnsweringSince !== undefined && 200_000 - quietSince >= STALL
-        return (judgeRelay(observation, STALL).kind === 'stalled') === expected
+      fc.property(observations, fc.constantFrom('lastPublishedAt', 'lastRestartAt', 'kafkaAnsweringSince'), fc.integer({ min: 0, max: STALL - 1 }), (o, recent, ago) => {
+        return judgeRelay({ ...o, [recent]: o.now - ago }, STALL).kind !== 'stalled'
       })
     )
+  })
+
+  it('always blames it once messages have waited, and Kafka has answered, a stall period without anything going out', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: STALL, max: 10 * STALL }), fc.option(fc.integer({ min: STALL, max: 10 * STALL }), { nil: undefined }), (quiet, published) => {
+        const now = 10 * STALL + 1
+        const verdict = judgeRelay(
+          { now, oldestUnsentAt: now - quiet, lastPublishedAt: published === undefined ? undefined : now - published, lastRestartAt: undefined, kafkaAnsweringSince: now - quiet },
+          STALL
+        )
+        return verdict.kind === 'stalled'
+      })
+    )
+  })
+
+  it('says since when nothing went out: the later of the oldest message and the last publish', () => {
+    expect(judgeRelay(relay({ oldestUnsentAt: 50_000, lastPublishedAt: 20_000, kafkaAnsweringSince: undefined }), STALL)).toEqual({ kind: 'waiting', since: 50_000 })
   })
 })

@@ -14,7 +14,10 @@ export interface DatabaseHandle {
 }
 
 export function openDatabase(connectionString: string, options: { maxConnections?: number } = {}): DatabaseHandle {
-  const pool = new pg.Pool({ connectionString, max: options.maxConnections ?? 10 })
+  // TCP keepalive: a connection whose server vanished without a word (a failover, a dropped route) is
+  // found dead by the system's keepalive probes, in minutes, instead of holding a statement, and
+  // whatever waits on it, for good.
+  const pool = new pg.Pool({ connectionString, max: options.maxConnections ?? 10, keepAlive: true, keepAliveInitialDelayMillis: 10_000 })
   // A client losing its server (a PostgreSQL restart) must not crash the process: an idle one reports on
   // the pool, a checked-out one (between two statements of a transaction) on itself. Either way the next
   // statement fails, and the pool does not hand that client out again.
