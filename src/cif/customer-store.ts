@@ -1,6 +1,7 @@
 import { sql, type Transaction } from 'kysely'
 import type { Database, Db } from '../platform/database/index.ts'
 import type { CustomerRow } from '../platform/database/tables.ts'
+import { cifProblems } from '../contracts/problems.ts'
 import { ProblemError } from '../platform/http/problem.ts'
 import { cifIdFromNumber } from './cif-id.ts'
 import { customerEvent, customerEventTypes, outboxMessageFor } from './customer-events.ts'
@@ -26,7 +27,7 @@ export function toCustomer(row: CustomerRow): Customer {
 }
 
 function conflict(detail: string, cifId: string | undefined, field: string): ProblemError {
-  return new ProblemError(409, detail, { cifId, errors: [{ pointer: field, detail: 'already belongs to another customer' }] })
+  return new ProblemError(cifProblems.customerExists, detail, { cifId, errors: [{ pointer: field, detail: 'already belongs to another customer' }] })
 }
 
 /**
@@ -109,9 +110,9 @@ export async function updateCustomer(
   actingSourceSystem: string
 ): Promise<Customer> {
   const row = await trx.selectFrom('customer').selectAll().where('cif_id', '=', cifId).forUpdate().executeTakeFirst()
-  if (!row) throw new ProblemError(404, `No customer has CIF ID ${cifId}.`)
+  if (!row) throw new ProblemError(cifProblems.customerNotFound, `No customer has CIF ID ${cifId}.`)
   if (row.version !== expectedVersion) {
-    throw new ProblemError(412, `The customer is at version ${row.version}, not ${expectedVersion}; read it again and reapply your change.`, {
+    throw new ProblemError(cifProblems.versionMismatch, `The customer is at version ${row.version}, not ${expectedVersion}; read it again and reapply your change.`, {
       currentVersion: row.version
     })
   }

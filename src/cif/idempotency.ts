@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto'
 import { sql } from 'kysely'
 import type { Db } from '../platform/database/index.ts'
+import { cifProblems } from '../contracts/problems.ts'
 import { ProblemError } from '../platform/http/problem.ts'
 
 /** How long a request may hold its key before a retry may take over (its owner is presumed dead). */
@@ -61,7 +62,7 @@ export async function startIdempotentRequest(db: Db, sourceSystem: string, key: 
     .executeTakeFirst()
   if (!existing) return startIdempotentRequest(db, sourceSystem, key, hash) // purged in between
   if (existing.request_hash !== hash) {
-    throw new ProblemError(422, 'This Idempotency-Key was used for a different request body; use a new key for a new request.', {
+    throw new ProblemError(cifProblems.idempotencyKeyReused, 'This Idempotency-Key was used for a different request body; use a new key for a new request.', {
       errors: [{ header: 'idempotency-key', detail: 'was used with another body' }]
     })
   }
@@ -81,7 +82,7 @@ export async function startIdempotentRequest(db: Db, sourceSystem: string, key: 
     .returning('key')
     .executeTakeFirst()
   if (takenOver) return { kind: 'first', token }
-  throw new ProblemError(409, 'A request with this Idempotency-Key is still being processed; retry after it completes.', {
+  throw new ProblemError(cifProblems.idempotencyKeyInUse, 'A request with this Idempotency-Key is still being processed; retry after it completes.', {
     errors: [{ header: 'idempotency-key', detail: 'is in use by a request in progress' }]
   })
 }

@@ -1,5 +1,6 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
+import { cifProblems } from '../contracts/problems.ts'
 import type { Db } from '../platform/database/index.ts'
 import { requireApiKey } from '../platform/http/api-key-auth.ts'
 import { ProblemError } from '../platform/http/problem.ts'
@@ -39,7 +40,7 @@ function checkCifId(cifId: string): void {
 /** `If-Match: "<version>"`, as the ETag of the last read gave it. */
 function expectedVersion(ifMatch: string | undefined): number {
   if (ifMatch === undefined) {
-    throw new ProblemError(428, 'Send If-Match with the ETag of the version you read, so no concurrent change is overwritten.', {
+    throw new ProblemError(cifProblems.ifMatchRequired, 'Send If-Match with the ETag of the version you read, so no concurrent change is overwritten.', {
       errors: [{ header: 'if-match', detail: 'is required' }]
     })
   }
@@ -90,7 +91,7 @@ export async function cifApi(app: HttpServer, options: CifApiOptions): Promise<v
           const customer = await createCustomer(trx, input, source)
           const headers = { location: `/v1/customers/${customer.cifId}`, etag: etag(customer.version) }
           if (held && !(await completeIdempotentRequest(trx, source, held.key, held.token, { status: 201, body: customer, headers }))) {
-            throw new ProblemError(409, 'This request took so long that a retry with the same Idempotency-Key took it over; that retry answers it.', {
+            throw new ProblemError(cifProblems.idempotencyKeyTakenOver, 'This request took so long that a retry with the same Idempotency-Key took it over; that retry answers it.', {
               errors: [{ header: 'idempotency-key', detail: 'was taken over by a retry' }]
             })
           }
@@ -112,7 +113,7 @@ export async function cifApi(app: HttpServer, options: CifApiOptions): Promise<v
     async (request, reply) => {
       checkCifId(request.params.cifId)
       const customer = await findCustomer(db, request.params.cifId)
-      if (!customer) throw new ProblemError(404, `No customer has CIF ID ${request.params.cifId}.`)
+      if (!customer) throw new ProblemError(cifProblems.customerNotFound, `No customer has CIF ID ${request.params.cifId}.`)
       return reply.header('etag', etag(customer.version)).send(customer)
     }
   )

@@ -1,3 +1,4 @@
+import { cifProblems } from '../contracts/problems.ts'
 import { OutboxRelay } from '../outbox/relay.ts'
 import type { Config } from '../platform/config.ts'
 import { openDatabase } from '../platform/database/index.ts'
@@ -40,7 +41,8 @@ export async function startCifService(config: Config, connections: Connections, 
     bodyLimitBytes: config.cif.bodyLimitBytes,
     title: 'CIF service',
     description: 'Create and change customers under a CIF ID; every change is published to Kafka (cif.customer.events).',
-    readinessChecks: { ...dependencies.checks, outboxRelay: async () => relay.health() }
+    readinessChecks: { ...dependencies.checks, outboxRelay: async () => relay.health() },
+    problemTypes: cifProblems
   })
   await app.register(cifApi, { prefix: '/v1', db: database.db, sourceSystemKeyHashes: config.sourceSystemKeyHashes })
 

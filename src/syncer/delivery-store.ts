@@ -1,6 +1,7 @@
 import { sql, type Transaction } from 'kysely'
 import type { Database, Db } from '../platform/database/index.ts'
 import type { DeliveryRow, DeliveryState } from '../platform/database/tables.ts'
+import { syncerProblems } from '../contracts/problems.ts'
 import { ProblemError } from '../platform/http/problem.ts'
 import { recordStatuses, type DeliveryStatus } from './sync-status.ts'
 
@@ -295,9 +296,9 @@ async function lockForAction(trx: Tx, deliveryId: string, allowed: DeliveryState
     .where('delivery.id', '=', deliveryId)
     .forUpdate('delivery')
     .executeTakeFirst()
-  if (!row) throw new ProblemError(404, `No delivery has id ${deliveryId}.`)
+  if (!row) throw new ProblemError(syncerProblems.deliveryNotFound, `No delivery has id ${deliveryId}.`)
   if (!allowed.includes(row.state)) {
-    throw new ProblemError(409, `Delivery ${deliveryId} is ${row.state}; this action needs it ${allowed.join(' or ')}.`, { state: row.state })
+    throw new ProblemError(syncerProblems.deliveryStateConflict, `Delivery ${deliveryId} is ${row.state}; this action needs it ${allowed.join(' or ')}.`, { state: row.state })
   }
   return row
 }

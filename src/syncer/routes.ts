@@ -3,6 +3,7 @@ import { CIF_ID_PATTERN, isValidCifId } from '../cif/cif-id.ts'
 import type { Db } from '../platform/database/index.ts'
 import type { DeliveryRow } from '../platform/database/tables.ts'
 import { requireApiKey } from '../platform/http/api-key-auth.ts'
+import { syncerProblems } from '../contracts/problems.ts'
 import { ProblemError } from '../platform/http/problem.ts'
 import { PROBLEM_JSON, type HttpServer } from '../platform/http/server.ts'
 import { redrive, skip } from './delivery-store.ts'
@@ -126,7 +127,7 @@ export async function callbackApi(app: HttpServer, { db, sourceSystemKeyHashes }
       const owner = await db.selectFrom('sync_event').select('owner_source_system').where('cif_id', '=', cifId).limit(1).executeTakeFirst()
       // Another source system's customer is as unknown as a customer that does not exist.
       if (!owner || owner.owner_source_system !== request.caller) {
-        throw new ProblemError(404, `The syncer has no customer ${cifId} of your source system.`)
+        throw new ProblemError(syncerProblems.customerNotFound, `The syncer has no customer ${cifId} of your source system.`)
       }
       const latest = await db
         .selectFrom('delivery')

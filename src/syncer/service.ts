@@ -1,4 +1,5 @@
 import type { Connections } from '../cif/service.ts'
+import { syncerProblems } from '../contracts/problems.ts'
 import { OutboxRelay } from '../outbox/relay.ts'
 import type { Config } from '../platform/config.ts'
 import { openDatabase } from '../platform/database/index.ts'
@@ -108,7 +109,8 @@ export async function startSyncer(
     bodyLimitBytes: 16 * 1024,
     title: 'CIF Syncer',
     description: 'Where each customer stands in every end system: callback API for source systems, admin API for operators.',
-    readinessChecks: { ...dependencies.checks, intake: async () => intake.health(), statusRelay: async () => relay.health() }
+    readinessChecks: { ...dependencies.checks, intake: async () => intake.health(), statusRelay: async () => relay.health() },
+    problemTypes: syncerProblems
   })
   await app.register(callbackApi, { prefix: '/v1/sync', db, sourceSystemKeyHashes: config.sourceSystemKeyHashes })
   await app.register(adminApi, { prefix: '/v1/admin', db, operatorKeyHashes: config.operatorKeyHashes })

@@ -1,9 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { cifIdFromNumber } from '../../src/cif/cif-id.ts'
 import type { CifService } from '../../src/cif/service.ts'
+import { cifProblems } from '../../src/contracts/problems.ts'
 import { openDatabase, type DatabaseHandle } from '../../src/platform/database/index.ts'
+import { httpProblems } from '../../src/platform/http/problem.ts'
 import { topics } from '../../src/platform/kafka.ts'
-import { call, connections, eventSchemaErrors, keys, newPerson, startTestCifService, TopicReader } from './helpers.ts'
+import { call, connections, eventSchemaErrors, keys, newPerson, problemType, startTestCifService, TopicReader } from './helpers.ts'
 
 let cif: CifService
 let events: TopicReader
@@ -95,11 +97,13 @@ describe('optimistic concurrency', () => {
 
     const stale = await call(cif.url, 'PATCH', `/v1/customers/${cifId}`, { body: { branchCode: 'KUL03' }, headers: { 'if-match': '"1"' } })
     expect(stale.status).toBe(412)
+    expect(stale.body.type).toBe(problemType(cifProblems.versionMismatch))
     expect(stale.headers.get('content-type')).toBe('application/problem+json; charset=utf-8')
     expect(stale.body.currentVersion).toBe(2)
 
     const missing = await call(cif.url, 'PATCH', `/v1/customers/${cifId}`, { body: { branchCode: 'KUL03' } })
     expect(missing.status).toBe(428)
+    expect(missing.body.type).toBe(problemType(cifProblems.ifMatchRequired))
     expect(missing.body.errors).toEqual([{ header: 'if-match', detail: 'is required' }])
 
     const now = await call(cif.url, 'GET', `/v1/customers/${cifId}`)
@@ -146,6 +150,7 @@ describe('idempotent create', () => {
     expect((await call(cif.url, 'POST', '/v1/customers', { body: newPerson(), headers: { 'idempotency-key': key } })).status).toBe(201)
     const other = await call(cif.url, 'POST', '/v1/customers', { body: newPerson(), headers: { 'idempotency-key': key } })
     expect(other.status).toBe(422)
+    expect(other.body.type).toBe(problemType(cifProblems.idempotencyKeyReused))
     expect(other.body.errors).toEqual([{ header: 'idempotency-key', detail: 'was used with another body' }])
   })
 
@@ -170,6 +175,7 @@ describe('idempotent create', () => {
       .execute()
     const retry = await call(cif.url, 'POST', '/v1/customers', { body: person, headers: { 'idempotency-key': key } })
     expect(retry.status).toBe(409)
+    expect(retry.body.type).toBe(problemType(cifProblems.idempotencyKeyInUse))
     expect(retry.body.errors).toEqual([{ header: 'idempotency-key', detail: 'is in use by a request in progress' }])
     expect(await database.db.selectFrom('customer').select('cif_id').where('external_id', '=', person.externalId).execute()).toEqual([])
   })
@@ -214,6 +220,7 @@ describe('one customer, one CIF', () => {
     })
     const duplicate = await call(cif.url, 'POST', '/v1/customers', { body: sameDocument })
     expect(duplicate.status).toBe(409)
+    expect(duplicate.body.type).toBe(problemType(cifProblems.customerExists))
     expect(duplicate.body.cifId).toBe(cifId)
     expect(duplicate.body.errors).toEqual([{ pointer: '/identifiers/0', detail: 'already belongs to another customer' }])
     const rows = await database.db.selectFrom('customer').select('cif_id').where('external_id', '=', sameDocument.externalId).execute()
@@ -246,15 +253,18 @@ describe('lookups and authentication', () => {
   it('tells a malformed CIF ID (400) from an unknown one (404)', async () => {
     const wrongCheckDigit = await call(cif.url, 'GET', '/v1/customers/10000000000')
     expect(wrongCheckDigit.status).toBe(400)
+    expect(wrongCheckDigit.body.type).toBe(problemType(httpProblems.validationFailed))
     expect(wrongCheckDigit.body.errors).toEqual([{ parameter: 'cifId', detail: 'has a wrong check digit' }])
     const unknown = await call(cif.url, 'GET', `/v1/customers/${cifIdFromNumber(9_999_999_999)}`)
     expect(unknown.status).toBe(404)
+    expect(unknown.body.type).toBe(problemType(cifProblems.customerNotFound))
     expect(unknown.headers.get('content-type')).toMatch(/^application\/problem\+json/)
   })
 
   it('requires a known API key', async () => {
     const none = await call(cif.url, 'GET', `/v1/customers/${cifIdFromNumber(9_999_999_999)}`, { key: null })
     expect(none.status).toBe(401)
+    expect(none.body.type).toBe(problemType(httpProblems.unauthorized))
     expect(none.headers.get('www-authenticate')).toBe('Bearer')
     const wrong = await call(cif.url, 'POST', '/v1/customers', { body: newPerson(), key: 'not-a-real-key-at-all' })
     expect(wrong.status).toBe(401)

@@ -8,6 +8,7 @@ import { inject } from 'vitest'
 import { startCifService, type CifService, type Connections } from '../../src/cif/service.ts'
 import { loadConfig } from '../../src/platform/config.ts'
 import { apiKeyHash } from '../../src/platform/http/api-key-auth.ts'
+import { problemTypeUri, type ProblemType } from '../../src/platform/http/problem.ts'
 import { ensureTopics, topics } from '../../src/platform/kafka.ts'
 import { startLocalKafka, type LocalKafka } from '../../src/platform/local/kafka-broker.ts'
 import { createLogger } from '../../src/platform/logger.ts'
@@ -47,6 +48,9 @@ export async function startOwnBroker(partitions?: number): Promise<{ kafka: Loca
     }
   }
 }
+
+/** The `type` a problem of this kind is answered with. */
+export const problemType = (kind: ProblemType): string => problemTypeUri(kind.code)
 
 export interface ApiResponse {
   status: number

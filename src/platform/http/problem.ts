@@ -19,41 +19,72 @@ export interface Problem {
   [extension: string]: unknown
 }
 
-const titles: Record<number, string> = {
-  400: 'The request is not valid',
-  401: 'Authentication is required',
-  403: 'Not allowed',
-  404: 'Not found',
-  405: 'Method not allowed',
-  406: 'Not acceptable',
-  409: 'Conflict',
-  412: 'Precondition failed',
-  413: 'Request body too large',
-  415: 'Unsupported media type',
-  422: 'Unprocessable request',
-  428: 'Precondition required',
-  429: 'Too many requests',
-  500: 'Internal error',
-  503: 'Service unavailable'
+/**
+ * One kind of problem a caller can act on. `code` is stable: it ends the problem's `type` URI, which is
+ * what a caller's code tells problems apart by (the `detail` is prose for people, and may change).
+ */
+export interface ProblemType {
+  code: string
+  status: number
+  title: string
+  /** When it happens and what to do, for the API documentation. */
+  description: string
 }
 
-export function titleFor(status: number): string {
-  return titles[status] ?? 'Error'
-}
+export const problemTypeUri = (code: string): string => `urn:cif-syncer:problem:${code}`
+
+/**
+ * The problems any API of this project can answer with, whatever its domain; each service declares its
+ * own beside its contract and hands them to createHttpServer for the documentation.
+ */
+export const httpProblems = {
+  validationFailed: {
+    code: 'validation-failed',
+    status: 400,
+    title: 'One or more fields are not valid',
+    description: '`errors` names every field at fault (`pointer` into the body, `parameter` or `header`), each with what is wrong.'
+  },
+  malformedBody: {
+    code: 'malformed-body',
+    status: 400,
+    title: 'The request body cannot be read',
+    description: 'The body is not valid JSON, is empty where a document is expected, or does not match its Content-Length.'
+  },
+  unauthorized: {
+    code: 'unauthorized',
+    status: 401,
+    title: 'Authentication is required',
+    description: 'No API key was sent as `Authorization: Bearer <key>`, or the key is not known.'
+  },
+  notFound: { code: 'not-found', status: 404, title: 'Not found', description: 'No such route.' },
+  bodyTooLarge: { code: 'body-too-large', status: 413, title: 'Request body too large', description: 'The body is larger than this API accepts.' },
+  unsupportedMediaType: {
+    code: 'unsupported-media-type',
+    status: 415,
+    title: 'Unsupported media type',
+    description: 'The body is not sent as `application/json` (or, for PATCH, `application/merge-patch+json`).'
+  },
+  internalError: {
+    code: 'internal-error',
+    status: 500,
+    title: 'Internal error',
+    description: 'Something failed on our side; the request may be retried. Nothing was half-written.'
+  }
+} as const satisfies Record<string, ProblemType>
 
 /** An error that becomes a problem+json response as it is: the detail is meant for the caller. */
 export class ProblemError extends Error {
   readonly status: number
   readonly problem: Problem
 
-  constructor(status: number, detail: string, extra: Partial<Problem> = {}) {
+  constructor(type: ProblemType, detail: string, extra: Partial<Problem> = {}) {
     super(detail)
-    this.status = status
-    this.problem = { type: 'about:blank', title: titleFor(status), status, detail, ...extra }
+    this.status = type.status
+    this.problem = { type: problemTypeUri(type.code), title: type.title, status: type.status, detail, ...extra }
   }
 
   static invalid(errors: FieldError[], detail = 'One or more fields are not valid.'): ProblemError {
-    return new ProblemError(400, detail, { errors })
+    return new ProblemError(httpProblems.validationFailed, detail, { errors })
   }
 }
 

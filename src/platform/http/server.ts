@@ -3,10 +3,10 @@ import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type RawServerDefault } from 'fastify'
-import type { IncomingMessage, ServerResponse } from 'node:http'
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http'
 import { Type } from 'typebox'
 import type { Logger } from '../logger.ts'
-import { fieldErrorsFromAjv, ProblemError, titleFor, type Problem } from './problem.ts'
+import { fieldErrorsFromAjv, httpProblems, ProblemError, problemTypeUri, type Problem, type ProblemType } from './problem.ts'
 
 export type HttpServer = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>
 
@@ -20,6 +20,8 @@ export interface HttpServerOptions {
    * on (an intake's state and lag, a relay's backlog); `/health/ready` is 200 only when all are up.
    */
   readinessChecks: Record<string, () => Promise<boolean | ReadinessDetail>>
+  /** The service's own problem types, documented in its OpenAPI beside the ones every API has. */
+  problemTypes?: Record<string, ProblemType>
 }
 
 /** A check's answer with details: `up`, and whatever else an operator should see. */
@@ -29,50 +31,53 @@ export interface ReadinessDetail {
 
 export const PROBLEM_JSON = 'application/problem+json'
 
-const ProblemSchema = Type.Object(
-  {
-    type: Type.String(),
-    title: Type.String(),
-    status: Type.Integer(),
-    detail: Type.Optional(Type.String()),
-    instance: Type.Optional(Type.String()),
-    errors: Type.Optional(
-      Type.Array(
-        Type.Object({
-          pointer: Type.Optional(Type.String({ description: 'JSON Pointer into the request body' })),
-          parameter: Type.Optional(Type.String()),
-          header: Type.Optional(Type.String()),
-          detail: Type.String()
-        })
+/** RFC 9457 problem details, with the problem types the service answers with listed for its callers. */
+function problemSchema(types: ProblemType[]) {
+  const catalogue = types.map((t) => `- \`${problemTypeUri(t.code)}\` (${t.status}) ${t.title}: ${t.description}`).join('\n')
+  return Type.Object(
+    {
+      type: Type.String({ description: `What kind of problem this is; tell problems apart by it, not by \`detail\`:\n${catalogue}` }),
+      title: Type.String(),
+      status: Type.Integer(),
+      detail: Type.Optional(Type.String()),
+      instance: Type.Optional(Type.String()),
+      errors: Type.Optional(
+        Type.Array(
+          Type.Object({
+            pointer: Type.Optional(Type.String({ description: 'JSON Pointer into the request body' })),
+            parameter: Type.Optional(Type.String()),
+            header: Type.Optional(Type.String()),
+            detail: Type.String()
+          })
+        )
       )
-    )
-  },
-  { $id: 'Problem', description: 'RFC 9457 problem details', additionalProperties: true }
-)
+    },
+    { $id: 'Problem', description: 'RFC 9457 problem details', additionalProperties: true }
+  )
+}
 
-/** Maps Fastify's own errors (parsing, limits, validation) to the status and words a caller can act on. */
+/** Maps Fastify's own errors (parsing, limits, validation) to the problem types and words a caller can act on. */
 function problemFor(error: FastifyError): Problem {
   if (error instanceof ProblemError) return error.problem
   if (error.validation) {
-    return new ProblemError(400, 'One or more fields are not valid.', {
-      errors: fieldErrorsFromAjv(error.validation as never, error.validationContext ?? 'body')
-    }).problem
+    return ProblemError.invalid(fieldErrorsFromAjv(error.validation as never, error.validationContext ?? 'body')).problem
   }
-  const byCode: Record<string, [number, string]> = {
-    FST_ERR_CTP_BODY_TOO_LARGE: [413, 'The request body is larger than this API accepts.'],
-    FST_ERR_CTP_INVALID_MEDIA_TYPE: [415, 'Send the body as application/json.'],
-    FST_ERR_CTP_EMPTY_JSON_BODY: [400, 'The request body is empty; a JSON document is expected.'],
-    FST_ERR_CTP_INVALID_CONTENT_LENGTH: [400, 'The Content-Length header does not match the body.'],
-    FST_ERR_CTP_INVALID_JSON_BODY: [400, 'The request body is not valid JSON.']
+  const byCode: Record<string, [ProblemType, string]> = {
+    FST_ERR_CTP_BODY_TOO_LARGE: [httpProblems.bodyTooLarge, 'The request body is larger than this API accepts.'],
+    FST_ERR_CTP_INVALID_MEDIA_TYPE: [httpProblems.unsupportedMediaType, 'Send the body as application/json.'],
+    FST_ERR_CTP_EMPTY_JSON_BODY: [httpProblems.malformedBody, 'The request body is empty; a JSON document is expected.'],
+    FST_ERR_CTP_INVALID_CONTENT_LENGTH: [httpProblems.malformedBody, 'The Content-Length header does not match the body.'],
+    FST_ERR_CTP_INVALID_JSON_BODY: [httpProblems.malformedBody, 'The request body is not valid JSON.']
   }
   const known = error.code ? byCode[error.code] : undefined
   if (known) return new ProblemError(known[0], known[1]).problem
   const status = error.statusCode ?? 500
   if (status === 400 && (error instanceof SyntaxError || /JSON|__proto__|constructor/.test(error.message))) {
-    return new ProblemError(400, 'The request body is not valid JSON.').problem
+    return new ProblemError(httpProblems.malformedBody, 'The request body is not valid JSON.').problem
   }
-  if (status >= 400 && status < 500) return new ProblemError(status, error.message).problem
-  return { type: 'about:blank', title: titleFor(500), status: 500, detail: 'An unexpected error occurred.' }
+  // Any other refusal the framework makes says all there is to say with its status.
+  if (status >= 400 && status < 500) return { type: 'about:blank', title: STATUS_CODES[status] ?? 'Error', status, detail: error.message }
+  return new ProblemError(httpProblems.internalError, 'An unexpected error occurred.').problem
 }
 
 export async function createHttpServer(options: HttpServerOptions): Promise<HttpServer> {
@@ -89,7 +94,7 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
     }
   }).withTypeProvider<TypeBoxTypeProvider>()
 
-  app.addSchema(ProblemSchema)
+  app.addSchema(problemSchema([...Object.values(httpProblems), ...Object.values(options.problemTypes ?? {})]))
   // This API speaks JSON only; a text body is the wrong media type, not a malformed document.
   app.removeContentTypeParser('text/plain')
 
@@ -103,7 +108,7 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
     reply
       .status(404)
       .type(PROBLEM_JSON)
-      .send({ type: 'about:blank', title: titleFor(404), status: 404, detail: `No route ${request.method} ${request.url}.` })
+      .send({ ...new ProblemError(httpProblems.notFound, `No route ${request.method} ${request.url}.`).problem })
   })
 
   await app.register(swagger, {
