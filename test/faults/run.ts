@@ -25,7 +25,12 @@ say(
     `on ${cpus().length} cores (${cpus()[0]?.model}) / ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`
 )
 const reports = await runFaultSuite({ ratePerSecond, scale, say, scenarios: plan })
-console.table(reports.map(({ problems: _problems, health: _health, lastIntakeRestart: _last, ...report }) => report))
+console.table(
+  reports.map(({ problems: _problems, health: _health, lastRestarts: _last, restarts, ...report }) => ({
+    ...report,
+    restarts: Object.values(restarts).join('/')
+  }))
+)
 
 const failed = (r: ScenarioReport) => r.lost > 0 || r.recoveryMs < 0
 const byScenario = Map.groupBy(reports, (r) => r.scenario)

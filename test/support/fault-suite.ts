@@ -27,9 +27,12 @@ export interface ScenarioReport extends InvariantReport {
   recoveryMs: number
   /** From the end of the fault until the syncer's intake was consuming again (0 if it never stopped); -1 if never. */
   consumingAgainMs: number
-  /** The intake's restarts during the scenario, with the reason of the last one (`watchdog: ...` when the backstop acted). */
-  intakeRestarts: number
-  lastIntakeRestart: string | null
+  /**
+   * Restarts during the scenario of the syncer's intake and status relay and of the CIF service's outbox
+   * relay, with the reason of the last one of each (`watchdog: ...` when the backstop acted).
+   */
+  restarts: Record<RestartingPart, number>
+  lastRestarts: Partial<Record<RestartingPart, string>>
   /** Readiness of both services when the scenario ended, kept when it did not recover. */
   health?: ServiceHealth
 }
@@ -174,10 +177,21 @@ export interface FaultSuiteOptions {
   say?: (text: string) => void
 }
 
+interface PartHealth {
+  state: string
+  since?: string
+  restarts: number
+  lastRestart: { reason: string } | null
+}
+
 interface Readiness {
   ok: boolean
-  body: { details?: { intake?: { state: string; since: string; restarts: number; lastRestart: { reason: string } | null } } } | undefined
+  body: { details?: Partial<Record<RestartingPart, PartHealth>> } | undefined
 }
+
+/** The parts that start their Kafka clients over by themselves, as their services' readiness names them. */
+const restartingParts = { intake: 'syncer', statusRelay: 'syncer', outboxRelay: 'cif' } as const
+type RestartingPart = keyof typeof restartingParts
 
 async function readiness(url: string): Promise<Readiness> {
   try {
@@ -227,15 +241,32 @@ async function ensureKnownGood(stack: ProcessStack, say: (text: string) => void)
 async function untilConsuming(stack: ProcessStack, faultEndedAt: number, timeoutMs: number): Promise<number> {
   while (Date.now() - faultEndedAt < timeoutMs) {
     const intake = (await readiness(stack.syncerUrl)).body?.details?.intake
-    if (intake?.state === 'consuming') return Math.max(0, Date.parse(intake.since) - faultEndedAt)
+    if (intake?.state === 'consuming' && intake.since) return Math.max(0, Date.parse(intake.since) - faultEndedAt)
     await sleep(100)
   }
   return -1
 }
 
-const intakeRestarts = async (stack: ProcessStack): Promise<{ restarts: number; last: string | null }> => {
-  const intake = (await readiness(stack.syncerUrl)).body?.details?.intake
-  return { restarts: intake?.restarts ?? 0, last: intake?.lastRestart?.reason ?? null }
+/** Each part's restarts since its process started, with the last one's reason, and the process ids. */
+async function restartCounts(stack: ProcessStack) {
+  const [syncer, cif] = await Promise.all([readiness(stack.syncerUrl), readiness(stack.cifUrl)])
+  const parts = Object.fromEntries(
+    Object.entries(restartingParts).map(([part, service]) => [part, (service === 'syncer' ? syncer : cif).body?.details?.[part as RestartingPart]])
+  ) as Partial<Record<RestartingPart, PartHealth>>
+  return { parts, pids: { syncer: stack.syncer.pid, cif: stack.cif.pid } }
+}
+
+/** What restarted between two counts; a process that was restarted in between counts from zero. */
+function restartsBetween(before: Awaited<ReturnType<typeof restartCounts>>, after: Awaited<ReturnType<typeof restartCounts>>) {
+  const restarts = {} as Record<RestartingPart, number>
+  const lastRestarts: Partial<Record<RestartingPart, string>> = {}
+  for (const [part, service] of Object.entries(restartingParts) as [RestartingPart, 'syncer' | 'cif'][]) {
+    const sameProcess = before.pids[service] === after.pids[service]
+    restarts[part] = (after.parts[part]?.restarts ?? 0) - (sameProcess ? (before.parts[part]?.restarts ?? 0) : 0)
+    const last = after.parts[part]?.lastRestart?.reason
+    if (restarts[part] > 0 && last) lastRestarts[part] = last
+  }
+  return { restarts, lastRestarts }
 }
 
 /**
@@ -258,8 +289,7 @@ export async function runFaultSuite(options: FaultSuiteOptions): Promise<Scenari
     for (const scenario of options.scenarios ?? scenarios(options.scale)) {
       await ensureKnownGood(stack, say)
       say(`scenario: ${scenario.name}`)
-      const syncerPid = stack.syncer.pid
-      const restartsBefore = await intakeRestarts(stack)
+      const countsBefore = await restartCounts(stack)
       const since = new Date()
       const load = runLoad({
         cifUrl: stack.cifUrl,
@@ -283,9 +313,7 @@ export async function runFaultSuite(options: FaultSuiteOptions): Promise<Scenari
       const repeatedTotal = report.repeatedCalls
       report.repeatedCalls -= repeatedBefore
       repeatedBefore = repeatedTotal
-      const restartsAfter = await intakeRestarts(stack)
-      // A syncer killed by the scenario starts counting from zero.
-      const restarts = restartsAfter.restarts - (stack.syncer.pid === syncerPid ? restartsBefore.restarts : 0)
+      const { restarts, lastRestarts } = restartsBetween(countsBefore, await restartCounts(stack))
       const recovered = recoveryMs >= 0 && report.lost === 0
       if (recoveryMs < 0) report.problems.unshift(`not recovered within ${RECOVERY_BOUND_MS / 1000} s of the end of the load`)
       reports.push({
@@ -295,15 +323,17 @@ export async function runFaultSuite(options: FaultSuiteOptions): Promise<Scenari
         recoveryMs,
         consumingAgainMs,
         ...report,
-        intakeRestarts: restarts,
-        lastIntakeRestart: restarts > 0 ? restartsAfter.last : null,
+        restarts,
+        lastRestarts,
         ...(recovered ? {} : { health: await serviceHealth(stack) })
       })
       say(
         `  customers ${report.customers}, versions ${report.versions}, deliveries ${report.deliveries}, repeated calls ${report.repeatedCalls}, lost ${report.lost}, ` +
           (recoveryMs >= 0 ? `recovered in ${recoveryMs} ms` : 'NOT RECOVERED') +
           `, consuming again ${consumingAgainMs} ms after the fault` +
-          (restarts > 0 ? `; intake restarts ${restarts} (last: ${restartsAfter.last})` : '')
+          Object.entries(lastRestarts)
+            .map(([part, last]) => `; ${part} restarts ${restarts[part as RestartingPart]} (last: ${last})`)
+            .join('')
       )
       for (const text of report.problems) say(`  ! ${text}`)
       if (!recovered) say(`  ! state: ${JSON.stringify(reports.at(-1)!.health)}`)
