@@ -310,6 +310,9 @@ export class EventIntake {
         if (failures % 20 === 0) this.#options.log.warn({ failures }, 'intake waiting for Kafka')
         continue
       }
+      // isActive() reflects only the client's own state (joined, heartbeat scheduled: heartbeats that fail
+      // on the network are simply rescheduled). If the broker forgot the member meanwhile, the join is
+      // answered UNKNOWN_MEMBER_ID and the client joins as a new member: no worse than replacing it here.
       const kept = this.#consumer
       if (kept && (kept === this.#consumerToReplace || !kept.isActive())) {
         // The member it leaves behind, if the broker cannot be told, times out of the group by itself.
