@@ -7,6 +7,7 @@
 //   npm run test:faults -- --repeat 20 'Kafka broker stopped and restarted'   one scenario 20 times in a row
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
+import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { kafkaVariants, runFaultSuite, scenarios, type ScenarioReport } from '../support/fault-suite.ts'
 
@@ -24,7 +25,14 @@ say(
   `fault suite: ${plan.length} scenario runs, ${ratePerSecond} requests/s (70% creates, 30% updates), scale ${scale}, ` +
     `on ${cpus().length} cores (${cpus()[0]?.model}) / ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`
 )
-const reports = await runFaultSuite({ ratePerSecond, scale, say, scenarios: plan })
+const runId = new Date().toISOString().replaceAll(':', '-')
+const reports = await runFaultSuite({
+  ratePerSecond,
+  scale,
+  say,
+  scenarios: plan,
+  keepLogsOfFailuresIn: fileURLToPath(new URL(`results/logs-${runId}/`, import.meta.url))
+})
 console.table(
   reports.map(({ problems: _problems, health: _health, lastRestarts: _last, restarts, ...report }) => ({
     ...report,
@@ -57,7 +65,7 @@ const summary = [...byScenario].map(([scenario, runs]) => {
 })
 if (repeat > 1) console.table(summary)
 mkdirSync(new URL('results/', import.meta.url), { recursive: true })
-const file = new URL(`results/faults-${new Date().toISOString().replaceAll(':', '-')}.json`, import.meta.url)
+const file = new URL(`results/faults-${runId}.json`, import.meta.url)
 writeFileSync(
   file,
   JSON.stringify({ ratePerSecond, scale, repeat, machine: { cores: cpus().length, cpu: cpus()[0]?.model, memoryGiB: Math.round(totalmem() / 2 ** 30) }, node: process.version, summary, reports }, null, 2)

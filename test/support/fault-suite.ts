@@ -1,3 +1,5 @@
+import { cp } from 'node:fs/promises'
+import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { sql } from 'kysely'
 import { topics } from '../../src/platform/kafka.ts'
@@ -174,6 +176,8 @@ export interface FaultSuiteOptions {
   scale: number
   /** Scenarios to run, in order; `scenarios(scale)` when not given. */
   scenarios?: Scenario[]
+  /** Where to copy the services' and the broker's logs when a scenario lost something or did not recover. */
+  keepLogsOfFailuresIn?: string
   say?: (text: string) => void
 }
 
@@ -340,6 +344,12 @@ export async function runFaultSuite(options: FaultSuiteOptions): Promise<Scenari
     }
   } finally {
     await status.close()
+    // What the services and the broker logged is what a person needs to see why a scenario failed.
+    if (options.keepLogsOfFailuresIn && reports.some((r) => r.lost > 0 || r.recoveryMs < 0)) {
+      await cp(join(stack.dir, 'logs'), options.keepLogsOfFailuresIn, { recursive: true })
+      await cp(join(stack.dir, 'kafka', 'broker.log'), join(options.keepLogsOfFailuresIn, 'broker.log')).catch(() => {})
+      say(`logs kept in ${options.keepLogsOfFailuresIn}`)
+    }
     await stack.stop()
   }
   return reports
