@@ -108,7 +108,7 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
     reply
       .status(404)
       .type(PROBLEM_JSON)
-      .send({ ...new ProblemError(httpProblems.notFound, `No route ${request.method} ${request.url}.`).problem })
+      .send(new ProblemError(httpProblems.notFound, `No route ${request.method} ${request.url}.`).problem)
   })
 
   await app.register(swagger, {
