@@ -2,7 +2,7 @@ import { Ajv } from 'ajv'
 import addFormats from 'ajv-formats'
 import type { FieldError } from '../platform/http/problem.ts'
 import { fieldErrorsFromAjv } from '../platform/http/problem.ts'
-import { CustomerInput } from './customer-schema.ts'
+import { CustomerInput } from '../contracts/customer.ts'
 
 const personOnly = ['firstName', 'middleName', 'lastName', 'dateOfBirth'] as const
 const entityOnly = ['fullName', 'registrationNumber'] as const

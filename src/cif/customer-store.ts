@@ -3,10 +3,10 @@ import type { Database, Db } from '../platform/database/index.ts'
 import type { CustomerRow } from '../platform/database/tables.ts'
 import { cifProblems } from '../contracts/problems.ts'
 import { ProblemError } from '../platform/http/problem.ts'
-import { cifIdFromNumber } from './cif-id.ts'
-import { customerEvent, customerEventTypes, outboxMessageFor } from './customer-events.ts'
+import { cifIdFromNumber } from '../contracts/cif-id.ts'
+import { customerEvent, customerEventTypes, outboxMessageFor } from '../contracts/customer-events.ts'
 import { customerRecordErrors, normalizeIdentifierValue, todayUtc } from './customer-rules.ts'
-import { Customer, type CustomerInput, type CustomerPatch } from './customer-schema.ts'
+import { Customer, type CustomerInput, type CustomerPatch } from '../contracts/customer.ts'
 import { applyMergePatch, changedFields } from './merge-patch.ts'
 
 type Tx = Transaction<Database>

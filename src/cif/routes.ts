@@ -5,9 +5,9 @@ import type { Db } from '../platform/database/index.ts'
 import { requireApiKey } from '../platform/http/api-key-auth.ts'
 import { ProblemError } from '../platform/http/problem.ts'
 import { PROBLEM_JSON, type HttpServer } from '../platform/http/server.ts'
-import { isValidCifId } from './cif-id.ts'
+import { isValidCifId } from '../contracts/cif-id.ts'
 import { customerRuleErrors, todayUtc } from './customer-rules.ts'
-import { CifIdParams, Customer, CustomerInput, CustomerPatch, immutableFields } from './customer-schema.ts'
+import { CifIdParams, Customer, CustomerInput, CustomerPatch, immutableFields } from '../contracts/customer.ts'
 import { createCustomer, findCustomer, updateCustomer } from './customer-store.ts'
 import {
   completeIdempotentRequest,

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { cifIdFromNumber } from '../../src/cif/cif-id.ts'
+import { cifIdFromNumber } from '../../src/contracts/cif-id.ts'
 import type { CifService } from '../../src/cif/service.ts'
 import { cifProblems } from '../../src/contracts/problems.ts'
 import { openDatabase, type DatabaseHandle } from '../../src/platform/database/index.ts'

@@ -7,7 +7,7 @@ import { openDatabase, type DatabaseHandle } from '../../src/platform/database/i
 import { apiKeyHash } from '../../src/platform/http/api-key-auth.ts'
 import { startInfrastructure, type Infrastructure } from '../../src/platform/local/infrastructure.ts'
 import { createLogger } from '../../src/platform/logger.ts'
-import type { RetryPolicy } from '../../src/syncer/end-systems-config.ts'
+import type { RetryPolicy } from '../../src/syncer/delivery/end-systems-config.ts'
 import { freePort } from '../integration/free-port.ts'
 import { ServiceProcess } from './service-process.ts'
 

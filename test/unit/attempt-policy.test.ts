@@ -1,7 +1,7 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { attemptTimeoutMs, formatDuration, judgeCall, lagRemark, parseRetryAfter, retryDelayMs } from '../../src/syncer/attempt-policy.ts'
-import { defaultRetryPolicy } from '../../src/syncer/end-systems-config.ts'
+import { attemptTimeoutMs, formatDuration, judgeCall, lagRemark, parseRetryAfter, retryDelayMs } from '../../src/syncer/delivery/attempt-policy.ts'
+import { defaultRetryPolicy } from '../../src/syncer/delivery/end-systems-config.ts'
 
 describe('timeouts and pauses', () => {
   it('grows the timeout on each retry, as the specification asks: 30 s, 60 s, 120 s, 240 s', () => {

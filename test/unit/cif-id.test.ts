@@ -1,6 +1,6 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { cifIdFromNumber, isValidCifId, luhnCheckDigit } from '../../src/cif/cif-id.ts'
+import { cifIdFromNumber, isValidCifId, luhnCheckDigit } from '../../src/contracts/cif-id.ts'
 
 describe('CIF ID', () => {
   it('appends the Luhn check digit (known values)', () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { customerRecordErrors, customerRuleErrors, normalizeIdentifierValue } from '../../src/cif/customer-rules.ts'
-import type { CustomerInput } from '../../src/cif/customer-schema.ts'
+import type { CustomerInput } from '../../src/contracts/customer.ts'
 
 const today = '2026-11-25'
 const person: CustomerInput = { legalForm: 'PERSON', firstName: 'Zoë', lastName: "O'Brien-Núñez", dateOfBirth: '1990-01-31' }

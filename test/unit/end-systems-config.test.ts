@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { ConfigError } from '../../src/platform/config.ts'
-import { loadEndSystems, parseEndSystems } from '../../src/syncer/end-systems-config.ts'
-import { mappingInput, requestPath } from '../../src/syncer/delivery-lane.ts'
+import { loadEndSystems, parseEndSystems } from '../../src/syncer/delivery/end-systems-config.ts'
+import { mappingInput, requestPath } from '../../src/syncer/delivery/lane.ts'
 
 const minimal = (system: string) => `
 endSystems:

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
-import { customerEventSchema, customerEventTypes } from '../../src/cif/customer-events.ts'
+import { customerEventSchema, customerEventTypes } from '../../src/contracts/customer-events.ts'
 
 describe('event schemas in schemas/events/', () => {
   it.each(Object.values(customerEventTypes))('%s.json matches the code (run `npm run schemas` after a change)', (type) => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { customerEvent, customerEventTypes } from '../../src/cif/customer-events.ts'
-import { readCustomerEvent } from '../../src/syncer/event-intake.ts'
+import { customerEvent, customerEventTypes } from '../../src/contracts/customer-events.ts'
+import { readCustomerEvent } from '../../src/syncer/intake/event-intake.ts'
 
 const customer = {
   cifId: '10000000009',

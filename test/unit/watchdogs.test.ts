@@ -1,7 +1,7 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { judgeRelay, type RelayObservation } from '../../src/outbox/relay-watchdog.ts'
-import { judgeIntake, type IntakeObservation } from '../../src/syncer/intake-watchdog.ts'
+import { judgeIntake, type IntakeObservation } from '../../src/syncer/intake/intake-watchdog.ts'
 
 const STALL = 30_000
 

@@ -1,12 +1,12 @@
-import type { Db } from '../platform/database/index.ts'
-import { describeError } from '../platform/errors.ts'
-import type { Logger } from '../platform/logger.ts'
+import type { Db } from '../../platform/database/index.ts'
+import { describeError } from '../../platform/errors.ts'
+import type { Logger } from '../../platform/logger.ts'
 import { attemptTimeoutMs, formatDuration, judgeCall, LAG_WORTH_A_REMARK_MS, retryDelayMs, type Verdict } from './attempt-policy.ts'
 import type { AttemptRecorder } from './attempt-recorder.ts'
 import { claimDue, type ClaimedDelivery, type Decision } from './delivery-store.ts'
 import type { EndSystemClient } from './end-system-client.ts'
 import type { EndSystemConfig } from './end-systems-config.ts'
-import { maskPersonalData } from './personal-data.ts'
+import { maskPersonalData } from './masking.ts'
 
 /** An attempt's lease outlives its timeout by this much before another syncer may presume it lost. */
 const LEASE_MARGIN_MS = 5000

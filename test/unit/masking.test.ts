@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { maskPersonalData } from '../../src/syncer/personal-data.ts'
+import { maskPersonalData } from '../../src/syncer/delivery/masking.ts'
 
 describe('masking personal data in end system messages', () => {
   const customer = {

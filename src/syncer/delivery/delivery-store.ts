@@ -1,9 +1,9 @@
 import { sql, type Transaction } from 'kysely'
-import type { Database, Db } from '../platform/database/index.ts'
-import type { DeliveryRow, DeliveryState } from '../platform/database/tables.ts'
-import { syncerProblems } from '../contracts/problems.ts'
-import { ProblemError } from '../platform/http/problem.ts'
-import { recordStatuses, type DeliveryStatus } from './sync-status.ts'
+import type { Database, Db } from '../../platform/database/index.ts'
+import type { DeliveryRow, DeliveryState } from '../../platform/database/tables.ts'
+import { syncerProblems } from '../../contracts/problems.ts'
+import { ProblemError } from '../../platform/http/problem.ts'
+import { recordStatuses, type DeliveryStatus } from '../status/sync-status.ts'
 
 type Tx = Transaction<Database>
 

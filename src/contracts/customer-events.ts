@@ -3,7 +3,7 @@ import { topics } from '../platform/kafka.ts'
 import type { NewOutboxMessage } from '../platform/database/tables.ts'
 import { Type, type TSchema } from 'typebox'
 import { CIF_ID_PATTERN } from './cif-id.ts'
-import { Customer, SOURCE_SYSTEM_PATTERN } from './customer-schema.ts'
+import { Customer, SOURCE_SYSTEM_PATTERN } from './customer.ts'
 
 export const customerEventTypes = {
   created: 'cif.customer.created',

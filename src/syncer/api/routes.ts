@@ -1,12 +1,12 @@
 import { Type, type Static } from 'typebox'
-import { CIF_ID_PATTERN, isValidCifId } from '../cif/cif-id.ts'
-import type { Db } from '../platform/database/index.ts'
-import type { DeliveryRow } from '../platform/database/tables.ts'
-import { requireApiKey } from '../platform/http/api-key-auth.ts'
-import { syncerProblems } from '../contracts/problems.ts'
-import { ProblemError } from '../platform/http/problem.ts'
-import { PROBLEM_JSON, type HttpServer } from '../platform/http/server.ts'
-import { redrive, skip } from './delivery-store.ts'
+import { CIF_ID_PATTERN, isValidCifId } from '../../contracts/cif-id.ts'
+import type { Db } from '../../platform/database/index.ts'
+import type { DeliveryRow } from '../../platform/database/tables.ts'
+import { requireApiKey } from '../../platform/http/api-key-auth.ts'
+import { syncerProblems } from '../../contracts/problems.ts'
+import { ProblemError } from '../../platform/http/problem.ts'
+import { PROBLEM_JSON, type HttpServer } from '../../platform/http/server.ts'
+import { redrive, skip } from '../delivery/delivery-store.ts'
 
 const problems = Object.fromEntries(
   ['400', '401', '404', '409'].map((status) => [

@@ -3,7 +3,7 @@ import { Ajv } from 'ajv'
 import jsonata from 'jsonata'
 import { Type, type Static } from 'typebox'
 import { LineCounter, parseDocument, type Document } from 'yaml'
-import { ConfigError } from '../platform/config.ts'
+import { ConfigError } from '../../platform/config.ts'
 
 const positive = (maximum: number, description?: string) => Type.Integer({ minimum: 1, maximum, description })
 

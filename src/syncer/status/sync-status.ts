@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { sql, type Transaction } from 'kysely'
-import type { Database, Db } from '../platform/database/index.ts'
-import { topics } from '../platform/kafka.ts'
+import type { Database, Db } from '../../platform/database/index.ts'
+import { topics } from '../../platform/kafka.ts'
 
 export const statusKinds = {
   DELIVERED: 'cif.sync.delivery.succeeded',

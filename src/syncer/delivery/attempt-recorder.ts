@@ -1,4 +1,4 @@
-import type { Db } from '../platform/database/index.ts'
+import type { Db } from '../../platform/database/index.ts'
 import { recordAttempts, type FinishedAttempt } from './delivery-store.ts'
 
 const MAX_BATCH = 200
