@@ -1,7 +1,7 @@
-// Writes schemas/events/*.json from the TypeBox definitions; a unit test fails when they drift.
+// Writes schemas/events/*.json from the TypeBox definitions in src/contracts; a unit test fails when they drift.
 import { writeFileSync } from 'node:fs'
-import { customerEventSchema, customerEventTypes } from '../src/contracts/customer-events.ts'
+import { eventSchemas } from '../src/contracts/event-schemas.ts'
 
-for (const type of Object.values(customerEventTypes)) {
-  writeFileSync(new URL(`../schemas/events/${type}.json`, import.meta.url), `${JSON.stringify(customerEventSchema(type), null, 2)}\n`)
+for (const [type, schema] of Object.entries(eventSchemas())) {
+  writeFileSync(new URL(`../schemas/events/${type}.json`, import.meta.url), `${JSON.stringify(schema, null, 2)}\n`)
 }

@@ -8,6 +8,7 @@ import { onShutdown } from './platform/lifecycle.ts'
 import { LocalKafkaUnavailable } from './platform/local/kafka-broker.ts'
 import { createLogger } from './platform/logger.ts'
 import { runLocalStack } from './roles/local-stack.ts'
+import { migrations } from './roles/migrations.ts'
 import { runSimulator } from './roles/simulator.ts'
 import { startSyncer } from './syncer/service.ts'
 import { tailTopic } from './roles/tail.ts'
@@ -53,7 +54,7 @@ async function main(argv: string[]): Promise<void> {
     case 'migrate': {
       const database = openDatabase(required(config).databaseUrl, { maxConnections: 1 })
       try {
-        log.info({ applied: await migrateToLatest(database.db) }, 'database is up to date')
+        log.info({ applied: await migrateToLatest(database.db, migrations) }, 'database is up to date')
       } finally {
         await database.close()
       }

@@ -1,6 +1,6 @@
 import { Ajv } from 'ajv'
 import addFormats from 'ajv-formats'
-import type { FieldError } from '../platform/http/problem.ts'
+import type { FieldError } from '../contracts/problems.ts'
 import { fieldErrorsFromAjv } from '../platform/http/problem.ts'
 import { CustomerInput } from '../contracts/customer.ts'
 

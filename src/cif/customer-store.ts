@@ -1,15 +1,13 @@
-import { sql, type Transaction } from 'kysely'
-import type { Database, Db } from '../platform/database/index.ts'
-import type { CustomerRow } from '../platform/database/tables.ts'
-import { cifProblems } from '../contracts/problems.ts'
-import { ProblemError } from '../platform/http/problem.ts'
+import { sql } from 'kysely'
+import { topics } from '../contracts/topics.ts'
+import { outboxMessage } from '../outbox/messages.ts'
+import type { CifDb, CifTx, CustomerRow } from './tables.ts'
+import { cifProblems, Refusal } from '../contracts/problems.ts'
 import { cifIdFromNumber } from '../contracts/cif-id.ts'
-import { customerEvent, customerEventTypes, outboxMessageFor } from '../contracts/customer-events.ts'
+import { customerEvent, customerEventTypes } from '../contracts/customer-events.ts'
 import { customerRecordErrors, normalizeIdentifierValue, todayUtc } from './customer-rules.ts'
 import { Customer, type CustomerInput, type CustomerPatch } from '../contracts/customer.ts'
 import { applyMergePatch, changedFields } from './merge-patch.ts'
-
-type Tx = Transaction<Database>
 
 const customerFieldOrder = Object.keys(Customer.properties)
 
@@ -26,15 +24,15 @@ export function toCustomer(row: CustomerRow): Customer {
   return Object.fromEntries(customerFieldOrder.filter((k) => values[k] !== undefined).map((k) => [k, values[k]])) as Customer
 }
 
-function conflict(detail: string, cifId: string | undefined, field: string): ProblemError {
-  return new ProblemError(cifProblems.customerExists, detail, { cifId, errors: [{ pointer: field, detail: 'already belongs to another customer' }] })
+function conflict(detail: string, cifId: string | undefined, field: string): Refusal {
+  return new Refusal(cifProblems.customerExists, detail, { cifId, errors: [{ pointer: field, detail: 'already belongs to another customer' }] })
 }
 
 /**
  * Claims the customer's identifiers. A document held by another customer means the person or company
  * is already known: one customer, one CIF.
  */
-async function claimIdentifiers(trx: Tx, cifId: string, identifiers: CustomerInput['identifiers']): Promise<void> {
+async function claimIdentifiers(trx: CifTx, cifId: string, identifiers: CustomerInput['identifiers']): Promise<void> {
   if (!identifiers?.length) return
   const rows = identifiers.map((identifier) => ({
     type: identifier.type,
@@ -62,7 +60,7 @@ async function claimIdentifiers(trx: Tx, cifId: string, identifiers: CustomerInp
   throw conflict(`This ${rows[taken]!.type} already belongs to customer ${holder?.cif_id}.`, holder?.cif_id, `/identifiers/${taken}`)
 }
 
-export async function createCustomer(trx: Tx, input: CustomerInput, sourceSystem: string): Promise<Customer> {
+export async function createCustomer(trx: CifTx, input: CustomerInput, sourceSystem: string): Promise<Customer> {
   const { next } = await sql<{ next: string }>`select nextval('cif_number_seq')::text as next`.execute(trx).then((r) => r.rows[0]!)
   const cifId = cifIdFromNumber(next)
   const row = await trx
@@ -89,11 +87,11 @@ export async function createCustomer(trx: Tx, input: CustomerInput, sourceSystem
   }
   await claimIdentifiers(trx, cifId, input.identifiers)
   const customer = toCustomer(row)
-  await trx.insertInto('outbox_message').values(outboxMessageFor(customerEvent(customerEventTypes.created, customer, sourceSystem))).execute()
+  await trx.insertInto('outbox_message').values(outboxMessage(topics.customerEvents, customerEvent(customerEventTypes.created, customer, sourceSystem))).execute()
   return customer
 }
 
-export async function findCustomer(db: Db, cifId: string): Promise<Customer | undefined> {
+export async function findCustomer(db: CifDb, cifId: string): Promise<Customer | undefined> {
   const row = await db.selectFrom('customer').selectAll().where('cif_id', '=', cifId).executeTakeFirst()
   return row && toCustomer(row)
 }
@@ -103,23 +101,23 @@ export async function findCustomer(db: Db, cifId: string): Promise<Customer | un
  * also orders this customer's events: a later version's outbox row is always written after an earlier one's.
  */
 export async function updateCustomer(
-  trx: Tx,
+  trx: CifTx,
   cifId: string,
   patch: CustomerPatch,
   expectedVersion: number,
   actingSourceSystem: string
 ): Promise<Customer> {
   const row = await trx.selectFrom('customer').selectAll().where('cif_id', '=', cifId).forUpdate().executeTakeFirst()
-  if (!row) throw new ProblemError(cifProblems.customerNotFound, `No customer has CIF ID ${cifId}.`)
+  if (!row) throw new Refusal(cifProblems.customerNotFound, `No customer has CIF ID ${cifId}.`)
   if (row.version !== expectedVersion) {
-    throw new ProblemError(cifProblems.versionMismatch, `The customer is at version ${row.version}, not ${expectedVersion}; read it again and reapply your change.`, {
+    throw new Refusal(cifProblems.versionMismatch, `The customer is at version ${row.version}, not ${expectedVersion}; read it again and reapply your change.`, {
       currentVersion: row.version
     })
   }
   const before = row.record
   const after = applyMergePatch(before, patch) as Record<string, unknown>
   const errors = customerRecordErrors(after, todayUtc())
-  if (errors.length) throw ProblemError.invalid(errors, 'The customer would not be valid after this change.')
+  if (errors.length) throw Refusal.invalid(errors, 'The customer would not be valid after this change.')
   const changed = changedFields(before, after)
   if (changed.length === 0) return toCustomer(row)
 
@@ -135,6 +133,6 @@ export async function updateCustomer(
     .executeTakeFirstOrThrow()
   const customer = toCustomer(updated)
   const event = customerEvent(customerEventTypes.updated, customer, actingSourceSystem, changed)
-  await trx.insertInto('outbox_message').values(outboxMessageFor(event)).execute()
+  await trx.insertInto('outbox_message').values(outboxMessage(topics.customerEvents, event)).execute()
   return customer
 }

@@ -1,11 +1,11 @@
 import { createHash, randomUUID } from 'node:crypto'
 import { sql } from 'kysely'
-import type { Db } from '../platform/database/index.ts'
-import { cifProblems } from '../contracts/problems.ts'
-import { ProblemError } from '../platform/http/problem.ts'
+import { cifProblems, Refusal } from '../contracts/problems.ts'
 
 /** How long a request may hold its key before a retry may take over (its owner is presumed dead). */
 const LEASE_SECONDS = 60
+
+import type { CifDb } from './tables.ts'
 
 export interface StoredResponse {
   status: number
@@ -34,7 +34,7 @@ export function requestHash(body: unknown): string {
  * Idempotent create (as Fineract and Stripe do it): the key is claimed in its own committed row, so a
  * concurrent retry sees it at once (409), and the response is stored in the create's transaction.
  */
-export async function startIdempotentRequest(db: Db, sourceSystem: string, key: string, hash: string): Promise<IdempotencyStart> {
+export async function startIdempotentRequest(db: CifDb, sourceSystem: string, key: string, hash: string): Promise<IdempotencyStart> {
   const token = randomUUID()
   const claimed = await db
     .insertInto('idempotency_key')
@@ -62,7 +62,7 @@ export async function startIdempotentRequest(db: Db, sourceSystem: string, key: 
     .executeTakeFirst()
   if (!existing) return startIdempotentRequest(db, sourceSystem, key, hash) // purged in between
   if (existing.request_hash !== hash) {
-    throw new ProblemError(cifProblems.idempotencyKeyReused, 'This Idempotency-Key was used for a different request body; use a new key for a new request.', {
+    throw new Refusal(cifProblems.idempotencyKeyReused, 'This Idempotency-Key was used for a different request body; use a new key for a new request.', {
       errors: [{ header: 'idempotency-key', detail: 'was used with another body' }]
     })
   }
@@ -82,7 +82,7 @@ export async function startIdempotentRequest(db: Db, sourceSystem: string, key: 
     .returning('key')
     .executeTakeFirst()
   if (takenOver) return { kind: 'first', token }
-  throw new ProblemError(cifProblems.idempotencyKeyInUse, 'A request with this Idempotency-Key is still being processed; retry after it completes.', {
+  throw new Refusal(cifProblems.idempotencyKeyInUse, 'A request with this Idempotency-Key is still being processed; retry after it completes.', {
     errors: [{ header: 'idempotency-key', detail: 'is in use by a request in progress' }]
   })
 }
@@ -91,7 +91,7 @@ export async function startIdempotentRequest(db: Db, sourceSystem: string, key: 
  * Stores the answer under the key, if this request still holds it; false when a retry took it over (the
  * create's transaction must then roll back, or the key would stand for two customers).
  */
-export async function completeIdempotentRequest(db: Db, sourceSystem: string, key: string, token: string, response: StoredResponse): Promise<boolean> {
+export async function completeIdempotentRequest(db: CifDb, sourceSystem: string, key: string, token: string, response: StoredResponse): Promise<boolean> {
   const result = await db
     .updateTable('idempotency_key')
     .set({
@@ -110,7 +110,7 @@ export async function completeIdempotentRequest(db: Db, sourceSystem: string, ke
 }
 
 /** The request failed in a way a retry may fix (not the caller's fault): free the key, if still ours. */
-export async function releaseIdempotencyKey(db: Db, sourceSystem: string, key: string, token: string): Promise<void> {
+export async function releaseIdempotencyKey(db: CifDb, sourceSystem: string, key: string, token: string): Promise<void> {
   await db
     .deleteFrom('idempotency_key')
     .where('source_system', '=', sourceSystem)
@@ -120,7 +120,7 @@ export async function releaseIdempotencyKey(db: Db, sourceSystem: string, key: s
     .execute()
 }
 
-export async function purgeIdempotencyKeys(db: Db, olderThanHours: number): Promise<number> {
+export async function purgeIdempotencyKeys(db: CifDb, olderThanHours: number): Promise<number> {
   const result = await db
     .deleteFrom('idempotency_key')
     .where('created_at', '<', sql<Date>`now() - make_interval(hours => ${olderThanHours})`)

@@ -1,11 +1,10 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
-import { cifProblems } from '../contracts/problems.ts'
-import type { Db } from '../platform/database/index.ts'
+import { cifProblems, Refusal } from '../contracts/problems.ts'
 import { requireApiKey } from '../platform/http/api-key-auth.ts'
-import { ProblemError } from '../platform/http/problem.ts'
-import { PROBLEM_JSON, type HttpServer } from '../platform/http/server.ts'
-import { isValidCifId } from '../contracts/cif-id.ts'
+import { problemOf } from '../platform/http/problem.ts'
+import { apiKeySecurity, PROBLEM_JSON, problemResponses, type HttpServer } from '../platform/http/server.ts'
+import { requireValidCifId } from '../contracts/cif-id.ts'
 import { customerRuleErrors, todayUtc } from './customer-rules.ts'
 import { CifIdParams, Customer, CustomerInput, CustomerPatch, immutableFields } from '../contracts/customer.ts'
 import { createCustomer, findCustomer, updateCustomer } from './customer-store.ts'
@@ -17,35 +16,26 @@ import {
   type StoredResponse
 } from './idempotency.ts'
 
+import type { CifDb } from './tables.ts'
+
 export interface CifApiOptions {
-  db: Db
+  db: CifDb
   sourceSystemKeyHashes: Map<string, string>
 }
 
-const problems = Object.fromEntries(
-  ['400', '401', '404', '409', '412', '413', '415', '422', '428'].map((status) => [
-    status,
-    { description: 'Problem details (RFC 9457)', content: { [PROBLEM_JSON]: { schema: Type.Ref('Problem') } } }
-  ])
-)
-const security = [{ apiKey: [] }]
+const problems = problemResponses(400, 401, 404, 409, 412, 413, 415, 422, 428)
+const security = apiKeySecurity
 const etag = (version: number) => `"${version}"`
-
-function checkCifId(cifId: string): void {
-  if (!isValidCifId(cifId)) {
-    throw ProblemError.invalid([{ parameter: 'cifId', detail: 'has a wrong check digit' }], 'The CIF ID is malformed.')
-  }
-}
 
 /** `If-Match: "<version>"`, as the ETag of the last read gave it. */
 function expectedVersion(ifMatch: string | undefined): number {
   if (ifMatch === undefined) {
-    throw new ProblemError(cifProblems.ifMatchRequired, 'Send If-Match with the ETag of the version you read, so no concurrent change is overwritten.', {
+    throw new Refusal(cifProblems.ifMatchRequired, 'Send If-Match with the ETag of the version you read, so no concurrent change is overwritten.', {
       errors: [{ header: 'if-match', detail: 'is required' }]
     })
   }
   const match = /^"([1-9][0-9]{0,8})"$/.exec(ifMatch.trim())
-  if (!match) throw ProblemError.invalid([{ header: 'if-match', detail: 'must be an ETag such as "3"' }])
+  if (!match) throw Refusal.invalid([{ header: 'if-match', detail: 'must be an ETag such as "3"' }])
   return Number(match[1])
 }
 
@@ -72,7 +62,7 @@ export async function cifApi(app: HttpServer, options: CifApiOptions): Promise<v
     async (request, reply) => {
       const input = request.body
       const ruleErrors = customerRuleErrors(input, todayUtc())
-      if (ruleErrors.length) throw ProblemError.invalid(ruleErrors)
+      if (ruleErrors.length) throw Refusal.invalid(ruleErrors)
 
       const key = request.headers['idempotency-key']
       const source = request.caller
@@ -91,7 +81,7 @@ export async function cifApi(app: HttpServer, options: CifApiOptions): Promise<v
           const customer = await createCustomer(trx, input, source)
           const headers = { location: `/v1/customers/${customer.cifId}`, etag: etag(customer.version) }
           if (held && !(await completeIdempotentRequest(trx, source, held.key, held.token, { status: 201, body: customer, headers }))) {
-            throw new ProblemError(cifProblems.idempotencyKeyTakenOver, 'This request took so long that a retry with the same Idempotency-Key took it over; that retry answers it.', {
+            throw new Refusal(cifProblems.idempotencyKeyTakenOver, 'This request took so long that a retry with the same Idempotency-Key took it over; that retry answers it.', {
               errors: [{ header: 'idempotency-key', detail: 'was taken over by a retry' }]
             })
           }
@@ -111,9 +101,9 @@ export async function cifApi(app: HttpServer, options: CifApiOptions): Promise<v
       schema: { tags: ['customers'], summary: 'Read a customer', security, params: CifIdParams, response: { 200: Customer, ...problems } }
     },
     async (request, reply) => {
-      checkCifId(request.params.cifId)
+      requireValidCifId(request.params.cifId)
       const customer = await findCustomer(db, request.params.cifId)
-      if (!customer) throw new ProblemError(cifProblems.customerNotFound, `No customer has CIF ID ${request.params.cifId}.`)
+      if (!customer) throw new Refusal(cifProblems.customerNotFound, `No customer has CIF ID ${request.params.cifId}.`)
       return reply.header('etag', etag(customer.version)).send(customer)
     }
   )
@@ -141,11 +131,11 @@ export async function cifApi(app: HttpServer, options: CifApiOptions): Promise<v
         }
       },
       async (request, reply) => {
-        checkCifId(request.params.cifId)
+        requireValidCifId(request.params.cifId)
         const version = expectedVersion(request.headers['if-match'])
         const immutable = immutableFields.filter((field) => field in request.body)
         if (immutable.length) {
-          throw ProblemError.invalid(immutable.map((field) => ({ pointer: `/${field}`, detail: 'cannot be changed after create' })))
+          throw Refusal.invalid(immutable.map((field) => ({ pointer: `/${field}`, detail: 'cannot be changed after create' })))
         }
         const customer = await db
           .transaction()
@@ -157,9 +147,9 @@ export async function cifApi(app: HttpServer, options: CifApiOptions): Promise<v
 }
 
 /** A refusal (4xx) is the answer to that request and is replayed; anything else frees the key for a retry. */
-async function settleFailedIdempotentRequest(db: Db, source: string, held: { key: string; token: string }, error: unknown, url: string): Promise<void> {
-  if (error instanceof ProblemError && error.status < 500) {
-    const response: StoredResponse = { status: error.status, body: { ...error.problem, instance: url }, headers: { 'content-type': PROBLEM_JSON } }
+async function settleFailedIdempotentRequest(db: CifDb, source: string, held: { key: string; token: string }, error: unknown, url: string): Promise<void> {
+  if (error instanceof Refusal && error.type.status < 500) {
+    const response: StoredResponse = { status: error.type.status, body: { ...problemOf(error), instance: url }, headers: { 'content-type': PROBLEM_JSON } }
     await completeIdempotentRequest(db, source, held.key, held.token, response)
   } else {
     await releaseIdempotencyKey(db, source, held.key, held.token)

@@ -1,18 +1,14 @@
 import { cifProblems } from '../contracts/problems.ts'
 import { OutboxRelay } from '../outbox/relay.ts'
-import type { Config } from '../platform/config.ts'
+import type { Config, Connections } from '../platform/config.ts'
 import { openDatabase } from '../platform/database/index.ts'
+import type { CifDatabase, CifTables } from './tables.ts'
 import { createHttpServer, type HttpServer } from '../platform/http/server.ts'
 import { dependencyChecks } from '../platform/health.ts'
-import { topics } from '../platform/kafka.ts'
+import { topics } from '../contracts/topics.ts'
 import type { Logger } from '../platform/logger.ts'
 import { purgeIdempotencyKeys } from './idempotency.ts'
 import { cifApi } from './routes.ts'
-
-export interface Connections {
-  databaseUrl: string
-  kafkaBrokers: string[]
-}
 
 export interface CifService {
   app: HttpServer
@@ -25,10 +21,11 @@ const IDEMPOTENCY_KEY_TTL_HOURS = 24
 
 /** The CIF service: the customer API and the relay that publishes its outbox to Kafka. */
 export async function startCifService(config: Config, connections: Connections, log: Logger): Promise<CifService> {
-  const database = openDatabase(connections.databaseUrl, { maxConnections: 20 })
+  const database = openDatabase<CifDatabase>(connections.databaseUrl, { maxConnections: 20 })
   const dependencies = dependencyChecks(database.db, connections.kafkaBrokers)
   const relay = new OutboxRelay({
-    db: database.db,
+    // The relay sees the outbox table only.
+    db: database.db.$omitTables<keyof CifTables>(),
     databaseUrl: connections.databaseUrl,
     brokers: connections.kafkaBrokers,
     clientId: 'cif-service',

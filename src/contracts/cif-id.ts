@@ -1,3 +1,5 @@
+import { Refusal } from './problems.ts'
+
 /**
  * A CIF ID is eleven digits: a ten-digit number from a database sequence, then a Luhn check digit,
  * so a mistyped or transposed digit is caught before any lookup.
@@ -22,6 +24,11 @@ export function cifIdFromNumber(sequenceNumber: bigint | number | string): strin
   const body = String(sequenceNumber)
   if (!/^[1-9][0-9]{9}$/.test(body)) throw new RangeError(`CIF sequence number out of range: ${body}`)
   return body + luhnCheckDigit(body)
+}
+
+/** Refuses a CIF ID (a path parameter, by default `cifId`) whose check digit is wrong. */
+export function requireValidCifId(value: string, parameter = 'cifId'): void {
+  if (!isValidCifId(value)) throw Refusal.invalid([{ parameter, detail: 'has a wrong check digit' }], 'The CIF ID is malformed.')
 }
 
 /** True when `value` has the CIF ID shape and its check digit is right. */

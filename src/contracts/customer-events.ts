@@ -1,6 +1,4 @@
 import { randomUUID } from 'node:crypto'
-import { topics } from '../platform/kafka.ts'
-import type { NewOutboxMessage } from '../platform/database/tables.ts'
 import { Type, type TSchema } from 'typebox'
 import { CIF_ID_PATTERN } from './cif-id.ts'
 import { Customer, SOURCE_SYSTEM_PATTERN } from './customer.ts'
@@ -56,21 +54,6 @@ export function customerEvent(
     sourcesystem: actingSourceSystem,
     ...(changed ? { changedfields: changed.join(',') } : {}),
     data: customer
-  }
-}
-
-/** The outbox row that publishes `event` keyed by CIF ID, so one customer's events share a partition. */
-export function outboxMessageFor(event: CustomerEvent): NewOutboxMessage {
-  return {
-    event_id: event.id,
-    topic: topics.customerEvents,
-    message_key: event.subject,
-    payload: JSON.stringify(event),
-    headers: JSON.stringify({
-      'content-type': 'application/cloudevents+json; charset=utf-8',
-      ce_type: event.type,
-      ce_id: event.id
-    })
   }
 }
 

@@ -103,6 +103,59 @@ export const Customer = Type.Object(
 )
 export type Customer = Static<typeof Customer>
 
+/**
+ * Which fields hold personal data, declared here once for every field of the record: the type checker
+ * refuses a new field until it is classified here. Log redaction (platform/logger.ts) and the masking of
+ * end systems' messages (syncer/delivery/masking.ts) both derive from `personalData`.
+ */
+type Classification = 'personal' | 'not personal'
+const customerFieldClasses = {
+  cifId: 'not personal',
+  version: 'not personal',
+  legalForm: 'not personal',
+  firstName: 'personal',
+  middleName: 'personal',
+  lastName: 'personal',
+  dateOfBirth: 'personal',
+  fullName: 'personal',
+  registrationNumber: 'personal',
+  mobileNumber: 'personal',
+  email: 'personal',
+  identifiers: 'personal',
+  addresses: 'personal',
+  branchCode: 'not personal',
+  externalId: 'personal',
+  sourceSystem: 'not personal',
+  createdAt: 'not personal',
+  updatedAt: 'not personal'
+} as const satisfies Record<keyof Customer, Classification>
+const identifierFieldClasses = { type: 'not personal', value: 'personal', issuingCountry: 'not personal' } as const satisfies Record<
+  keyof Static<typeof Identifier>,
+  Classification
+>
+const addressFieldClasses = {
+  type: 'not personal',
+  line1: 'personal',
+  line2: 'personal',
+  line3: 'personal',
+  city: 'personal',
+  region: 'personal',
+  postalCode: 'personal',
+  country: 'not personal'
+} as const satisfies Record<keyof Static<typeof Address>, Classification>
+
+const personalOf = <T extends Record<string, Classification>>(classes: T) =>
+  (Object.keys(classes) as (keyof T & string)[]).filter((field) => classes[field] === 'personal')
+
+export const personalData = {
+  /** Top-level fields of a customer that hold personal data (lists hold it in their items' fields below). */
+  fields: personalOf(customerFieldClasses),
+  /** For a list of such fields, the fields of each item that hold personal data. */
+  itemFields: { identifiers: personalOf(identifierFieldClasses), addresses: personalOf(addressFieldClasses) } as Partial<
+    Record<keyof Customer, readonly string[]>
+  >
+}
+
 export const CifIdParams = Type.Object({
   cifId: Type.String({ pattern: CIF_ID_PATTERN, description: '11 digits, the last a Luhn check digit' })
 })

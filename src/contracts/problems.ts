@@ -1,10 +1,87 @@
-import type { ProblemType } from '../platform/http/problem.ts'
+/**
+ * Every problem the project's APIs answer with, declared once: those any API has, then the CIF service's
+ * and the syncer's. Code raises them by name (a Refusal), the HTTP edge turns a refusal into problem+json
+ * (platform/http/problem.ts), and the OpenAPI documents and the README table (checked by a test) list
+ * them. A caller tells them apart by `type`, `urn:cif-syncer:problem:<code>`.
+ */
+
+/** One field at fault: `pointer` (RFC 6901) into the JSON body, or the name of a path/query `parameter` or `header`. */
+export interface FieldError {
+  pointer?: string
+  parameter?: string
+  header?: string
+  detail: string
+}
 
 /**
- * The problems of the customer APIs, beyond those every API has (platform/http/problem.ts): declared
- * once here, each service raises them by name, and the OpenAPI documents and the README table (checked by
- * a test) list them. A caller tells them apart by `type`, `urn:cif-syncer:problem:<code>`.
+ * One kind of problem a caller can act on. `code` is stable: it ends the problem's `type` URI, which is
+ * what a caller's code tells problems apart by (the `detail` is prose for people, and may change).
  */
+export interface ProblemType {
+  code: string
+  status: number
+  title: string
+  /** When it happens and what to do, for the API documentation. */
+  description: string
+}
+
+export const problemTypeUri = (code: string): string => `urn:cif-syncer:problem:${code}`
+
+/**
+ * A request refused for a reason the caller can act on, raised where the rule lives (a store, a route).
+ * `extra` members (`errors`, `cifId`, `currentVersion`, ...) go into the problem document as they are.
+ */
+export class Refusal extends Error {
+  override name = 'Refusal'
+  readonly type: ProblemType
+  readonly extra: Record<string, unknown>
+
+  constructor(type: ProblemType, detail: string, extra: Record<string, unknown> = {}) {
+    super(detail)
+    this.type = type
+    this.extra = extra
+  }
+
+  static invalid(errors: FieldError[], detail = 'One or more fields are not valid.'): Refusal {
+    return new Refusal(httpProblems.validationFailed, detail, { errors })
+  }
+}
+
+/** The problems any API of this project can answer with, whatever its domain. */
+export const httpProblems = {
+  validationFailed: {
+    code: 'validation-failed',
+    status: 400,
+    title: 'One or more fields are not valid',
+    description: '`errors` names every field at fault (`pointer` into the body, `parameter` or `header`), each with what is wrong.'
+  },
+  malformedBody: {
+    code: 'malformed-body',
+    status: 400,
+    title: 'The request body cannot be read',
+    description: 'The body is not valid JSON, is empty where a document is expected, or does not match its Content-Length.'
+  },
+  unauthorized: {
+    code: 'unauthorized',
+    status: 401,
+    title: 'Authentication is required',
+    description: 'No API key was sent as `Authorization: Bearer <key>`, or the key is not known.'
+  },
+  notFound: { code: 'not-found', status: 404, title: 'Not found', description: 'No such route.' },
+  bodyTooLarge: { code: 'body-too-large', status: 413, title: 'Request body too large', description: 'The body is larger than this API accepts.' },
+  unsupportedMediaType: {
+    code: 'unsupported-media-type',
+    status: 415,
+    title: 'Unsupported media type',
+    description: 'The body is not sent as `application/json` (or, for PATCH, `application/merge-patch+json`).'
+  },
+  internalError: {
+    code: 'internal-error',
+    status: 500,
+    title: 'Internal error',
+    description: 'Something failed on our side; the request may be retried. Nothing was half-written.'
+  }
+} as const satisfies Record<string, ProblemType>
 const customerNotFound = {
   code: 'customer-not-found',
   status: 404,

@@ -3,16 +3,17 @@ import { sql } from 'kysely'
 import pg from 'pg'
 import type { Admin } from '@platformatic/kafka'
 import { backoffMs } from '../platform/backoff.ts'
-import type { Db } from '../platform/database/index.ts'
+import type { Kysely } from 'kysely'
 import { DeadlineExceeded, withDeadline } from '../platform/deadline.ts'
 import { describeError } from '../platform/errors.ts'
 import { createIdempotentProducer, createProbe, kafkaAnswers, type StringProducer } from '../platform/kafka.ts'
 import type { Logger } from '../platform/logger.ts'
 import { startPeriodic, type Periodic } from '../platform/periodic.ts'
 import { judgeRelay, type RelayVerdict } from './relay-watchdog.ts'
+import type { OutboxTables } from './tables.ts'
 
 export interface OutboxRelayOptions {
-  db: Db
+  db: Kysely<OutboxTables>
   /** For the LISTEN connection, which must stay out of the pool. */
   databaseUrl: string
   brokers: string[]

@@ -6,6 +6,12 @@ export class ConfigError extends Error {
   override name = 'ConfigError'
 }
 
+/** Where a service finds PostgreSQL and Kafka. */
+export interface Connections {
+  databaseUrl: string
+  kafkaBrokers: string[]
+}
+
 export interface Config {
   production: boolean
   logLevel: string

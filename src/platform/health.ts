@@ -1,9 +1,8 @@
-import { sql } from 'kysely'
-import type { Db } from './database/index.ts'
+import { sql, type Kysely } from 'kysely'
 import { createProbe, kafkaAnswers } from './kafka.ts'
 
 /** What `/health/ready` asks of a service that stands on PostgreSQL and Kafka. */
-export function dependencyChecks(db: Db, brokers: string[]): { checks: Record<string, () => Promise<boolean>>; close(): Promise<void> } {
+export function dependencyChecks<DB>(db: Kysely<DB>, brokers: string[]): { checks: Record<string, () => Promise<boolean>>; close(): Promise<void> } {
   const probe = createProbe(brokers, 2000)
   return {
     checks: {

@@ -1,22 +1,11 @@
 import { randomUUID } from 'node:crypto'
 import { Admin, Consumer, Producer, stringDeserializers, stringSerializers } from '@platformatic/kafka'
 
-export const topics = {
-  customerEvents: 'cif.customer.events',
-  syncStatus: 'cif.sync.status'
-} as const
-
-/** Explicit partition counts: a customer's events stay in order within their partition (key = CIF ID). */
-export const topicPartitions: Record<string, number> = {
-  [topics.customerEvents]: 12,
-  [topics.syncStatus]: 12
-}
-
 /**
- * Creates the project's topics where missing. The replication factor is left to the cluster
+ * Creates the topics (name: partitions) where missing. The replication factor is left to the cluster
  * (`default.replication.factor`), so the same code serves the local single node and a real cluster.
  */
-export async function ensureTopics(brokers: string[], wanted: Record<string, number> = topicPartitions): Promise<string[]> {
+export async function ensureTopics(brokers: string[], wanted: Record<string, number>): Promise<string[]> {
   const admin = new Admin({ clientId: 'cif-syncer-admin', bootstrapBrokers: brokers })
   try {
     const existing = new Set(await admin.listTopics())

@@ -3,9 +3,10 @@ import { devOperator, devSourceSystem, type Config } from '../platform/config.ts
 import { onShutdown } from '../platform/lifecycle.ts'
 import { startInfrastructure } from '../platform/local/infrastructure.ts'
 import type { Logger } from '../platform/logger.ts'
-import { topics } from '../platform/kafka.ts'
+import { topics } from '../contracts/topics.ts'
 import { startSimulator } from '../simulator/service.ts'
 import { startSyncer } from '../syncer/service.ts'
+import { migrations } from './migrations.ts'
 
 const demoCustomer = {
   legalForm: 'PERSON',
@@ -24,7 +25,7 @@ const DEV_CORE_BANKING_TOKEN = 'local-core-banking-token'
 export async function runLocalStack(config: Config, log: Logger): Promise<void> {
   const started = Date.now()
   process.env.CORE_BANKING_TOKEN ??= DEV_CORE_BANKING_TOKEN
-  const infrastructure = await startInfrastructure(config, log)
+  const infrastructure = await startInfrastructure(config, log, migrations)
   const simulator = await startSimulator(
     { ...config.simulator, requiredAuthorization: { 'core-banking': `Bearer ${process.env.CORE_BANKING_TOKEN}` } },
     log.child({ service: 'simulator' })

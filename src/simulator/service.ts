@@ -1,6 +1,6 @@
 import { Type } from 'typebox'
 import { createHttpServer, type HttpServer } from '../platform/http/server.ts'
-import { httpProblems, ProblemError } from '../platform/http/problem.ts'
+import { httpProblems, Refusal } from '../contracts/problems.ts'
 import type { Logger } from '../platform/logger.ts'
 import { simulatedSystems, SimulatedEndSystem, type Fault } from './end-system-simulator.ts'
 
@@ -49,7 +49,7 @@ export async function startSimulator(options: SimulatorOptions, log: Logger): Pr
   })
   const find = (name: string): SimulatedEndSystem => {
     const system = systems.get(name)
-    if (!system) throw new ProblemError(httpProblems.notFound, `No simulated system "${name}"; there are ${[...systems.keys()].join(', ')}.`)
+    if (!system) throw new Refusal(httpProblems.notFound, `No simulated system "${name}"; there are ${[...systems.keys()].join(', ')}.`)
     return system
   }
   const NameParams = Type.Object({ name: Type.String({ maxLength: 50 }) })

@@ -1,12 +1,12 @@
-import type { Connections } from '../cif/service.ts'
 import { syncerProblems } from '../contracts/problems.ts'
 import { OutboxRelay } from '../outbox/relay.ts'
-import type { Config } from '../platform/config.ts'
+import type { Config, Connections } from '../platform/config.ts'
 import { openDatabase } from '../platform/database/index.ts'
+import type { SyncerDatabase, SyncerTables } from './tables.ts'
 import { describeError } from '../platform/errors.ts'
 import { createHttpServer, type HttpServer } from '../platform/http/server.ts'
 import { dependencyChecks } from '../platform/health.ts'
-import { topics } from '../platform/kafka.ts'
+import { topics } from '../contracts/topics.ts'
 import type { Logger } from '../platform/logger.ts'
 import { AttemptRecorder } from './delivery/attempt-recorder.ts'
 import { recoverExpiredLeases } from './delivery/delivery-store.ts'
@@ -14,7 +14,8 @@ import { DeliveryLane } from './delivery/lane.ts'
 import { EndSystemClient } from './delivery/end-system-client.ts'
 import { loadEndSystems, type EndSystemConfig } from './delivery/end-systems-config.ts'
 import { EventIntake } from './intake/event-intake.ts'
-import { adminApi, callbackApi } from './api/routes.ts'
+import { adminApi } from './api/admin-api.ts'
+import { callbackApi } from './api/callback-api.ts'
 import { sequenceStatusUpdates } from './status/sync-status.ts'
 
 export interface Syncer {
@@ -35,7 +36,7 @@ export async function startSyncer(
   log: Logger,
   endSystems: EndSystemConfig[] = loadEndSystems(config.syncer.endSystemsFile)
 ): Promise<Syncer> {
-  const database = openDatabase(connections.databaseUrl, { maxConnections: 20 })
+  const database = openDatabase<SyncerDatabase>(connections.databaseUrl, { maxConnections: 20 })
   const { db } = database
   const clients = new Map(endSystems.map((system) => [system.name, new EndSystemClient(system)]))
   const recorder = new AttemptRecorder(db)
@@ -60,7 +61,7 @@ export async function startSyncer(
   await intake.start()
 
   const relay = new OutboxRelay({
-    db,
+    db: db.$omitTables<keyof SyncerTables>(),
     databaseUrl: connections.databaseUrl,
     brokers: connections.kafkaBrokers,
     clientId: 'cif-syncer-status',

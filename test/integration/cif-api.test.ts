@@ -3,18 +3,19 @@ import { cifIdFromNumber } from '../../src/contracts/cif-id.ts'
 import type { CifService } from '../../src/cif/service.ts'
 import { cifProblems } from '../../src/contracts/problems.ts'
 import { openDatabase, type DatabaseHandle } from '../../src/platform/database/index.ts'
-import { httpProblems } from '../../src/platform/http/problem.ts'
-import { topics } from '../../src/platform/kafka.ts'
+import { httpProblems } from '../../src/contracts/problems.ts'
+import { topics } from '../../src/contracts/topics.ts'
 import { call, connections, eventSchemaErrors, keys, newPerson, problemType, startTestCifService, TopicReader } from './helpers.ts'
+import { asCif, type TestDatabase } from '../support/database.ts'
 
 let cif: CifService
 let events: TopicReader
-let database: DatabaseHandle
+let database: DatabaseHandle<TestDatabase>
 
 beforeAll(async () => {
   cif = await startTestCifService()
   events = await TopicReader.open(connections().kafkaBrokers, topics.customerEvents)
-  database = openDatabase(connections().databaseUrl, { maxConnections: 2 })
+  database = openDatabase<TestDatabase>(connections().databaseUrl, { maxConnections: 2 })
 })
 afterAll(async () => {
   await events?.close()
@@ -185,13 +186,13 @@ describe('idempotent create', () => {
     const { sql } = await import('kysely')
     const person = newPerson()
     const key = `takeover-${person.externalId}`
-    const first = await startIdempotentRequest(database.db, 'branch-portal', key, requestHash(person))
+    const first = await startIdempotentRequest(asCif(database.db), 'branch-portal', key, requestHash(person))
     expect(first.kind).toBe('first')
     // The first request's lease runs out (its process hung or died).
     await database.db.updateTable('idempotency_key').set({ locked_until: sql<Date>`now() - interval '1 second'` }).where('key', '=', key).execute()
     const retry = await call(cif.url, 'POST', '/v1/customers', { body: person, headers: { 'idempotency-key': key } })
     expect(retry.status).toBe(201)
-    const late = await completeIdempotentRequest(database.db, 'branch-portal', key, (first as { token: string }).token, { status: 201, body: {}, headers: {} })
+    const late = await completeIdempotentRequest(asCif(database.db), 'branch-portal', key, (first as { token: string }).token, { status: 201, body: {}, headers: {} })
     expect(late).toBe(false)
     const replay = await call(cif.url, 'POST', '/v1/customers', { body: person, headers: { 'idempotency-key': key } })
     expect(replay.body).toEqual(retry.body)

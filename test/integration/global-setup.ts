@@ -5,6 +5,7 @@ import type { TestProject } from 'vitest/node'
 import { loadConfig } from '../../src/platform/config.ts'
 import { startInfrastructure } from '../../src/platform/local/infrastructure.ts'
 import { createLogger } from '../../src/platform/logger.ts'
+import { migrations } from '../../src/roles/migrations.ts'
 import { freePort } from './free-port.ts'
 
 declare module 'vitest' {
@@ -27,7 +28,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     LOCAL_POSTGRES_PORT: String(await freePort()),
     KAFKA_PORT: String(await freePort())
   })
-  const infrastructure = await startInfrastructure(config, createLogger(process.env.LOG_LEVEL ?? 'warn', 'test-stack'))
+  const infrastructure = await startInfrastructure(config, createLogger(process.env.LOG_LEVEL ?? 'warn', 'test-stack'), migrations)
   project.provide('databaseUrl', infrastructure.databaseUrl)
   project.provide('kafkaBrokers', infrastructure.kafkaBrokers)
   return async () => {

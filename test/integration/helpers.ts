@@ -5,11 +5,13 @@ import { join } from 'node:path'
 import { Ajv2020 } from 'ajv/dist/2020.js'
 import addFormats from 'ajv-formats'
 import { inject } from 'vitest'
-import { startCifService, type CifService, type Connections } from '../../src/cif/service.ts'
+import { startCifService, type CifService } from '../../src/cif/service.ts'
+import type { Connections } from '../../src/platform/config.ts'
 import { loadConfig } from '../../src/platform/config.ts'
 import { apiKeyHash } from '../../src/platform/http/api-key-auth.ts'
-import { problemTypeUri, type ProblemType } from '../../src/platform/http/problem.ts'
-import { ensureTopics, topics } from '../../src/platform/kafka.ts'
+import { problemTypeUri, type ProblemType } from '../../src/contracts/problems.ts'
+import { ensureTopics } from '../../src/platform/kafka.ts'
+import { topicPartitions, topics } from '../../src/contracts/topics.ts'
 import { startLocalKafka, type LocalKafka } from '../../src/platform/local/kafka-broker.ts'
 import { createLogger } from '../../src/platform/logger.ts'
 import { freePort } from './free-port.ts'
@@ -39,7 +41,7 @@ export async function startOwnBroker(partitions?: number): Promise<{ kafka: Loca
   const dir = await mkdtemp(join(tmpdir(), 'cif-syncer-own-broker-'))
   await chmod(dir, 0o755)
   const kafka = await startLocalKafka({ dir, port: await freePort(), controllerPort: await freePort() }, createLogger(process.env.LOG_LEVEL ?? 'warn', 'own-broker'))
-  await ensureTopics(kafka.brokers, partitions ? Object.fromEntries(Object.values(topics).map((topic) => [topic, partitions])) : undefined)
+  await ensureTopics(kafka.brokers, partitions ? Object.fromEntries(Object.values(topics).map((topic) => [topic, partitions])) : topicPartitions)
   return {
     kafka,
     remove: async () => {

@@ -2,13 +2,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { CifService } from '../../src/cif/service.ts'
 import { openDatabase, type DatabaseHandle } from '../../src/platform/database/index.ts'
 import { call, connections, newPerson, startTestCifService } from './helpers.ts'
+import type { TestDatabase } from '../support/database.ts'
 
 let cif: CifService
-let database: DatabaseHandle
+let database: DatabaseHandle<TestDatabase>
 
 beforeAll(async () => {
   cif = await startTestCifService()
-  database = openDatabase(connections().databaseUrl, { maxConnections: 2 })
+  database = openDatabase<TestDatabase>(connections().databaseUrl, { maxConnections: 2 })
 })
 afterAll(async () => {
   await cif?.close()

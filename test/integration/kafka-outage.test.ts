@@ -6,6 +6,7 @@ import type { Simulator } from '../../src/simulator/service.ts'
 import type { Syncer } from '../../src/syncer/service.ts'
 import { call, connections, newPerson, startOwnBroker, startTestCifService } from './helpers.ts'
 import { deliveriesOf, eventually, startTestSimulator, startTestSyncer } from './syncer-helpers.ts'
+import type { TestDatabase } from '../support/database.ts'
 
 // The syncer's side of a broker outage: its intake must come back by itself, and say while it cannot.
 // The stall period is short here (5 s, against 30 s by default), so that a watchdog acting where it must
@@ -13,7 +14,7 @@ import { deliveriesOf, eventually, startTestSimulator, startTestSyncer } from '.
 describe('the syncer through a Kafka outage', () => {
   let kafka: LocalKafka
   let broker: Awaited<ReturnType<typeof startOwnBroker>>
-  let database: DatabaseHandle
+  let database: DatabaseHandle<TestDatabase>
   let cif: CifService
   let simulator: Simulator
   let syncer: Syncer
@@ -22,7 +23,7 @@ describe('the syncer through a Kafka outage', () => {
     // One partition: a second syncer in the group has none, as when there are more syncers than partitions.
     broker = await startOwnBroker(1)
     kafka = broker.kafka
-    database = openDatabase(connections().databaseUrl, { maxConnections: 4 })
+    database = openDatabase<TestDatabase>(connections().databaseUrl, { maxConnections: 4 })
     cif = await startTestCifService({ kafkaBrokers: kafka.brokers })
     simulator = await startTestSimulator()
     syncer = await startOutageSyncer()

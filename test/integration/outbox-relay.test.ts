@@ -2,17 +2,18 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { CifService } from '../../src/cif/service.ts'
 import { OutboxRelay } from '../../src/outbox/relay.ts'
 import { openDatabase, type DatabaseHandle } from '../../src/platform/database/index.ts'
-import { topics } from '../../src/platform/kafka.ts'
+import { topics } from '../../src/contracts/topics.ts'
 import type { LocalKafka } from '../../src/platform/local/kafka-broker.ts'
 import { createLogger } from '../../src/platform/logger.ts'
 import { call, connections, newPerson, startOwnBroker, startTestCifService, TopicReader, type TopicMessage } from './helpers.ts'
 import { eventually } from './syncer-helpers.ts'
+import { asOutbox, type TestDatabase } from '../support/database.ts'
 
 const log = createLogger(process.env.LOG_LEVEL ?? 'warn', 'outbox-test')
-let database: DatabaseHandle
+let database: DatabaseHandle<TestDatabase>
 
 beforeAll(() => {
-  database = openDatabase(connections().databaseUrl, { maxConnections: 4 })
+  database = openDatabase<TestDatabase>(connections().databaseUrl, { maxConnections: 4 })
 })
 afterAll(async () => {
   await database?.close()
@@ -112,7 +113,7 @@ describe('several relays at once', () => {
     const cif = await startTestCifService()
     const extraRelays = Array.from({ length: 2 }, (_, i) =>
       new OutboxRelay({
-        db: database.db,
+        db: asOutbox(database.db),
         databaseUrl: connections().databaseUrl,
         brokers: connections().kafkaBrokers,
         clientId: `extra-relay-${i}`,
@@ -152,7 +153,7 @@ describe('several relays at once', () => {
 describe('retention', () => {
   it('purges sent messages past the retention and never a pending one', async () => {
     const relay = new OutboxRelay({
-      db: database.db,
+      db: asOutbox(database.db),
       databaseUrl: connections().databaseUrl,
       brokers: connections().kafkaBrokers,
       clientId: 'purge-test',

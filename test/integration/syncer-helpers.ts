@@ -6,8 +6,9 @@ import { createLogger } from '../../src/platform/logger.ts'
 import { startSimulator, type Simulator } from '../../src/simulator/service.ts'
 import { loadEndSystems, type RetryPolicy } from '../../src/syncer/delivery/end-systems-config.ts'
 import { startSyncer, type Syncer } from '../../src/syncer/service.ts'
-import type { Connections } from '../../src/cif/service.ts'
+import type { Connections } from '../../src/platform/config.ts'
 import { connections, keys } from './helpers.ts'
+import type { TestDatabase } from '../support/database.ts'
 
 export const operatorKey = 'test-operator-key'
 export const CORE_BANKING_TOKEN = 'test-core-banking-token'
@@ -57,11 +58,11 @@ export async function eventually<T>(probe: () => Promise<T>, done: (value: T) =>
   }
 }
 
-export async function deliveriesOf(database: DatabaseHandle, cifId: string) {
+export async function deliveriesOf(database: DatabaseHandle<TestDatabase>, cifId: string) {
   return database.db.selectFrom('delivery').selectAll().where('cif_id', '=', cifId).orderBy('end_system').orderBy('customer_version').execute()
 }
 
-export async function attemptsOf(database: DatabaseHandle, cifId: string, endSystem: string) {
+export async function attemptsOf(database: DatabaseHandle<TestDatabase>, cifId: string, endSystem: string) {
   return database.db
     .selectFrom('delivery_attempt')
     .selectAll()

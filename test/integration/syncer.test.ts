@@ -2,22 +2,24 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import type { CifService } from '../../src/cif/service.ts'
 import { syncerProblems } from '../../src/contracts/problems.ts'
 import { openDatabase, type DatabaseHandle } from '../../src/platform/database/index.ts'
-import { createConsumer, createIdempotentProducer, topics } from '../../src/platform/kafka.ts'
+import { createConsumer, createIdempotentProducer } from '../../src/platform/kafka.ts'
+import { topics } from '../../src/contracts/topics.ts'
 import type { Simulator } from '../../src/simulator/service.ts'
 import { claimDue, recoverExpiredLeases } from '../../src/syncer/delivery/delivery-store.ts'
-import { storeEvents } from '../../src/syncer/intake/event-intake.ts'
+import { storeEvents } from '../../src/syncer/intake/event-store.ts'
 import type { Syncer } from '../../src/syncer/service.ts'
 import { call, connections, keys, newPerson, problemType, startTestCifService, TopicReader } from './helpers.ts'
 import { attemptsOf, deliveriesOf, eventually, operatorKey, startTestSimulator, startTestSyncer } from './syncer-helpers.ts'
+import { asSyncer, type TestDatabase } from '../support/database.ts'
 
 let cif: CifService
 let simulator: Simulator
 let syncer: Syncer
-let database: DatabaseHandle
+let database: DatabaseHandle<TestDatabase>
 let status: TopicReader
 
 beforeAll(async () => {
-  database = openDatabase(connections().databaseUrl, { maxConnections: 4 })
+  database = openDatabase<TestDatabase>(connections().databaseUrl, { maxConnections: 4 })
   cif = await startTestCifService()
   simulator = await startTestSimulator()
   syncer = await startTestSyncer(simulator)
@@ -265,7 +267,7 @@ describe('taking events from Kafka', () => {
       const doomed = createConsumer(connections().kafkaBrokers, 'cif-syncer-test', 'doomed-syncer')
       const stream = await doomed.consume({ topics: [topics.customerEvents], mode: 'committed', fallbackMode: 'earliest', maxWaitTime: 50 })
       for await (const message of stream) {
-        await storeEvents(database.db, [message], ['core-banking', 'crm', 'cards'])
+        await storeEvents(asSyncer(database.db), [message], ['core-banking', 'crm', 'cards'])
         if (message.key === cifId) break
       }
       await stream.close()
@@ -289,17 +291,17 @@ describe('taking events from Kafka', () => {
       const doomed = createConsumer(connections().kafkaBrokers, 'cif-syncer-test', 'doomed-syncer')
       const stream = await doomed.consume({ topics: [topics.customerEvents], mode: 'committed', fallbackMode: 'earliest', maxWaitTime: 50 })
       for await (const message of stream) {
-        await storeEvents(database.db, [message], ['core-banking', 'crm', 'cards'])
+        await storeEvents(asSyncer(database.db), [message], ['core-banking', 'crm', 'cards'])
         await message.commit()
         if (message.key === cifId) break
       }
       await stream.close()
       await doomed.close()
       // The doomed syncer takes the crm delivery for an attempt, then dies before recording an answer.
-      const [claimed] = await claimDue(database.db, 'crm', 1, () => 1)
+      const [claimed] = await claimDue(asSyncer(database.db), 'crm', 1, () => 1)
       expect(claimed!.cif_id).toBe(cifId)
       await new Promise((r) => setTimeout(r, 20))
-      expect(await recoverExpiredLeases(database.db)).toBe(1)
+      expect(await recoverExpiredLeases(asSyncer(database.db))).toBe(1)
     } finally {
       syncer = await startTestSyncer(simulator)
     }

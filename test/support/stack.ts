@@ -7,9 +7,11 @@ import { openDatabase, type DatabaseHandle } from '../../src/platform/database/i
 import { apiKeyHash } from '../../src/platform/http/api-key-auth.ts'
 import { startInfrastructure, type Infrastructure } from '../../src/platform/local/infrastructure.ts'
 import { createLogger } from '../../src/platform/logger.ts'
+import { migrations } from '../../src/roles/migrations.ts'
 import type { RetryPolicy } from '../../src/syncer/delivery/end-systems-config.ts'
 import { freePort } from '../integration/free-port.ts'
 import { ServiceProcess } from './service-process.ts'
+import type { TestDatabase } from './database.ts'
 
 export const sourceKey = 'stack-branch-portal-key'
 export const operatorKey = 'stack-operator-key'
@@ -28,7 +30,7 @@ export interface StackOptions {
 export interface ProcessStack {
   dir: string
   infrastructure: Infrastructure
-  database: DatabaseHandle
+  database: DatabaseHandle<TestDatabase>
   cif: ServiceProcess
   syncer: ServiceProcess
   simulator: ServiceProcess
@@ -48,7 +50,8 @@ export async function startProcessStack(options: StackOptions = {}): Promise<Pro
   const log = createLogger(options.logLevel ?? 'warn', 'stack')
   const infrastructure = await startInfrastructure(
     loadConfig({ CIF_DATA_DIR: dir, LOCAL_POSTGRES_PORT: String(await freePort()), KAFKA_PORT: String(await freePort()) }),
-    log
+    log,
+    migrations
   )
   const [cifPort, syncerPort, simulatorPort] = [await freePort(), await freePort(), await freePort()]
   // The simulator's systems take the three ports after its own.
@@ -96,7 +99,7 @@ export async function startProcessStack(options: StackOptions = {}): Promise<Pro
     await infrastructure.stop()
     throw error
   }
-  const database = openDatabase(infrastructure.databaseUrl, { maxConnections: 4 })
+  const database = openDatabase<TestDatabase>(infrastructure.databaseUrl, { maxConnections: 4 })
   const extraSyncers: ServiceProcess[] = []
   return {
     dir,

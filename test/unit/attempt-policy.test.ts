@@ -1,6 +1,7 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { attemptTimeoutMs, formatDuration, judgeCall, lagRemark, parseRetryAfter, retryDelayMs } from '../../src/syncer/delivery/attempt-policy.ts'
+import { formatDuration } from '../../src/platform/duration.ts'
+import { attemptTimeoutMs, judgeCall, lagRemark, parseRetryAfter, retryDelayMs } from '../../src/syncer/delivery/attempt-policy.ts'
 import { defaultRetryPolicy } from '../../src/syncer/delivery/end-systems-config.ts'
 
 describe('timeouts and pauses', () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { customerEvent, customerEventTypes } from '../../src/contracts/customer-events.ts'
-import { readCustomerEvent } from '../../src/syncer/intake/event-intake.ts'
+import { readCustomerEvent } from '../../src/syncer/intake/event-store.ts'
 
 const customer = {
   cifId: '10000000009',

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { overallState } from '../../src/syncer/api/routes.ts'
+import { overallState } from '../../src/syncer/delivery/states.ts'
 
 describe('a customer’s overall sync state', () => {
   const d = (state: string, customer_version = 2) => ({ state, customer_version }) as Parameters<typeof overallState>[0][number]

@@ -1,19 +1,21 @@
-import { Kysely, PostgresDialect } from 'kysely'
-import { Migrator, type MigrationProvider } from 'kysely/migration'
+import { Kysely, PostgresDialect, type ColumnType } from 'kysely'
+import { Migrator, type Migration, type MigrationProvider } from 'kysely/migration'
 import pg from 'pg'
-import { migrations } from './migrations/index.ts'
-import type { Database } from './tables.ts'
 
-export type { Database } from './tables.ts'
-export type Db = Kysely<Database>
+/** A column the database fills in: optional on insert, present when read. */
+export type DefaultedTimestamp = ColumnType<Date, Date | string | undefined, Date | string>
 
-export interface DatabaseHandle {
-  db: Db
+export interface DatabaseHandle<DB> {
+  db: Kysely<DB>
   pool: pg.Pool
   close(): Promise<void>
 }
 
-export function openDatabase(connectionString: string, options: { maxConnections?: number } = {}): DatabaseHandle {
+/**
+ * A pool and a Kysely instance typed with the tables of the code that opens it: each service knows only its
+ * own tables (and the outbox's), so the type checker keeps it out of the others'.
+ */
+export function openDatabase<DB>(connectionString: string, options: { maxConnections?: number } = {}): DatabaseHandle<DB> {
   // TCP keepalive: a connection whose server vanished without a word (a failover, a dropped route) is
   // found dead by the system's keepalive probes, in minutes, instead of holding a statement, and
   // whatever waits on it, for good.
@@ -23,15 +25,18 @@ export function openDatabase(connectionString: string, options: { maxConnections
   // statement fails, and the pool does not hand that client out again.
   pool.on('error', () => {})
   pool.on('connect', (client) => client.on('error', () => {}))
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) })
+  const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) })
   return { db, pool, close: () => db.destroy() }
 }
 
-const provider: MigrationProvider = { getMigrations: async () => migrations }
-
-/** Applies every pending migration; several processes may call it at once (Kysely takes a lock). */
-export async function migrateToLatest(db: Db): Promise<string[]> {
-  const { error, results } = await new Migrator({ db: db as Kysely<any>, provider }).migrateToLatest()
+/**
+ * Applies every pending migration; several processes may call it at once (Kysely takes a lock). One
+ * history for the whole database (the names are versions, in order), whichever service a migration
+ * belongs to.
+ */
+export async function migrateToLatest(db: Kysely<unknown>, migrations: Record<string, Migration>): Promise<string[]> {
+  const provider: MigrationProvider = { getMigrations: async () => migrations }
+  const { error, results } = await new Migrator({ db, provider }).migrateToLatest()
   if (error) throw error instanceof Error ? error : new Error(String(error))
   return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName)
 }

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
-import { httpProblems, ProblemError } from './problem.ts'
+import { httpProblems, Refusal } from '../../contracts/problems.ts'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -25,7 +25,7 @@ export function requireApiKey(scope: FastifyInstance<any, any, any, any, any>, k
     const caller = match ? callerByHash.get(apiKeyHash(match[1]!)) : undefined
     if (!caller) {
       reply.header('www-authenticate', 'Bearer')
-      throw new ProblemError(httpProblems.unauthorized, match ? 'The API key is not known.' : 'Send your API key as "Authorization: Bearer <key>".')
+      throw new Refusal(httpProblems.unauthorized, match ? 'The API key is not known.' : 'Send your API key as "Authorization: Bearer <key>".')
     }
     request.caller = caller
   })

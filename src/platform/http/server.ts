@@ -6,7 +6,8 @@ import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstanc
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http'
 import { Type } from 'typebox'
 import type { Logger } from '../logger.ts'
-import { fieldErrorsFromAjv, httpProblems, ProblemError, problemTypeUri, type Problem, type ProblemType } from './problem.ts'
+import { httpProblems, problemTypeUri, Refusal, type ProblemType } from '../../contracts/problems.ts'
+import { fieldErrorsFromAjv, problemDocument, problemOf, type Problem } from './problem.ts'
 
 export type HttpServer = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>
 
@@ -30,6 +31,16 @@ export interface ReadinessDetail {
 }
 
 export const PROBLEM_JSON = 'application/problem+json'
+
+/** The OpenAPI responses of a route's problems, one per status it can refuse with. */
+export function problemResponses(...statuses: number[]): Record<string, unknown> {
+  return Object.fromEntries(
+    statuses.map((status) => [String(status), { description: 'Problem details (RFC 9457)', content: { [PROBLEM_JSON]: { schema: Type.Ref('Problem') } } }])
+  )
+}
+
+/** The OpenAPI security requirement of a route behind an API key (api-key-auth.ts). */
+export const apiKeySecurity = [{ apiKey: [] }]
 
 /** RFC 9457 problem details, with the problem types the service answers with listed for its callers. */
 function problemSchema(types: ProblemType[]) {
@@ -58,9 +69,9 @@ function problemSchema(types: ProblemType[]) {
 
 /** Maps Fastify's own errors (parsing, limits, validation) to the problem types and words a caller can act on. */
 function problemFor(error: FastifyError): Problem {
-  if (error instanceof ProblemError) return error.problem
+  if (error instanceof Refusal) return problemOf(error)
   if (error.validation) {
-    return ProblemError.invalid(fieldErrorsFromAjv(error.validation as never, error.validationContext ?? 'body')).problem
+    return problemOf(Refusal.invalid(fieldErrorsFromAjv(error.validation as never, error.validationContext ?? 'body')))
   }
   const byCode: Record<string, [ProblemType, string]> = {
     FST_ERR_CTP_BODY_TOO_LARGE: [httpProblems.bodyTooLarge, 'The request body is larger than this API accepts.'],
@@ -70,14 +81,14 @@ function problemFor(error: FastifyError): Problem {
     FST_ERR_CTP_INVALID_JSON_BODY: [httpProblems.malformedBody, 'The request body is not valid JSON.']
   }
   const known = error.code ? byCode[error.code] : undefined
-  if (known) return new ProblemError(known[0], known[1]).problem
+  if (known) return problemDocument(known[0], known[1])
   const status = error.statusCode ?? 500
   if (status === 400 && (error instanceof SyntaxError || /JSON|__proto__|constructor/.test(error.message))) {
-    return new ProblemError(httpProblems.malformedBody, 'The request body is not valid JSON.').problem
+    return problemDocument(httpProblems.malformedBody, 'The request body is not valid JSON.')
   }
   // Any other refusal the framework makes says all there is to say with its status.
   if (status >= 400 && status < 500) return { type: 'about:blank', title: STATUS_CODES[status] ?? 'Error', status, detail: error.message }
-  return new ProblemError(httpProblems.internalError, 'An unexpected error occurred.').problem
+  return problemDocument(httpProblems.internalError, 'An unexpected error occurred.')
 }
 
 export async function createHttpServer(options: HttpServerOptions): Promise<HttpServer> {
@@ -108,7 +119,7 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
     reply
       .status(404)
       .type(PROBLEM_JSON)
-      .send(new ProblemError(httpProblems.notFound, `No route ${request.method} ${request.url}.`).problem)
+      .send(problemDocument(httpProblems.notFound, `No route ${request.method} ${request.url}.`))
   })
 
   await app.register(swagger, {

@@ -1,6 +1,8 @@
 import { join } from 'node:path'
+import type { Migration } from 'kysely/migration'
 import type { Config } from '../config.ts'
 import { migrateToLatest, openDatabase } from '../database/index.ts'
+import { topicPartitions } from '../../contracts/topics.ts'
 import { ensureTopics } from '../kafka.ts'
 import type { Logger } from '../logger.ts'
 import { startLocalKafka, type LocalKafka } from './kafka-broker.ts'
@@ -17,9 +19,9 @@ export interface Infrastructure {
 
 /**
  * Brings up what the services stand on: PostgreSQL and Kafka, each either the one configured
- * (DATABASE_URL, KAFKA_BROKERS) or a local one started here, then the schema and the topics.
+ * (DATABASE_URL, KAFKA_BROKERS) or a local one started here, then the schema (`migrations`) and the topics.
  */
-export async function startInfrastructure(config: Config, log: Logger): Promise<Infrastructure> {
+export async function startInfrastructure(config: Config, log: Logger, migrations: Record<string, Migration>): Promise<Infrastructure> {
   const [postgres, kafka] = await Promise.allSettled([
     config.databaseUrl
       ? Promise.resolve<LocalPostgres | undefined>(undefined)
@@ -43,12 +45,12 @@ export async function startInfrastructure(config: Config, log: Logger): Promise<
   try {
     const database = openDatabase(databaseUrl, { maxConnections: 1 })
     try {
-      const applied = await migrateToLatest(database.db)
+      const applied = await migrateToLatest(database.db, migrations)
       if (applied.length) log.info({ applied }, 'database migrations applied')
     } finally {
       await database.close()
     }
-    const created = await ensureTopics(kafkaBrokers)
+    const created = await ensureTopics(kafkaBrokers, topicPartitions)
     if (created.length) log.info({ created }, 'Kafka topics created')
   } catch (error) {
     await stop()

@@ -1,3 +1,4 @@
+import { formatDuration } from '../../platform/duration.ts'
 import type { RetryPolicy } from './end-systems-config.ts'
 
 /** The timeout of attempt `n` of a round (1-based): the first timeout, multiplied on each retry, capped. */
@@ -94,15 +95,6 @@ export function judgeCall(result: CallResult, system: string, operation: 'create
       return { outcome: 'fail', httpStatus: status, message, remarks: `${system} refused the ${operation} (${status}); retrying cannot help` }
     }
   }
-}
-
-export function formatDuration(ms: number): string {
-  if (ms < 10_000) return `${Number((ms / 1000).toFixed(1))} s`
-  const seconds = Math.round(ms / 1000)
-  if (seconds < 60) return `${seconds} s`
-  const minutes = Math.floor(seconds / 60)
-  if (minutes < 60) return `${minutes} min ${seconds % 60} s`
-  return `${Math.floor(minutes / 60)} h ${minutes % 60} min`
 }
 
 /** When an event reaches the syncer later than this after it was made, its deliveries say so. */

@@ -1,4 +1,4 @@
-import type { Db } from '../../platform/database/index.ts'
+import type { SyncerDb } from '../tables.ts'
 import { recordAttempts, type FinishedAttempt } from './delivery-store.ts'
 
 const MAX_BATCH = 200
@@ -9,11 +9,11 @@ const MAX_BATCH = 200
  * alone, an attempt is written at once.
  */
 export class AttemptRecorder {
-  readonly #db: Db
+  readonly #db: SyncerDb
   #queue: { finished: FinishedAttempt; resolve: (current: boolean) => void; reject: (error: unknown) => void }[] = []
   #writing: Promise<void> | undefined
 
-  constructor(db: Db) {
+  constructor(db: SyncerDb) {
     this.#db = db
   }
 

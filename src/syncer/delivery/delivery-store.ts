@@ -1,11 +1,19 @@
-import { sql, type Transaction } from 'kysely'
-import type { Database, Db } from '../../platform/database/index.ts'
-import type { DeliveryRow, DeliveryState } from '../../platform/database/tables.ts'
-import { syncerProblems } from '../../contracts/problems.ts'
-import { ProblemError } from '../../platform/http/problem.ts'
-import { recordStatuses, type DeliveryStatus } from '../status/sync-status.ts'
+import { sql, type RawBuilder } from 'kysely'
+import type { DeliveryStatusKind } from '../../contracts/sync-status-events.ts'
+import { recordStatuses, type StatusChange } from '../status/sync-status.ts'
+import type { DeliveryRow, SyncerDb, SyncerTx } from '../tables.ts'
+import { remarkTemplates, settledStates, transitions, waitingStates, type Decision, type DeliveryState, type RemarkTemplate, type AttemptStatus } from './states.ts'
 
-type Tx = Transaction<Database>
+/** A list of states as SQL literals: in the query text, so a partial index on those states is seen to apply. */
+export const stateList = (states: readonly DeliveryState[]): RawBuilder<unknown> => sql.join(states.map((state) => sql.lit(state)))
+
+/** A remark template (states.ts) filled in by SQL, row by row: `{name}` becomes the value of `values[name]`. */
+export function remarkSql(template: RemarkTemplate, values: Record<string, RawBuilder<unknown>>): RawBuilder<string> {
+  return Object.entries(values).reduce<RawBuilder<string>>(
+    (text, [name, value]) => sql<string>`replace(${text}, ${`{${name}}`}, (${value})::text)`,
+    sql<string>`${remarkTemplates[template]}::text`
+  )
+}
 
 /** A delivery taken for one attempt, with what the attempt needs to build its request. */
 export interface ClaimedDelivery extends DeliveryRow {
@@ -20,19 +28,19 @@ export interface ClaimedDelivery extends DeliveryRow {
  * every earlier version for the same customer and system has succeeded or was skipped, so updates never
  * overtake their create. Row locks with SKIP LOCKED let several syncers share the work.
  */
-export async function claimDue(db: Db, endSystem: string, limit: number, leaseMs: (roundAttempts: number) => number): Promise<ClaimedDelivery[]> {
+export async function claimDue(db: SyncerDb, endSystem: string, limit: number, leaseMs: (roundAttempts: number) => number): Promise<ClaimedDelivery[]> {
   if (limit <= 0) return []
   return db.transaction().execute(async (trx) => {
     const { rows: due } = await sql<{ id: string; round_attempts: number }>`
       select d.id, d.round_attempts from delivery d
       where d.end_system = ${endSystem}
-        and d.state in ('PENDING', 'RETRY_SCHEDULED')
+        and d.state in (${stateList(waitingStates)})
         and d.next_attempt_at <= now()
         and not exists (
           select 1 from delivery earlier
           where earlier.cif_id = d.cif_id and earlier.end_system = d.end_system
             and earlier.customer_version < d.customer_version
-            and earlier.state not in ('SUCCESS', 'SKIPPED'))
+            and earlier.state not in (${stateList(settledStates)}))
       order by d.next_attempt_at, d.id
       limit ${limit}
       for update skip locked`.execute(trx)
@@ -42,7 +50,7 @@ export async function claimDue(db: Db, endSystem: string, limit: number, leaseMs
       with lease as (select unnest(${due.map((r) => r.id)}::bigint[]) as id, unnest(${leases}::int[]) as ms),
       claimed as (
         update delivery d
-        set state = 'IN_FLIGHT', attempts = d.attempts + 1, round_attempts = d.round_attempts + 1,
+        set state = ${transitions.claim.to}, attempts = d.attempts + 1, round_attempts = d.round_attempts + 1,
             lease_until = now() + make_interval(secs => lease.ms / 1000.0), updated_at = now()
         from lease where d.id = lease.id and d.id = any(${due.map((r) => r.id)}::bigint[])
         returning d.*)
@@ -55,7 +63,7 @@ export async function claimDue(db: Db, endSystem: string, limit: number, leaseMs
 }
 
 export interface AttemptRecord {
-  status: 'SUCCESS' | 'ERROR'
+  status: AttemptStatus
   httpStatus: number | null
   message: string
   remarks: string
@@ -64,26 +72,26 @@ export interface AttemptRecord {
   finishedAt: Date
 }
 
-export type Decision =
-  | { state: 'SUCCESS'; externalId: string | null }
-  | { state: 'RETRY_SCHEDULED'; delayMs: number }
-  | { state: 'FAILED' }
-
-function statusOf(d: DeliveryRow, state: DeliveryState, extra: Partial<DeliveryStatus> = {}): DeliveryStatus {
-  return {
+/** The status message of a delivery that moved to the state of `kind`. */
+export function deliveryStatus<K extends DeliveryStatusKind>(kind: K, owner: string, d: DeliveryRow): StatusChange {
+  const status = {
     cifId: d.cif_id,
     customerVersion: d.customer_version,
     eventId: d.event_id,
     endSystem: d.end_system,
     deliveryId: d.id,
-    state,
+    state: d.state,
     attempts: d.attempts,
     externalId: d.external_id,
     lastError: d.last_error,
     remarks: d.remarks,
-    ...extra
+    ...(kind === 'RETRYING' ? { nextAttemptAt: d.next_attempt_at.toISOString() } : {})
   }
+  return { owner, kind, status } as StatusChange
 }
+
+/** Which status message each decision's state is told with. */
+const statusKindOf = { SUCCESS: 'DELIVERED', RETRY_SCHEDULED: 'RETRYING', FAILED: 'FAILED' } as const satisfies Record<Decision['state'], DeliveryStatusKind>
 
 export interface FinishedAttempt {
   delivery: ClaimedDelivery
@@ -97,7 +105,7 @@ export interface FinishedAttempt {
  * attempt, false when the delivery was no longer that attempt's (its lease ran out and a newer attempt
  * took it): the attempt is still recorded, the delivery is left to the newer one.
  */
-export async function recordAttempts(db: Db, finished: FinishedAttempt[]): Promise<boolean[]> {
+export async function recordAttempts(db: SyncerDb, finished: FinishedAttempt[]): Promise<boolean[]> {
   if (finished.length === 0) return []
   return db.transaction().execute(async (trx) => {
     await trx
@@ -146,19 +154,20 @@ export async function recordAttempts(db: Db, finished: FinishedAttempt[]): Promi
       last_error: attempt.status === 'ERROR' ? attempt.message : null,
       remarks: attempt.remarks
     }))
+    const { succeed, retry } = transitions
     const { rows: updated } = await sql<DeliveryRow>`
       update delivery d set
         state = v.state,
         lease_until = null,
         remarks = v.remarks,
-        external_id = case when v.state = 'SUCCESS' then v.external_id else d.external_id end,
-        last_error = case when v.state = 'SUCCESS' then d.last_error else v.last_error end,
-        next_attempt_at = case when v.state = 'RETRY_SCHEDULED' then now() + make_interval(secs => v.delay_ms / 1000.0) else d.next_attempt_at end,
-        completed_at = case when v.state = 'RETRY_SCHEDULED' then null else now() end,
+        external_id = case when v.state = ${succeed.to} then v.external_id else d.external_id end,
+        last_error = case when v.state = ${succeed.to} then d.last_error else v.last_error end,
+        next_attempt_at = case when v.state = ${retry.to} then now() + make_interval(secs => v.delay_ms / 1000.0) else d.next_attempt_at end,
+        completed_at = case when v.state = ${retry.to} then null else now() end,
         updated_at = now()
       from jsonb_to_recordset(${JSON.stringify(values)}::jsonb)
         as v(id bigint, attempts int, state text, delay_ms int, external_id text, last_error text, remarks text)
-      where d.id = v.id and d.state = 'IN_FLIGHT' and d.attempts = v.attempts
+      where d.id = v.id and d.state in (${stateList(succeed.from)}) and d.attempts = v.attempts
         -- Names the rows for the planner: without it, it joins against a scan of the whole table.
         and d.id = any(${values.map((v) => v.id)}::bigint[])
       returning d.*`.execute(trx)
@@ -173,17 +182,13 @@ export async function recordAttempts(db: Db, finished: FinishedAttempt[]): Promi
         .onConflict((oc) => oc.columns(['cif_id', 'end_system']).doUpdateSet((eb) => ({ external_id: eb.ref('excluded.external_id') })))
         .execute()
     }
-    const kinds = { SUCCESS: 'DELIVERED', RETRY_SCHEDULED: 'RETRYING', FAILED: 'FAILED' } as const
     await recordStatuses(
       trx,
-      updated.map((row) => ({
-        owner: owners.get(row.id)!,
-        kind: kinds[row.state as keyof typeof kinds],
-        status: statusOf(row, row.state, row.state === 'RETRY_SCHEDULED' ? { nextAttemptAt: row.next_attempt_at.toISOString() } : {})
-      }))
+      updated.map((row) => deliveryStatus(statusKindOf[row.state as Decision['state']], owners.get(row.id)!, row))
     )
-    for (const row of updated.filter((r) => r.state === 'FAILED')) await blockLaterVersions(trx, row)
-    await reportInSyncIfComplete(trx, updated.filter((row) => row.state === 'SUCCESS').map((row) => row.event_id))
+    const failed = updated.filter((row) => row.state === transitions.fail.to)
+    if (failed.length) await blockBehindFailures(trx, { cifIds: [...new Set(failed.map((row) => row.cif_id))] })
+    await reportInSyncIfComplete(trx, updated.filter((row) => row.state === succeed.to).map((row) => row.event_id))
     return finished.map(({ delivery }) => byId.has(delivery.id))
   })
 }
@@ -192,7 +197,7 @@ export async function recordAttempts(db: Db, finished: FinishedAttempt[]): Promi
  * Once every end system holds an event's version, say so, once: the transaction that records the last
  * success sees all the others committed. Event row locks (taken in one order) serialize those checks.
  */
-async function reportInSyncIfComplete(trx: Tx, eventIds: string[]): Promise<void> {
+async function reportInSyncIfComplete(trx: SyncerTx, eventIds: string[]): Promise<void> {
   const ids = [...new Set(eventIds)].sort()
   if (ids.length === 0) return
   const events = await trx
@@ -207,7 +212,7 @@ async function reportInSyncIfComplete(trx: Tx, eventIds: string[]): Promise<void
     trx,
     events
       .map((event) => ({ event, mine: deliveries.filter((d) => d.event_id === event.event_id) }))
-      .filter(({ mine }) => mine.every((d) => d.state === 'SUCCESS'))
+      .filter(({ mine }) => mine.every((d) => d.state === transitions.succeed.to))
       .map(({ event, mine }) => ({
         owner: event.owner_source_system,
         kind: 'IN_SYNC' as const,
@@ -216,129 +221,57 @@ async function reportInSyncIfComplete(trx: Tx, eventIds: string[]): Promise<void
   )
 }
 
-/** Later versions for the same customer and system wait, visibly, behind a failed delivery. */
-async function blockLaterVersions(trx: Tx, failed: DeliveryRow): Promise<void> {
-  await trx
-    .updateTable('delivery')
-    .set({
-      state: 'BLOCKED',
-      remarks: `waits behind delivery ${failed.id} (version ${failed.customer_version}), which FAILED; redrive or skip it`,
-      updated_at: sql`now()`
-    })
-    .where('cif_id', '=', failed.cif_id)
-    .where('end_system', '=', failed.end_system)
-    .where('customer_version', '>', failed.customer_version)
-    .where('state', 'in', ['PENDING', 'RETRY_SCHEDULED'])
-    .execute()
-}
-
-/** Deliveries stored while an earlier one for the same customer and system is FAILED start BLOCKED. */
-export async function blockBehindFailures(trx: Tx, deliveryIds: string[]): Promise<void> {
-  if (deliveryIds.length === 0) return
+/**
+ * Deliveries waiting while an earlier version for the same customer and system is FAILED are BLOCKED,
+ * visibly, until it is redriven or skipped: for the customers of deliveries that just failed, or for
+ * deliveries just stored.
+ */
+export async function blockBehindFailures(trx: SyncerTx, which: { cifIds: string[] } | { deliveryIds: string[] }): Promise<void> {
+  if (('cifIds' in which ? which.cifIds : which.deliveryIds).length === 0) return
+  const chosen = 'cifIds' in which ? sql`d.cif_id = any(${which.cifIds}::text[])` : sql`d.id = any(${which.deliveryIds}::bigint[])`
+  const { block, fail } = transitions
   await sql`
     update delivery d
-    set state = 'BLOCKED',
-        remarks = 'waits behind delivery ' || f.id || ' (version ' || f.customer_version || '), which FAILED; redrive or skip it'
+    set state = ${block.to}, updated_at = now(),
+        remarks = ${remarkSql('waitsBehind', { delivery: sql`f.id`, version: sql`f.customer_version` })}
     from delivery f
-    where d.id = any(${deliveryIds}::bigint[])
-      and f.cif_id = d.cif_id and f.end_system = d.end_system and f.customer_version < d.customer_version and f.state = 'FAILED'`.execute(trx)
+    where ${chosen} and d.state in (${stateList(block.from)})
+      and f.cif_id = d.cif_id and f.end_system = d.end_system and f.customer_version < d.customer_version and f.state = ${fail.to}`.execute(trx)
 }
 
 /** BLOCKED deliveries with no FAILED one before them any more may go. */
-async function unblock(trx: Tx, cifId: string, endSystem: string): Promise<void> {
+export async function unblock(trx: SyncerTx, cifId: string, endSystem: string): Promise<void> {
+  const { unblock, fail } = transitions
   await sql`
-    update delivery d set state = 'PENDING', next_attempt_at = now(), updated_at = now(),
-      remarks = 'no longer blocked: the delivery it waited behind was redriven or skipped'
-    where d.cif_id = ${cifId} and d.end_system = ${endSystem} and d.state = 'BLOCKED'
+    update delivery d set state = ${unblock.to}, next_attempt_at = now(), updated_at = now(),
+      remarks = ${remarkTemplates.unblocked}
+    where d.cif_id = ${cifId} and d.end_system = ${endSystem} and d.state in (${stateList(unblock.from)})
       and not exists (
         select 1 from delivery f
-        where f.cif_id = d.cif_id and f.end_system = d.end_system and f.customer_version < d.customer_version and f.state = 'FAILED')`.execute(trx)
+        where f.cif_id = d.cif_id and f.end_system = d.end_system and f.customer_version < d.customer_version and f.state = ${fail.to})`.execute(trx)
 }
 
 /**
  * Attempts whose syncer died mid-call (the lease ran out with no answer recorded) are written to the
  * transaction table as ERROR, saying so, and scheduled again without using the end system's retry budget.
  */
-export async function recoverExpiredLeases(db: Db): Promise<number> {
+export async function recoverExpiredLeases(db: SyncerDb): Promise<number> {
+  const { recoverLease } = transitions
   const { rows } = await sql<{ id: string }>`
     with expired as (
-      select d.id from delivery d where d.state = 'IN_FLIGHT' and d.lease_until < now()
+      select d.id from delivery d where d.state in (${stateList(recoverLease.from)}) and d.lease_until < now()
       for update skip locked),
     attempts as (
       insert into delivery_attempt (delivery_id, event_id, cif_id, event_type, customer_version, end_system,
         attempt_number, status, http_status, response_message, remarks, timeout_ms, duration_ms, started_at, finished_at)
-      select d.id, d.event_id, d.cif_id, e.event_type, d.customer_version, d.end_system, d.attempts, 'ERROR', null,
-        'no answer recorded',
-        'the syncer stopped or stalled during this attempt (syncer down); the delivery is tried again',
-        0, 0, d.updated_at, now()
+      select d.id, d.event_id, d.cif_id, e.event_type, d.customer_version, d.end_system, d.attempts, ${'ERROR' satisfies AttemptStatus}, null,
+        'no answer recorded', ${remarkTemplates.leaseLostAttempt}, 0, 0, d.updated_at, now()
       from delivery d join expired on expired.id = d.id join sync_event e on e.event_id = d.event_id
       on conflict (delivery_id, attempt_number) do nothing)
     update delivery d
-    set state = 'RETRY_SCHEDULED', lease_until = null, next_attempt_at = now(), round_attempts = greatest(0, d.round_attempts - 1),
-        remarks = 'the syncer stopped during attempt ' || d.attempts || ' (syncer down); retrying', updated_at = now()
+    set state = ${recoverLease.to}, lease_until = null, next_attempt_at = now(), round_attempts = greatest(0, d.round_attempts - 1),
+        remarks = ${remarkSql('leaseLost', { attempt: sql`d.attempts` })}, updated_at = now()
     from expired where d.id = expired.id
     returning d.id`.execute(db)
   return rows.length
-}
-
-export interface OperatorRequest {
-  deliveryId: string
-  operator: string
-  reason: string
-}
-
-async function lockForAction(trx: Tx, deliveryId: string, allowed: DeliveryState[]): Promise<DeliveryRow & { owner: string }> {
-  const row = await trx
-    .selectFrom('delivery')
-    .innerJoin('sync_event', 'sync_event.event_id', 'delivery.event_id')
-    .selectAll('delivery')
-    .select('sync_event.owner_source_system as owner')
-    .where('delivery.id', '=', deliveryId)
-    .forUpdate('delivery')
-    .executeTakeFirst()
-  if (!row) throw new ProblemError(syncerProblems.deliveryNotFound, `No delivery has id ${deliveryId}.`)
-  if (!allowed.includes(row.state)) {
-    throw new ProblemError(syncerProblems.deliveryStateConflict, `Delivery ${deliveryId} is ${row.state}; this action needs it ${allowed.join(' or ')}.`, { state: row.state })
-  }
-  return row
-}
-
-/** A FAILED delivery gets a fresh retry budget and goes again; who, when and why is recorded. */
-export async function redrive(db: Db, request: OperatorRequest): Promise<DeliveryRow> {
-  return db.transaction().execute(async (trx) => {
-    const row = await lockForAction(trx, request.deliveryId, ['FAILED'])
-    await trx.insertInto('operator_action').values({ delivery_id: row.id, action: 'REDRIVE', operator: request.operator, reason: request.reason, from_state: row.state }).execute()
-    const updated = await trx
-      .updateTable('delivery')
-      .set({
-        state: 'PENDING',
-        round_attempts: 0,
-        next_attempt_at: sql`now()`,
-        completed_at: null,
-        remarks: `redriven by ${request.operator}: ${request.reason}`,
-        updated_at: sql`now()`
-      })
-      .where('id', '=', row.id)
-      .returningAll()
-      .executeTakeFirstOrThrow()
-    await unblock(trx, row.cif_id, row.end_system)
-    return updated
-  })
-}
-
-/** A FAILED or BLOCKED delivery is given up on purpose; later versions may then go. */
-export async function skip(db: Db, request: OperatorRequest): Promise<DeliveryRow> {
-  return db.transaction().execute(async (trx) => {
-    const row = await lockForAction(trx, request.deliveryId, ['FAILED', 'BLOCKED'])
-    await trx.insertInto('operator_action').values({ delivery_id: row.id, action: 'SKIP', operator: request.operator, reason: request.reason, from_state: row.state }).execute()
-    const updated = await trx
-      .updateTable('delivery')
-      .set({ state: 'SKIPPED', completed_at: sql`now()`, remarks: `skipped by ${request.operator}: ${request.reason}`, updated_at: sql`now()` })
-      .where('id', '=', row.id)
-      .returningAll()
-      .executeTakeFirstOrThrow()
-    await recordStatuses(trx, [{ owner: row.owner, kind: 'SKIPPED', status: statusOf(updated, 'SKIPPED') }])
-    await unblock(trx, row.cif_id, row.end_system)
-    return updated
-  })
 }

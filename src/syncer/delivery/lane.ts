@@ -1,12 +1,14 @@
-import type { Db } from '../../platform/database/index.ts'
 import { describeError } from '../../platform/errors.ts'
 import type { Logger } from '../../platform/logger.ts'
-import { attemptTimeoutMs, formatDuration, judgeCall, LAG_WORTH_A_REMARK_MS, retryDelayMs, type Verdict } from './attempt-policy.ts'
+import { formatDuration } from '../../platform/duration.ts'
+import type { SyncerDb } from '../tables.ts'
+import { attemptTimeoutMs, judgeCall, LAG_WORTH_A_REMARK_MS, retryDelayMs, type Verdict } from './attempt-policy.ts'
 import type { AttemptRecorder } from './attempt-recorder.ts'
-import { claimDue, type ClaimedDelivery, type Decision } from './delivery-store.ts'
+import { claimDue, type ClaimedDelivery } from './delivery-store.ts'
 import type { EndSystemClient } from './end-system-client.ts'
 import type { EndSystemConfig } from './end-systems-config.ts'
 import { maskPersonalData } from './masking.ts'
+import { decideAfterAttempt, remark } from './states.ts'
 
 /** An attempt's lease outlives its timeout by this much before another syncer may presume it lost. */
 const LEASE_MARGIN_MS = 5000
@@ -43,7 +45,7 @@ export function requestPath(template: string, values: { cifId: string; externalI
  */
 export class DeliveryLane {
   readonly #system: EndSystemConfig
-  readonly #db: Db
+  readonly #db: SyncerDb
   readonly #client: EndSystemClient
   readonly #log: Logger
   readonly #recorder: AttemptRecorder
@@ -53,7 +55,7 @@ export class DeliveryLane {
   #stopped = false
   readonly #attempts = new Set<Promise<void>>()
 
-  constructor(system: EndSystemConfig, db: Db, client: EndSystemClient, recorder: AttemptRecorder, log: Logger) {
+  constructor(system: EndSystemConfig, db: SyncerDb, client: EndSystemClient, recorder: AttemptRecorder, log: Logger) {
     this.#system = system
     this.#db = db
     this.#client = client
@@ -134,21 +136,15 @@ export class DeliveryLane {
     callDone()
 
     const lateBy = startedAt.getTime() - delivery.created_at.getTime()
+    const { decision, remark: decided } = decideAfterAttempt(verdict.outcome, delivery.round_attempts, system.retry.retries, externalId, () =>
+      retryDelayMs(system.retry, delivery.round_attempts, verdict.retryAfterMs)
+    )
     const remarks = [
       verdict.remarks,
-      delivery.attempts === 1 && lateBy >= LAG_WORTH_A_REMARK_MS ? `first attempt ${formatDuration(lateBy)} after the event was stored (syncer busy or down)` : null,
-      delivery.attempts === 1 ? delivery.remarks : null
+      delivery.attempts === 1 && lateBy >= LAG_WORTH_A_REMARK_MS ? remark('firstAttemptLate', { late: formatDuration(lateBy) }) : null,
+      delivery.attempts === 1 ? delivery.remarks : null,
+      decided
     ]
-    let decision: Decision
-    if (verdict.outcome === 'success') decision = { state: 'SUCCESS', externalId }
-    else if (verdict.outcome === 'retry' && delivery.round_attempts <= system.retry.retries) {
-      const delayMs = retryDelayMs(system.retry, delivery.round_attempts, verdict.retryAfterMs)
-      decision = { state: 'RETRY_SCHEDULED', delayMs }
-      remarks.push(`retry ${delivery.round_attempts} of ${system.retry.retries} in ${formatDuration(delayMs)}`)
-    } else {
-      decision = { state: 'FAILED' }
-      if (verdict.outcome === 'retry') remarks.push(`gave up after ${delivery.round_attempts} attempts`)
-    }
     await this.#recorder.record({
       delivery,
       attempt: {

@@ -1,7 +1,9 @@
+import { personalData } from '../../contracts/customer.ts'
+
 /**
  * Masks a customer's personal data in text that leaves the syncer's hands (an end system's error message
- * may echo the payload): the customer's own names, identifiers, phone and email, then anything shaped like
- * an email or an international phone number. CIF IDs and record ids stay readable.
+ * may echo the payload): the values of the customer's personal-data fields (contracts/customer.ts), then
+ * anything shaped like an email or an international phone number. CIF IDs and record ids stay readable.
  */
 export function maskPersonalData(text: string, customer: Record<string, unknown> | undefined): string {
   const values = new Set<string>()
@@ -10,12 +12,10 @@ export function maskPersonalData(text: string, customer: Record<string, unknown>
   }
   if (customer) {
     if (typeof customer.mobileNumber === 'string') add(customer.mobileNumber.replace(/^\+/, ''))
-    for (const field of ['firstName', 'middleName', 'lastName', 'fullName', 'registrationNumber', 'mobileNumber', 'email', 'dateOfBirth']) {
-      add(customer[field])
-    }
-    for (const identifier of (customer.identifiers as { value?: string }[] | undefined) ?? []) add(identifier.value)
-    for (const address of (customer.addresses as Record<string, string>[] | undefined) ?? []) {
-      for (const key of ['line1', 'line2', 'line3', 'city', 'region', 'postalCode']) add(address[key])
+    for (const field of personalData.fields) {
+      const value = customer[field]
+      if (!Array.isArray(value)) add(value)
+      else for (const item of value as Record<string, unknown>[]) for (const key of personalData.itemFields[field] ?? []) add(item?.[key])
     }
   }
   // PostgreSQL text cannot hold NUL, and JSON cannot hold half a surrogate pair: an answer with either

@@ -1,0 +1,120 @@
+import { Type, type Static, type TSchema } from 'typebox'
+import { CIF_ID_PATTERN } from './cif-id.ts'
+import { SOURCE_SYSTEM_PATTERN } from './customer.ts'
+
+/**
+ * What the syncer tells source systems about their customers, on the topic `cif.sync.status` (key: the
+ * CIF ID; `sourcesystem` names the source system that owns the customer) and, as `data`, on the callback
+ * API's updates feed. Each kind of status has its CloudEvents type and, for a delivery, the state the
+ * delivery is in.
+ */
+export const statusKinds = {
+  DELIVERED: { type: 'cif.sync.delivery.succeeded', state: 'SUCCESS', description: 'An end system holds this version of the customer' },
+  RETRYING: { type: 'cif.sync.delivery.retrying', state: 'RETRY_SCHEDULED', description: 'An attempt failed; another is due at `nextAttemptAt`' },
+  FAILED: { type: 'cif.sync.delivery.failed', state: 'FAILED', description: 'The syncer gave up on this delivery; an operator redrives or skips it' },
+  SKIPPED: { type: 'cif.sync.delivery.skipped', state: 'SKIPPED', description: 'An operator gave up on this delivery on purpose' },
+  IN_SYNC: { type: 'cif.sync.customer.in-sync', description: 'Every end system holds this version of the customer' }
+} as const
+export type StatusKind = keyof typeof statusKinds
+export type DeliveryStatusKind = Exclude<StatusKind, 'IN_SYNC'>
+export type StatusEventType = (typeof statusKinds)[StatusKind]['type']
+
+export const STATUS_SOURCE = 'urn:cif-syncer:syncer'
+
+const nullableString = (description: string) => Type.Union([Type.String(), Type.Null()], { description })
+const common = {
+  cifId: Type.String({ pattern: CIF_ID_PATTERN }),
+  customerVersion: Type.Integer({ minimum: 1 }),
+  eventId: Type.String({ format: 'uuid', description: 'The customer event this status is about' })
+}
+
+function deliveryStatusFields<K extends DeliveryStatusKind>(kind: K) {
+  return {
+    kind: Type.Literal(kind),
+    ...common,
+    endSystem: Type.String(),
+    deliveryId: Type.String({ pattern: '^[1-9][0-9]*$' }),
+    state: Type.Literal(statusKinds[kind].state),
+    attempts: Type.Integer({ minimum: 0 }),
+    externalId: nullableString("The customer's record id in the end system, once known"),
+    lastError: nullableString("The end system's last error message (personal data masked)"),
+    remarks: nullableString('Why, in words'),
+    at: Type.String({ format: 'date-time' })
+  }
+}
+
+/** The `data` of each kind of status message: one schema per kind, so consumers can validate what they get. */
+export const statusData = {
+  DELIVERED: Type.Object(deliveryStatusFields('DELIVERED'), { additionalProperties: false }),
+  RETRYING: Type.Object(
+    { ...deliveryStatusFields('RETRYING'), nextAttemptAt: Type.String({ format: 'date-time' }) },
+    { additionalProperties: false }
+  ),
+  FAILED: Type.Object(deliveryStatusFields('FAILED'), { additionalProperties: false }),
+  SKIPPED: Type.Object(deliveryStatusFields('SKIPPED'), { additionalProperties: false }),
+  IN_SYNC: Type.Object(
+    {
+      kind: Type.Literal('IN_SYNC'),
+      ...common,
+      endSystems: Type.Array(Type.String(), { description: 'Every end system, each holding this version' }),
+      at: Type.String({ format: 'date-time' })
+    },
+    { additionalProperties: false }
+  )
+} as const satisfies Record<StatusKind, TSchema>
+export type StatusData<K extends StatusKind = StatusKind> = Static<(typeof statusData)[K]>
+
+/** Any kind's `data`, e.g. an entry of the callback API's updates feed. */
+export const AnyStatusData = Type.Union([statusData.DELIVERED, statusData.RETRYING, statusData.FAILED, statusData.SKIPPED, statusData.IN_SYNC])
+
+/** A status message's envelope (CloudEvents 1.0, structured JSON), as published and as its JSON Schema says. */
+export interface StatusEvent<K extends StatusKind = StatusKind> {
+  specversion: '1.0'
+  id: string
+  source: typeof STATUS_SOURCE
+  type: (typeof statusKinds)[K]['type']
+  subject: string
+  time: string
+  datacontenttype: 'application/json'
+  sourcesystem: string
+  data: StatusData<K>
+}
+
+export function statusEvent<K extends StatusKind>(kind: K, id: string, ownerSourceSystem: string, data: StatusData<K>): StatusEvent<K> {
+  return {
+    specversion: '1.0',
+    id,
+    source: STATUS_SOURCE,
+    type: statusKinds[kind].type,
+    subject: data.cifId,
+    time: data.at,
+    datacontenttype: 'application/json',
+    sourcesystem: ownerSourceSystem,
+    data
+  }
+}
+
+/** The JSON Schema of one kind's envelope; `schemas/events/<type>.json` is written from it. */
+export function statusEventSchema(kind: StatusKind): TSchema {
+  const { type, description } = statusKinds[kind]
+  return Type.Object(
+    {
+      specversion: Type.Literal('1.0'),
+      id: Type.String({ format: 'uuid' }),
+      source: Type.Literal(STATUS_SOURCE),
+      type: Type.Literal(type),
+      subject: Type.String({ pattern: CIF_ID_PATTERN, description: 'The CIF ID' }),
+      time: Type.String({ format: 'date-time' }),
+      datacontenttype: Type.Literal('application/json'),
+      sourcesystem: Type.String({ pattern: SOURCE_SYSTEM_PATTERN, description: 'The source system that owns the customer' }),
+      data: statusData[kind]
+    },
+    {
+      $schema: 'https://json-schema.org/draft/2020-12/schema',
+      $id: `urn:cif-syncer:schemas:${type}:1`,
+      title: `${type} (CloudEvents 1.0, structured JSON)`,
+      description,
+      additionalProperties: false
+    }
+  )
+}

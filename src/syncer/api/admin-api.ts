@@ -1,0 +1,71 @@
+import { requireApiKey } from '../../platform/http/api-key-auth.ts'
+import { apiKeySecurity as security, problemResponses, type HttpServer } from '../../platform/http/server.ts'
+import { redrive, skip } from '../delivery/operator-actions.ts'
+import type { SyncerDb } from '../tables.ts'
+import { deliveryCounts, findAttempts, findDeliveries, toDelivery } from './read-model.ts'
+import { Attempt, AttemptFilters, Delivery, DeliveryCounts, DeliveryFilters, IdParams, Reason } from './schemas.ts'
+import { Type } from 'typebox'
+
+export interface AdminApiOptions {
+  db: SyncerDb
+  operatorKeyHashes: Map<string, string>
+}
+
+/** What operators need: find deliveries and attempts, redrive what failed, skip what must not go. */
+export async function adminApi(app: HttpServer, { db, operatorKeyHashes }: AdminApiOptions): Promise<void> {
+  requireApiKey(app, operatorKeyHashes)
+
+  app.get(
+    '/deliveries',
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'Deliveries by CIF ID, end system, state and creation time',
+        security,
+        querystring: DeliveryFilters,
+        response: { 200: Type.Object({ deliveries: Type.Array(Delivery) }), ...problemResponses(400, 401) }
+      }
+    },
+    async (request) => ({ deliveries: await findDeliveries(db, request.query) })
+  )
+
+  app.get(
+    '/attempts',
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'The transaction table: attempts by CIF ID, end system, status and start time',
+        security,
+        querystring: AttemptFilters,
+        response: { 200: Type.Object({ attempts: Type.Array(Attempt) }), ...problemResponses(400, 401) }
+      }
+    },
+    async (request) => ({ attempts: await findAttempts(db, request.query) })
+  )
+
+  app.get(
+    '/summary',
+    { schema: { tags: ['admin'], summary: 'Deliveries counted by end system and state', security, response: { 200: DeliveryCounts } } },
+    async () => deliveryCounts(db)
+  )
+
+  for (const [action, run] of [
+    ['redrive', redrive],
+    ['skip', skip]
+  ] as const) {
+    app.post(
+      `/deliveries/:id/${action}`,
+      {
+        schema: {
+          tags: ['admin'],
+          summary: action === 'redrive' ? 'Send a FAILED delivery again, with a fresh retry budget' : 'Give up on a FAILED or BLOCKED delivery',
+          security,
+          params: IdParams,
+          body: Reason,
+          response: { 200: Delivery, ...problemResponses(400, 401, 404, 409) }
+        }
+      },
+      async (request) => toDelivery(await run(db, { deliveryId: request.params.id, operator: request.caller, reason: request.body.reason }))
+    )
+  }
+}

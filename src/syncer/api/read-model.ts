@@ -1,0 +1,110 @@
+import type { StatusData } from '../../contracts/sync-status-events.ts'
+import { isWaiting, overallState } from '../delivery/states.ts'
+import type { DeliveryRow, SyncerDb } from '../tables.ts'
+import type { Attempt, AttemptFilters, CustomerSync, Delivery, DeliveryFilters } from './schemas.ts'
+
+/** The queries behind the callback and admin APIs: the routes call these and never touch SQL. */
+
+export function toDelivery(row: DeliveryRow): Delivery {
+  return {
+    deliveryId: row.id,
+    eventId: row.event_id,
+    cifId: row.cif_id,
+    endSystem: row.end_system,
+    operation: row.operation,
+    customerVersion: row.customer_version,
+    state: row.state,
+    attempts: row.attempts,
+    externalId: row.external_id,
+    lastError: row.last_error,
+    remarks: row.remarks,
+    nextAttemptAt: isWaiting(row.state) ? row.next_attempt_at.toISOString() : null,
+    createdAt: row.created_at.toISOString(),
+    updatedAt: row.updated_at.toISOString(),
+    completedAt: row.completed_at?.toISOString() ?? null
+  }
+}
+
+/** Where a customer of `sourceSystem` stands; undefined when the syncer knows no such customer of theirs. */
+export async function customerSync(db: SyncerDb, cifId: string, sourceSystem: string): Promise<CustomerSync | undefined> {
+  const owner = await db.selectFrom('sync_event').select('owner_source_system').where('cif_id', '=', cifId).limit(1).executeTakeFirst()
+  // Another source system's customer is as unknown as a customer that does not exist.
+  if (!owner || owner.owner_source_system !== sourceSystem) return undefined
+  const latest = await db
+    .selectFrom('delivery')
+    .selectAll()
+    .distinctOn('end_system')
+    .where('cif_id', '=', cifId)
+    .orderBy('end_system')
+    .orderBy('customer_version', 'desc')
+    .execute()
+  const latestVersion = Math.max(...latest.map((d) => d.customer_version))
+  return { cifId, latestVersion, state: overallState(latest, latestVersion), endSystems: latest.map(toDelivery) }
+}
+
+/** Status changes of `sourceSystem`'s customers after feed position `after`, in order. */
+export async function statusUpdates(db: SyncerDb, sourceSystem: string, after: string, limit: number): Promise<{ updates: StatusData[]; next: string }> {
+  const rows = await db
+    .selectFrom('sync_status_update')
+    .select(['seq', 'status'])
+    .where('owner_source_system', '=', sourceSystem)
+    .where('seq', 'is not', null)
+    .where('seq', '>', after)
+    .orderBy('seq')
+    .limit(limit)
+    .execute()
+  return { updates: rows.map((row) => row.status as StatusData), next: rows.at(-1)?.seq ?? after }
+}
+
+export async function findDeliveries(db: SyncerDb, q: DeliveryFilters): Promise<Delivery[]> {
+  let query = db.selectFrom('delivery').selectAll().orderBy('id').limit(Number(q.limit ?? 100))
+  if (q.cifId) query = query.where('cif_id', '=', q.cifId)
+  if (q.endSystem) query = query.where('end_system', '=', q.endSystem)
+  if (q.state) query = query.where('state', '=', q.state)
+  if (q.from) query = query.where('created_at', '>=', new Date(q.from))
+  if (q.to) query = query.where('created_at', '<', new Date(q.to))
+  if (q.after) query = query.where('id', '>', q.after)
+  return (await query.execute()).map(toDelivery)
+}
+
+export async function findAttempts(db: SyncerDb, q: AttemptFilters): Promise<Attempt[]> {
+  let query = db.selectFrom('delivery_attempt').selectAll().orderBy('id').limit(Number(q.limit ?? 100))
+  if (q.cifId) query = query.where('cif_id', '=', q.cifId)
+  if (q.endSystem) query = query.where('end_system', '=', q.endSystem)
+  if (q.status) query = query.where('status', '=', q.status)
+  if (q.deliveryId) query = query.where('delivery_id', '=', q.deliveryId)
+  if (q.from) query = query.where('started_at', '>=', new Date(q.from))
+  if (q.to) query = query.where('started_at', '<', new Date(q.to))
+  if (q.after) query = query.where('id', '>', q.after)
+  const rows = await query.execute()
+  return rows.map((a) => ({
+    attemptId: a.id,
+    deliveryId: a.delivery_id,
+    eventId: a.event_id,
+    cifId: a.cif_id,
+    eventType: a.event_type,
+    customerVersion: a.customer_version,
+    endSystem: a.end_system,
+    attemptNumber: a.attempt_number,
+    status: a.status,
+    httpStatus: a.http_status,
+    message: a.response_message,
+    remarks: a.remarks,
+    timeoutMs: a.timeout_ms,
+    durationMs: a.duration_ms,
+    startedAt: a.started_at.toISOString(),
+    finishedAt: a.finished_at.toISOString()
+  }))
+}
+
+/** Deliveries counted by end system and state. */
+export async function deliveryCounts(db: SyncerDb) {
+  const rows = await db
+    .selectFrom('delivery')
+    .select(['end_system', 'state', (eb) => eb.fn.countAll<string>().as('n')])
+    .groupBy(['end_system', 'state'])
+    .orderBy('end_system')
+    .orderBy('state')
+    .execute()
+  return { counts: rows.map((r) => ({ endSystem: r.end_system, state: r.state, count: Number(r.n) })) }
+}

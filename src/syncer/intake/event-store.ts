@@ -1,0 +1,110 @@
+import type { Message } from '@platformatic/kafka'
+import { Ajv2020 } from 'ajv/dist/2020.js'
+import addFormats from 'ajv-formats'
+import { customerEventSchema, customerEventTypes, type CustomerEvent } from '../../contracts/customer-events.ts'
+import { lagRemark } from '../delivery/attempt-policy.ts'
+import { blockBehindFailures } from '../delivery/delivery-store.ts'
+import { initialState } from '../delivery/states.ts'
+import type { SyncerDb } from '../tables.ts'
+
+export type StringMessage = Message<string, string, string, string>
+
+const ajv = new Ajv2020({ allErrors: false, strict: false })
+addFormats.default(ajv)
+const validators = Object.values(customerEventTypes).map((type) => [type, ajv.compile(customerEventSchema(type))] as const)
+
+/** A message as a CIF event, or why it is not one. */
+export function readCustomerEvent(value: string): { event: CustomerEvent } | { reason: string } {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(value)
+  } catch {
+    return { reason: 'not JSON' }
+  }
+  const type = (parsed as { type?: unknown })?.type
+  const validate = validators.find(([t]) => t === type)?.[1]
+  if (!validate) return { reason: `not a CIF customer event (type ${JSON.stringify(type)?.slice(0, 60)})` }
+  if (!validate(parsed)) {
+    const first = validate.errors?.[0]
+    return { reason: `does not match the ${String(type)} schema: ${first?.instancePath || '/'} ${first?.message}` }
+  }
+  return { event: parsed as CustomerEvent }
+}
+
+/** Stores a batch of messages; returns the end systems that got new deliveries. */
+export async function storeEvents(db: SyncerDb, batch: StringMessage[], endSystems: string[]): Promise<Set<string>> {
+  const events: { event: CustomerEvent; message: StringMessage }[] = []
+  const unreadable: { message: StringMessage; reason: string }[] = []
+  for (const message of batch) {
+    const read = readCustomerEvent(message.value ?? '')
+    if ('event' in read) events.push({ event: read.event, message })
+    else unreadable.push({ message, reason: read.reason })
+  }
+  return db.transaction().execute(async (trx) => {
+    await keepUnreadable(trx, unreadable)
+    if (events.length === 0) return new Set<string>()
+    const stored = await trx
+      .insertInto('sync_event')
+      .values(
+        events.map(({ event, message }) => ({
+          event_id: event.id,
+          cif_id: event.subject,
+          event_type: event.type,
+          customer_version: event.customerversion,
+          owner_source_system: event.data.sourceSystem,
+          acting_source_system: event.sourcesystem,
+          event: JSON.stringify(event),
+          event_time: event.time,
+          kafka_partition: message.partition,
+          kafka_offset: message.offset
+        }))
+      )
+      .onConflict((oc) => oc.column('event_id').doNothing())
+      .returning(['event_id', 'cif_id', 'event_type', 'customer_version', 'event_time', 'received_at'])
+      .execute()
+    if (stored.length === 0 || endSystems.length === 0) return new Set<string>()
+    const deliveries = stored.flatMap((event) =>
+      endSystems.map((endSystem) => ({
+        event_id: event.event_id,
+        cif_id: event.cif_id,
+        end_system: endSystem,
+        operation: event.event_type === customerEventTypes.created ? ('create' as const) : ('update' as const),
+        customer_version: event.customer_version,
+        state: initialState,
+        remarks: lagRemark(event.event_time, event.received_at)
+      }))
+    )
+    const ids = await trx.insertInto('delivery').values(deliveries).returning('id').execute()
+    await blockBehindFailures(trx, { deliveryIds: ids.map((row) => row.id) })
+    return new Set(endSystems)
+  })
+}
+
+/** SQLSTATE classes 22 (data exception) and 23 (integrity constraint): trying again cannot help. */
+export function isDataError(error: unknown): boolean {
+  const code = (error as { code?: unknown })?.code
+  return typeof code === 'string' && /^2[23]/.test(code)
+}
+
+/** Text PostgreSQL can hold: no NUL, no half surrogate pairs. */
+function storable(text: string): string {
+  return text.replaceAll('\u0000', '\\u0000').toWellFormed()
+}
+
+export async function keepUnreadable(db: SyncerDb, unreadable: { message: StringMessage; reason: string }[]): Promise<void> {
+  if (unreadable.length === 0) return
+  await db
+    .insertInto('unreadable_message')
+    .values(
+      unreadable.map(({ message, reason }) => ({
+        topic: message.topic,
+        kafka_partition: message.partition,
+        kafka_offset: message.offset,
+        message_key: message.key === undefined || message.key === null ? null : storable(message.key),
+        message_value: storable((message.value ?? '').slice(0, 100_000)),
+        reason: storable(reason)
+      }))
+    )
+    .onConflict((oc) => oc.doNothing())
+    .execute()
+}

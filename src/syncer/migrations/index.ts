@@ -1,0 +1,7 @@
+import type { Migration } from 'kysely/migration'
+import * as syncer from './0002_syncer.ts'
+
+/** The syncer's migrations. Names are versions: never rename or edit a released one, add a new one. */
+export const syncerMigrations: Record<string, Migration> = {
+  '0002_syncer': syncer
+}

@@ -1,0 +1,116 @@
+import type { ColumnType, Generated, Kysely, Selectable, Transaction } from 'kysely'
+import type { OutboxTables } from '../outbox/tables.ts'
+import type { DefaultedTimestamp } from '../platform/database/index.ts'
+import type { AttemptStatus, DeliveryState, OperatorAction } from './delivery/states.ts'
+
+export type DeliveryOperation = 'create' | 'update'
+
+export interface SyncEventTable {
+  event_id: string
+  cif_id: string
+  event_type: string
+  customer_version: number
+  owner_source_system: string
+  acting_source_system: string
+  event: ColumnType<Record<string, unknown>, string, never>
+  event_time: ColumnType<Date, Date | string, never>
+  received_at: DefaultedTimestamp
+  kafka_partition: number
+  kafka_offset: ColumnType<string, string | bigint, never>
+}
+
+export interface UnreadableMessageTable {
+  id: Generated<string>
+  topic: string
+  kafka_partition: number
+  kafka_offset: ColumnType<string, string | bigint, never>
+  message_key: string | null
+  message_value: string
+  reason: string
+  received_at: DefaultedTimestamp
+}
+
+export interface DeliveryTable {
+  id: Generated<string>
+  event_id: string
+  cif_id: string
+  end_system: string
+  operation: DeliveryOperation
+  customer_version: number
+  state: DeliveryState
+  attempts: ColumnType<number, number | undefined, number>
+  round_attempts: ColumnType<number, number | undefined, number>
+  next_attempt_at: DefaultedTimestamp
+  lease_until: Date | null
+  external_id: string | null
+  last_error: string | null
+  remarks: string | null
+  created_at: DefaultedTimestamp
+  updated_at: DefaultedTimestamp
+  completed_at: Date | null
+}
+
+export interface DeliveryAttemptTable {
+  id: Generated<string>
+  delivery_id: string
+  event_id: string
+  cif_id: string
+  event_type: string
+  customer_version: number
+  end_system: string
+  attempt_number: number
+  status: AttemptStatus
+  http_status: number | null
+  response_message: string | null
+  remarks: string | null
+  timeout_ms: number
+  duration_ms: number
+  started_at: Date
+  finished_at: Date
+}
+
+export interface CustomerXrefTable {
+  cif_id: string
+  end_system: string
+  external_id: string
+  created_at: DefaultedTimestamp
+}
+
+export interface SyncStatusUpdateTable {
+  id: Generated<string>
+  seq: ColumnType<string | null, never, string | null>
+  owner_source_system: string
+  cif_id: string
+  kind: string
+  status: ColumnType<Record<string, unknown>, string, never>
+  created_at: DefaultedTimestamp
+}
+
+export interface OperatorActionTable {
+  id: Generated<string>
+  delivery_id: string
+  action: OperatorAction
+  operator: string
+  reason: string
+  from_state: DeliveryState
+  created_at: DefaultedTimestamp
+}
+
+/** The syncer's tables; migrations in ./migrations. */
+export interface SyncerTables {
+  sync_event: SyncEventTable
+  unreadable_message: UnreadableMessageTable
+  delivery: DeliveryTable
+  delivery_attempt: DeliveryAttemptTable
+  customer_xref: CustomerXrefTable
+  sync_status_update: SyncStatusUpdateTable
+  operator_action: OperatorActionTable
+}
+
+/** What the syncer's code may touch: its tables and the outbox that publishes its status messages. */
+export type SyncerDatabase = SyncerTables & OutboxTables
+
+export type SyncerDb = Kysely<SyncerDatabase>
+export type SyncerTx = Transaction<SyncerDatabase>
+
+export type DeliveryRow = Selectable<DeliveryTable>
