@@ -2,13 +2,13 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { sql } from 'kysely'
 import pg from 'pg'
 import type { Admin } from '@platformatic/kafka'
-import { backoffMs } from '../platform/backoff.ts'
 import type { Kysely } from 'kysely'
 import { DeadlineExceeded, withDeadline } from '../platform/deadline.ts'
 import { describeError } from '../platform/errors.ts'
 import { createIdempotentProducer, createProbe, kafkaAnswers, type StringProducer } from '../platform/kafka.ts'
 import type { Logger } from '../platform/logger.ts'
 import { startPeriodic, type Periodic } from '../platform/periodic.ts'
+import { backoffMs, FailureLog, type Backoff } from '../platform/retry.ts'
 import { judgeRelay, type RelayVerdict } from './relay-watchdog.ts'
 import type { OutboxTables } from './tables.ts'
 
@@ -46,8 +46,8 @@ export interface RelayHealth {
 }
 
 const NOTIFY_CHANNEL = 'outbox_message'
-/** A relay that cannot publish tries again at least this often: each try is one claim and one send. */
-const MAX_BACKOFF_MS = 2000
+/** A relay that cannot publish tries again at least every 2 s: each try is one claim and one send. */
+const RETRY_BACKOFF: Backoff = { initialMs: 100, maxMs: 2000 }
 /**
  * Under load every commit notifies: a relay that ran a batch per notification would scan the queue
  * hundreds of times a second for a row or two each. Batches start at most this often instead.
@@ -236,25 +236,23 @@ export class OutboxRelay {
 
   async #loop(): Promise<void> {
     const { log, batchSize, pollIntervalMs } = this.#options
-    let failures = 0
+    const publishing = new FailureLog(log, 'outbox relay cannot publish; will retry')
     while (!this.#stopped) {
       let published = 0
       try {
         this.#lastBatchAt = Date.now()
         published = await this.publishBatch()
         if (published > 0) this.#lastPublishedAt = Date.now()
-        if (failures > 0) log.info({ failures }, 'outbox relay publishing again')
-        failures = 0
+        publishing.succeeded('outbox relay publishing again')
         if (Date.now() - this.#lastPurge > PURGE_EVERY_MS) {
           this.#lastPurge = Date.now()
           const purged = await this.purgeSent()
           if (purged) log.info({ purged }, 'purged sent outbox messages past retention')
         }
       } catch (error) {
-        failures++
         // Kafka or PostgreSQL is away: the rows stay pending and go out, in order, once it is back.
-        if (failures === 1 || failures % 20 === 0) log.warn({ error: describeError(error), failures }, 'outbox relay cannot publish; will retry')
-        await this.#idle(backoffMs(failures, 100, MAX_BACKOFF_MS))
+        publishing.failed(error)
+        await this.#idle(backoffMs(publishing.failures, RETRY_BACKOFF))
         continue
       }
       if (published < batchSize) {
@@ -287,8 +285,7 @@ export class OutboxRelay {
   }
 
   async #listen(): Promise<void> {
-    let delay = 100
-    while (!this.#stopped) {
+    for (let failures = 0; !this.#stopped; failures++) {
       const client = new pg.Client({ connectionString: this.#options.databaseUrl })
       // `on`, not `once`: a dying connection can report more than one error.
       const closed = new Promise<void>((resolve) => {
@@ -301,7 +298,7 @@ export class OutboxRelay {
         if (this.#stopped) break
         this.#listener = client
         client.on('notification', this.#notified)
-        delay = 100
+        failures = 0
         this.#notified() // rows may have arrived while not listening
         await closed
       } catch {
@@ -310,8 +307,7 @@ export class OutboxRelay {
         this.#listener = undefined
         await client.end().catch(() => {})
       }
-      if (!this.#stopped) await sleep(delay)
-      delay = Math.min(MAX_BACKOFF_MS, delay * 2)
+      if (!this.#stopped) await sleep(backoffMs(failures, RETRY_BACKOFF))
     }
   }
 }

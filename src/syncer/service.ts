@@ -3,11 +3,11 @@ import { OutboxRelay } from '../outbox/relay.ts'
 import type { Config, Connections } from '../platform/config.ts'
 import { openDatabase } from '../platform/database/index.ts'
 import type { SyncerDatabase, SyncerTables } from './tables.ts'
-import { describeError } from '../platform/errors.ts'
 import { createHttpServer, type HttpServer } from '../platform/http/server.ts'
 import { dependencyChecks } from '../platform/health.ts'
 import { topics } from '../contracts/topics.ts'
 import type { Logger } from '../platform/logger.ts'
+import { FailureLog } from '../platform/retry.ts'
 import { AttemptRecorder } from './delivery/attempt-recorder.ts'
 import { recoverExpiredLeases } from './delivery/delivery-store.ts'
 import { DeliveryLane } from './delivery/lane.ts'
@@ -73,19 +73,16 @@ export async function startSyncer(
 
   // Retries come due and other syncers store deliveries: look regularly, not only when told.
   let sequencing = false
-  let sequencingFailures = 0
+  const sequencingLog = new FailureLog(log, 'cannot sequence status updates', 40)
+  const leaseLog = new FailureLog(log, 'lease recovery failed')
   const poll = setInterval(() => {
     wakeAll()
     if (sequencing) return
     sequencing = true
     sequenceStatusUpdates(db)
       .then(
-        () => {
-          sequencingFailures = 0
-        },
-        (error: unknown) => {
-          if (sequencingFailures++ % 40 === 0) log.warn({ error: describeError(error), failures: sequencingFailures }, 'cannot sequence status updates')
-        }
+        () => sequencingLog.succeeded(),
+        (error: unknown) => sequencingLog.failed(error)
       )
       .finally(() => {
         sequencing = false
@@ -94,12 +91,13 @@ export async function startSyncer(
   const leases = setInterval(() => {
     recoverExpiredLeases(db).then(
       (recovered) => {
+        leaseLog.succeeded()
         if (recovered) {
           log.warn({ recovered }, 'attempts lost by a stopped syncer are retried')
           wakeAll()
         }
       },
-      (error: unknown) => log.warn({ error: describeError(error) }, 'lease recovery failed')
+      (error: unknown) => leaseLog.failed(error)
     )
   }, LEASE_CHECK_EVERY_MS)
   wakeAll()

@@ -1,7 +1,7 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { formatDuration } from '../../src/platform/duration.ts'
-import { attemptTimeoutMs, judgeCall, lagRemark, parseRetryAfter, retryDelayMs } from '../../src/syncer/delivery/attempt-policy.ts'
+import { attemptTimeoutMs, isTrouble, judgeCall, lagRemark, parseRetryAfter, retryDelayMs } from '../../src/syncer/delivery/attempt-policy.ts'
 import { defaultRetryPolicy } from '../../src/syncer/delivery/end-systems-config.ts'
 
 describe('timeouts and pauses', () => {
@@ -80,5 +80,27 @@ describe('lag remarks', () => {
     expect(lagRemark(made, new Date('2026-11-25T10:00:05Z'))).toBeNull()
     expect(lagRemark(made, new Date('2026-11-25T10:05:03Z'))).toBe('reached the syncer 5 min 3 s after it was made (syncer down or lagging)')
     expect(formatDuration(2 * 3_600_000 + 60_000)).toBe('2 h 1 min')
+  })
+})
+
+describe('one retryable set for the policy and the circuit breaker', () => {
+  it('counts against the end system exactly the answers the policy retries', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 100, max: 599 }), (status) => {
+        const result = { kind: 'response', status, body: '' } as const
+        return isTrouble(result) === (judgeCall(result, 'crm', 'update', false).outcome === 'retry')
+      })
+    )
+    for (const result of [
+      { kind: 'network', code: 'ECONNRESET', message: 'reset' },
+      { kind: 'timeout', timeoutMs: 1000 }
+    ] as const) {
+      expect(isTrouble(result)).toBe(true)
+      expect(judgeCall(result, 'crm', 'update', false).outcome).toBe('retry')
+    }
+  })
+
+  it('does not count the breaker’s own refusal as the system failing once more', () => {
+    expect(isTrouble({ kind: 'circuit-open' })).toBe(false)
   })
 })

@@ -1,4 +1,5 @@
 import { formatDuration } from '../../platform/duration.ts'
+import { backoffMs } from '../../platform/retry.ts'
 import type { RetryPolicy } from './end-systems-config.ts'
 
 /** The timeout of attempt `n` of a round (1-based): the first timeout, multiplied on each retry, capped. */
@@ -11,9 +12,8 @@ export function attemptTimeoutMs(policy: RetryPolicy, n: number): number {
  * deliveries do not arrive together, capped; a Retry-After from the end system is honoured within the cap.
  */
 export function retryDelayMs(policy: RetryPolicy, n: number, retryAfterMs: number | undefined, random = Math.random): number {
-  const exponential = Math.min(policy.maxBackoffMs, policy.backoffMs * 2 ** (n - 1))
-  const jittered = Math.round(exponential * (0.8 + 0.4 * random()))
-  if (retryAfterMs === undefined) return Math.min(policy.maxBackoffMs, jittered)
+  const jittered = backoffMs(n - 1, { initialMs: policy.backoffMs, maxMs: policy.maxBackoffMs, jitter: 0.2 }, random)
+  if (retryAfterMs === undefined) return jittered
   return Math.min(policy.maxBackoffMs, Math.max(jittered, retryAfterMs))
 }
 
@@ -23,6 +23,22 @@ export function parseRetryAfter(value: string | undefined, now = Date.now()): nu
   if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000
   const date = Date.parse(value)
   return Number.isNaN(date) ? undefined : Math.max(0, date - now)
+}
+
+/**
+ * The answers that say "send it again", as data: 408 and 425 ask for the request again (RFC 9110, RFC
+ * 8470), 429 asks for it later, and 5xx is the system's own fault. The attempt policy retries these, and
+ * the circuit breaker counts them (with network errors and timeouts) as the system failing.
+ */
+export const retryableStatuses = { listed: [408, 425, 429], fromStatus: 500 } as const
+
+export function isRetryableStatus(status: number): boolean {
+  return (retryableStatuses.listed as readonly number[]).includes(status) || status >= retryableStatuses.fromStatus
+}
+
+/** A call that says the end system is not well: what the breaker counts towards opening the circuit. */
+export function isTrouble(result: CallResult): boolean {
+  return result.kind === 'network' || result.kind === 'timeout' || (result.kind === 'response' && isRetryableStatus(result.status))
 }
 
 /** What one call to an end system came to, before it is judged. */
@@ -82,8 +98,7 @@ export function judgeCall(result: CallResult, system: string, operation: 'create
       if (status === 409 && operation === 'create' && conflictMeansExists) {
         return { outcome: 'success', httpStatus: status, message, remarks: `${system} already holds this customer (409 on create)` }
       }
-      // 408 and 425 say "send it again" (RFC 9110, RFC 8470); 429 "later"; 5xx is the system's own fault.
-      if (status === 408 || status === 425 || status === 429 || status >= 500) {
+      if (isRetryableStatus(status)) {
         const retryAfterMs = parseRetryAfter(result.retryAfter)
         const what =
           status === 429 ? 'asked the syncer to slow down (429)' : status < 500 ? `asked for the request again (${status})` : `answered ${status} (a fault on its side)`

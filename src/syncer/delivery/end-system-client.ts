@@ -1,6 +1,17 @@
-import { circuitBreaker, CircuitState, ConsecutiveBreaker, handleWhenResult, TaskCancelledError, timeout, TimeoutStrategy, type CircuitBreakerPolicy } from 'cockatiel'
+import {
+  BrokenCircuitError,
+  circuitBreaker,
+  CircuitState,
+  ConsecutiveBreaker,
+  handleWhenResult,
+  IsolatedCircuitError,
+  TaskCancelledError,
+  timeout,
+  TimeoutStrategy,
+  type CircuitBreakerPolicy
+} from 'cockatiel'
 import { Agent, request } from 'undici'
-import type { CallResult } from './attempt-policy.ts'
+import { isTrouble, type CallResult } from './attempt-policy.ts'
 import type { EndSystemConfig } from './end-systems-config.ts'
 
 /** Enough of an end system's answer to judge it and to quote it; the rest is not read. */
@@ -12,11 +23,6 @@ export interface OutgoingRequest {
   idempotencyKey: string
   body: string
   timeoutMs: number
-}
-
-const isTrouble = (result: unknown): boolean => {
-  const r = result as CallResult
-  return r.kind === 'network' || r.kind === 'timeout' || (r.kind === 'response' && (r.status >= 500 || r.status === 429))
 }
 
 /**
@@ -32,7 +38,7 @@ export class EndSystemClient {
   constructor(system: EndSystemConfig) {
     this.#system = system
     this.#agent = new Agent({ connections: system.concurrency, keepAliveTimeout: 30_000, pipelining: 1 })
-    this.#breaker = circuitBreaker(handleWhenResult(isTrouble), {
+    this.#breaker = circuitBreaker(handleWhenResult((result) => isTrouble(result as CallResult)), {
       halfOpenAfter: system.circuitBreaker.halfOpenAfterMs,
       breaker: new ConsecutiveBreaker(system.circuitBreaker.consecutiveFailures)
     })
@@ -60,8 +66,10 @@ export class EndSystemClient {
   async call(outgoing: OutgoingRequest): Promise<CallResult> {
     try {
       return await this.#breaker.execute(() => this.#send(outgoing))
-    } catch {
-      return { kind: 'circuit-open' }
+    } catch (error) {
+      // Only the breaker's refusal is an open circuit; #send turns every failure of the call into a result.
+      if (error instanceof BrokenCircuitError || error instanceof IsolatedCircuitError) return { kind: 'circuit-open' }
+      throw error
     }
   }
 

@@ -1,6 +1,6 @@
-import { describeError } from '../../platform/errors.ts'
 import type { Logger } from '../../platform/logger.ts'
 import { formatDuration } from '../../platform/duration.ts'
+import { FailureLog } from '../../platform/retry.ts'
 import type { SyncerDb } from '../tables.ts'
 import { attemptTimeoutMs, judgeCall, LAG_WORTH_A_REMARK_MS, retryDelayMs, type Verdict } from './attempt-policy.ts'
 import type { AttemptRecorder } from './attempt-recorder.ts'
@@ -47,8 +47,9 @@ export class DeliveryLane {
   readonly #system: EndSystemConfig
   readonly #db: SyncerDb
   readonly #client: EndSystemClient
-  readonly #log: Logger
   readonly #recorder: AttemptRecorder
+  readonly #claiming: FailureLog
+  readonly #recording: FailureLog
   #inFlight = 0
   #pumping: Promise<void> | undefined
   #again = false
@@ -60,7 +61,8 @@ export class DeliveryLane {
     this.#db = db
     this.#client = client
     this.#recorder = recorder
-    this.#log = log
+    this.#claiming = new FailureLog(log, 'cannot claim deliveries; will retry')
+    this.#recording = new FailureLog(log, 'could not finish an attempt; its lease runs out and the delivery is tried again')
   }
 
   get inFlight(): number {
@@ -97,6 +99,7 @@ export class DeliveryLane {
         const allowed = this.#client.callsAllowed(this.#inFlight)
         if (allowed <= 0) return
         const claimed = await claimDue(this.#db, this.#system.name, allowed, (n) => attemptTimeoutMs(policy, n) + LEASE_MARGIN_MS)
+        this.#claiming.succeeded('claiming deliveries again')
         for (const delivery of claimed) {
           this.#inFlight++
           // The slot is the end system's: it is given back as soon as the system has answered, not when
@@ -109,10 +112,11 @@ export class DeliveryLane {
             this.wake()
           }
           const attempt = this.#attempt(delivery, release)
-            .catch((error: unknown) => {
+            .then(
+              () => this.#recording.succeeded('recording attempts again'),
               // Recording failed (PostgreSQL away): the lease runs out and the delivery is tried again.
-              this.#log.error({ deliveryId: delivery.id, error: describeError(error) }, 'could not record an attempt')
-            })
+              (error: unknown) => this.#recording.failed(error, { deliveryId: delivery.id })
+            )
             .finally(() => {
               release()
               this.#attempts.delete(attempt)
@@ -122,7 +126,7 @@ export class DeliveryLane {
         if (claimed.length < allowed) return
       }
     } catch (error) {
-      this.#log.warn({ endSystem: this.#system.name, error: describeError(error) }, 'cannot claim deliveries; will retry')
+      this.#claiming.failed(error)
     }
   }
 

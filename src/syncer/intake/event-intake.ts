@@ -1,12 +1,12 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Admin, MessagesStream } from '@platformatic/kafka'
-import { backoffMs } from '../../platform/backoff.ts'
 import { settleWithin, withDeadline } from '../../platform/deadline.ts'
 import { describeError } from '../../platform/errors.ts'
 import { createConsumer, createProbe, kafkaAnswers, type StringConsumer } from '../../platform/kafka.ts'
 import { topics } from '../../contracts/topics.ts'
 import type { Logger } from '../../platform/logger.ts'
 import { startPeriodic, type Periodic } from '../../platform/periodic.ts'
+import { backoffMs, FailureLog, type Backoff } from '../../platform/retry.ts'
 import type { SyncerDb } from '../tables.ts'
 import { isDataError, keepUnreadable, storeEvents, type StringMessage } from './event-store.ts'
 import { judgeIntake } from './intake-watchdog.ts'
@@ -53,6 +53,9 @@ const CLOSE_TIMEOUT_MS = 5000
 const FETCH_SILENCE_MS = 5000
 const COMMIT_TIMEOUT_MS = 10_000
 const STOP_DRAIN_TIMEOUT_MS = 15_000
+/** Asking whether Kafka answers costs it one metadata request: every second at most, so the intake is back within a second of the broker. */
+const KAFKA_PROBE_BACKOFF: Backoff = { initialMs: 250, maxMs: 1000 }
+const STORE_BACKOFF: Backoff = { initialMs: 100, maxMs: 5000 }
 
 /**
  * One stream of the consumer and what it has read but not yet stored. A restart abandons the whole
@@ -271,16 +274,16 @@ export class EventIntake {
   async #reopen(): Promise<void> {
     await this.#session?.close()
     this.#session = undefined
+    const waiting = new FailureLog(this.#options.log, 'intake waiting for Kafka')
+    const reopening = new FailureLog(this.#options.log, 'intake cannot reopen its stream yet; trying again', 10)
     for (let failures = 0; !this.#stopped; failures++) {
-      // Asking whether Kafka answers costs it one metadata request: ask every second at most, so that the
-      // intake is back within a second of the broker.
-      if (failures > 0) await sleep(backoffMs(failures - 1, 250, 1000))
+      if (failures > 0) await sleep(backoffMs(failures - 1, KAFKA_PROBE_BACKOFF))
       // Kafka away: wait for it with the consumer kept, whose membership the broker still knows when it is
       // back (a new member would wait for the old one's session to expire before the group settles).
       const answers = await kafkaAnswers(this.#probe)
       if (this.#stopped) return
       if (!answers) {
-        if (failures % 20 === 0) this.#options.log.warn({ failures }, 'intake waiting for Kafka')
+        waiting.failed()
         continue
       }
       // isActive() reflects only the client's own state (joined, heartbeat scheduled: heartbeats that fail
@@ -304,7 +307,7 @@ export class EventIntake {
         await this.#session.close()
         this.#session = undefined
       } catch (error) {
-        if (failures % 10 === 0) this.#options.log.warn({ error: describeError(error), failures }, 'intake cannot reopen its stream yet; trying again')
+        reopening.failed(error)
       }
       // A consumer whose join failed is left half-joined by the client (its topic marked as subscribed, its
       // heartbeat stopped): a stream from it would fetch without being a member, and never commit.
@@ -408,6 +411,7 @@ export class EventIntake {
       const systems = await storeEvents(db, messages, endSystems)
       if (systems.size) onStored(systems)
     }
+    const storing = new FailureLog(log, 'cannot store events; retrying')
     session.storingSince = Date.now()
     try {
       for (let failures = 0; !session.closed && !this.#stopped; failures++) {
@@ -424,10 +428,11 @@ export class EventIntake {
             }
           }
           session.lastStoredAt = Date.now()
+          storing.succeeded('storing events again')
           return true
         } catch (error) {
-          if (failures % 20 === 0) log.warn({ error: describeError(error), failures }, 'cannot store events; retrying')
-          await sleep(backoffMs(failures, 100, 5000))
+          storing.failed(error)
+          await sleep(backoffMs(failures, STORE_BACKOFF))
         }
       }
       // Stopping, or the stream was replaced: the batch is not committed, so it is read again.
