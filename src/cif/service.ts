@@ -2,8 +2,8 @@ import { cifProblems } from '../contracts/problems.ts'
 import { OutboxRelay } from '../outbox/relay.ts'
 import type { Config, Connections } from '../platform/config.ts'
 import { openDatabase } from '../platform/database/index.ts'
-import type { CifDatabase, CifTables } from './tables.ts'
-import { createHttpServer, type HttpServer } from '../platform/http/server.ts'
+import type { CifDatabase, CifDb, CifTables } from './tables.ts'
+import { createHttpServer, type HttpServer, type HttpServerOptions } from '../platform/http/server.ts'
 import { dependencyChecks } from '../platform/health.ts'
 import { topics } from '../contracts/topics.ts'
 import type { Logger } from '../platform/logger.ts'
@@ -19,6 +19,20 @@ export interface CifService {
 
 const IDEMPOTENCY_KEY_TTL_HOURS = 24
 
+/** The CIF service's HTTP API on `db`, not yet listening (tests call it with `inject`). */
+export async function createCifApp(config: Config, db: CifDb, log: Logger, readinessChecks: HttpServerOptions['readinessChecks']): Promise<HttpServer> {
+  const app = await createHttpServer({
+    logger: log,
+    bodyLimitBytes: config.cif.bodyLimitBytes,
+    title: 'CIF service',
+    description: 'Create and change customers under a CIF ID; every change is published to Kafka (cif.customer.events).',
+    readinessChecks,
+    problemTypes: cifProblems
+  })
+  await app.register(cifApi, { prefix: '/v1', db, sourceSystemKeyHashes: config.sourceSystemKeyHashes })
+  return app
+}
+
 /** The CIF service: the customer API and the relay that publishes its outbox to Kafka. */
 export async function startCifService(config: Config, connections: Connections, log: Logger): Promise<CifService> {
   const database = openDatabase<CifDatabase>(connections.databaseUrl, { maxConnections: 20 })
@@ -33,15 +47,7 @@ export async function startCifService(config: Config, connections: Connections, 
     ...config.outbox,
     log: log.child({ component: 'outbox-relay' })
   })
-  const app = await createHttpServer({
-    logger: log,
-    bodyLimitBytes: config.cif.bodyLimitBytes,
-    title: 'CIF service',
-    description: 'Create and change customers under a CIF ID; every change is published to Kafka (cif.customer.events).',
-    readinessChecks: { ...dependencies.checks, outboxRelay: async () => relay.health() },
-    problemTypes: cifProblems
-  })
-  await app.register(cifApi, { prefix: '/v1', db: database.db, sourceSystemKeyHashes: config.sourceSystemKeyHashes })
+  const app = await createCifApp(config, database.db, log, { ...dependencies.checks, outboxRelay: async () => relay.health() })
 
   relay.start()
   const purgeKeys = setInterval(() => {

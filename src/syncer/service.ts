@@ -2,8 +2,8 @@ import { syncerProblems } from '../contracts/problems.ts'
 import { OutboxRelay } from '../outbox/relay.ts'
 import type { Config, Connections } from '../platform/config.ts'
 import { openDatabase } from '../platform/database/index.ts'
-import type { SyncerDatabase, SyncerTables } from './tables.ts'
-import { createHttpServer, type HttpServer } from '../platform/http/server.ts'
+import type { SyncerDatabase, SyncerDb, SyncerTables } from './tables.ts'
+import { createHttpServer, type HttpServer, type HttpServerOptions } from '../platform/http/server.ts'
 import { dependencyChecks } from '../platform/health.ts'
 import { topics } from '../contracts/topics.ts'
 import type { Logger } from '../platform/logger.ts'
@@ -25,6 +25,21 @@ export interface Syncer {
 }
 
 const LEASE_CHECK_EVERY_MS = 5000
+
+/** The syncer's HTTP APIs (callback and admin) on `db`, not yet listening (tests call it with `inject`). */
+export async function createSyncerApp(config: Config, db: SyncerDb, log: Logger, readinessChecks: HttpServerOptions['readinessChecks']): Promise<HttpServer> {
+  const app = await createHttpServer({
+    logger: log,
+    bodyLimitBytes: 16 * 1024,
+    title: 'CIF Syncer',
+    description: 'Where each customer stands in every end system: callback API for source systems, admin API for operators.',
+    readinessChecks,
+    problemTypes: syncerProblems
+  })
+  await app.register(callbackApi, { prefix: '/v1/sync', db, sourceSystemKeyHashes: config.sourceSystemKeyHashes })
+  await app.register(adminApi, { prefix: '/v1/admin', db, operatorKeyHashes: config.operatorKeyHashes })
+  return app
+}
 
 /**
  * The syncer: takes CIF events from Kafka, delivers each to every end system, records every attempt, and
@@ -103,16 +118,11 @@ export async function startSyncer(
   wakeAll()
 
   const dependencies = dependencyChecks(db, connections.kafkaBrokers)
-  const app = await createHttpServer({
-    logger: log,
-    bodyLimitBytes: 16 * 1024,
-    title: 'CIF Syncer',
-    description: 'Where each customer stands in every end system: callback API for source systems, admin API for operators.',
-    readinessChecks: { ...dependencies.checks, intake: async () => intake.health(), statusRelay: async () => relay.health() },
-    problemTypes: syncerProblems
+  const app = await createSyncerApp(config, db, log, {
+    ...dependencies.checks,
+    intake: async () => intake.health(),
+    statusRelay: async () => relay.health()
   })
-  await app.register(callbackApi, { prefix: '/v1/sync', db, sourceSystemKeyHashes: config.sourceSystemKeyHashes })
-  await app.register(adminApi, { prefix: '/v1/admin', db, operatorKeyHashes: config.operatorKeyHashes })
   const url = await app.listen({ host: config.syncer.host, port: config.syncer.port })
 
   return {

@@ -10,3 +10,6 @@ export type TestDatabase = CifDatabase & SyncerDatabase
 export const asCif = (db: Kysely<TestDatabase>): Kysely<CifDatabase> => db.$omitTables<keyof SyncerTables>()
 export const asSyncer = (db: Kysely<TestDatabase>): Kysely<SyncerDatabase> => db.$omitTables<keyof CifTables>()
 export const asOutbox = (db: Kysely<TestDatabase>): Kysely<OutboxTables> => db.$omitTables<keyof CifTables | keyof SyncerTables>()
+
+/** The migrated database each store or route test file copies into one of its own (own-database.ts). */
+export const TEMPLATE_DATABASE = 'cif_syncer_test_template'

@@ -1,10 +1,11 @@
 import { requireValidCifId } from '../../contracts/cif-id.ts'
+import { CifIdParams } from '../../contracts/customer.ts'
 import { Refusal, syncerProblems } from '../../contracts/problems.ts'
 import { requireApiKey } from '../../platform/http/api-key-auth.ts'
 import { apiKeySecurity as security, problemResponses, type HttpServer } from '../../platform/http/server.ts'
 import type { SyncerDb } from '../tables.ts'
 import { customerSync, statusUpdates } from './read-model.ts'
-import { CifIdParams, CustomerSync, Updates, UpdatesQuery } from './schemas.ts'
+import { CustomerSync, Updates, UpdatesQuery } from './schemas.ts'
 
 export interface CallbackApiOptions {
   db: SyncerDb

@@ -56,8 +56,6 @@ export const CustomerSync = Type.Object({
 })
 export type CustomerSync = Static<typeof CustomerSync>
 
-export const CifIdParams = Type.Object({ cifId: Type.String({ pattern: CIF_ID_PATTERN }) })
-
 /** 1 to 500, as a query string gives it. */
 const pageLimit = (description?: string) => Type.Optional(Type.String({ pattern: '^(?:[1-9]|[1-9][0-9]|[1-4][0-9]{2}|500)$', description }))
 const position = (description: string) => Type.Optional(Type.String({ pattern: '^[0-9]{1,18}$', description }))

@@ -1,0 +1,31 @@
+import { sql } from 'kysely'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { attemptStatuses, deliveryStates, operatorActions } from '../../src/syncer/delivery/states.ts'
+import { ownDatabase, type OwnDatabase } from '../support/own-database.ts'
+
+let database: OwnDatabase
+beforeAll(async () => {
+  database = await ownDatabase(1)
+})
+afterAll(async () => database?.close())
+
+/** The values a column's CHECK (... in (...)) constraint allows, as PostgreSQL holds it. */
+async function allowedValues(table: string, column: string): Promise<string[]> {
+  const { rows } = await sql<{ definition: string }>`
+    select pg_get_constraintdef(c.oid) as definition from pg_constraint c
+    join pg_class t on t.oid = c.conrelid
+    where t.relname = ${table} and c.contype = 'c' and pg_get_constraintdef(c.oid) like ${`%${column}%`}`.execute(database.db)
+  expect(rows, `${table}.${column} has one check constraint`).toHaveLength(1)
+  return [...rows[0]!.definition.matchAll(/'([A-Z_]+)'::text/g)].map((m) => m[1]!).sort()
+}
+
+describe('the database holds the states the code declares', () => {
+  it('allows exactly the delivery states of the state machine', async () => {
+    expect(await allowedValues('delivery', 'state')).toEqual([...deliveryStates].sort())
+  })
+
+  it('allows exactly the attempt statuses and operator actions', async () => {
+    expect(await allowedValues('delivery_attempt', 'status')).toEqual([...attemptStatuses].sort())
+    expect(await allowedValues('operator_action', 'action')).toEqual(Object.values(operatorActions).sort())
+  })
+})
