@@ -7,9 +7,9 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import * as hdr from 'hdr-histogram-js'
 import { sql } from 'kysely'
 import { waitUntilDrained } from '../test/support/invariants.ts'
-import { percentiles, runLoad, type LoadOptions, type LoadResult } from '../test/support/load.ts'
+import { type LoadOptions, type LoadResult, percentiles, runLoad } from '../test/support/load.ts'
 import { ProcessMonitor, type ProcessUsage } from '../test/support/process-stats.ts'
-import { setFault, sourceKey, startProcessStack, type ProcessStack } from '../test/support/stack.ts'
+import { type ProcessStack, setFault, sourceKey, startProcessStack } from '../test/support/stack.ts'
 
 const started = Date.now()
 const say = (text: string) => process.stdout.write(`[${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${text}\n`)
@@ -23,7 +23,12 @@ function histogram(): hdr.Histogram {
 }
 
 /** Create (or update) request → SUCCESS at every end system (or at `endSystem`), from the stored completion times. */
-async function endToEnd(stack: ProcessStack, load: LoadResult, since: Date, endSystem?: string): Promise<{ latency: hdr.Histogram; unfinished: number }> {
+async function endToEnd(
+  stack: ProcessStack,
+  load: LoadResult,
+  since: Date,
+  endSystem?: string
+): Promise<{ latency: hdr.Histogram; unfinished: number }> {
   const { rows } = await sql<{ cif_id: string; customer_version: number; done: Date | null }>`
     select cif_id, customer_version, case when bool_and(state = 'SUCCESS') then max(completed_at) end as done
     from delivery where created_at >= ${since} ${endSystem ? sql`and end_system = ${endSystem}` : sql``}
@@ -61,14 +66,17 @@ async function load(stack: ProcessStack, label: string, options: Omit<LoadOption
 }
 
 function monitor(stack: ProcessStack): ProcessMonitor {
-  return new ProcessMonitor({
-    'cif-service': () => stack.cif.pid,
-    syncer: () => stack.syncer.pid,
-    simulator: () => stack.simulator.pid,
-    kafka: () => stack.infrastructure.localKafka?.pid(),
-    postgresql: () => stack.infrastructure.localPostgres?.pid(),
-    'load generator': () => process.pid
-  }, ['postgresql'])
+  return new ProcessMonitor(
+    {
+      'cif-service': () => stack.cif.pid,
+      syncer: () => stack.syncer.pid,
+      simulator: () => stack.simulator.pid,
+      kafka: () => stack.infrastructure.localKafka?.pid(),
+      postgresql: () => stack.infrastructure.localPostgres?.pid(),
+      'load generator': () => process.pid
+    },
+    ['postgresql']
+  )
 }
 
 async function deliveriesDone(stack: ProcessStack, since: Date): Promise<number> {
@@ -84,7 +92,9 @@ async function deliveriesDone(stack: ProcessStack, since: Date): Promise<number>
 const results: Record<string, unknown> = {}
 say(`starting the stack (BENCH_SCALE=${scale})`)
 // The recovery scenario keeps one system down for a minute: a retry budget that outlasts it (policy is configuration).
-const stack = await startProcessStack({ retry: { retries: 20, backoffMs: 1000, maxBackoffMs: 10_000 }, ...(process.env.BENCH_CONCURRENCY ? { concurrency: Number(process.env.BENCH_CONCURRENCY) } : {}),
+const stack = await startProcessStack({
+  retry: { retries: 20, backoffMs: 1000, maxBackoffMs: 10_000 },
+  ...(process.env.BENCH_CONCURRENCY ? { concurrency: Number(process.env.BENCH_CONCURRENCY) } : {}),
   nodeOptions: process.env.BENCH_NODE_OPTIONS ?? '--max-old-space-size=192'
 })
 try {
@@ -187,7 +197,12 @@ try {
     await setFault(stack, 'crm', { mode: 'none' })
     await setFault(stack, 'core-banking', { mode: 'none' })
     await waitUntilDrained(stack, new Date(started), 600_000)
-    results.isolation = { healthySystem: 'cards', baselineMs: baseline, degradedMs: degraded, p99Ratio: Number((degraded.p99 / baseline.p99).toFixed(2)) }
+    results.isolation = {
+      healthySystem: 'cards',
+      baselineMs: baseline,
+      degradedMs: degraded,
+      p99Ratio: Number((degraded.p99 / baseline.p99).toFixed(2))
+    }
     say(`isolation: ${JSON.stringify(results.isolation)}`)
   }
 

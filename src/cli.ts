@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // One entry point, one process role per command.
 import { startCifService } from './cif/service.ts'
-import { ConfigError, loadConfig, type Config } from './platform/config.ts'
+import { type Config, ConfigError, loadConfig } from './platform/config.ts'
 import { migrateToLatest, openDatabase } from './platform/database/index.ts'
 import { apiKeyHash } from './platform/http/api-key-auth.ts'
 import { onShutdown } from './platform/lifecycle.ts'
@@ -10,8 +10,8 @@ import { createLogger } from './platform/logger.ts'
 import { runLocalStack } from './roles/local-stack.ts'
 import { migrations } from './roles/migrations.ts'
 import { runSimulator } from './roles/simulator.ts'
-import { startSyncer } from './syncer/service.ts'
 import { tailTopic } from './roles/tail.ts'
+import { startSyncer } from './syncer/service.ts'
 
 const usage = `Usage: cif-syncer <command>
 

@@ -1,8 +1,8 @@
 import { Ajv } from 'ajv'
 import addFormats from 'ajv-formats'
+import { CustomerInput } from '../contracts/customer.ts'
 import type { FieldError } from '../contracts/problems.ts'
 import { fieldErrorsFromAjv } from '../platform/http/problem.ts'
-import { CustomerInput } from '../contracts/customer.ts'
 
 const personOnly = ['firstName', 'middleName', 'lastName', 'dateOfBirth'] as const
 const entityOnly = ['fullName', 'registrationNumber'] as const
@@ -20,9 +20,7 @@ export function normalizeIdentifierValue(value: string): string {
 export function customerRuleErrors(customer: CustomerInput, today: string): FieldError[] {
   const errors: FieldError[] = []
   const [required, forbidden] =
-    customer.legalForm === 'PERSON'
-      ? [['firstName', 'lastName', 'dateOfBirth'] as const, entityOnly]
-      : [['fullName'] as const, personOnly]
+    customer.legalForm === 'PERSON' ? [['firstName', 'lastName', 'dateOfBirth'] as const, entityOnly] : [['fullName'] as const, personOnly]
   for (const field of required) {
     if (customer[field] === undefined) errors.push({ pointer: `/${field}`, detail: `is required for a ${customer.legalForm}` })
   }

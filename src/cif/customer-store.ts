@@ -1,13 +1,13 @@
 import { sql } from 'kysely'
+import { cifIdFromNumber } from '../contracts/cif-id.ts'
+import { Customer, type CustomerInput, type CustomerPatch } from '../contracts/customer.ts'
+import { customerEvent, customerEventTypes } from '../contracts/customer-events.ts'
+import { cifProblems, Refusal } from '../contracts/problems.ts'
 import { topics } from '../contracts/topics.ts'
 import { outboxMessage } from '../outbox/messages.ts'
-import type { CifDb, CifTx, CustomerRow } from './tables.ts'
-import { cifProblems, Refusal } from '../contracts/problems.ts'
-import { cifIdFromNumber } from '../contracts/cif-id.ts'
-import { customerEvent, customerEventTypes } from '../contracts/customer-events.ts'
 import { customerRecordErrors, normalizeIdentifierValue, todayUtc } from './customer-rules.ts'
-import { Customer, type CustomerInput, type CustomerPatch } from '../contracts/customer.ts'
 import { applyMergePatch, changedFields } from './merge-patch.ts'
+import type { CifDb, CifTx, CustomerRow } from './tables.ts'
 
 const customerFieldOrder = Object.keys(Customer.properties)
 
@@ -87,7 +87,10 @@ export async function createCustomer(trx: CifTx, input: CustomerInput, sourceSys
   }
   await claimIdentifiers(trx, cifId, input.identifiers)
   const customer = toCustomer(row)
-  await trx.insertInto('outbox_message').values(outboxMessage(topics.customerEvents, customerEvent(customerEventTypes.created, customer, sourceSystem))).execute()
+  await trx
+    .insertInto('outbox_message')
+    .values(outboxMessage(topics.customerEvents, customerEvent(customerEventTypes.created, customer, sourceSystem)))
+    .execute()
   return customer
 }
 
@@ -110,9 +113,13 @@ export async function updateCustomer(
   const row = await trx.selectFrom('customer').selectAll().where('cif_id', '=', cifId).forUpdate().executeTakeFirst()
   if (!row) throw new Refusal(cifProblems.customerNotFound, `No customer has CIF ID ${cifId}.`)
   if (row.version !== expectedVersion) {
-    throw new Refusal(cifProblems.versionMismatch, `The customer is at version ${row.version}, not ${expectedVersion}; read it again and reapply your change.`, {
-      currentVersion: row.version
-    })
+    throw new Refusal(
+      cifProblems.versionMismatch,
+      `The customer is at version ${row.version}, not ${expectedVersion}; read it again and reapply your change.`,
+      {
+        currentVersion: row.version
+      }
+    )
   }
   const before = row.record
   const after = applyMergePatch(before, patch) as Record<string, unknown>

@@ -20,7 +20,9 @@ export type IdempotencyStart = { kind: 'first'; token: string } | { kind: 'repla
 export function canonicalJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`
   if (value && typeof value === 'object') {
-    const entries = Object.keys(value).sort().map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`)
+    const entries = Object.keys(value)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`)
     return `{${entries.join(',')}}`
   }
   return JSON.stringify(value)
@@ -62,9 +64,13 @@ export async function startIdempotentRequest(db: CifDb, sourceSystem: string, ke
     .executeTakeFirst()
   if (!existing) return startIdempotentRequest(db, sourceSystem, key, hash) // purged in between
   if (existing.request_hash !== hash) {
-    throw new Refusal(cifProblems.idempotencyKeyReused, 'This Idempotency-Key was used for a different request body; use a new key for a new request.', {
-      errors: [{ header: 'idempotency-key', detail: 'was used with another body' }]
-    })
+    throw new Refusal(
+      cifProblems.idempotencyKeyReused,
+      'This Idempotency-Key was used for a different request body; use a new key for a new request.',
+      {
+        errors: [{ header: 'idempotency-key', detail: 'was used with another body' }]
+      }
+    )
   }
   if (existing.state === 'COMPLETED') {
     return {
@@ -91,7 +97,13 @@ export async function startIdempotentRequest(db: CifDb, sourceSystem: string, ke
  * Stores the answer under the key, if this request still holds it; false when a retry took it over (the
  * create's transaction must then roll back, or the key would stand for two customers).
  */
-export async function completeIdempotentRequest(db: CifDb, sourceSystem: string, key: string, token: string, response: StoredResponse): Promise<boolean> {
+export async function completeIdempotentRequest(
+  db: CifDb,
+  sourceSystem: string,
+  key: string,
+  token: string,
+  response: StoredResponse
+): Promise<boolean> {
   const result = await db
     .updateTable('idempotency_key')
     .set({

@@ -1,20 +1,14 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
+import { requireValidCifId } from '../contracts/cif-id.ts'
+import { CifIdParams, Customer, CustomerInput, CustomerPatch, immutableFields } from '../contracts/customer.ts'
 import { cifProblems, Refusal } from '../contracts/problems.ts'
 import { requireApiKey } from '../platform/http/api-key-auth.ts'
 import { problemOf } from '../platform/http/problem.ts'
-import { apiKeySecurity, PROBLEM_JSON, problemResponses, type HttpServer } from '../platform/http/server.ts'
-import { requireValidCifId } from '../contracts/cif-id.ts'
+import { apiKeySecurity, type HttpServer, PROBLEM_JSON, problemResponses } from '../platform/http/server.ts'
 import { customerRuleErrors, todayUtc } from './customer-rules.ts'
-import { CifIdParams, Customer, CustomerInput, CustomerPatch, immutableFields } from '../contracts/customer.ts'
 import { createCustomer, findCustomer, updateCustomer } from './customer-store.ts'
-import {
-  completeIdempotentRequest,
-  releaseIdempotencyKey,
-  requestHash,
-  startIdempotentRequest,
-  type StoredResponse
-} from './idempotency.ts'
+import { completeIdempotentRequest, releaseIdempotencyKey, requestHash, type StoredResponse, startIdempotentRequest } from './idempotency.ts'
 
 import type { CifDb } from './tables.ts'
 
@@ -72,7 +66,10 @@ export async function cifApi(app: HttpServer, options: CifApiOptions): Promise<v
         if (start.kind === 'replay') {
           // A replay answers what the first request was answered: the 201 or a problem.
           const { status, headers, body } = start.response
-          return reply.status(status as 201).headers({ ...headers, 'idempotent-replayed': 'true' }).send(body as Customer)
+          return reply
+            .status(status as 201)
+            .headers({ ...headers, 'idempotent-replayed': 'true' })
+            .send(body as Customer)
         }
         held = { key, token: start.token }
       }
@@ -81,9 +78,13 @@ export async function cifApi(app: HttpServer, options: CifApiOptions): Promise<v
           const customer = await createCustomer(trx, input, source)
           const headers = { location: `/v1/customers/${customer.cifId}`, etag: etag(customer.version) }
           if (held && !(await completeIdempotentRequest(trx, source, held.key, held.token, { status: 201, body: customer, headers }))) {
-            throw new Refusal(cifProblems.idempotencyKeyTakenOver, 'This request took so long that a retry with the same Idempotency-Key took it over; that retry answers it.', {
-              errors: [{ header: 'idempotency-key', detail: 'was taken over by a retry' }]
-            })
+            throw new Refusal(
+              cifProblems.idempotencyKeyTakenOver,
+              'This request took so long that a retry with the same Idempotency-Key took it over; that retry answers it.',
+              {
+                errors: [{ header: 'idempotency-key', detail: 'was taken over by a retry' }]
+              }
+            )
           }
           return { customer, headers }
         })
@@ -111,11 +112,7 @@ export async function cifApi(app: HttpServer, options: CifApiOptions): Promise<v
   // Its own scope, so that only PATCH accepts the merge-patch media type.
   await app.register(async (scope) => {
     const patchScope = scope.withTypeProvider<TypeBoxTypeProvider>()
-    patchScope.addContentTypeParser(
-      'application/merge-patch+json',
-      { parseAs: 'string' },
-      patchScope.getDefaultJsonParser('error', 'error')
-    )
+    patchScope.addContentTypeParser('application/merge-patch+json', { parseAs: 'string' }, patchScope.getDefaultJsonParser('error', 'error'))
     patchScope.patch(
       '/customers/:cifId',
       {
@@ -137,9 +134,7 @@ export async function cifApi(app: HttpServer, options: CifApiOptions): Promise<v
         if (immutable.length) {
           throw Refusal.invalid(immutable.map((field) => ({ pointer: `/${field}`, detail: 'cannot be changed after create' })))
         }
-        const customer = await db
-          .transaction()
-          .execute((trx) => updateCustomer(trx, request.params.cifId, request.body, version, request.caller))
+        const customer = await db.transaction().execute((trx) => updateCustomer(trx, request.params.cifId, request.body, version, request.caller))
         return reply.header('etag', etag(customer.version)).send(customer)
       }
     )
@@ -147,9 +142,19 @@ export async function cifApi(app: HttpServer, options: CifApiOptions): Promise<v
 }
 
 /** A refusal (4xx) is the answer to that request and is replayed; anything else frees the key for a retry. */
-async function settleFailedIdempotentRequest(db: CifDb, source: string, held: { key: string; token: string }, error: unknown, url: string): Promise<void> {
+async function settleFailedIdempotentRequest(
+  db: CifDb,
+  source: string,
+  held: { key: string; token: string },
+  error: unknown,
+  url: string
+): Promise<void> {
   if (error instanceof Refusal && error.type.status < 500) {
-    const response: StoredResponse = { status: error.type.status, body: { ...problemOf(error), instance: url }, headers: { 'content-type': PROBLEM_JSON } }
+    const response: StoredResponse = {
+      status: error.type.status,
+      body: { ...problemOf(error), instance: url },
+      headers: { 'content-type': PROBLEM_JSON }
+    }
     await completeIdempotentRequest(db, source, held.key, held.token, response)
   } else {
     await releaseIdempotencyKey(db, source, held.key, held.token)

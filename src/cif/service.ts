@@ -1,14 +1,14 @@
 import { cifProblems } from '../contracts/problems.ts'
+import { topics } from '../contracts/topics.ts'
 import { OutboxRelay } from '../outbox/relay.ts'
 import type { Config, Connections } from '../platform/config.ts'
 import { openDatabase } from '../platform/database/index.ts'
-import type { CifDatabase, CifDb, CifTables } from './tables.ts'
-import { createHttpServer, type HttpServer, type HttpServerOptions } from '../platform/http/server.ts'
 import { dependencyChecks } from '../platform/health.ts'
-import { topics } from '../contracts/topics.ts'
+import { createHttpServer, type HttpServer, type HttpServerOptions } from '../platform/http/server.ts'
 import type { Logger } from '../platform/logger.ts'
 import { purgeIdempotencyKeys } from './idempotency.ts'
 import { cifApi } from './routes.ts'
+import type { CifDatabase, CifDb, CifTables } from './tables.ts'
 
 export interface CifService {
   app: HttpServer
@@ -20,7 +20,12 @@ export interface CifService {
 const IDEMPOTENCY_KEY_TTL_HOURS = 24
 
 /** The CIF service's HTTP API on `db`, not yet listening (tests call it with `inject`). */
-export async function createCifApp(config: Config, db: CifDb, log: Logger, readinessChecks: HttpServerOptions['readinessChecks']): Promise<HttpServer> {
+export async function createCifApp(
+  config: Config,
+  db: CifDb,
+  log: Logger,
+  readinessChecks: HttpServerOptions['readinessChecks']
+): Promise<HttpServer> {
   const app = await createHttpServer({
     logger: log,
     bodyLimitBytes: config.cif.bodyLimitBytes,

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
-import { Type, type TSchema } from 'typebox'
-import { CIF_ID_PATTERN } from './cif-id.ts'
+import { type TSchema, Type } from 'typebox'
+import { cloudEventSchema } from './cloud-events.ts'
 import { Customer, SOURCE_SYSTEM_PATTERN } from './customer.ts'
 
 export const customerEventTypes = {
@@ -35,12 +35,7 @@ export interface CustomerEvent {
   data: Customer
 }
 
-export function customerEvent(
-  type: CustomerEventType,
-  customer: Customer,
-  actingSourceSystem: string,
-  changed?: string[]
-): CustomerEvent {
+export function customerEvent(type: CustomerEventType, customer: Customer, actingSourceSystem: string, changed?: string[]): CustomerEvent {
   return {
     specversion: '1.0',
     id: randomUUID(),
@@ -60,15 +55,10 @@ export function customerEvent(
 /** The JSON Schema of one event type's envelope; `schemas/events/<type>.json` is written from it. */
 export function customerEventSchema(type: CustomerEventType): TSchema {
   const updated = type === customerEventTypes.updated
-  return Type.Object(
+  return cloudEventSchema(
+    EVENT_SOURCE,
+    type,
     {
-      specversion: Type.Literal('1.0'),
-      id: Type.String({ format: 'uuid' }),
-      source: Type.Literal(EVENT_SOURCE),
-      type: Type.Literal(type),
-      subject: Type.String({ pattern: CIF_ID_PATTERN, description: 'The CIF ID' }),
-      time: Type.String({ format: 'date-time' }),
-      datacontenttype: Type.Literal('application/json'),
       dataschema: Type.Literal(dataSchemaFor(type)),
       customerversion: updated ? Type.Integer({ minimum: 2, maximum: 2_147_483_647 }) : Type.Literal(1),
       sourcesystem: Type.String({ pattern: SOURCE_SYSTEM_PATTERN, description: 'The source system that made the change' }),
@@ -77,11 +67,6 @@ export function customerEventSchema(type: CustomerEventType): TSchema {
         : {}),
       data: Customer
     },
-    {
-      $schema: 'https://json-schema.org/draft/2020-12/schema',
-      $id: dataSchemaFor(type),
-      title: `${type} (CloudEvents 1.0, structured JSON)`,
-      additionalProperties: false
-    }
+    { $id: dataSchemaFor(type) }
   )
 }

@@ -1,4 +1,4 @@
-import { Type, type Static, type TNull, type TOptional, type TSchema, type TUnion, type TUnknown } from 'typebox'
+import { type Static, type TNull, type TOptional, type TSchema, type TUnion, type TUnknown, Type } from 'typebox'
 import { CIF_ID_PATTERN } from './cif-id.ts'
 import { countryCodes } from './countries.ts'
 

@@ -1,6 +1,6 @@
 import type { TSchema } from 'typebox'
 import { customerEventSchema, customerEventTypes } from './customer-events.ts'
-import { statusEventSchema, statusKinds, type StatusKind } from './sync-status-events.ts'
+import { type StatusKind, statusEventSchema, statusKinds } from './sync-status-events.ts'
 
 /** Every event type the services publish, with its JSON Schema: `schemas/events/<type>.json` is written from these. */
 export function eventSchemas(): Record<string, TSchema> {

@@ -96,7 +96,8 @@ export const cifProblems = {
     code: 'customer-exists',
     status: 409,
     title: 'The customer already has a CIF ID',
-    description: 'An identifier (type, value, country) or your `externalId` already belongs to a customer: `cifId` names that customer, `errors` the field.'
+    description:
+      'An identifier (type, value, country) or your `externalId` already belongs to a customer: `cifId` names that customer, `errors` the field.'
   },
   versionMismatch: {
     code: 'version-mismatch',
@@ -126,7 +127,8 @@ export const cifProblems = {
     code: 'idempotency-key-taken-over',
     status: 409,
     title: 'A retry took this request over',
-    description: 'This request took so long that a retry with the same Idempotency-Key took it over; that retry answers it, and nothing was created twice.'
+    description:
+      'This request took so long that a retry with the same Idempotency-Key took it over; that retry answers it, and nothing was created twice.'
   }
 } as const satisfies Record<string, ProblemType>
 

@@ -1,5 +1,6 @@
-import { Type, type Static, type TSchema } from 'typebox'
+import { type Static, type TSchema, Type } from 'typebox'
 import { CIF_ID_PATTERN } from './cif-id.ts'
+import { cloudEventSchema } from './cloud-events.ts'
 import { SOURCE_SYSTEM_PATTERN } from './customer.ts'
 
 /**
@@ -97,24 +98,13 @@ export function statusEvent<K extends StatusKind>(kind: K, id: string, ownerSour
 /** The JSON Schema of one kind's envelope; `schemas/events/<type>.json` is written from it. */
 export function statusEventSchema(kind: StatusKind): TSchema {
   const { type, description } = statusKinds[kind]
-  return Type.Object(
+  return cloudEventSchema(
+    STATUS_SOURCE,
+    type,
     {
-      specversion: Type.Literal('1.0'),
-      id: Type.String({ format: 'uuid' }),
-      source: Type.Literal(STATUS_SOURCE),
-      type: Type.Literal(type),
-      subject: Type.String({ pattern: CIF_ID_PATTERN, description: 'The CIF ID' }),
-      time: Type.String({ format: 'date-time' }),
-      datacontenttype: Type.Literal('application/json'),
       sourcesystem: Type.String({ pattern: SOURCE_SYSTEM_PATTERN, description: 'The source system that owns the customer' }),
       data: statusData[kind]
     },
-    {
-      $schema: 'https://json-schema.org/draft/2020-12/schema',
-      $id: `urn:cif-syncer:schemas:${type}:1`,
-      title: `${type} (CloudEvents 1.0, structured JSON)`,
-      description,
-      additionalProperties: false
-    }
+    { $id: `urn:cif-syncer:schemas:${type}:1`, description }
   )
 }

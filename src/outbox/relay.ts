@@ -1,14 +1,14 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { sql } from 'kysely'
-import pg from 'pg'
 import type { Admin } from '@platformatic/kafka'
 import type { Kysely } from 'kysely'
+import { sql } from 'kysely'
+import pg from 'pg'
 import { DeadlineExceeded, withDeadline } from '../platform/deadline.ts'
 import { describeError } from '../platform/errors.ts'
 import { createIdempotentProducer, createProbe, kafkaAnswers, type StringProducer } from '../platform/kafka.ts'
 import type { Logger } from '../platform/logger.ts'
-import { startPeriodic, type Periodic } from '../platform/periodic.ts'
-import { backoffMs, FailureLog, type Backoff } from '../platform/retry.ts'
+import { type Periodic, startPeriodic } from '../platform/periodic.ts'
+import { type Backoff, backoffMs, FailureLog } from '../platform/retry.ts'
 import { judgeRelay, type RelayVerdict } from './relay-watchdog.ts'
 import type { OutboxTables } from './tables.ts'
 
@@ -191,11 +191,7 @@ export class OutboxRelay {
           if (error instanceof DeadlineExceeded) this.#replaceProducer(producer, describeError(error))
           throw error
         }
-        await trx
-          .updateTable('outbox_message')
-          .set({ status: 'SENT', sent_at: sql`now()` })
-          .where('id', 'in', claimedIds)
-          .execute()
+        await trx.updateTable('outbox_message').set({ status: 'SENT', sent_at: sql`now()` }).where('id', 'in', claimedIds).execute()
         return rows.length
       })
     } catch (error) {

@@ -34,7 +34,7 @@ export interface Config {
   sourceSystemKeyHashes: Map<string, string>
   /**
    * `intakeStallMs`: the intake's consumer makes no progress for this long and is replaced (see
-   * syncer/intake-watchdog.ts); `intakeUnreadyAfterMs`: readiness fails once it has been unable to
+   * syncer/intake/intake-watchdog.ts); `intakeUnreadyAfterMs`: readiness fails once it has been unable to
    * consume for this long.
    */
   syncer: {
@@ -69,7 +69,10 @@ function integer(env: Env, name: string, fallback: number, min: number, max: num
  */
 export function parseApiKeys(raw: string, variable: string): Map<string, string> {
   const callers = new Map<string, string>()
-  for (const entry of raw.split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const entry of raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const match = /^([a-z][a-z0-9-]{1,62})=([0-9a-f]{64})$/.exec(entry)
     if (!match) {
       throw new ConfigError(`${variable} entry "${entry.slice(0, 80)}" must look like name=<64 hex chars of SHA-256(key)>.`)
@@ -102,7 +105,9 @@ function apiKeys(env: Env, variable: string, dev: { name: string; apiKey: string
 
 export function loadConfig(env: Env = process.env): Config {
   const production = env.NODE_ENV === 'production'
-  const kafkaBrokers = env.KAFKA_BROKERS?.split(',').map((s) => s.trim()).filter(Boolean)
+  const kafkaBrokers = env.KAFKA_BROKERS?.split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
   return {
     production,
     logLevel: env.LOG_LEVEL ?? 'info',

@@ -8,7 +8,7 @@ export function describeError(error: unknown, maxLength = 500): string {
     if (depth > 5) return
     const nested = e instanceof AggregateError ? e.errors : e instanceof Error && e.cause ? [e.cause] : []
     if (nested.length === 0) leaves.add(e instanceof Error ? e.message : String(e))
-    else nested.forEach((n) => visit(n, depth + 1))
+    else for (const n of nested) visit(n, depth + 1)
   }
   visit(error, 0)
   const text = [...leaves].join('; ')

@@ -1,4 +1,4 @@
-import { sql, type Kysely } from 'kysely'
+import { type Kysely, sql } from 'kysely'
 import { createProbe, kafkaAnswers } from './kafka.ts'
 
 /** What `/health/ready` asks of a service that stands on PostgreSQL and Kafka. */
@@ -6,7 +6,10 @@ export function dependencyChecks<DB>(db: Kysely<DB>, brokers: string[]): { check
   const probe = createProbe(brokers, 2000)
   return {
     checks: {
-      database: async () => (await sql`select 1`.execute(db), true),
+      database: async () => {
+        await sql`select 1`.execute(db)
+        return true
+      },
       kafka: () => kafkaAnswers(probe)
     },
     close: () => probe.close()

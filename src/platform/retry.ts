@@ -1,5 +1,5 @@
-import type { Logger } from './logger.ts'
 import { describeError } from './errors.ts'
+import type { Logger } from './logger.ts'
 
 export interface Backoff {
   /** The pause after the first failure. */

@@ -15,8 +15,22 @@ export interface SimulatedSystemShape {
 }
 
 export const simulatedSystems: SimulatedSystemShape[] = [
-  { name: 'core-banking', collection: '/customers', updateMethod: 'PUT', cifIdField: 'customerNumber', idPrefix: 'CB', createdBody: (id) => ({ customerId: id, status: 'ACTIVE' }) },
-  { name: 'crm', collection: '/contacts', updateMethod: 'PATCH', cifIdField: 'externalRef', idPrefix: 'CRM', createdBody: (id) => ({ contact: { id } }) },
+  {
+    name: 'core-banking',
+    collection: '/customers',
+    updateMethod: 'PUT',
+    cifIdField: 'customerNumber',
+    idPrefix: 'CB',
+    createdBody: (id) => ({ customerId: id, status: 'ACTIVE' })
+  },
+  {
+    name: 'crm',
+    collection: '/contacts',
+    updateMethod: 'PATCH',
+    cifIdField: 'externalRef',
+    idPrefix: 'CRM',
+    createdBody: (id) => ({ contact: { id } })
+  },
   { name: 'cards', collection: '/cardholders', updateMethod: 'PUT', cifIdField: 'cif', idPrefix: 'CH', createdBody: (id) => ({ cardholderRef: id }) }
 ]
 

@@ -1,8 +1,8 @@
 import { Type } from 'typebox'
-import { createHttpServer, type HttpServer } from '../platform/http/server.ts'
 import { httpProblems, Refusal } from '../contracts/problems.ts'
+import { createHttpServer, type HttpServer } from '../platform/http/server.ts'
 import type { Logger } from '../platform/logger.ts'
-import { simulatedSystems, SimulatedEndSystem, type Fault } from './end-system-simulator.ts'
+import { type Fault, SimulatedEndSystem, simulatedSystems } from './end-system-simulator.ts'
 
 export interface SimulatorOptions {
   host: string
@@ -22,10 +22,18 @@ export interface Simulator {
 const FaultBody = Type.Union([
   Type.Object({ mode: Type.Literal('none') }, { additionalProperties: false }),
   Type.Object({ mode: Type.Literal('down') }, { additionalProperties: false }),
-  Type.Object({ mode: Type.Literal('status'), status: Type.Integer({ minimum: 400, maximum: 599 }), message: Type.Optional(Type.String({ maxLength: 500 })) }, { additionalProperties: false }),
+  Type.Object(
+    { mode: Type.Literal('status'), status: Type.Integer({ minimum: 400, maximum: 599 }), message: Type.Optional(Type.String({ maxLength: 500 })) },
+    { additionalProperties: false }
+  ),
   Type.Object({ mode: Type.Literal('slow'), delayMs: Type.Integer({ minimum: 1, maximum: 600_000 }) }, { additionalProperties: false }),
   Type.Object(
-    { mode: Type.Literal('fail-next'), count: Type.Integer({ minimum: 1, maximum: 1000 }), status: Type.Integer({ minimum: 400, maximum: 599 }), message: Type.Optional(Type.String({ maxLength: 500 })) },
+    {
+      mode: Type.Literal('fail-next'),
+      count: Type.Integer({ minimum: 1, maximum: 1000 }),
+      status: Type.Integer({ minimum: 400, maximum: 599 }),
+      message: Type.Optional(Type.String({ maxLength: 500 }))
+    },
     { additionalProperties: false }
   )
 ])
@@ -62,10 +70,19 @@ export async function startSimulator(options: SimulatorOptions, log: Logger): Pr
     repeated: system.repeated
   })
 
-  app.get('/systems', { schema: { tags: ['simulator'], summary: 'Each system: its URL, fault and counts' } }, () => [...systems.values()].map(describe))
+  app.get('/systems', { schema: { tags: ['simulator'], summary: 'Each system: its URL, fault and counts' } }, () =>
+    [...systems.values()].map(describe)
+  )
   app.put(
     '/systems/:name/fault',
-    { schema: { tags: ['simulator'], summary: 'Make a system fail: down, a fixed status, slow, or the next N calls', params: NameParams, body: FaultBody } },
+    {
+      schema: {
+        tags: ['simulator'],
+        summary: 'Make a system fail: down, a fixed status, slow, or the next N calls',
+        params: NameParams,
+        body: FaultBody
+      }
+    },
     async (request) => {
       const system = find(request.params.name)
       await system.setFault(request.body as Fault)

@@ -1,22 +1,22 @@
 import { syncerProblems } from '../contracts/problems.ts'
+import { topics } from '../contracts/topics.ts'
 import { OutboxRelay } from '../outbox/relay.ts'
 import type { Config, Connections } from '../platform/config.ts'
 import { openDatabase } from '../platform/database/index.ts'
-import type { SyncerDatabase, SyncerDb, SyncerTables } from './tables.ts'
-import { createHttpServer, type HttpServer, type HttpServerOptions } from '../platform/http/server.ts'
 import { dependencyChecks } from '../platform/health.ts'
-import { topics } from '../contracts/topics.ts'
+import { createHttpServer, type HttpServer, type HttpServerOptions } from '../platform/http/server.ts'
 import type { Logger } from '../platform/logger.ts'
 import { FailureLog } from '../platform/retry.ts'
-import { AttemptRecorder } from './delivery/attempt-recorder.ts'
-import { recoverExpiredLeases } from './delivery/delivery-store.ts'
-import { DeliveryLane } from './delivery/lane.ts'
-import { EndSystemClient } from './delivery/end-system-client.ts'
-import { loadEndSystems, type EndSystemConfig } from './delivery/end-systems-config.ts'
-import { EventIntake } from './intake/event-intake.ts'
 import { adminApi } from './api/admin-api.ts'
 import { callbackApi } from './api/callback-api.ts'
+import { AttemptRecorder } from './delivery/attempt-recorder.ts'
+import { recoverExpiredLeases } from './delivery/delivery-store.ts'
+import { EndSystemClient } from './delivery/end-system-client.ts'
+import { type EndSystemConfig, loadEndSystems } from './delivery/end-systems-config.ts'
+import { DeliveryLane } from './delivery/lane.ts'
+import { EventIntake } from './intake/event-intake.ts'
 import { sequenceStatusUpdates } from './status/sync-status.ts'
+import type { SyncerDatabase, SyncerDb, SyncerTables } from './tables.ts'
 
 export interface Syncer {
   app: HttpServer
@@ -27,7 +27,12 @@ export interface Syncer {
 const LEASE_CHECK_EVERY_MS = 5000
 
 /** The syncer's HTTP APIs (callback and admin) on `db`, not yet listening (tests call it with `inject`). */
-export async function createSyncerApp(config: Config, db: SyncerDb, log: Logger, readinessChecks: HttpServerOptions['readinessChecks']): Promise<HttpServer> {
+export async function createSyncerApp(
+  config: Config,
+  db: SyncerDb,
+  log: Logger,
+  readinessChecks: HttpServerOptions['readinessChecks']
+): Promise<HttpServer> {
   const app = await createHttpServer({
     logger: log,
     bodyLimitBytes: 16 * 1024,
@@ -61,7 +66,9 @@ export async function startSyncer(
       new DeliveryLane(system, db, clients.get(system.name)!, recorder, log.child({ endSystem: system.name }))
     ])
   )
-  const wakeAll = (): void => lanes.forEach((lane) => lane.wake())
+  const wakeAll = (): void => {
+    for (const lane of lanes.values()) lane.wake()
+  }
 
   const intake = new EventIntake({
     db,
@@ -69,7 +76,9 @@ export async function startSyncer(
     groupId: config.syncer.groupId,
     endSystems: endSystems.map((s) => s.name),
     log: log.child({ component: 'intake' }),
-    onStored: (systems) => systems.forEach((name) => lanes.get(name)?.wake()),
+    onStored: (systems) => {
+      for (const name of systems) lanes.get(name)?.wake()
+    },
     stallMs: config.syncer.intakeStallMs,
     unreadyAfterMs: config.syncer.intakeUnreadyAfterMs
   })

@@ -9,7 +9,7 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { kafkaVariants, runFaultSuite, scenarios, type ScenarioReport } from '../support/fault-suite.ts'
+import { kafkaVariants, runFaultSuite, type ScenarioReport, scenarios } from '../support/fault-suite.ts'
 
 const started = Date.now()
 const say = (text: string) => process.stdout.write(`[${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${text}\n`)
@@ -68,7 +68,19 @@ mkdirSync(new URL('results/', import.meta.url), { recursive: true })
 const file = new URL(`results/faults-${runId}.json`, import.meta.url)
 writeFileSync(
   file,
-  JSON.stringify({ ratePerSecond, scale, repeat, machine: { cores: cpus().length, cpu: cpus()[0]?.model, memoryGiB: Math.round(totalmem() / 2 ** 30) }, node: process.version, summary, reports }, null, 2)
+  JSON.stringify(
+    {
+      ratePerSecond,
+      scale,
+      repeat,
+      machine: { cores: cpus().length, cpu: cpus()[0]?.model, memoryGiB: Math.round(totalmem() / 2 ** 30) },
+      node: process.version,
+      summary,
+      reports
+    },
+    null,
+    2
+  )
 )
 const bad = reports.filter(failed).length
 say(`${reports.length - bad} passed, ${bad} failed; lost ${reports.reduce((sum, r) => sum + r.lost, 0)} (must be 0); written to ${file.pathname}`)

@@ -1,13 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { cifIdFromNumber } from '../../src/contracts/cif-id.ts'
 import type { CifService } from '../../src/cif/service.ts'
-import { cifProblems } from '../../src/contracts/problems.ts'
-import { openDatabase, type DatabaseHandle } from '../../src/platform/database/index.ts'
-import { httpProblems } from '../../src/contracts/problems.ts'
 import { topics } from '../../src/contracts/topics.ts'
-import { call, connections, eventSchemaErrors, keys, newPerson, problemType, startTestCifService, TopicReader } from './helpers.ts'
-import { asCif, type TestDatabase } from '../support/database.ts'
+import { type DatabaseHandle, openDatabase } from '../../src/platform/database/index.ts'
+import type { TestDatabase } from '../support/database.ts'
+import { call, connections, eventSchemaErrors, newPerson, startTestCifService, TopicReader } from './helpers.ts'
 
+// What needs Kafka: the events a change publishes, and readiness. The API's edges are tested against
+// PostgreSQL alone, through inject, in test/api/cif-api.test.ts and test/api/hostile-input.test.ts.
 let cif: CifService
 let events: TopicReader
 let database: DatabaseHandle<TestDatabase>
@@ -76,208 +75,12 @@ describe('create, then the event on the topic', () => {
     expect(second!.partition).toBe(first!.partition)
     expect(await eventSchemaErrors(second!.value)).toEqual([])
   })
-
-  it('creates no version and no event for a change that changes nothing', async () => {
-    const person = newPerson()
-    const { cifId } = (await call(cif.url, 'POST', '/v1/customers', { body: person })).body
-    const same = await call(cif.url, 'PATCH', `/v1/customers/${cifId}`, {
-      body: { firstName: person.firstName, addresses: person.addresses },
-      headers: { 'if-match': '"1"' }
-    })
-    expect(same.status).toBe(200)
-    expect(same.body.version).toBe(1)
-    expect(await outboxRowsFor(cifId)).toHaveLength(1)
-  })
 })
 
-describe('optimistic concurrency', () => {
-  it('refuses a stale If-Match with 412 and a missing one with 428, changing nothing', async () => {
-    const { cifId } = (await call(cif.url, 'POST', '/v1/customers', { body: newPerson() })).body
-    const first = await call(cif.url, 'PATCH', `/v1/customers/${cifId}`, { body: { branchCode: 'SIN02' }, headers: { 'if-match': '"1"' } })
-    expect(first.status).toBe(200)
-
-    const stale = await call(cif.url, 'PATCH', `/v1/customers/${cifId}`, { body: { branchCode: 'KUL03' }, headers: { 'if-match': '"1"' } })
-    expect(stale.status).toBe(412)
-    expect(stale.body.type).toBe(problemType(cifProblems.versionMismatch))
-    expect(stale.headers.get('content-type')).toBe('application/problem+json; charset=utf-8')
-    expect(stale.body.currentVersion).toBe(2)
-
-    const missing = await call(cif.url, 'PATCH', `/v1/customers/${cifId}`, { body: { branchCode: 'KUL03' } })
-    expect(missing.status).toBe(428)
-    expect(missing.body.type).toBe(problemType(cifProblems.ifMatchRequired))
-    expect(missing.body.errors).toEqual([{ header: 'if-match', detail: 'is required' }])
-
-    const now = await call(cif.url, 'GET', `/v1/customers/${cifId}`)
-    expect(now.body).toMatchObject({ version: 2, branchCode: 'SIN02' })
-    expect(await outboxRowsFor(cifId)).toHaveLength(2)
-  })
-
-  it('refuses to change legalForm or externalId, and a change that would leave an invalid record', async () => {
-    const { cifId } = (await call(cif.url, 'POST', '/v1/customers', { body: newPerson() })).body
-    const immutable = await call(cif.url, 'PATCH', `/v1/customers/${cifId}`, {
-      body: { legalForm: 'ENTITY', externalId: 'other' },
-      headers: { 'if-match': '"1"' }
-    })
-    expect(immutable.status).toBe(400)
-    expect(immutable.body.errors.map((e: { pointer: string }) => e.pointer)).toEqual(['/legalForm', '/externalId'])
-
-    const removesLastName = await call(cif.url, 'PATCH', `/v1/customers/${cifId}`, { body: { lastName: null }, headers: { 'if-match': '"1"' } })
-    expect(removesLastName.status).toBe(400)
-    expect(removesLastName.body.errors).toEqual([{ pointer: '/lastName', detail: 'is required for a PERSON' }])
-    expect(await outboxRowsFor(cifId)).toHaveLength(1)
-  })
-})
-
-describe('idempotent create', () => {
-  it('replays the first response for a retry with the same key and body, creating nothing more', async () => {
-    const person = newPerson()
-    const key = `retry-${person.externalId}`
-    const first = await call(cif.url, 'POST', '/v1/customers', { body: person, headers: { 'idempotency-key': key } })
-    // Same body with its keys in another order is the same request.
-    const reordered = Object.fromEntries(Object.entries(person).reverse())
-    const retry = await call(cif.url, 'POST', '/v1/customers', { body: reordered, headers: { 'idempotency-key': key } })
-    expect(first.status).toBe(201)
-    expect(retry.status).toBe(201)
-    expect(retry.body).toEqual(first.body)
-    expect(retry.headers.get('location')).toBe(first.headers.get('location'))
-    expect(retry.headers.get('idempotent-replayed')).toBe('true')
-    const rows = await database.db.selectFrom('customer').select('cif_id').where('external_id', '=', person.externalId).execute()
-    expect(rows).toHaveLength(1)
-    expect(await outboxRowsFor(first.body.cifId)).toHaveLength(1)
-  })
-
-  it('answers 422 for the same key with another body', async () => {
-    const key = `conflict-${Date.now()}`
-    expect((await call(cif.url, 'POST', '/v1/customers', { body: newPerson(), headers: { 'idempotency-key': key } })).status).toBe(201)
-    const other = await call(cif.url, 'POST', '/v1/customers', { body: newPerson(), headers: { 'idempotency-key': key } })
-    expect(other.status).toBe(422)
-    expect(other.body.type).toBe(problemType(cifProblems.idempotencyKeyReused))
-    expect(other.body.errors).toEqual([{ header: 'idempotency-key', detail: 'was used with another body' }])
-  })
-
-  it('answers 409 while the first request with the key is still in flight', async () => {
-    const person = newPerson()
-    const key = `inflight-${person.externalId}`
-    const { requestHash } = await import('../../src/cif/idempotency.ts')
-    const { sql } = await import('kysely')
-    // The state a concurrent first request is in between claiming the key and committing the customer.
-    await database.db
-      .insertInto('idempotency_key')
-      .values({
-        source_system: 'branch-portal',
-        key,
-        request_hash: requestHash(person),
-        state: 'IN_FLIGHT',
-        response_status: null,
-        response_body: null,
-        response_headers: null,
-        locked_until: sql<Date>`now() + interval '1 minute'`
-      })
-      .execute()
-    const retry = await call(cif.url, 'POST', '/v1/customers', { body: person, headers: { 'idempotency-key': key } })
-    expect(retry.status).toBe(409)
-    expect(retry.body.type).toBe(problemType(cifProblems.idempotencyKeyInUse))
-    expect(retry.body.errors).toEqual([{ header: 'idempotency-key', detail: 'is in use by a request in progress' }])
-    expect(await database.db.selectFrom('customer').select('cif_id').where('external_id', '=', person.externalId).execute()).toEqual([])
-  })
-
-  it('lets a retry take over a key whose first request died, and the first can no longer finish it', async () => {
-    const { startIdempotentRequest, completeIdempotentRequest, requestHash } = await import('../../src/cif/idempotency.ts')
-    const { sql } = await import('kysely')
-    const person = newPerson()
-    const key = `takeover-${person.externalId}`
-    const first = await startIdempotentRequest(asCif(database.db), 'branch-portal', key, requestHash(person))
-    expect(first.kind).toBe('first')
-    // The first request's lease runs out (its process hung or died).
-    await database.db.updateTable('idempotency_key').set({ locked_until: sql<Date>`now() - interval '1 second'` }).where('key', '=', key).execute()
-    const retry = await call(cif.url, 'POST', '/v1/customers', { body: person, headers: { 'idempotency-key': key } })
-    expect(retry.status).toBe(201)
-    const late = await completeIdempotentRequest(asCif(database.db), 'branch-portal', key, (first as { token: string }).token, { status: 201, body: {}, headers: {} })
-    expect(late).toBe(false)
-    const replay = await call(cif.url, 'POST', '/v1/customers', { body: person, headers: { 'idempotency-key': key } })
-    expect(replay.body).toEqual(retry.body)
-  })
-
-  it('replays a refusal too: the same key and body get the same 409', async () => {
-    const person = newPerson()
-    await call(cif.url, 'POST', '/v1/customers', { body: person })
-    const key = `dup-${person.externalId}`
-    const first = await call(cif.url, 'POST', '/v1/customers', { body: person, headers: { 'idempotency-key': key } })
-    const again = await call(cif.url, 'POST', '/v1/customers', { body: person, headers: { 'idempotency-key': key } })
-    expect(first.status).toBe(409)
-    expect(again.status).toBe(409)
-    expect(again.body).toEqual(first.body)
-    expect(again.headers.get('content-type')).toMatch(/^application\/problem\+json/)
-  })
-})
-
-describe('one customer, one CIF', () => {
-  it('refuses an identifier that already belongs to a customer, however it is written, naming that customer', async () => {
-    const person = newPerson()
-    const { cifId } = (await call(cif.url, 'POST', '/v1/customers', { body: person })).body
-    const value = person.identifiers[0].value as string
-    const sameDocument = newPerson({
-      identifiers: [{ type: 'PASSPORT', value: `${value.slice(0, 3).toLowerCase()}-${value.slice(3)}`, issuingCountry: 'GB' }]
-    })
-    const duplicate = await call(cif.url, 'POST', '/v1/customers', { body: sameDocument })
-    expect(duplicate.status).toBe(409)
-    expect(duplicate.body.type).toBe(problemType(cifProblems.customerExists))
-    expect(duplicate.body.cifId).toBe(cifId)
-    expect(duplicate.body.errors).toEqual([{ pointer: '/identifiers/0', detail: 'already belongs to another customer' }])
-    const rows = await database.db.selectFrom('customer').select('cif_id').where('external_id', '=', sameDocument.externalId).execute()
-    expect(rows).toEqual([])
-  })
-
-  it('refuses a PATCH that takes another customer’s identifier', async () => {
-    const holder = newPerson()
-    await call(cif.url, 'POST', '/v1/customers', { body: holder })
-    const { cifId } = (await call(cif.url, 'POST', '/v1/customers', { body: newPerson() })).body
-    const taking = await call(cif.url, 'PATCH', `/v1/customers/${cifId}`, { body: { identifiers: holder.identifiers }, headers: { 'if-match': '"1"' } })
-    expect(taking.status).toBe(409)
-    expect((await call(cif.url, 'GET', `/v1/customers/${cifId}`)).body.version).toBe(1)
-  })
-
-  it('refuses an externalId the same source system already used, but not one another source system used', async () => {
-    const person = newPerson()
-    const { cifId } = (await call(cif.url, 'POST', '/v1/customers', { body: person })).body
-    const again = await call(cif.url, 'POST', '/v1/customers', { body: newPerson({ externalId: person.externalId }) })
-    expect(again.status).toBe(409)
-    expect(again.body).toMatchObject({ cifId, errors: [{ pointer: '/externalId' }] })
-
-    const otherSource = await call(cif.url, 'POST', '/v1/customers', { body: newPerson({ externalId: person.externalId }), key: keys.onboardingApp })
-    expect(otherSource.status).toBe(201)
-    expect(otherSource.body.sourceSystem).toBe('onboarding-app')
-  })
-})
-
-describe('lookups and authentication', () => {
-  it('tells a malformed CIF ID (400) from an unknown one (404)', async () => {
-    const wrongCheckDigit = await call(cif.url, 'GET', '/v1/customers/10000000000')
-    expect(wrongCheckDigit.status).toBe(400)
-    expect(wrongCheckDigit.body.type).toBe(problemType(httpProblems.validationFailed))
-    expect(wrongCheckDigit.body.errors).toEqual([{ parameter: 'cifId', detail: 'has a wrong check digit' }])
-    const unknown = await call(cif.url, 'GET', `/v1/customers/${cifIdFromNumber(9_999_999_999)}`)
-    expect(unknown.status).toBe(404)
-    expect(unknown.body.type).toBe(problemType(cifProblems.customerNotFound))
-    expect(unknown.headers.get('content-type')).toMatch(/^application\/problem\+json/)
-  })
-
-  it('requires a known API key', async () => {
-    const none = await call(cif.url, 'GET', `/v1/customers/${cifIdFromNumber(9_999_999_999)}`, { key: null })
-    expect(none.status).toBe(401)
-    expect(none.body.type).toBe(problemType(httpProblems.unauthorized))
-    expect(none.headers.get('www-authenticate')).toBe('Bearer')
-    const wrong = await call(cif.url, 'POST', '/v1/customers', { body: newPerson(), key: 'not-a-real-key-at-all' })
-    expect(wrong.status).toBe(401)
-    expect(wrong.body.detail).toBe('The API key is not known.')
-  })
-
-  it('serves the OpenAPI document and health', async () => {
-    const openapi = await call(cif.url, 'GET', '/openapi.json', { key: null })
-    expect(openapi.status).toBe(200)
-    expect(openapi.body.paths['/v1/customers'].post).toBeDefined()
-    expect((await call(cif.url, 'GET', '/health/live', { key: null })).status).toBe(200)
+describe('readiness', () => {
+  it('is ready with its database, Kafka and the outbox relay up', async () => {
     const ready = await call(cif.url, 'GET', '/health/ready', { key: null })
+    expect(ready.status).toBe(200)
     expect(ready.body).toMatchObject({ status: 'ready', checks: { database: 'up', kafka: 'up', outboxRelay: 'up' } })
     expect(ready.body.details.outboxRelay).toMatchObject({ restarts: 0, lastRestart: null })
   })

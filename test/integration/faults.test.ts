@@ -11,7 +11,11 @@ describe('fault suite (short)', () => {
     expect(reports.map((r) => r.scenario)).toHaveLength(5)
     for (const report of reports) {
       expect(report.customers, report.scenario).toBeGreaterThan(20)
-      expect({ scenario: report.scenario, lost: report.lost, problems: report.problems }).toEqual({ scenario: report.scenario, lost: 0, problems: [] })
+      expect({ scenario: report.scenario, lost: report.lost, problems: report.problems }).toEqual({
+        scenario: report.scenario,
+        lost: 0,
+        problems: []
+      })
       expect(report.deliveries).toBe(report.versions * 3)
     }
   })

@@ -5,14 +5,14 @@ import { join } from 'node:path'
 import { Ajv2020 } from 'ajv/dist/2020.js'
 import addFormats from 'ajv-formats'
 import { inject } from 'vitest'
-import { startCifService, type CifService } from '../../src/cif/service.ts'
+import { type CifService, startCifService } from '../../src/cif/service.ts'
+import { type ProblemType, problemTypeUri } from '../../src/contracts/problems.ts'
+import { topicPartitions, topics } from '../../src/contracts/topics.ts'
 import type { Connections } from '../../src/platform/config.ts'
 import { loadConfig } from '../../src/platform/config.ts'
 import { apiKeyHash } from '../../src/platform/http/api-key-auth.ts'
-import { problemTypeUri, type ProblemType } from '../../src/contracts/problems.ts'
 import { ensureTopics } from '../../src/platform/kafka.ts'
-import { topicPartitions, topics } from '../../src/contracts/topics.ts'
-import { startLocalKafka, type LocalKafka } from '../../src/platform/local/kafka-broker.ts'
+import { type LocalKafka, startLocalKafka } from '../../src/platform/local/kafka-broker.ts'
 import { createLogger } from '../../src/platform/logger.ts'
 import { freePort } from './free-port.ts'
 
@@ -40,7 +40,10 @@ export async function startTestCifService(overrides: Partial<Connections> = {}, 
 export async function startOwnBroker(partitions?: number): Promise<{ kafka: LocalKafka; remove(): Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), 'cif-syncer-own-broker-'))
   await chmod(dir, 0o755)
-  const kafka = await startLocalKafka({ dir, port: await freePort(), controllerPort: await freePort() }, createLogger(process.env.LOG_LEVEL ?? 'warn', 'own-broker'))
+  const kafka = await startLocalKafka(
+    { dir, port: await freePort(), controllerPort: await freePort() },
+    createLogger(process.env.LOG_LEVEL ?? 'warn', 'own-broker')
+  )
   await ensureTopics(kafka.brokers, partitions ? Object.fromEntries(Object.values(topics).map((topic) => [topic, partitions])) : topicPartitions)
   return {
     kafka,
@@ -105,7 +108,7 @@ export function newPerson(overrides: Record<string, unknown> = {}): Record<strin
   }
 }
 
-export { TopicReader, type TopicMessage } from '../support/topic-reader.ts'
+export { type TopicMessage, TopicReader } from '../support/topic-reader.ts'
 
 const ajv = new Ajv2020({ allErrors: true, strict: false })
 addFormats.default(ajv)

@@ -1,12 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { CifService } from '../../src/cif/service.ts'
-import { openDatabase, type DatabaseHandle } from '../../src/platform/database/index.ts'
+import { type DatabaseHandle, openDatabase } from '../../src/platform/database/index.ts'
 import type { LocalKafka } from '../../src/platform/local/kafka-broker.ts'
 import type { Simulator } from '../../src/simulator/service.ts'
 import type { Syncer } from '../../src/syncer/service.ts'
+import type { TestDatabase } from '../support/database.ts'
 import { call, connections, newPerson, startOwnBroker, startTestCifService } from './helpers.ts'
 import { deliveriesOf, eventually, startTestSimulator, startTestSyncer } from './syncer-helpers.ts'
-import type { TestDatabase } from '../support/database.ts'
 
 // The syncer's side of a broker outage: its intake must come back by itself, and say while it cannot.
 // The stall period is short here (5 s, against 30 s by default), so that a watchdog acting where it must
@@ -40,7 +40,10 @@ describe('the syncer through a Kafka outage', () => {
     startTestSyncer(
       simulator,
       {},
-      { connections: { kafkaBrokers: kafka.brokers }, env: { SYNCER_GROUP_ID: 'cif-syncer-outage-test', SYNCER_INTAKE_STALL_MS: '5000', SYNCER_INTAKE_UNREADY_AFTER_MS: '2000' } }
+      {
+        connections: { kafkaBrokers: kafka.brokers },
+        env: { SYNCER_GROUP_ID: 'cif-syncer-outage-test', SYNCER_INTAKE_STALL_MS: '5000', SYNCER_INTAKE_UNREADY_AFTER_MS: '2000' }
+      }
     )
   const create = async (): Promise<string> => {
     const created = await call(cif.url, 'POST', '/v1/customers', { body: newPerson() })
@@ -64,7 +67,11 @@ describe('the syncer through a Kafka outage', () => {
 
     await kafka.stop('SIGKILL')
     const waiting = [await create(), await create(), await create()]
-    const notReady = await eventually(readiness, (answer) => answer.body.checks.intake === 'down' && answer.body.details.intake.state === 'recovering', 60_000)
+    const notReady = await eventually(
+      readiness,
+      (answer) => answer.body.checks.intake === 'down' && answer.body.details.intake.state === 'recovering',
+      60_000
+    )
     expect(notReady.status).toBe(503)
     expect(notReady.body.details.intake.lag).toBeNull() // Kafka cannot say while it is away; no stale figure either
     expect(notReady.body.details.intake.lastRestart.reason).toMatch(/^its (stream|consumer) failed: /)
@@ -108,7 +115,11 @@ describe('the syncer through a Kafka outage', () => {
       const readinessOfBoth = () => Promise.all([syncer, second].map((s) => call(s.url, 'GET', '/health/ready', { key: null })))
       const allConsuming = (answers: Awaited<ReturnType<typeof readinessOfBoth>>) =>
         answers.every((answer) => answer.status === 200 && answer.body.details.intake.state === 'consuming')
-      const settled = await eventually(readinessOfBoth, (answers) => allConsuming(answers) && answers.some((a) => a.body.details.intake.partitions === 0), 30_000)
+      const settled = await eventually(
+        readinessOfBoth,
+        (answers) => allConsuming(answers) && answers.some((a) => a.body.details.intake.partitions === 0),
+        30_000
+      )
       expect(settled.map((answer) => answer.body.details.intake.partitions).sort()).toEqual([0, 1])
 
       await kafka.stop()

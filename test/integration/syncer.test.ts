@@ -1,16 +1,16 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import type { CifService } from '../../src/cif/service.ts'
 import { syncerProblems } from '../../src/contracts/problems.ts'
-import { openDatabase, type DatabaseHandle } from '../../src/platform/database/index.ts'
-import { createConsumer, createIdempotentProducer } from '../../src/platform/kafka.ts'
 import { topics } from '../../src/contracts/topics.ts'
+import { type DatabaseHandle, openDatabase } from '../../src/platform/database/index.ts'
+import { createConsumer, createIdempotentProducer } from '../../src/platform/kafka.ts'
 import type { Simulator } from '../../src/simulator/service.ts'
 import { claimDue, recoverExpiredLeases } from '../../src/syncer/delivery/delivery-store.ts'
 import { storeEvents } from '../../src/syncer/intake/event-store.ts'
 import type { Syncer } from '../../src/syncer/service.ts'
-import { call, connections, keys, newPerson, problemType, startTestCifService, TopicReader } from './helpers.ts'
-import { attemptsOf, deliveriesOf, eventually, operatorKey, startTestSimulator, startTestSyncer } from './syncer-helpers.ts'
 import { asSyncer, type TestDatabase } from '../support/database.ts'
+import { call, connections, eventSchemaErrors, keys, newPerson, problemType, startTestCifService, TopicReader } from './helpers.ts'
+import { attemptsOf, deliveriesOf, eventually, operatorKey, startTestSimulator, startTestSyncer } from './syncer-helpers.ts'
 
 let cif: CifService
 let simulator: Simulator
@@ -68,13 +68,28 @@ describe('delivering a customer to every end system', () => {
     ])
 
     const core = simulator.systems.get('core-banking')!.recordForCif(cifId)!
-    expect(core.payload).toMatchObject({ customerNumber: cifId, customerType: 'INDIVIDUAL', name: { first: 'Ada', middle: 'King', last: 'Lovelace' } })
-    expect(simulator.systems.get('crm')!.recordForCif(cifId)!.payload).toMatchObject({ externalRef: cifId, displayName: 'Ada Lovelace', email: person.email })
+    expect(core.payload).toMatchObject({
+      customerNumber: cifId,
+      customerType: 'INDIVIDUAL',
+      name: { first: 'Ada', middle: 'King', last: 'Lovelace' }
+    })
+    expect(simulator.systems.get('crm')!.recordForCif(cifId)!.payload).toMatchObject({
+      externalRef: cifId,
+      displayName: 'Ada Lovelace',
+      email: person.email
+    })
     expect(simulator.systems.get('cards')!.recordForCif(cifId)!.payload).toMatchObject({ cif: cifId, embossName: 'ADA LOVELACE' })
     expect(deliveries.find((d) => d.end_system === 'core-banking')!.external_id).toBe(core.id)
 
     const [attempt] = await attemptsOf(database, cifId, 'crm')
-    expect(attempt).toMatchObject({ status: 'SUCCESS', http_status: 201, attempt_number: 1, event_type: 'cif.customer.created', customer_version: 1, timeout_ms: 1000 })
+    expect(attempt).toMatchObject({
+      status: 'SUCCESS',
+      http_status: 201,
+      attempt_number: 1,
+      event_type: 'cif.customer.created',
+      customer_version: 1,
+      timeout_ms: 1000
+    })
 
     const sync = await syncApi(`/v1/sync/customers/${cifId}`)
     expect(sync.status).toBe(200)
@@ -145,7 +160,9 @@ describe('delivering a customer to every end system', () => {
     await eventually(() => deliveriesOf(database, cifId), allSucceeded)
     expect(simulator.systems.get('cards')!.recordForCif(cifId)!.version).toBe(2)
     const actions = await database.db.selectFrom('operator_action').selectAll().where('delivery_id', '=', cards.id).execute()
-    expect(actions).toMatchObject([{ action: 'REDRIVE', operator: 'test-operator', reason: 'cards fixed the name length rule', from_state: 'FAILED' }])
+    expect(actions).toMatchObject([
+      { action: 'REDRIVE', operator: 'test-operator', reason: 'cards fixed the name length rule', from_state: 'FAILED' }
+    ])
     expect((await syncApi(`/v1/sync/customers/${cifId}`)).body.state).toBe('IN_SYNC')
   })
 
@@ -196,26 +213,44 @@ describe('delivering a customer to every end system', () => {
   it('sends the update only after the create succeeded, in version order, under retries', async () => {
     await simulator.systems.get('crm')!.setFault({ mode: 'fail-next', count: 3, status: 502 })
     const { cifId } = await createCustomer()
-    for (const [version, email] of [[1, 'v2@example.com'], [2, 'v3@example.com']] as const) {
+    for (const [version, email] of [
+      [1, 'v2@example.com'],
+      [2, 'v3@example.com']
+    ] as const) {
       const patched = await call(cif.url, 'PATCH', `/v1/customers/${cifId}`, { body: { email }, headers: { 'if-match': `"${version}"` } })
       expect(patched.status).toBe(200)
     }
-    await eventually(() => deliveriesOf(database, cifId), (rows) => rows.length === 9 && allSucceeded(rows))
+    await eventually(
+      () => deliveriesOf(database, cifId),
+      (rows) => rows.length === 9 && allSucceeded(rows)
+    )
     const crm = simulator.systems.get('crm')!
     const calls = crm.receipts.filter((r) => r.cifId === cifId && r.status < 300)
     expect(calls.map((r) => r.method)).toEqual(['POST', 'PATCH', 'PATCH'])
     expect(crm.recordForCif(cifId)!.payload.email).toBe('v3@example.com')
     const crmAttempts = await attemptsOf(database, cifId, 'crm')
-    expect(crmAttempts.map((a) => `${a.customer_version}:${a.status}`)).toEqual(['1:ERROR', '1:ERROR', '1:ERROR', '1:SUCCESS', '2:SUCCESS', '3:SUCCESS'])
+    expect(crmAttempts.map((a) => `${a.customer_version}:${a.status}`)).toEqual([
+      '1:ERROR',
+      '1:ERROR',
+      '1:ERROR',
+      '1:SUCCESS',
+      '2:SUCCESS',
+      '3:SUCCESS'
+    ])
     expect(simulator.systems.get('core-banking')!.recordForCif(cifId)!.version).toBe(3)
   })
 
   it('masks the customer’s personal data in what an end system said', async () => {
     const { cifId, person } = await createCustomer()
     await eventually(() => deliveriesOf(database, cifId), allSucceeded)
-    await simulator.systems.get('crm')!.setFault({ mode: 'status', status: 400, message: `invalid contact Ada Lovelace <${person.email}> +44 20 7946 0958` })
+    await simulator.systems
+      .get('crm')!
+      .setFault({ mode: 'status', status: 400, message: `invalid contact Ada Lovelace <${person.email}> +44 20 7946 0958` })
     await call(cif.url, 'PATCH', `/v1/customers/${cifId}`, { body: { branchCode: 'KUL01' }, headers: { 'if-match': '"1"' } })
-    const rows = await eventually(() => deliveriesOf(database, cifId), (d) => d.some((row) => row.state === 'FAILED'))
+    const rows = await eventually(
+      () => deliveriesOf(database, cifId),
+      (d) => d.some((row) => row.state === 'FAILED')
+    )
     const failed = rows.find((d) => d.state === 'FAILED')!
     expect(failed.last_error).toBe('HTTP 400: {"error":"invalid contact *** *** <***> ***"}')
   })
@@ -359,9 +394,21 @@ describe('callback API', () => {
     expect(attempts.body.attempts).toHaveLength(1)
     expect(attempts.body.attempts[0]).toMatchObject({ cifId, endSystem: 'crm', status: 'SUCCESS', httpStatus: 201, attemptNumber: 1 })
     const summary = await admin('GET', '/v1/admin/summary')
-    expect(summary.body.counts.find((c: { endSystem: string; state: string }) => c.endSystem === 'crm' && c.state === 'SUCCESS').count).toBeGreaterThan(0)
+    expect(
+      summary.body.counts.find((c: { endSystem: string; state: string }) => c.endSystem === 'crm' && c.state === 'SUCCESS').count
+    ).toBeGreaterThan(0)
     const badFilter = await admin('GET', '/v1/admin/deliveries?state=LOST')
     expect(badFilter.status).toBe(400)
     expect(badFilter.body.errors[0].parameter).toBe('state')
+  })
+})
+
+describe('the status topic', () => {
+  it('publishes only messages that match the JSON Schema of their type, of every kind this file caused', async () => {
+    const types = new Set(status.messages.map((m) => m.value.type))
+    for (const type of ['succeeded', 'retrying', 'failed', 'skipped'].map((t) => `cif.sync.delivery.${t}`).concat('cif.sync.customer.in-sync')) {
+      expect(types, type).toContain(type)
+    }
+    for (const message of status.messages) expect(await eventSchemaErrors(message.value), JSON.stringify(message.value)).toEqual([])
   })
 })

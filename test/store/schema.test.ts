@@ -1,7 +1,7 @@
 import { sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { attemptStatuses, deliveryStates, operatorActions } from '../../src/syncer/delivery/states.ts'
-import { ownDatabase, type OwnDatabase } from '../support/own-database.ts'
+import { type OwnDatabase, ownDatabase } from '../support/own-database.ts'
 
 let database: OwnDatabase
 beforeAll(async () => {

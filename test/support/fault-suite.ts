@@ -3,10 +3,10 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { sql } from 'kysely'
 import { topics } from '../../src/contracts/topics.ts'
-import { checkInvariants, waitUntilDrained, type InvariantReport } from './invariants.ts'
+import { checkInvariants, type InvariantReport, waitUntilDrained } from './invariants.ts'
 import { runLoad } from './load.ts'
 import type { ServiceProcess } from './service-process.ts'
-import { setFault, sourceKey, startProcessStack, type ProcessStack } from './stack.ts'
+import { type ProcessStack, setFault, sourceKey, startProcessStack } from './stack.ts'
 import { TopicReader } from './topic-reader.ts'
 
 export interface Scenario {
@@ -219,9 +219,7 @@ async function settled(stack: ProcessStack, timeoutMs: number): Promise<boolean>
     if (syncer.ok && cif.ok) {
       const { rows } = await sql<{ open: string }>`
         select (select count(*) from delivery where state in ('PENDING', 'IN_FLIGHT', 'RETRY_SCHEDULED'))
-             + (select count(*) from outbox_message where status = 'PENDING') as open`.execute(
-        stack.database.db
-      )
+             + (select count(*) from outbox_message where status = 'PENDING') as open`.execute(stack.database.db)
       if (Number(rows[0]!.open) === 0) return true
     }
     await sleep(500)

@@ -23,7 +23,11 @@ export interface InvariantReport {
  * system: one record per customer per system holding the latest version, a SUCCESS attempt for every
  * delivery, none left IN_FLIGHT, and an "in sync" status for every customer's latest version.
  */
-export async function checkInvariants(stack: ProcessStack, since: Date, inSyncSeen: (cifId: string, version: number) => boolean): Promise<InvariantReport> {
+export async function checkInvariants(
+  stack: ProcessStack,
+  since: Date,
+  inSyncSeen: (cifId: string, version: number) => boolean
+): Promise<InvariantReport> {
   const { db } = stack.database
   const customers = await db.selectFrom('customer').select(['cif_id', 'version', 'record']).where('created_at', '>=', since).execute()
   const problems: string[] = []

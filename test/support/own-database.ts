@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { sql } from 'kysely'
 import { inject } from 'vitest'
-import { openDatabase, type DatabaseHandle } from '../../src/platform/database/index.ts'
+import { type DatabaseHandle, openDatabase } from '../../src/platform/database/index.ts'
 import { TEMPLATE_DATABASE, type TestDatabase } from './database.ts'
 
 export interface OwnDatabase extends DatabaseHandle<TestDatabase> {

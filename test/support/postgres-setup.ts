@@ -28,7 +28,11 @@ export default async function setup(project: TestProject): Promise<() => Promise
   if (!serverUrl) {
     dataDir = await mkdtemp(join(tmpdir(), 'cif-syncer-db-test-'))
     await chmod(dataDir, 0o755) // PostgreSQL runs as the postgres user when we are root
-    const local = await startLocalPostgres(join(dataDir, 'postgres'), await freePort(), createLogger(process.env.LOG_LEVEL ?? 'warn', 'test-postgres'))
+    const local = await startLocalPostgres(
+      join(dataDir, 'postgres'),
+      await freePort(),
+      createLogger(process.env.LOG_LEVEL ?? 'warn', 'test-postgres')
+    )
     serverUrl = local.url
     stopServer = local.stop
   }

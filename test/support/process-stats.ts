@@ -5,12 +5,7 @@ const TICKS_PER_SECOND = 100 // Linux USER_HZ
 function children(pid: number): number[] {
   try {
     const tasks = readdirSync(`/proc/${pid}/task`)
-    return tasks.flatMap((tid) =>
-      readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8')
-        .split(' ')
-        .filter(Boolean)
-        .map(Number)
-    )
+    return tasks.flatMap((tid) => readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').split(' ').filter(Boolean).map(Number))
   } catch {
     return []
   }

@@ -3,15 +3,15 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseDocument } from 'yaml'
 import { loadConfig } from '../../src/platform/config.ts'
-import { openDatabase, type DatabaseHandle } from '../../src/platform/database/index.ts'
+import { type DatabaseHandle, openDatabase } from '../../src/platform/database/index.ts'
 import { apiKeyHash } from '../../src/platform/http/api-key-auth.ts'
-import { startInfrastructure, type Infrastructure } from '../../src/platform/local/infrastructure.ts'
+import { type Infrastructure, startInfrastructure } from '../../src/platform/local/infrastructure.ts'
 import { createLogger } from '../../src/platform/logger.ts'
 import { migrations } from '../../src/roles/migrations.ts'
 import type { RetryPolicy } from '../../src/syncer/delivery/end-systems-config.ts'
 import { freePort } from '../integration/free-port.ts'
-import { ServiceProcess } from './service-process.ts'
 import type { TestDatabase } from './database.ts'
+import { ServiceProcess } from './service-process.ts'
 
 export const sourceKey = 'stack-branch-portal-key'
 export const operatorKey = 'stack-operator-key'
@@ -114,7 +114,12 @@ export async function startProcessStack(options: StackOptions = {}): Promise<Pro
     anotherSyncer: async () => {
       const port = await freePort()
       const name = `syncer-${extraSyncers.length + 2}`
-      const another = new ServiceProcess('syncer', `http://127.0.0.1:${port}/health/ready`, { ...env, SYNCER_PORT: String(port) }, join(logs, `${name}.log`))
+      const another = new ServiceProcess(
+        'syncer',
+        `http://127.0.0.1:${port}/health/ready`,
+        { ...env, SYNCER_PORT: String(port) },
+        join(logs, `${name}.log`)
+      )
       extraSyncers.push(another)
       return another
     },

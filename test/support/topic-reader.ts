@@ -84,4 +84,3 @@ export class TopicReader {
     await this.#consumer.close()
   }
 }
-

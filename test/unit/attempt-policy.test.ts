@@ -50,7 +50,11 @@ describe('judging an end system’s answer', () => {
       message: 'HTTP 503: down for maintenance',
       remarks: 'crm answered 503 (a fault on its side)'
     })
-    expect(judge({ kind: 'response', status: 429, body: '', retryAfter: '7' })).toMatchObject({ outcome: 'retry', retryAfterMs: 7000, message: 'HTTP 429' })
+    expect(judge({ kind: 'response', status: 429, body: '', retryAfter: '7' })).toMatchObject({
+      outcome: 'retry',
+      retryAfterMs: 7000,
+      message: 'HTTP 429'
+    })
     expect(judge({ kind: 'response', status: 408, body: '' })).toMatchObject({ outcome: 'retry', remarks: 'crm asked for the request again (408)' })
   })
 

@@ -14,7 +14,12 @@ describe('configuration', () => {
   })
 
   it('reads source systems as name=sha256 pairs and refuses anything else', () => {
-    expect(parseApiKeys(`crm=${hash}, branch-portal=${hash}`, 'CIF_SOURCE_SYSTEMS')).toEqual(new Map([['crm', hash], ['branch-portal', hash]]))
+    expect(parseApiKeys(`crm=${hash}, branch-portal=${hash}`, 'CIF_SOURCE_SYSTEMS')).toEqual(
+      new Map([
+        ['crm', hash],
+        ['branch-portal', hash]
+      ])
+    )
     expect(() => parseApiKeys('crm=plain-text-key', 'CIF_SOURCE_SYSTEMS')).toThrow(ConfigError)
     expect(() => parseApiKeys(`crm=${hash},crm=${hash}`, 'CIF_SOURCE_SYSTEMS')).toThrow(/twice/)
   })

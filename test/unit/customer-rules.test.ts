@@ -8,7 +8,9 @@ const person: CustomerInput = { legalForm: 'PERSON', firstName: 'Zoë', lastName
 describe('customer rules', () => {
   it('accepts a complete person and a complete entity', () => {
     expect(customerRecordErrors(person, today)).toEqual([])
-    expect(customerRecordErrors({ legalForm: 'ENTITY', fullName: 'Analytical Engines & Co. (Pte) Ltd', registrationNumber: '201912345K' }, today)).toEqual([])
+    expect(
+      customerRecordErrors({ legalForm: 'ENTITY', fullName: 'Analytical Engines & Co. (Pte) Ltd', registrationNumber: '201912345K' }, today)
+    ).toEqual([])
   })
 
   it('accepts names in any script', () => {

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest'
 import { statusKinds } from '../../src/contracts/sync-status-events.ts'
 import {
   attentionStates,
+  type DeliveryState,
   decideAfterAttempt,
   deliveryStates,
   initialState,
@@ -11,8 +12,7 @@ import {
   settledStates,
   stateMeanings,
   transitions,
-  waitingStates,
-  type DeliveryState
+  waitingStates
 } from '../../src/syncer/delivery/states.ts'
 
 const moves = Object.entries(transitions)
@@ -54,14 +54,23 @@ describe('the delivery state machine', () => {
 
   it('decides after an attempt: success, a retry while the budget lasts, then FAILED', () => {
     fc.assert(
-      fc.property(fc.constantFrom('success', 'retry', 'fail') as fc.Arbitrary<'success' | 'retry' | 'fail'>, fc.integer({ min: 1, max: 10 }), fc.integer({ min: 0, max: 6 }), (outcome, n, retries) => {
-        const { decision, remark: said } = decideAfterAttempt(outcome, n, retries, 'X1', () => 1500)
-        if (outcome === 'success') return decision.state === 'SUCCESS' && decision.externalId === 'X1' && said === null
-        if (outcome === 'retry' && n <= retries) return decision.state === 'RETRY_SCHEDULED' && said === `retry ${n} of ${retries} in 1.5 s`
-        return decision.state === 'FAILED' && said === (outcome === 'retry' ? `gave up after ${n} attempts` : null)
-      })
+      fc.property(
+        fc.constantFrom('success', 'retry', 'fail') as fc.Arbitrary<'success' | 'retry' | 'fail'>,
+        fc.integer({ min: 1, max: 10 }),
+        fc.integer({ min: 0, max: 6 }),
+        (outcome, n, retries) => {
+          const { decision, remark: said } = decideAfterAttempt(outcome, n, retries, 'X1', () => 1500)
+          if (outcome === 'success') return decision.state === 'SUCCESS' && decision.externalId === 'X1' && said === null
+          if (outcome === 'retry' && n <= retries) return decision.state === 'RETRY_SCHEDULED' && said === `retry ${n} of ${retries} in 1.5 s`
+          return decision.state === 'FAILED' && said === (outcome === 'retry' ? `gave up after ${n} attempts` : null)
+        }
+      )
     )
-    for (const [name, t] of [['succeed', transitions.succeed], ['retry', transitions.retry], ['fail', transitions.fail]] as const) {
+    for (const [name, t] of [
+      ['succeed', transitions.succeed],
+      ['retry', transitions.retry],
+      ['fail', transitions.fail]
+    ] as const) {
       expect(t.from, name).toEqual(['IN_FLIGHT'])
     }
   })

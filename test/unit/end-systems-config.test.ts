@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest'
+import { customerEvent, customerEventTypes } from '../../src/contracts/customer-events.ts'
 import { ConfigError } from '../../src/platform/config.ts'
 import { loadEndSystems, parseEndSystems } from '../../src/syncer/delivery/end-systems-config.ts'
 import { mappingInput, requestPath } from '../../src/syncer/delivery/lane.ts'
@@ -66,7 +67,9 @@ describe('end systems file', () => {
   })
 
   it('refuses a file that names a system twice', () => {
-    expect(() => parseEndSystems(minimal(`${good}\n${good}`), 'twice.yaml', { LEDGER_KEY: 'k' })).toThrow(/twice.yaml:10: end system "ledger" is named twice/)
+    expect(() => parseEndSystems(minimal(`${good}\n${good}`), 'twice.yaml', { LEDGER_KEY: 'k' })).toThrow(
+      /twice.yaml:10: end system "ledger" is named twice/
+    )
   })
 })
 
@@ -76,8 +79,21 @@ describe('requests built from the file', () => {
   })
 
   it('gives mappings the event in a mapping author’s terms', () => {
-    expect(
-      mappingInput({ subject: '10000000009', customerversion: 3, type: 'cif.customer.updated', changedfields: 'email,mobileNumber', data: { email: 'x' } })
-    ).toEqual({ cifId: '10000000009', version: 3, eventType: 'cif.customer.updated', changedFields: ['email', 'mobileNumber'], customer: { email: 'x' } })
+    const customer = {
+      cifId: '10000000009',
+      version: 3,
+      legalForm: 'PERSON' as const,
+      email: 'x@example.com',
+      sourceSystem: 'branch-portal',
+      createdAt: '2026-11-26T10:00:00.000Z',
+      updatedAt: '2026-11-26T11:00:00.000Z'
+    }
+    expect(mappingInput(customerEvent(customerEventTypes.updated, customer, 'branch-portal', ['email', 'mobileNumber']))).toEqual({
+      cifId: '10000000009',
+      version: 3,
+      eventType: 'cif.customer.updated',
+      changedFields: ['email', 'mobileNumber'],
+      customer
+    })
   })
 })

@@ -12,6 +12,10 @@ describe('event schemas in schemas/events/', () => {
   })
 
   it('holds no schema of an event type the code no longer has', () => {
-    expect(readdirSync(folder).sort()).toEqual(Object.keys(schemas).map((type) => `${type}.json`).sort())
+    expect(readdirSync(folder).sort()).toEqual(
+      Object.keys(schemas)
+        .map((type) => `${type}.json`)
+        .sort()
+    )
   })
 })

@@ -12,9 +12,7 @@ describe('masking personal data in end system messages', () => {
   }
 
   it('masks the customer’s own values wherever they appear', () => {
-    expect(maskPersonalData('Lovelace, Ada (K1234567) at 12 St James Square SW1Y 4JH, 6591234567', customer)).toBe(
-      '***, *** (***) at *** ***, ***'
-    )
+    expect(maskPersonalData('Lovelace, Ada (K1234567) at 12 St James Square SW1Y 4JH, 6591234567', customer)).toBe('***, *** (***) at *** ***, ***')
   })
 
   it('masks anything shaped like an email or an international phone number, and keeps ids readable', () => {

@@ -13,7 +13,11 @@ describe('JSON Merge Patch (RFC 7396)', () => {
     [{ a: 'c' }, { a: ['b'] }, { a: ['b'] }],
     [{ a: { b: 'c' } }, { a: { b: 'd', c: null } }, { a: { b: 'd' } }],
     [{ a: [{ b: 'c' }] }, { a: [1] }, { a: [1] }],
-    [['a', 'b'], ['c', 'd'], ['c', 'd']],
+    [
+      ['a', 'b'],
+      ['c', 'd'],
+      ['c', 'd']
+    ],
     [{ a: 'b' }, ['c'], ['c']],
     [{ a: 'foo' }, null, null],
     [{ a: 'foo' }, 'bar', 'bar'],
@@ -47,6 +51,8 @@ describe('JSON Merge Patch (RFC 7396)', () => {
   const recordWithoutNulls = record.filter((r) => !JSON.stringify(r).includes('null'))
 
   it('a patch of the record itself changes nothing', () => {
-    fc.assert(fc.property(recordWithoutNulls, (r) => changedFields(r, applyMergePatch(r, structuredClone(r)) as Record<string, unknown>).length === 0))
+    fc.assert(
+      fc.property(recordWithoutNulls, (r) => changedFields(r, applyMergePatch(r, structuredClone(r)) as Record<string, unknown>).length === 0)
+    )
   })
 })

@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
-import { cifProblems, syncerProblems } from '../../src/contracts/problems.ts'
-import { httpProblems, type ProblemType } from '../../src/contracts/problems.ts'
+import { cifProblems, httpProblems, type ProblemType, syncerProblems } from '../../src/contracts/problems.ts'
 
 const catalogue: ProblemType[] = [...new Set([...Object.values(httpProblems), ...Object.values(cifProblems), ...Object.values(syncerProblems)])]
 

@@ -23,7 +23,9 @@ describe('reading a message as a CIF event', () => {
     expect(readCustomerEvent('{"type":"payment.made"}')).toEqual({ reason: 'not a CIF customer event (type "payment.made")' })
     const event = customerEvent(customerEventTypes.created, customer, 'branch-portal')
     const tooNew = { ...event, customerversion: 2 ** 31 }
-    expect(readCustomerEvent(JSON.stringify(tooNew))).toMatchObject({ reason: expect.stringMatching(/^does not match the cif.customer.created schema: \/customerversion/) })
+    expect(readCustomerEvent(JSON.stringify(tooNew))).toMatchObject({
+      reason: expect.stringMatching(/^does not match the cif.customer.created schema: \/customerversion/)
+    })
     const strangeSource = { ...event, sourcesystem: 'branch\u0000portal' }
     expect(readCustomerEvent(JSON.stringify(strangeSource))).toMatchObject({ reason: expect.stringMatching(/\/sourcesystem/) })
   })

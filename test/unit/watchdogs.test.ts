@@ -1,7 +1,7 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { judgeRelay, type RelayObservation } from '../../src/outbox/relay-watchdog.ts'
-import { judgeIntake, type IntakeObservation } from '../../src/syncer/intake/intake-watchdog.ts'
+import { type IntakeObservation, judgeIntake } from '../../src/syncer/intake/intake-watchdog.ts'
 
 const STALL = 30_000
 
@@ -93,11 +93,16 @@ describe('the intake watchdog', () => {
 
   it('always calls it stalled past the stall period with partitions and no fetch, and names a time in the past', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 0, max: 1e6 }), fc.integer({ min: STALL, max: 10 * STALL }), fc.integer({ min: 1, max: 24 }), (joinedAt, silent, partitions) => {
-        const now = joinedAt + silent
-        const verdict = judgeIntake(consuming({ now, joinedAt, lastFetchAt: joinedAt, assignedPartitions: partitions }), STALL)
-        return verdict.kind === 'stalled' && verdict.stalledSince <= now - STALL
-      })
+      fc.property(
+        fc.integer({ min: 0, max: 1e6 }),
+        fc.integer({ min: STALL, max: 10 * STALL }),
+        fc.integer({ min: 1, max: 24 }),
+        (joinedAt, silent, partitions) => {
+          const now = joinedAt + silent
+          const verdict = judgeIntake(consuming({ now, joinedAt, lastFetchAt: joinedAt, assignedPartitions: partitions }), STALL)
+          return verdict.kind === 'stalled' && verdict.stalledSince <= now - STALL
+        }
+      )
     )
   })
 })
@@ -121,7 +126,10 @@ describe('the relay watchdog', () => {
   })
 
   it('never replaces the producer while Kafka is away, however long messages wait', () => {
-    expect(judgeRelay(relay({ oldestUnsentAt: 0, lastPublishedAt: undefined, kafkaAnsweringSince: undefined }), STALL)).toEqual({ kind: 'waiting', since: 0 })
+    expect(judgeRelay(relay({ oldestUnsentAt: 0, lastPublishedAt: undefined, kafkaAnsweringSince: undefined }), STALL)).toEqual({
+      kind: 'waiting',
+      since: 0
+    })
   })
 
   it('gives the relay a stall period after Kafka is back before blaming its producer', () => {
@@ -155,26 +163,44 @@ describe('the relay watchdog', () => {
 
   it('never blames it within a stall period of a publish, a new producer or Kafka coming back', () => {
     fc.assert(
-      fc.property(observations, fc.constantFrom('lastPublishedAt', 'lastRestartAt', 'kafkaAnsweringSince'), fc.integer({ min: 0, max: STALL - 1 }), (o, recent, ago) => {
-        return judgeRelay({ ...o, [recent]: o.now - ago }, STALL).kind !== 'stalled'
-      })
+      fc.property(
+        observations,
+        fc.constantFrom('lastPublishedAt', 'lastRestartAt', 'kafkaAnsweringSince'),
+        fc.integer({ min: 0, max: STALL - 1 }),
+        (o, recent, ago) => {
+          return judgeRelay({ ...o, [recent]: o.now - ago }, STALL).kind !== 'stalled'
+        }
+      )
     )
   })
 
   it('always blames it once messages have waited, and Kafka has answered, a stall period without anything going out', () => {
     fc.assert(
-      fc.property(fc.integer({ min: STALL, max: 10 * STALL }), fc.option(fc.integer({ min: STALL, max: 10 * STALL }), { nil: undefined }), (quiet, published) => {
-        const now = 10 * STALL + 1
-        const verdict = judgeRelay(
-          { now, oldestUnsentAt: now - quiet, lastPublishedAt: published === undefined ? undefined : now - published, lastRestartAt: undefined, kafkaAnsweringSince: now - quiet },
-          STALL
-        )
-        return verdict.kind === 'stalled'
-      })
+      fc.property(
+        fc.integer({ min: STALL, max: 10 * STALL }),
+        fc.option(fc.integer({ min: STALL, max: 10 * STALL }), { nil: undefined }),
+        (quiet, published) => {
+          const now = 10 * STALL + 1
+          const verdict = judgeRelay(
+            {
+              now,
+              oldestUnsentAt: now - quiet,
+              lastPublishedAt: published === undefined ? undefined : now - published,
+              lastRestartAt: undefined,
+              kafkaAnsweringSince: now - quiet
+            },
+            STALL
+          )
+          return verdict.kind === 'stalled'
+        }
+      )
     )
   })
 
   it('says since when nothing went out: the later of the oldest message and the last publish', () => {
-    expect(judgeRelay(relay({ oldestUnsentAt: 50_000, lastPublishedAt: 20_000, kafkaAnsweringSince: undefined }), STALL)).toEqual({ kind: 'waiting', since: 50_000 })
+    expect(judgeRelay(relay({ oldestUnsentAt: 50_000, lastPublishedAt: 20_000, kafkaAnsweringSince: undefined }), STALL)).toEqual({
+      kind: 'waiting',
+      since: 50_000
+    })
   })
 })

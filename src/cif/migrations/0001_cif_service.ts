@@ -1,4 +1,4 @@
-import { sql, type Kysely } from 'kysely'
+import { type Kysely, sql } from 'kysely'
 
 // Migrations are frozen once released: they take Kysely<unknown>, not today's table types.
 export async function up(db: Kysely<unknown>): Promise<void> {

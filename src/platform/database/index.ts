@@ -1,5 +1,5 @@
-import { Kysely, PostgresDialect, type ColumnType } from 'kysely'
-import { Migrator, type Migration, type MigrationProvider } from 'kysely/migration'
+import { type ColumnType, Kysely, PostgresDialect } from 'kysely'
+import { type Migration, type MigrationProvider, Migrator } from 'kysely/migration'
 import pg from 'pg'
 
 /** A column the database fills in: optional on insert, present when read. */

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
-import type { FastifyInstance } from 'fastify'
 import { httpProblems, Refusal } from '../../contracts/problems.ts'
+import type { HttpServer } from './server.ts'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -17,7 +17,7 @@ export function apiKeyHash(key: string): string {
  * Requires `Authorization: Bearer <key>` on every route of `scope` (and only there: Fastify scopes hooks to
  * the plugin that adds them). Keys are known only by their SHA-256, looked up in one step.
  */
-export function requireApiKey(scope: FastifyInstance<any, any, any, any, any>, keyHashes: Map<string, string>): void {
+export function requireApiKey(scope: HttpServer, keyHashes: Map<string, string>): void {
   const callerByHash = new Map([...keyHashes].map(([caller, hash]) => [hash, caller]))
   scope.decorateRequest('caller', '')
   scope.addHook('onRequest', async (request, reply) => {

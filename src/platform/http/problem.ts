@@ -1,5 +1,5 @@
 import type { ErrorObject } from 'ajv'
-import { problemTypeUri, type FieldError, type ProblemType, type Refusal } from '../../contracts/problems.ts'
+import { type FieldError, type ProblemType, problemTypeUri, type Refusal } from '../../contracts/problems.ts'
 
 /** An RFC 9457 problem details document; `errors` lists every field at fault. */
 export interface Problem {

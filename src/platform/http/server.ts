@@ -1,13 +1,13 @@
 import { randomUUID } from 'node:crypto'
+import { type IncomingMessage, type ServerResponse, STATUS_CODES } from 'node:http'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type RawServerDefault } from 'fastify'
-import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http'
 import { Type } from 'typebox'
+import { httpProblems, type ProblemType, problemTypeUri, Refusal } from '../../contracts/problems.ts'
 import type { Logger } from '../logger.ts'
-import { httpProblems, problemTypeUri, Refusal, type ProblemType } from '../../contracts/problems.ts'
-import { fieldErrorsFromAjv, problemDocument, problemOf, type Problem } from './problem.ts'
+import { fieldErrorsFromAjv, type Problem, problemDocument, problemOf } from './problem.ts'
 
 export type HttpServer = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>
 
@@ -35,7 +35,10 @@ export const PROBLEM_JSON = 'application/problem+json'
 /** The OpenAPI responses of a route's problems, one per status it can refuse with. */
 export function problemResponses(...statuses: number[]): Record<string, unknown> {
   return Object.fromEntries(
-    statuses.map((status) => [String(status), { description: 'Problem details (RFC 9457)', content: { [PROBLEM_JSON]: { schema: Type.Ref('Problem') } } }])
+    statuses.map((status) => [
+      String(status),
+      { description: 'Problem details (RFC 9457)', content: { [PROBLEM_JSON]: { schema: Type.Ref('Problem') } } }
+    ])
   )
 }
 
@@ -113,7 +116,10 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
     const problem = problemFor(error)
     if (problem.status >= 500) request.log.error({ err: error }, 'request failed')
     else request.log.info({ status: problem.status, code: error.code }, problem.title)
-    reply.status(problem.status).type(PROBLEM_JSON).send({ ...problem, instance: request.url })
+    reply
+      .status(problem.status)
+      .type(PROBLEM_JSON)
+      .send({ ...problem, instance: request.url })
   })
   app.setNotFoundHandler((request, reply) => {
     reply
@@ -151,7 +157,9 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
     )
     const ready = up.every(Boolean)
     reply.status(ready ? 200 : 503)
-    return Object.keys(details).length ? { status: ready ? 'ready' : 'not ready', checks, details } : { status: ready ? 'ready' : 'not ready', checks }
+    return Object.keys(details).length
+      ? { status: ready ? 'ready' : 'not ready', checks, details }
+      : { status: ready ? 'ready' : 'not ready', checks }
   })
   return app
 }

@@ -1,12 +1,12 @@
 import { join } from 'node:path'
 import type { Migration } from 'kysely/migration'
+import { topicPartitions } from '../../contracts/topics.ts'
 import type { Config } from '../config.ts'
 import { migrateToLatest, openDatabase } from '../database/index.ts'
-import { topicPartitions } from '../../contracts/topics.ts'
 import { ensureTopics } from '../kafka.ts'
 import type { Logger } from '../logger.ts'
-import { startLocalKafka, type LocalKafka } from './kafka-broker.ts'
-import { startLocalPostgres, type LocalPostgres } from './postgres.ts'
+import { type LocalKafka, startLocalKafka } from './kafka-broker.ts'
+import { type LocalPostgres, startLocalPostgres } from './postgres.ts'
 
 export interface Infrastructure {
   databaseUrl: string

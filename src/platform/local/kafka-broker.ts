@@ -1,4 +1,4 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { createWriteStream, existsSync } from 'node:fs'
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
@@ -74,9 +74,7 @@ async function ensureBrokerJars(libDir: string, log: Logger): Promise<void> {
     { encoding: 'utf8' }
   )
   if (mvn.status !== 0) {
-    throw new LocalKafkaUnavailable(
-      `Maven could not fetch the Kafka broker jars (${brokerPom}):\n${(mvn.stdout + mvn.stderr).slice(-2000)}`
-    )
+    throw new LocalKafkaUnavailable(`Maven could not fetch the Kafka broker jars (${brokerPom}):\n${(mvn.stdout + mvn.stderr).slice(-2000)}`)
   }
   await writeFile(marker, pom)
 }
@@ -126,9 +124,17 @@ function java(libDir: string, dir: string, mainClass: string, args: string[], he
   return [
     'java',
     [
-      `-Xms${heapMb}m`, `-Xmx${heapMb}m`, '-XX:+UseG1GC', '-XX:MaxGCPauseMillis=20', '-Djava.awt.headless=true',
-      `-Dlog4j2.configurationFile=${join(dir, 'log4j2.properties')}`, `-Dkafka.logs.dir=${dir}`,
-      '-cp', `${libDir}/*`, mainClass, ...args
+      `-Xms${heapMb}m`,
+      `-Xmx${heapMb}m`,
+      '-XX:+UseG1GC',
+      '-XX:MaxGCPauseMillis=20',
+      '-Djava.awt.headless=true',
+      `-Dlog4j2.configurationFile=${join(dir, 'log4j2.properties')}`,
+      `-Dkafka.logs.dir=${dir}`,
+      '-cp',
+      `${libDir}/*`,
+      mainClass,
+      ...args
     ]
   ]
 }
@@ -136,7 +142,9 @@ function java(libDir: string, dir: string, mainClass: string, args: string[], he
 async function waitUntilReady(brokers: string[], child: ChildProcess, logFile: string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs
   let exited = false
-  child.once('exit', () => { exited = true })
+  child.once('exit', () => {
+    exited = true
+  })
   const probe = createProbe(brokers, 2000)
   try {
     while (Date.now() < deadline && !exited) {

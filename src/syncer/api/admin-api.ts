@@ -1,10 +1,10 @@
+import { Type } from 'typebox'
 import { requireApiKey } from '../../platform/http/api-key-auth.ts'
-import { apiKeySecurity as security, problemResponses, type HttpServer } from '../../platform/http/server.ts'
+import { type HttpServer, problemResponses, apiKeySecurity as security } from '../../platform/http/server.ts'
 import { redrive, skip } from '../delivery/operator-actions.ts'
 import type { SyncerDb } from '../tables.ts'
 import { deliveryCounts, findAttempts, findDeliveries, toDelivery } from './read-model.ts'
 import { Attempt, AttemptFilters, Delivery, DeliveryCounts, DeliveryFilters, IdParams, Reason } from './schemas.ts'
-import { Type } from 'typebox'
 
 export interface AdminApiOptions {
   db: SyncerDb

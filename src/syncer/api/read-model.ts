@@ -27,9 +27,14 @@ export function toDelivery(row: DeliveryRow): Delivery {
 
 /** Where a customer of `sourceSystem` stands; undefined when the syncer knows no such customer of theirs. */
 export async function customerSync(db: SyncerDb, cifId: string, sourceSystem: string): Promise<CustomerSync | undefined> {
-  const owner = await db.selectFrom('sync_event').select('owner_source_system').where('cif_id', '=', cifId).limit(1).executeTakeFirst()
+  const known = await db
+    .selectFrom('sync_event')
+    .select(['owner_source_system', (eb) => eb.fn.max('customer_version').as('latest_version')])
+    .where('cif_id', '=', cifId)
+    .groupBy('owner_source_system')
+    .executeTakeFirst()
   // Another source system's customer is as unknown as a customer that does not exist.
-  if (!owner || owner.owner_source_system !== sourceSystem) return undefined
+  if (!known || known.owner_source_system !== sourceSystem) return undefined
   const latest = await db
     .selectFrom('delivery')
     .selectAll()
@@ -38,12 +43,17 @@ export async function customerSync(db: SyncerDb, cifId: string, sourceSystem: st
     .orderBy('end_system')
     .orderBy('customer_version', 'desc')
     .execute()
-  const latestVersion = Math.max(...latest.map((d) => d.customer_version))
+  const latestVersion = known.latest_version
   return { cifId, latestVersion, state: overallState(latest, latestVersion), endSystems: latest.map(toDelivery) }
 }
 
 /** Status changes of `sourceSystem`'s customers after feed position `after`, in order. */
-export async function statusUpdates(db: SyncerDb, sourceSystem: string, after: string, limit: number): Promise<{ updates: StatusData[]; next: string }> {
+export async function statusUpdates(
+  db: SyncerDb,
+  sourceSystem: string,
+  after: string,
+  limit: number
+): Promise<{ updates: StatusData[]; next: string }> {
   const rows = await db
     .selectFrom('sync_status_update')
     .select(['seq', 'status'])
@@ -57,7 +67,11 @@ export async function statusUpdates(db: SyncerDb, sourceSystem: string, after: s
 }
 
 export async function findDeliveries(db: SyncerDb, q: DeliveryFilters): Promise<Delivery[]> {
-  let query = db.selectFrom('delivery').selectAll().orderBy('id').limit(Number(q.limit ?? 100))
+  let query = db
+    .selectFrom('delivery')
+    .selectAll()
+    .orderBy('id')
+    .limit(Number(q.limit ?? 100))
   if (q.cifId) query = query.where('cif_id', '=', q.cifId)
   if (q.endSystem) query = query.where('end_system', '=', q.endSystem)
   if (q.state) query = query.where('state', '=', q.state)
@@ -68,7 +82,11 @@ export async function findDeliveries(db: SyncerDb, q: DeliveryFilters): Promise<
 }
 
 export async function findAttempts(db: SyncerDb, q: AttemptFilters): Promise<Attempt[]> {
-  let query = db.selectFrom('delivery_attempt').selectAll().orderBy('id').limit(Number(q.limit ?? 100))
+  let query = db
+    .selectFrom('delivery_attempt')
+    .selectAll()
+    .orderBy('id')
+    .limit(Number(q.limit ?? 100))
   if (q.cifId) query = query.where('cif_id', '=', q.cifId)
   if (q.endSystem) query = query.where('end_system', '=', q.endSystem)
   if (q.status) query = query.where('status', '=', q.status)

@@ -1,4 +1,4 @@
-import { Type, type Static } from 'typebox'
+import { type Static, Type } from 'typebox'
 import { CIF_ID_PATTERN } from '../../contracts/cif-id.ts'
 import { AnyStatusData } from '../../contracts/sync-status-events.ts'
 import { attemptStatuses, customerSyncStates, deliveryStates, stateMeanings } from '../delivery/states.ts'
@@ -94,5 +94,8 @@ export const DeliveryCounts = Type.Object({
   counts: Type.Array(Type.Object({ endSystem: Type.String(), state: Type.Enum([...deliveryStates]), count: Type.Integer() }))
 })
 
-export const Reason = Type.Object({ reason: Type.String({ minLength: 3, maxLength: 500, description: 'Why, for the record' }) }, { additionalProperties: false })
+export const Reason = Type.Object(
+  { reason: Type.String({ minLength: 3, maxLength: 500, description: 'Why, for the record' }) },
+  { additionalProperties: false }
+)
 export const IdParams = Type.Object({ id: Type.String({ pattern: '^[1-9][0-9]{0,17}$' }) })

@@ -101,7 +101,11 @@ export function judgeCall(result: CallResult, system: string, operation: 'create
       if (isRetryableStatus(status)) {
         const retryAfterMs = parseRetryAfter(result.retryAfter)
         const what =
-          status === 429 ? 'asked the syncer to slow down (429)' : status < 500 ? `asked for the request again (${status})` : `answered ${status} (a fault on its side)`
+          status === 429
+            ? 'asked the syncer to slow down (429)'
+            : status < 500
+              ? `asked for the request again (${status})`
+              : `answered ${status} (a fault on its side)`
         return { outcome: 'retry', httpStatus: status, message, remarks: `${system} ${what}`, retryAfterMs }
       }
       if (status >= 300 && status < 400) {

@@ -1,5 +1,5 @@
 import type { SyncerDb } from '../tables.ts'
-import { recordAttempts, type FinishedAttempt } from './delivery-store.ts'
+import { type FinishedAttempt, recordAttempts } from './delivery-store.ts'
 
 const MAX_BATCH = 200
 
@@ -33,8 +33,12 @@ export class AttemptRecorder {
       batch.map((entry) => entry.finished)
     )
       .then(
-        (current) => batch.forEach((entry, i) => entry.resolve(current[i]!)),
-        (error: unknown) => batch.forEach((entry) => entry.reject(error))
+        (current) => {
+          for (const [i, entry] of batch.entries()) entry.resolve(current[i] ?? false)
+        },
+        (error: unknown) => {
+          for (const entry of batch) entry.reject(error)
+        }
       )
       .finally(() => {
         this.#writing = undefined

@@ -1,8 +1,18 @@
-import { sql, type RawBuilder } from 'kysely'
+import { type RawBuilder, sql } from 'kysely'
+import type { CustomerEvent } from '../../contracts/customer-events.ts'
 import type { DeliveryStatusKind } from '../../contracts/sync-status-events.ts'
 import { recordStatuses, type StatusChange } from '../status/sync-status.ts'
 import type { DeliveryRow, SyncerDb, SyncerTx } from '../tables.ts'
-import { remarkTemplates, settledStates, transitions, waitingStates, type Decision, type DeliveryState, type RemarkTemplate, type AttemptStatus } from './states.ts'
+import {
+  type AttemptStatus,
+  type Decision,
+  type DeliveryState,
+  type RemarkTemplate,
+  remarkTemplates,
+  settledStates,
+  transitions,
+  waitingStates
+} from './states.ts'
 
 /** A list of states as SQL literals: in the query text, so a partial index on those states is seen to apply. */
 export const stateList = (states: readonly DeliveryState[]): RawBuilder<unknown> => sql.join(states.map((state) => sql.lit(state)))
@@ -17,7 +27,8 @@ export function remarkSql(template: RemarkTemplate, values: Record<string, RawBu
 
 /** A delivery taken for one attempt, with what the attempt needs to build its request. */
 export interface ClaimedDelivery extends DeliveryRow {
-  event: Record<string, any>
+  /** The customer event as stored when it was taken from Kafka (checked against its schema then). */
+  event: CustomerEvent
   event_type: string
   owner_source_system: string
   xref_external_id: string | null
@@ -28,7 +39,12 @@ export interface ClaimedDelivery extends DeliveryRow {
  * every earlier version for the same customer and system has succeeded or was skipped, so updates never
  * overtake their create. Row locks with SKIP LOCKED let several syncers share the work.
  */
-export async function claimDue(db: SyncerDb, endSystem: string, limit: number, leaseMs: (roundAttempts: number) => number): Promise<ClaimedDelivery[]> {
+export async function claimDue(
+  db: SyncerDb,
+  endSystem: string,
+  limit: number,
+  leaseMs: (roundAttempts: number) => number
+): Promise<ClaimedDelivery[]> {
   if (limit <= 0) return []
   return db.transaction().execute(async (trx) => {
     const { rows: due } = await sql<{ id: string; round_attempts: number }>`
@@ -91,7 +107,10 @@ export function deliveryStatus<K extends DeliveryStatusKind>(kind: K, owner: str
 }
 
 /** Which status message each decision's state is told with. */
-const statusKindOf = { SUCCESS: 'DELIVERED', RETRY_SCHEDULED: 'RETRYING', FAILED: 'FAILED' } as const satisfies Record<Decision['state'], DeliveryStatusKind>
+const statusKindOf = { SUCCESS: 'DELIVERED', RETRY_SCHEDULED: 'RETRYING', FAILED: 'FAILED' } as const satisfies Record<
+  Decision['state'],
+  DeliveryStatusKind
+>
 
 export interface FinishedAttempt {
   delivery: ClaimedDelivery
@@ -167,14 +186,16 @@ export async function recordAttempts(db: SyncerDb, finished: FinishedAttempt[]):
         updated_at = now()
       from jsonb_to_recordset(${JSON.stringify(values)}::jsonb)
         as v(id bigint, attempts int, state text, delay_ms int, external_id text, last_error text, remarks text)
+      -- Still this attempt's: in flight (the state every outcome leaves), and not claimed again since.
       where d.id = v.id and d.state in (${stateList(succeed.from)}) and d.attempts = v.attempts
         -- Names the rows for the planner: without it, it joins against a scan of the whole table.
         and d.id = any(${values.map((v) => v.id)}::bigint[])
       returning d.*`.execute(trx)
-    const byId = new Map(updated.map((row) => [row.id, row]))
+    // By delivery and attempt: a batch may hold a stale attempt and the current one of the same delivery.
+    const moved = new Set(updated.map((row) => `${row.id}:${row.attempts}`))
     const owners = new Map(finished.map(({ delivery }) => [delivery.id, delivery.owner_source_system]))
 
-    const xrefs = updated.filter((row) => row.state === 'SUCCESS' && row.operation === 'create' && row.external_id)
+    const xrefs = updated.filter((row) => row.state === succeed.to && row.operation === 'create' && row.external_id)
     if (xrefs.length) {
       await trx
         .insertInto('customer_xref')
@@ -188,8 +209,11 @@ export async function recordAttempts(db: SyncerDb, finished: FinishedAttempt[]):
     )
     const failed = updated.filter((row) => row.state === transitions.fail.to)
     if (failed.length) await blockBehindFailures(trx, { cifIds: [...new Set(failed.map((row) => row.cif_id))] })
-    await reportInSyncIfComplete(trx, updated.filter((row) => row.state === succeed.to).map((row) => row.event_id))
-    return finished.map(({ delivery }) => byId.has(delivery.id))
+    await reportInSyncIfComplete(
+      trx,
+      updated.filter((row) => row.state === succeed.to).map((row) => row.event_id)
+    )
+    return finished.map(({ delivery }) => moved.has(`${delivery.id}:${delivery.attempts}`))
   })
 }
 
@@ -216,7 +240,12 @@ async function reportInSyncIfComplete(trx: SyncerTx, eventIds: string[]): Promis
       .map(({ event, mine }) => ({
         owner: event.owner_source_system,
         kind: 'IN_SYNC' as const,
-        status: { cifId: event.cif_id, customerVersion: event.customer_version, eventId: event.event_id, endSystems: mine.map((d) => d.end_system).sort() }
+        status: {
+          cifId: event.cif_id,
+          customerVersion: event.customer_version,
+          eventId: event.event_id,
+          endSystems: mine.map((d) => d.end_system).sort()
+        }
       }))
   )
 }

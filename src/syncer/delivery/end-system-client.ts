@@ -1,17 +1,17 @@
 import {
   BrokenCircuitError,
-  circuitBreaker,
+  type CircuitBreakerPolicy,
   CircuitState,
   ConsecutiveBreaker,
+  circuitBreaker,
   handleWhenResult,
   IsolatedCircuitError,
   TaskCancelledError,
-  timeout,
   TimeoutStrategy,
-  type CircuitBreakerPolicy
+  timeout
 } from 'cockatiel'
 import { Agent, request } from 'undici'
-import { isTrouble, type CallResult } from './attempt-policy.ts'
+import { type CallResult, isTrouble } from './attempt-policy.ts'
 import type { EndSystemConfig } from './end-systems-config.ts'
 
 /** Enough of an end system's answer to judge it and to quote it; the rest is not read. */
@@ -38,10 +38,13 @@ export class EndSystemClient {
   constructor(system: EndSystemConfig) {
     this.#system = system
     this.#agent = new Agent({ connections: system.concurrency, keepAliveTimeout: 30_000, pipelining: 1 })
-    this.#breaker = circuitBreaker(handleWhenResult((result) => isTrouble(result as CallResult)), {
-      halfOpenAfter: system.circuitBreaker.halfOpenAfterMs,
-      breaker: new ConsecutiveBreaker(system.circuitBreaker.consecutiveFailures)
-    })
+    this.#breaker = circuitBreaker(
+      handleWhenResult((result) => isTrouble(result as CallResult)),
+      {
+        halfOpenAfter: system.circuitBreaker.halfOpenAfterMs,
+        breaker: new ConsecutiveBreaker(system.circuitBreaker.consecutiveFailures)
+      }
+    )
     this.#breaker.onBreak(() => {
       this.#openedAt = Date.now()
     })
@@ -100,7 +103,11 @@ export class EndSystemClient {
     } catch (error) {
       if (error instanceof TaskCancelledError) return { kind: 'timeout', timeoutMs: outgoing.timeoutMs }
       const e = error as { code?: string; cause?: { code?: string }; message?: string }
-      return { kind: 'network', code: e.cause?.code ?? e.code ?? 'ERROR', message: e.cause && 'message' in e.cause ? String((e.cause as Error).message) : String(e.message) }
+      return {
+        kind: 'network',
+        code: e.cause?.code ?? e.code ?? 'ERROR',
+        message: e.cause && 'message' in e.cause ? String((e.cause as Error).message) : String(e.message)
+      }
     }
   }
 

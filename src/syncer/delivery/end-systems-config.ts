@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs'
 import { Ajv } from 'ajv'
 import jsonata from 'jsonata'
-import { Type, type Static } from 'typebox'
-import { LineCounter, parseDocument, type Document } from 'yaml'
+import { type Static, Type } from 'typebox'
+import { type Document, LineCounter, parseDocument } from 'yaml'
 import { ConfigError } from '../../platform/config.ts'
 
 const positive = (maximum: number, description?: string) => Type.Integer({ minimum: 1, maximum, description })
@@ -19,10 +19,7 @@ const RetryPolicy = Type.Object(
   { additionalProperties: false }
 )
 
-const CircuitBreaker = Type.Object(
-  { consecutiveFailures: positive(1000), halfOpenAfterMs: positive(3_600_000) },
-  { additionalProperties: false }
-)
+const CircuitBreaker = Type.Object({ consecutiveFailures: positive(1000), halfOpenAfterMs: positive(3_600_000) }, { additionalProperties: false })
 
 const Tunables = {
   concurrency: Type.Optional(positive(1000, 'Calls in flight to this system at most')),
@@ -54,6 +51,7 @@ const Operation = Type.Object(
 const EndSystem = Type.Object(
   {
     name: Type.String({ pattern: '^[a-z][a-z0-9-]{1,40}$' }),
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: the description shows the file's own ${NAME} syntax
     baseUrl: Type.String({ minLength: 1, description: 'http(s) URL; ${NAME} or ${NAME:-default} take it from the environment' }),
     auth: Type.Optional(Auth),
     createConflictMeansExists: Type.Optional(Type.Boolean({ description: 'A 409 on create means the record is there already' })),
@@ -159,7 +157,10 @@ export function parseEndSystems(text: string, fileName: string, env: Env = proce
   const file = doc.toJS() as unknown
   if (!validateFile(file)) {
     for (const error of validateFile.errors ?? []) {
-      const path = error.instancePath.split('/').slice(1).map((s) => (/^\d+$/.test(s) ? Number(s) : s))
+      const path = error.instancePath
+        .split('/')
+        .slice(1)
+        .map((s) => (/^\d+$/.test(s) ? Number(s) : s))
       if (error.keyword === 'additionalProperties') path.push(String(error.params.additionalProperty))
       const field = error.keyword === 'required' ? `${error.instancePath}/${error.params.missingProperty}` : error.instancePath
       const detail = error.keyword === 'additionalProperties' ? `has an unknown setting "${error.params.additionalProperty}"` : error.message

@@ -1,10 +1,11 @@
-import type { Logger } from '../../platform/logger.ts'
+import type { CustomerEvent } from '../../contracts/customer-events.ts'
 import { formatDuration } from '../../platform/duration.ts'
+import type { Logger } from '../../platform/logger.ts'
 import { FailureLog } from '../../platform/retry.ts'
 import type { SyncerDb } from '../tables.ts'
 import { attemptTimeoutMs, judgeCall, LAG_WORTH_A_REMARK_MS, retryDelayMs, type Verdict } from './attempt-policy.ts'
 import type { AttemptRecorder } from './attempt-recorder.ts'
-import { claimDue, type ClaimedDelivery } from './delivery-store.ts'
+import { type ClaimedDelivery, claimDue } from './delivery-store.ts'
 import type { EndSystemClient } from './end-system-client.ts'
 import type { EndSystemConfig } from './end-systems-config.ts'
 import { maskPersonalData } from './masking.ts'
@@ -22,20 +23,18 @@ export interface MappingInput {
   customer: Record<string, unknown>
 }
 
-export function mappingInput(event: Record<string, any>): MappingInput {
+export function mappingInput(event: CustomerEvent): MappingInput {
   return {
     cifId: event.subject,
     version: event.customerversion,
     eventType: event.type,
-    changedFields: typeof event.changedfields === 'string' ? event.changedfields.split(',') : [],
+    changedFields: event.changedfields?.split(',') ?? [],
     customer: event.data
   }
 }
 
 export function requestPath(template: string, values: { cifId: string; externalId: string | null }): string {
-  return template
-    .replaceAll('{cifId}', encodeURIComponent(values.cifId))
-    .replaceAll('{externalId}', encodeURIComponent(values.externalId ?? ''))
+  return template.replaceAll('{cifId}', encodeURIComponent(values.cifId)).replaceAll('{externalId}', encodeURIComponent(values.externalId ?? ''))
 }
 
 /**
@@ -171,7 +170,10 @@ export class DeliveryLane {
     const externalId = delivery.xref_external_id
     if (delivery.operation === 'update' && operation.path.includes('{externalId}') && !externalId) {
       const remarks = `${system.name} has no record of this customer yet: its create did not succeed (skipped?)`
-      return { verdict: { outcome: 'fail', httpStatus: null, message: 'not called: no record id for this customer in this system', remarks }, externalId }
+      return {
+        verdict: { outcome: 'fail', httpStatus: null, message: 'not called: no record id for this customer in this system', remarks },
+        externalId
+      }
     }
     let body: string
     try {

@@ -24,12 +24,13 @@ export function maskPersonalData(text: string, customer: Record<string, unknown>
   if (values.size) {
     // Whole words, any case: "TAN" in an echo is the customer "Tan"; "Li" inside "Lisbon" is not. One
     // pattern for all of them (longest first), since this runs on every attempt.
-    const alternatives = [...values].sort((a, b) => b.length - a.length).map(escapeRegExp).join('|')
+    const alternatives = [...values]
+      .sort((a, b) => b.length - a.length)
+      .map(escapeRegExp)
+      .join('|')
     masked = masked.replace(new RegExp(`(?<![\\p{L}\\p{N}])(?:${alternatives})(?![\\p{L}\\p{N}])`, 'giu'), '***')
   }
-  return masked
-    .replace(/[\w.+-]+@[\w-]+(\.[\w-]+)+/g, '***@***')
-    .replace(/\+\d[\d ()-]{5,}\d/g, '***')
+  return masked.replace(/[\w.+-]+@[\w-]+(\.[\w-]+)+/g, '***@***').replace(/\+\d[\d ()-]{5,}\d/g, '***')
 }
 
 function escapeRegExp(value: string): string {

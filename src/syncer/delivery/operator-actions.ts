@@ -3,7 +3,7 @@ import { Refusal, syncerProblems } from '../../contracts/problems.ts'
 import { recordStatuses } from '../status/sync-status.ts'
 import type { DeliveryRow, SyncerDb, SyncerTx } from '../tables.ts'
 import { deliveryStatus, unblock } from './delivery-store.ts'
-import { operatorActions, remark, transitions, type DeliveryState } from './states.ts'
+import { type DeliveryState, operatorActions, remark, transitions } from './states.ts'
 
 export interface OperatorRequest {
   deliveryId: string
@@ -24,9 +24,13 @@ async function startAction(trx: SyncerTx, action: keyof typeof operatorActions, 
     .executeTakeFirst()
   if (!row) throw new Refusal(syncerProblems.deliveryNotFound, `No delivery has id ${request.deliveryId}.`)
   if (!allowed.includes(row.state)) {
-    throw new Refusal(syncerProblems.deliveryStateConflict, `Delivery ${request.deliveryId} is ${row.state}; this action needs it ${allowed.join(' or ')}.`, {
-      state: row.state
-    })
+    throw new Refusal(
+      syncerProblems.deliveryStateConflict,
+      `Delivery ${request.deliveryId} is ${row.state}; this action needs it ${allowed.join(' or ')}.`,
+      {
+        state: row.state
+      }
+    )
   }
   await trx
     .insertInto('operator_action')

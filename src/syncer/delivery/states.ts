@@ -31,11 +31,19 @@ interface Transition {
 
 /** Every move a delivery can make; nothing moves a delivery otherwise. */
 export const transitions = {
-  claim: { from: ['PENDING', 'RETRY_SCHEDULED'], to: 'IN_FLIGHT', cause: 'a lane takes it for an attempt once it is due and every earlier version has gone' },
+  claim: {
+    from: ['PENDING', 'RETRY_SCHEDULED'],
+    to: 'IN_FLIGHT',
+    cause: 'a lane takes it for an attempt once it is due and every earlier version has gone'
+  },
   succeed: { from: ['IN_FLIGHT'], to: 'SUCCESS', cause: 'the end system accepted it' },
   retry: { from: ['IN_FLIGHT'], to: 'RETRY_SCHEDULED', cause: 'the attempt failed in a way a retry may fix, and the retry budget allows one' },
   fail: { from: ['IN_FLIGHT'], to: 'FAILED', cause: 'retrying cannot help, or the retry budget is spent' },
-  recoverLease: { from: ['IN_FLIGHT'], to: 'RETRY_SCHEDULED', cause: 'the syncer running the attempt stopped: its lease ran out with no answer recorded' },
+  recoverLease: {
+    from: ['IN_FLIGHT'],
+    to: 'RETRY_SCHEDULED',
+    cause: 'the syncer running the attempt stopped: its lease ran out with no answer recorded'
+  },
   block: { from: ['PENDING', 'RETRY_SCHEDULED'], to: 'BLOCKED', cause: 'an earlier version for the same customer and system FAILED' },
   unblock: { from: ['BLOCKED'], to: 'PENDING', cause: 'no earlier version FAILED any more (it was redriven or skipped)' },
   redrive: { from: ['FAILED'], to: 'PENDING', cause: 'an operator sends it again, with a fresh retry budget' },

@@ -1,14 +1,14 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Admin, MessagesStream } from '@platformatic/kafka'
+import { topics } from '../../contracts/topics.ts'
 import { settleWithin, withDeadline } from '../../platform/deadline.ts'
 import { describeError } from '../../platform/errors.ts'
 import { createConsumer, createProbe, kafkaAnswers, type StringConsumer } from '../../platform/kafka.ts'
-import { topics } from '../../contracts/topics.ts'
 import type { Logger } from '../../platform/logger.ts'
-import { startPeriodic, type Periodic } from '../../platform/periodic.ts'
-import { backoffMs, FailureLog, type Backoff } from '../../platform/retry.ts'
+import { type Periodic, startPeriodic } from '../../platform/periodic.ts'
+import { type Backoff, backoffMs, FailureLog } from '../../platform/retry.ts'
 import type { SyncerDb } from '../tables.ts'
-import { isDataError, keepUnreadable, storeEvents, type StringMessage } from './event-store.ts'
+import { isDataError, keepUnreadable, type StringMessage, storeEvents } from './event-store.ts'
 import { judgeIntake } from './intake-watchdog.ts'
 
 export interface EventIntakeOptions {
@@ -296,7 +296,8 @@ export class EventIntake {
         this.#consumer = undefined
         if (this.#stopped) return
       }
-      const consumer = (this.#consumer ??= this.#newConsumer())
+      this.#consumer ??= this.#newConsumer()
+      const consumer = this.#consumer
       try {
         this.#session = await this.#openSession(consumer)
         // The consumer failed while its stream was being opened: this one cannot be trusted either.
@@ -468,7 +469,13 @@ async function closeConsumer(consumer: StringConsumer): Promise<void> {
   closing.catch(async () => {
     for (let attempt = 0; attempt < 5; attempt++) {
       await sleep(1000)
-      if (await consumer.close(true).then(() => true, () => false)) return
+      if (
+        await consumer.close(true).then(
+          () => true,
+          () => false
+        )
+      )
+        return
     }
   })
   await settleWithin(closing, CLOSE_TIMEOUT_MS)

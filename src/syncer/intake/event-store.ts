@@ -1,11 +1,15 @@
 import type { Message } from '@platformatic/kafka'
 import { Ajv2020 } from 'ajv/dist/2020.js'
 import addFormats from 'ajv-formats'
-import { customerEventSchema, customerEventTypes, type CustomerEvent } from '../../contracts/customer-events.ts'
+import { type CustomerEvent, customerEventSchema, customerEventTypes } from '../../contracts/customer-events.ts'
 import { lagRemark } from '../delivery/attempt-policy.ts'
 import { blockBehindFailures } from '../delivery/delivery-store.ts'
 import { initialState } from '../delivery/states.ts'
 import type { SyncerDb } from '../tables.ts'
+
+// What the intake stores from Kafka, in one transaction per batch: each customer event once (a redelivered
+// one finds its id), with one delivery per end system, and each message that is not a readable customer
+// event kept as unreadable, never dropped.
 
 export type StringMessage = Message<string, string, string, string>
 

@@ -38,7 +38,11 @@ export function judgeIntake(observation: IntakeObservation, stallMs: number): In
   // With partitions to read, the stream fetches several times a second even when there is nothing new.
   const fetchedAt = Math.max(joinedAt, lastFetchAt ?? joinedAt, lastStoredAt ?? joinedAt)
   if (assignedPartitions > 0 && now - Math.max(fetchedAt, kafkaAnsweringSince) >= stallMs) {
-    return { kind: 'stalled', stalledSince: fetchedAt, reason: `no fetch answered for ${seconds(now - fetchedAt)} on ${assignedPartitions} partitions` }
+    return {
+      kind: 'stalled',
+      stalledSince: fetchedAt,
+      reason: `no fetch answered for ${seconds(now - fetchedAt)} on ${assignedPartitions} partitions`
+    }
   }
   // Fetches answered, yet what waits on the topic is never taken: the stream is alive but not delivering.
   if (lag && lag.waiting > 0) {

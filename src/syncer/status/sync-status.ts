@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import { sql } from 'kysely'
-import { statusEvent, type StatusData, type StatusKind } from '../../contracts/sync-status-events.ts'
+import { type StatusData, type StatusKind, statusEvent } from '../../contracts/sync-status-events.ts'
 import { topics } from '../../contracts/topics.ts'
 import { outboxMessage } from '../../outbox/messages.ts'
 import type { SyncerDb, SyncerTx } from '../tables.ts'
@@ -46,7 +46,9 @@ export async function sequenceStatusUpdates(db: SyncerDb, batch = 1000): Promise
     const waiting = await trx.selectFrom('sync_status_update').select('id').where('seq', 'is', null).orderBy('id').limit(batch).execute()
     if (waiting.length === 0) return 0
     const ids = waiting.map((row) => row.id)
-    const { rows: seqs } = await sql<{ seq: string }>`select nextval('sync_status_seq')::text as seq from generate_series(1, ${ids.length})`.execute(trx)
+    const { rows: seqs } = await sql<{ seq: string }>`select nextval('sync_status_seq')::text as seq from generate_series(1, ${ids.length})`.execute(
+      trx
+    )
     await sql`
       update sync_status_update u set seq = v.seq
       from unnest(${ids}::bigint[], ${seqs.map((r) => r.seq)}::bigint[]) as v(id, seq)

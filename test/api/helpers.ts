@@ -1,0 +1,74 @@
+import type { InjectOptions } from 'fastify'
+import { createCifApp } from '../../src/cif/service.ts'
+import { type Config, loadConfig } from '../../src/platform/config.ts'
+import { apiKeyHash } from '../../src/platform/http/api-key-auth.ts'
+import type { HttpServer } from '../../src/platform/http/server.ts'
+import { createLogger } from '../../src/platform/logger.ts'
+import { createSyncerApp } from '../../src/syncer/service.ts'
+import { keys } from '../integration/helpers.ts'
+import { asCif, asSyncer } from '../support/database.ts'
+import type { OwnDatabase } from '../support/own-database.ts'
+
+export { keys, newPerson, problemType } from '../integration/helpers.ts'
+
+export const operatorKey = 'test-operator-key'
+
+/** Two source systems and one operator, known by the hashes of their keys as in production. */
+export function testConfig(): Config {
+  return loadConfig({
+    CIF_SOURCE_SYSTEMS: `branch-portal=${apiKeyHash(keys.branchPortal)},onboarding-app=${apiKeyHash(keys.onboardingApp)}`,
+    SYNCER_OPERATORS: `test-operator=${apiKeyHash(operatorKey)}`
+  })
+}
+
+const log = () => createLogger(process.env.LOG_LEVEL ?? 'warn', 'api-test')
+
+/** The CIF API on the file's own database, without Kafka, not listening: requests go through `inject`. */
+export async function cifApp(database: OwnDatabase): Promise<HttpServer> {
+  return createCifApp(testConfig(), asCif(database.db), log(), {})
+}
+
+/** The syncer's callback and admin APIs on the file's own database, without Kafka, not listening. */
+export async function syncerApp(database: OwnDatabase): Promise<HttpServer> {
+  return createSyncerApp(testConfig(), asSyncer(database.db), log(), {})
+}
+
+export interface ApiResponse {
+  status: number
+  headers: Headers
+  body: any
+}
+
+/**
+ * One request through Fastify's `inject`, answered like the network tests' `call` (integration/helpers.ts):
+ * the branch portal's key unless another (or `null`, none) is given; `body` is sent as JSON, `raw` as it is.
+ */
+export async function call(
+  app: HttpServer,
+  method: InjectOptions['method'],
+  url: string,
+  options: { body?: unknown; raw?: string; key?: string | null; headers?: Record<string, string> } = {}
+): Promise<ApiResponse> {
+  const headers: Record<string, string> = { ...options.headers }
+  const key = options.key === undefined ? keys.branchPortal : options.key
+  if (key !== null) headers.authorization = `Bearer ${key}`
+  let payload: string | undefined = options.raw
+  if (options.body !== undefined) {
+    payload = JSON.stringify(options.body)
+    headers['content-type'] ??= 'application/json'
+  }
+  // inject leaves an empty payload without Content-Length; fetch, as a real client, sends `0`.
+  if (payload === '') headers['content-length'] ??= '0'
+  const response = await app.inject({ method, url, headers, ...(payload !== undefined ? { payload } : {}) })
+  const answered = new Headers()
+  for (const [name, value] of Object.entries(response.headers)) {
+    for (const one of Array.isArray(value) ? value : [value]) if (one !== undefined) answered.append(name, String(one))
+  }
+  let parsed: unknown = response.body
+  try {
+    parsed = response.body ? JSON.parse(response.body) : undefined
+  } catch {
+    // leave it as text
+  }
+  return { status: response.statusCode, headers: answered, body: parsed }
+}

@@ -1,0 +1,171 @@
+import { sql } from 'kysely'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { claimDue } from '../../src/syncer/delivery/delivery-store.ts'
+import { asSyncer } from '../support/database.ts'
+import { type OwnDatabase, ownDatabase } from '../support/own-database.ts'
+import {
+  claim,
+  claimOne,
+  decisions,
+  deliveryById,
+  deliveryOf,
+  LEASE_MS,
+  newCifId,
+  newEndSystem,
+  pausedAfterFirstQuery,
+  record,
+  storeVersions,
+  within
+} from './fixtures.ts'
+
+let database: OwnDatabase
+beforeAll(async () => {
+  database = await ownDatabase()
+})
+afterAll(async () => database?.close())
+
+describe('claiming due deliveries', () => {
+  it('takes only due deliveries of the one end system, up to the limit, in due order, as IN_FLIGHT with a lease', async () => {
+    const crm = newEndSystem('crm')
+    const cards = newEndSystem('cards')
+    const customers = [newCifId(), newCifId(), newCifId(), newCifId()]
+    for (const cifId of customers) await storeVersions(database.db, cifId, [1], [crm, cards])
+    // The last customer's delivery is not due yet (a retry scheduled for later, say).
+    const notDue = await deliveryOf(database.db, customers[3]!, crm, 1)
+    await database.db.updateTable('delivery').set({ next_attempt_at: sql<Date>`now() + interval '1 hour'` }).where('id', '=', notDue.id).execute()
+
+    const leaseFor: number[] = []
+    const claimed = await claimDue(asSyncer(database.db), crm, 2, (roundAttempts) => {
+      leaseFor.push(roundAttempts)
+      return 45_000
+    })
+    expect(claimed.map((d) => d.cif_id)).toEqual([customers[0], customers[1]])
+    // The lease is asked for the attempt about to be made: the first of its round.
+    expect(leaseFor).toEqual([1, 1])
+    for (const d of claimed) {
+      expect(d).toMatchObject({
+        state: 'IN_FLIGHT',
+        attempts: 1,
+        round_attempts: 1,
+        end_system: crm,
+        event_type: 'cif.customer.created',
+        owner_source_system: 'branch-portal'
+      })
+      expect(d.event).toMatchObject({ subject: d.cif_id, customerversion: 1 })
+      const { rows } = await sql<{
+        ms: number
+      }>`select extract(epoch from lease_until - updated_at) * 1000 as ms from delivery where id = ${d.id}`.execute(database.db)
+      expect(Number(rows[0]!.ms)).toBe(45_000)
+    }
+
+    const rest = await claim(database.db, crm)
+    expect(rest.map((d) => d.cif_id)).toEqual([customers[2]])
+    expect(await deliveryById(database.db, notDue.id)).toMatchObject({ state: 'PENDING', attempts: 0, lease_until: null })
+    const cardsStates = await database.db.selectFrom('delivery').select('state').where('end_system', '=', cards).execute()
+    expect(cardsStates.map((d) => d.state)).toEqual(['PENDING', 'PENDING', 'PENDING', 'PENDING'])
+  })
+
+  it('takes nothing when the limit is zero', async () => {
+    const crm = newEndSystem('crm')
+    await storeVersions(database.db, newCifId(), [1], [crm])
+    expect(await claim(database.db, crm, 0)).toEqual([])
+    expect(await claim(database.db, crm, 1)).toHaveLength(1)
+  })
+
+  it('counts attempts across claims, and asks the lease for the next attempt of the round', async () => {
+    const crm = newEndSystem('crm')
+    const cifId = newCifId()
+    await storeVersions(database.db, cifId, [1], [crm])
+    const first = await claimOne(database.db, crm)
+    await record(database.db, first, decisions.retry(0))
+    const leaseFor: number[] = []
+    const [second] = await claimDue(asSyncer(database.db), crm, 10, (n) => {
+      leaseFor.push(n)
+      return LEASE_MS
+    })
+    expect(second).toMatchObject({ id: first.id, state: 'IN_FLIGHT', attempts: 2, round_attempts: 2 })
+    expect(leaseFor).toEqual([2])
+  })
+
+  it('never takes a later version of a customer while an earlier one for the same system is not SUCCESS or SKIPPED', async () => {
+    const crm = newEndSystem('crm')
+    const cifId = newCifId()
+    const other = newCifId()
+    await storeVersions(database.db, cifId, [1, 2, 3], [crm])
+    await storeVersions(database.db, other, [1], [crm])
+
+    // Only the create goes; another customer's delivery is not held up by this one.
+    const firstRound = await claim(database.db, crm)
+    expect(firstRound.map((d) => [d.cif_id, d.customer_version])).toEqual([
+      [cifId, 1],
+      [other, 1]
+    ])
+    const create = firstRound[0]!
+    // IN_FLIGHT: the update waits.
+    expect(await claim(database.db, crm)).toEqual([])
+    // RETRY_SCHEDULED, due later: the update, though due itself, still waits.
+    await record(database.db, create, decisions.retry(3_600_000))
+    expect(await claim(database.db, crm)).toEqual([])
+    expect((await deliveryOf(database.db, cifId, crm, 2)).state).toBe('PENDING')
+
+    // Once the create is held by the end system, version 2 goes, and version 3 still waits for it.
+    await database.db.updateTable('delivery').set({ next_attempt_at: sql<Date>`now()` }).where('id', '=', create.id).execute()
+    await record(database.db, await claimOne(database.db, crm), decisions.success('crm-1'))
+    const update = await claimOne(database.db, crm)
+    expect([update.customer_version, update.operation]).toEqual([2, 'update'])
+    // The update carries the record id the create got.
+    expect(update.xref_external_id).toBe('crm-1')
+    expect(await claim(database.db, crm)).toEqual([])
+    await record(database.db, update, decisions.success())
+    expect((await claimOne(database.db, crm)).customer_version).toBe(3)
+  })
+
+  it('holds back a later version stored before an earlier one arrived, from then on', async () => {
+    const crm = newEndSystem('crm')
+    const cifId = newCifId()
+    await storeVersions(database.db, cifId, [2], [crm])
+    await storeVersions(database.db, cifId, [1], [crm])
+    expect((await claim(database.db, crm)).map((d) => d.customer_version)).toEqual([1])
+  })
+})
+
+describe('claims made at the same time', () => {
+  it('skips the deliveries another claim has locked instead of waiting for it, and never takes one twice', async () => {
+    const crm = newEndSystem('crm')
+    const customers = [newCifId(), newCifId(), newCifId(), newCifId()]
+    for (const cifId of customers) await storeVersions(database.db, cifId, [1], [crm])
+
+    // The first claim selects and locks two deliveries, then stalls before it commits.
+    const slow = pausedAfterFirstQuery(database.db)
+    const first = claimDue(asSyncer(slow.db), crm, 2, () => LEASE_MS)
+    try {
+      await within(slow.paused, 5000, 'the first claim never ran its query')
+      // The second claim, on another connection, gets the other two at once.
+      const second = await within(claim(database.db, crm), 5000, 'the second claim waited for the first one to commit')
+      expect(second.map((d) => d.cif_id)).toEqual([customers[2], customers[3]])
+    } finally {
+      slow.release()
+    }
+    const taken = await first
+    expect(taken.map((d) => d.cif_id)).toEqual([customers[0], customers[1]])
+    const rows = await database.db.selectFrom('delivery').select(['state', 'attempts']).where('end_system', '=', crm).execute()
+    expect(rows.every((row) => row.state === 'IN_FLIGHT' && row.attempts === 1)).toBe(true)
+  })
+
+  it('shares a backlog between many claimers without giving any delivery to two of them', async () => {
+    const crm = newEndSystem('crm')
+    for (let i = 0; i < 30; i++) await storeVersions(database.db, newCifId(), [1], [crm])
+    const rounds = await Promise.all(Array.from({ length: 5 }, () => claim(database.db, crm, 8)))
+    const ids = rounds.flat().map((d) => d.id)
+    expect(new Set(ids).size).toBe(ids.length)
+    const rows = await database.db.selectFrom('delivery').select(['id', 'state', 'attempts']).where('end_system', '=', crm).execute()
+    // Every delivery taken was taken once: one attempt each.
+    expect(
+      rows
+        .filter((row) => row.state === 'IN_FLIGHT')
+        .map((row) => row.id)
+        .sort()
+    ).toEqual([...ids].sort())
+    expect(rows.every((row) => row.attempts === (row.state === 'IN_FLIGHT' ? 1 : 0))).toBe(true)
+  })
+})

@@ -1,0 +1,224 @@
+import { type Kysely, type KyselyPlugin, sql } from 'kysely'
+import { cifIdFromNumber } from '../../src/contracts/cif-id.ts'
+import type { Customer } from '../../src/contracts/customer.ts'
+import { customerEvent, customerEventTypes } from '../../src/contracts/customer-events.ts'
+import { topics } from '../../src/contracts/topics.ts'
+import { type AttemptRecord, type ClaimedDelivery, claimDue, type FinishedAttempt, recordAttempts } from '../../src/syncer/delivery/delivery-store.ts'
+import type { Decision } from '../../src/syncer/delivery/states.ts'
+import { type StringMessage, storeEvents } from '../../src/syncer/intake/event-store.ts'
+import type { DeliveryRow } from '../../src/syncer/tables.ts'
+import { asSyncer, type TestDatabase } from '../support/database.ts'
+
+/** The source system that owns every customer here: whose status messages they are. */
+export const OWNER = 'branch-portal'
+
+// Each test file has a database of its own, so CIF IDs need only differ within the file.
+let sequenceNumber = 1_000_000_000
+/** A CIF ID no other test in this file uses, with a right Luhn check digit. */
+export const newCifId = (): string => cifIdFromNumber(++sequenceNumber)
+
+let endSystemNumber = 0
+/** An end system no other test in this file uses, so that a claim sees this test's deliveries only. */
+export const newEndSystem = (name = 'crm'): string => `${name}-${++endSystemNumber}`
+
+/** Version `version` of a customer as the CIF service publishes it (the event's `data`). */
+export function customerAt(cifId: string, version: number): Customer {
+  const at = new Date().toISOString()
+  return {
+    cifId,
+    version,
+    legalForm: 'PERSON',
+    firstName: 'Ada',
+    lastName: 'Lovelace',
+    dateOfBirth: '1985-12-10',
+    email: `v${version}@example.com`,
+    branchCode: 'LDN01',
+    externalId: `bp-${cifId}`,
+    sourceSystem: OWNER,
+    createdAt: at,
+    updatedAt: at
+  }
+}
+
+let offset = 0n
+/** The Kafka message that carries version `version` of a customer (a create for version 1, else an update). */
+export function eventMessage(cifId: string, version: number): StringMessage {
+  const event =
+    version === 1
+      ? customerEvent(customerEventTypes.created, customerAt(cifId, version), OWNER)
+      : customerEvent(customerEventTypes.updated, customerAt(cifId, version), OWNER, ['email'])
+  const message = {
+    topic: topics.customerEvents,
+    partition: 0,
+    offset: offset++,
+    key: cifId,
+    value: JSON.stringify(event),
+    timestamp: BigInt(Date.now()),
+    headers: new Map<string, string>(),
+    headerEntries: [] as [string, string][],
+    leaderEpoch: 0,
+    metadata: {},
+    commit: () => {},
+    toJSON: () => ({ ...message, headers: [], timestamp: String(message.timestamp), offset: String(message.offset) })
+  }
+  return message
+}
+
+/** Stores the events of these versions of a customer, as the intake does, with a delivery per end system. */
+export async function storeVersions(db: Kysely<TestDatabase>, cifId: string, versions: number[], endSystems: string[]): Promise<void> {
+  await storeEvents(
+    asSyncer(db),
+    versions.map((version) => eventMessage(cifId, version)),
+    endSystems
+  )
+}
+
+export async function deliveryOf(db: Kysely<TestDatabase>, cifId: string, endSystem: string, version: number): Promise<DeliveryRow> {
+  return db
+    .selectFrom('delivery')
+    .selectAll()
+    .where('cif_id', '=', cifId)
+    .where('end_system', '=', endSystem)
+    .where('customer_version', '=', version)
+    .executeTakeFirstOrThrow()
+}
+
+export async function deliveryById(db: Kysely<TestDatabase>, id: string): Promise<DeliveryRow> {
+  return db.selectFrom('delivery').selectAll().where('id', '=', id).executeTakeFirstOrThrow()
+}
+
+/** A customer's deliveries, by end system then version. */
+export async function deliveriesOf(db: Kysely<TestDatabase>, cifId: string): Promise<DeliveryRow[]> {
+  return db.selectFrom('delivery').selectAll().where('cif_id', '=', cifId).orderBy('end_system').orderBy('customer_version').execute()
+}
+
+export const LEASE_MS = 60_000
+
+/** Takes due deliveries of one end system for an attempt each, as a lane does. */
+export function claim(db: Kysely<TestDatabase>, endSystem: string, limit = 10, leaseMs = LEASE_MS): Promise<ClaimedDelivery[]> {
+  return claimDue(asSyncer(db), endSystem, limit, () => leaseMs)
+}
+
+/** Claims the one due delivery of this end system, failing the test if there is not exactly one. */
+export async function claimOne(db: Kysely<TestDatabase>, endSystem: string): Promise<ClaimedDelivery> {
+  const claimed = await claim(db, endSystem)
+  if (claimed.length !== 1) throw new Error(`expected one due delivery for ${endSystem}, got ${claimed.length}`)
+  return claimed[0]!
+}
+
+export const decisions = {
+  success: (externalId: string | null = null): Decision => ({ state: 'SUCCESS', externalId }),
+  retry: (delayMs: number): Decision => ({ state: 'RETRY_SCHEDULED', delayMs }),
+  fail: (): Decision => ({ state: 'FAILED' })
+}
+
+/** What the end system answered, as the lane records it, for a decision. */
+export function finished(delivery: ClaimedDelivery, decision: Decision, attempt: Partial<AttemptRecord> = {}): FinishedAttempt {
+  const startedAt = new Date(Date.now() - 120)
+  const answer: Pick<AttemptRecord, 'status' | 'httpStatus' | 'message' | 'remarks'> =
+    decision.state === 'SUCCESS'
+      ? { status: 'SUCCESS', httpStatus: 201, message: 'HTTP 201', remarks: 'created' }
+      : decision.state === 'RETRY_SCHEDULED'
+        ? {
+            status: 'ERROR',
+            httpStatus: 503,
+            message: 'HTTP 503: {"error":"maintenance"}',
+            remarks: 'the end system is unavailable; retry 1 of 3 in 1m'
+          }
+        : { status: 'ERROR', httpStatus: 400, message: 'HTTP 400: {"error":"invalid branch"}', remarks: 'the end system refused the request' }
+  return { delivery, decision, attempt: { ...answer, timeoutMs: 1000, startedAt, finishedAt: new Date(startedAt.getTime() + 120), ...attempt } }
+}
+
+/** Records one attempt's answer; true when the delivery was still that attempt's. */
+export async function record(
+  db: Kysely<TestDatabase>,
+  delivery: ClaimedDelivery,
+  decision: Decision,
+  attempt: Partial<AttemptRecord> = {}
+): Promise<boolean> {
+  const [current] = await recordAttempts(asSyncer(db), [finished(delivery, decision, attempt)])
+  return current!
+}
+
+/** A delivery as an attempt would have held it, whatever its state: to record an answer for it regardless. */
+export async function asClaimed(db: Kysely<TestDatabase>, id: string): Promise<ClaimedDelivery> {
+  const row = await db
+    .selectFrom('delivery')
+    .innerJoin('sync_event', 'sync_event.event_id', 'delivery.event_id')
+    .leftJoin('customer_xref', (join) =>
+      join.onRef('customer_xref.cif_id', '=', 'delivery.cif_id').onRef('customer_xref.end_system', '=', 'delivery.end_system')
+    )
+    .selectAll('delivery')
+    .select(['sync_event.event', 'sync_event.event_type', 'sync_event.owner_source_system', 'customer_xref.external_id as xref_external_id'])
+    .where('delivery.id', '=', id)
+    .executeTakeFirstOrThrow()
+  return row as unknown as ClaimedDelivery
+}
+
+/** Lets a delivery's lease run out, as if the syncer holding it had stopped. */
+export async function expireLease(db: Kysely<TestDatabase>, id: string): Promise<void> {
+  await db.updateTable('delivery').set({ lease_until: sql<Date>`now() - interval '1 second'` }).where('id', '=', id).execute()
+}
+
+export interface StatusMessage {
+  kind: string
+  data: Record<string, any>
+}
+
+/** A customer's status messages: as the callback feed holds them, and as the outbox will publish them. */
+export async function statusesOf(
+  db: Kysely<TestDatabase>,
+  cifId: string
+): Promise<{ feed: StatusMessage[]; outbox: (StatusMessage & { topic: string; type: string; sourcesystem: string })[] }> {
+  const feed = await db
+    .selectFrom('sync_status_update')
+    .select(['kind', 'status', 'owner_source_system'])
+    .where('cif_id', '=', cifId)
+    .orderBy('id')
+    .execute()
+  const outbox = await db.selectFrom('outbox_message').select(['topic', 'payload']).where('message_key', '=', cifId).orderBy('id').execute()
+  return {
+    feed: feed.map((row) => ({ kind: row.kind, data: row.status })),
+    outbox: outbox.map((row) => {
+      const event = JSON.parse(row.payload)
+      return { topic: row.topic, type: event.type, sourcesystem: event.sourcesystem, kind: event.data.kind, data: event.data }
+    })
+  }
+}
+
+/**
+ * The same database, but the first query run through it waits, holding whatever it locked, until
+ * `release()`: to hold a claim open between its locking SELECT and its commit, as a slow syncer would.
+ */
+export function pausedAfterFirstQuery(db: Kysely<TestDatabase>): { db: Kysely<TestDatabase>; paused: Promise<void>; release(): void } {
+  let pausedNow!: () => void
+  let release!: () => void
+  const paused = new Promise<void>((resolve) => (pausedNow = resolve))
+  const released = new Promise<void>((resolve) => (release = resolve))
+  let first = true
+  const plugin: KyselyPlugin = {
+    transformQuery: ({ node }) => node,
+    transformResult: async ({ result }) => {
+      if (first) {
+        first = false
+        pausedNow()
+        await released
+      }
+      return result
+    }
+  }
+  return { db: db.withPlugin(plugin), paused, release }
+}
+
+/** Resolves as `promise` does, or rejects saying `what` if it takes longer than `ms`. */
+export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>(
+    (_resolve, reject) => (timer = setTimeout(() => reject(new Error(`${what} (still waiting after ${ms} ms)`)), ms))
+  )
+  try {
+    return await Promise.race([promise, timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+}
