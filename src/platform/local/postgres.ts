@@ -12,7 +12,14 @@ import { stopLeftover } from './processes.ts'
 // failing exit code (a test run's, a migration's), on signals exits while our own shutdown is still
 // closing connections, and on 'exit' throws (its hook is async). This project stops the server itself,
 // and a server orphaned by a crash is stopped on the next start.
-for (const event of ['exit', 'beforeExit', 'SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'message']) exitHook.unhookEvent(event)
+// Once per process: a module runner (Vitest's global setups) may evaluate this module more than once, and
+// a second unhook throws.
+const unhooked = Symbol.for('cif-syncer.async-exit-hook.unhooked')
+const processState = process as unknown as Record<symbol, boolean>
+if (!processState[unhooked]) {
+  for (const event of ['exit', 'beforeExit', 'SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'message']) exitHook.unhookEvent(event)
+  processState[unhooked] = true
+}
 
 export interface LocalPostgres {
   url: string
