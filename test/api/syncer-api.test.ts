@@ -1,14 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { cifIdFromNumber } from '../../src/contracts/cif-id.ts'
-import type { Customer } from '../../src/contracts/customer.ts'
-import { customerEvent, customerEventTypes } from '../../src/contracts/customer-events.ts'
 import { httpProblems, syncerProblems } from '../../src/contracts/problems.ts'
-import { topics } from '../../src/contracts/topics.ts'
 import type { HttpServer } from '../../src/platform/http/server.ts'
 import { type ClaimedDelivery, claimDue, recordAttempts } from '../../src/syncer/delivery/delivery-store.ts'
 import type { Decision } from '../../src/syncer/delivery/states.ts'
-import { type StringMessage, storeEvents } from '../../src/syncer/intake/event-store.ts'
+import { storeEvents } from '../../src/syncer/intake/event-store.ts'
 import { sequenceStatusUpdates } from '../../src/syncer/status/sync-status.ts'
+import { eventMessage } from '../store/fixtures.ts'
 import { asSyncer } from '../support/database.ts'
 import { type OwnDatabase, ownDatabase } from '../support/own-database.ts'
 import { call, keys, operatorKey, problemType, syncerApp } from './helpers.ts'
@@ -36,39 +34,6 @@ const stuck = newCifId()
 const theirs = newCifId()
 /** Well-formed, but no event ever named it. */
 const unknown = cifIdFromNumber(9_999_999_999)
-
-function customerAt(cifId: string, version: number, owner: string): Customer {
-  const at = new Date().toISOString()
-  return {
-    cifId,
-    version,
-    legalForm: 'PERSON',
-    firstName: 'Ada',
-    lastName: 'Lovelace',
-    branchCode: 'LDN01',
-    externalId: `ext-${cifId}`,
-    sourceSystem: owner,
-    createdAt: at,
-    updatedAt: at
-  }
-}
-
-let offset = 0n
-/** The message on cif.customer.events that carries this version of a customer, as the intake reads it. */
-function eventMessage(cifId: string, version: number, owner: string): StringMessage {
-  const event =
-    version === 1
-      ? customerEvent(customerEventTypes.created, customerAt(cifId, 1, owner), owner)
-      : customerEvent(customerEventTypes.updated, customerAt(cifId, version, owner), owner, ['branchCode'])
-  return {
-    topic: topics.customerEvents,
-    partition: 0,
-    offset: offset++,
-    key: cifId,
-    value: JSON.stringify(event),
-    headers: new Map()
-  } as StringMessage
-}
 
 /** Takes every due delivery of one end system for an attempt, as its lane would; by CIF ID. */
 async function claim(endSystem: string): Promise<Map<string, ClaimedDelivery>> {

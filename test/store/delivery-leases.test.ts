@@ -4,6 +4,7 @@ import { remark, remarkTemplates } from '../../src/syncer/delivery/states.ts'
 import { asSyncer } from '../support/database.ts'
 import { type OwnDatabase, ownDatabase } from '../support/own-database.ts'
 import {
+  attemptsOf as attemptsOfIn,
   claim,
   claimOne,
   decisions,
@@ -23,8 +24,7 @@ beforeAll(async () => {
 })
 afterAll(async () => database?.close())
 
-const attemptsOf = (deliveryId: string) =>
-  database.db.selectFrom('delivery_attempt').selectAll().where('delivery_id', '=', deliveryId).orderBy('attempt_number').execute()
+const attemptsOf = (deliveryId: string) => attemptsOfIn(database.db, deliveryId)
 
 describe('recovering attempts whose syncer stopped', () => {
   it('schedules an expired IN_FLIGHT delivery again at once, with an ERROR attempt saying why, and leaves live leases alone', async () => {

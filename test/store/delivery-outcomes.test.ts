@@ -7,6 +7,7 @@ import { sequenceStatusUpdates } from '../../src/syncer/status/sync-status.ts'
 import { asSyncer } from '../support/database.ts'
 import { type OwnDatabase, ownDatabase } from '../support/own-database.ts'
 import {
+  attemptsOf as attemptsOfIn,
   claim,
   claimOne,
   decisions,
@@ -27,8 +28,7 @@ beforeAll(async () => {
 })
 afterAll(async () => database?.close())
 
-const attemptsOf = (deliveryId: string) =>
-  database.db.selectFrom('delivery_attempt').selectAll().where('delivery_id', '=', deliveryId).orderBy('attempt_number').execute()
+const attemptsOf = (deliveryId: string) => attemptsOfIn(database.db, deliveryId)
 
 describe('recording an attempt', () => {
   it('moves a delivery to SUCCESS, writes the attempt, keeps the record id and tells the owner DELIVERED', async () => {

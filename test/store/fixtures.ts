@@ -22,7 +22,7 @@ let endSystemNumber = 0
 export const newEndSystem = (name = 'crm'): string => `${name}-${++endSystemNumber}`
 
 /** Version `version` of a customer as the CIF service publishes it (the event's `data`). */
-export function customerAt(cifId: string, version: number): Customer {
+export function customerAt(cifId: string, version: number, owner = OWNER): Customer {
   const at = new Date().toISOString()
   return {
     cifId,
@@ -34,19 +34,19 @@ export function customerAt(cifId: string, version: number): Customer {
     email: `v${version}@example.com`,
     branchCode: 'LDN01',
     externalId: `bp-${cifId}`,
-    sourceSystem: OWNER,
+    sourceSystem: owner,
     createdAt: at,
     updatedAt: at
   }
 }
 
 let offset = 0n
-/** The Kafka message that carries version `version` of a customer (a create for version 1, else an update). */
-export function eventMessage(cifId: string, version: number): StringMessage {
+/** The Kafka message that carries version `version` of `owner`'s customer (a create for version 1, else an update). */
+export function eventMessage(cifId: string, version: number, owner = OWNER): StringMessage {
   const event =
     version === 1
-      ? customerEvent(customerEventTypes.created, customerAt(cifId, version), OWNER)
-      : customerEvent(customerEventTypes.updated, customerAt(cifId, version), OWNER, ['email'])
+      ? customerEvent(customerEventTypes.created, customerAt(cifId, version, owner), owner)
+      : customerEvent(customerEventTypes.updated, customerAt(cifId, version, owner), owner, ['email'])
   const message = {
     topic: topics.customerEvents,
     partition: 0,
@@ -222,3 +222,7 @@ export async function within<T>(promise: Promise<T>, ms: number, what: string): 
     clearTimeout(timer)
   }
 }
+
+/** A delivery's attempts in the transaction table, in order. */
+export const attemptsOf = (db: Kysely<TestDatabase>, deliveryId: string) =>
+  db.selectFrom('delivery_attempt').selectAll().where('delivery_id', '=', deliveryId).orderBy('attempt_number').execute()
