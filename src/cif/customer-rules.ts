@@ -8,14 +8,42 @@ const personOnly = ['firstName', 'middleName', 'lastName', 'dateOfBirth'] as con
 const entityOnly = ['fullName', 'registrationNumber'] as const
 const EARLIEST_BIRTH_DATE = '1900-01-01'
 
-/** Identifier values compare without case, spaces, dots, hyphens or slashes: "ab-12 3" is "AB123". */
+const DECIMAL_DIGIT = /\p{Nd}/u
+// Unicode spaces (\s), dots, dashes (\p{Pd} and the minus sign) and slashes, as they are left after NFKC.
+const SEPARATORS = /[\s.\u3002\p{Pd}\u2212/\u2215]+/gu
+const LATIN_IDENTIFIER = /^[A-Z0-9]+$/
+
+/**
+ * A Unicode decimal digit's ASCII digit. Unicode encodes every \p{Nd} in runs of ten from 0 to 9 (a
+ * stability guarantee), so a digit's value is its distance from the start of its run, modulo ten.
+ */
+function asciiDigit(digit: string): string {
+  const codePoint = digit.codePointAt(0)!
+  let runStart = codePoint
+  while (DECIMAL_DIGIT.test(String.fromCodePoint(runStart - 1))) runStart--
+  return String((codePoint - runStart) % 10)
+}
+
+/**
+ * An identifier value as a person would compare it, so that one document written in look-alike forms
+ * claims one row of the unique index: NFKC folds full-width, mathematical and compatibility forms, every
+ * decimal digit becomes its ASCII digit, then upper case without spaces, dots, dashes or slashes
+ * ("ab-12 3" and "ａｂ－１２ ３" are both "AB123"). Plain ASCII comes out exactly as before this folding
+ * existed, so stored values stay comparable. What is left is not always A-Z and 0-9: customerRuleErrors
+ * refuses the rest (a Cyrillic "А" looks like "A" but would be another value).
+ */
 export function normalizeIdentifierValue(value: string): string {
-  return value.toUpperCase().replace(/[\s./-]+/g, '')
+  return value
+    .normalize('NFKC')
+    .replace(/\p{Nd}/gu, asciiDigit)
+    .toUpperCase()
+    .replace(SEPARATORS, '')
 }
 
 /**
  * The rules a JSON Schema cannot say clearly: what a PERSON and an ENTITY must and must not have, a
- * birth date in the past, no document given twice. `today` is YYYY-MM-DD (UTC).
+ * birth date in the past, identifier values in A-Z and 0-9 once normalised, no document given twice.
+ * `today` is YYYY-MM-DD (UTC).
  */
 export function customerRuleErrors(customer: CustomerInput, today: string): FieldError[] {
   const errors: FieldError[] = []
@@ -32,7 +60,14 @@ export function customerRuleErrors(customer: CustomerInput, today: string): Fiel
   }
   const seen = new Set<string>()
   customer.identifiers?.forEach((identifier, i) => {
-    const key = `${identifier.type}|${identifier.issuingCountry}|${normalizeIdentifierValue(identifier.value)}`
+    const value = normalizeIdentifierValue(identifier.value)
+    // Only A-Z and 0-9 can be compared as a person would: a look-alike letter from another script would
+    // make the same document a second, different value and so a second customer.
+    if (!LATIN_IDENTIFIER.test(value)) {
+      errors.push({ pointer: `/identifiers/${i}/value`, detail: 'must be written in Latin letters and digits (A-Z, 0-9)' })
+      return
+    }
+    const key = `${identifier.type}|${identifier.issuingCountry}|${value}`
     if (seen.has(key)) errors.push({ pointer: `/identifiers/${i}`, detail: 'repeats an identifier given earlier in the list' })
     seen.add(key)
   })

@@ -1,4 +1,5 @@
 import { sql } from 'kysely'
+import type { CustomerAccess } from '../contracts/access.ts'
 import { cifIdFromNumber } from '../contracts/cif-id.ts'
 import { Customer, type CustomerInput, type CustomerPatch } from '../contracts/customer.ts'
 import { customerEvent, customerEventTypes } from '../contracts/customer-events.ts'
@@ -24,15 +25,27 @@ export function toCustomer(row: CustomerRow): Customer {
   return Object.fromEntries(customerFieldOrder.filter((k) => values[k] !== undefined).map((k) => [k, values[k]])) as Customer
 }
 
-function conflict(detail: string, cifId: string | undefined, field: string): Refusal {
-  return new Refusal(cifProblems.customerExists, detail, { cifId, errors: [{ pointer: field, detail: 'already belongs to another customer' }] })
+/** The source system a request comes from, and what it may do with customers it did not create. */
+export interface Caller {
+  sourceSystem: string
+  may(owner: string, access: CustomerAccess): boolean
+}
+
+/** One customer, one CIF: `holder` is named only to a caller that may know of it (its own, or granted). */
+function conflict(what: string, holder: { cif_id: string; source_system: string } | undefined, field: string, caller: Caller): Refusal {
+  const named = holder && caller.may(holder.source_system, 'name-duplicate')
+  return new Refusal(
+    cifProblems.customerExists,
+    named ? `This ${what} already belongs to customer ${holder.cif_id}.` : `This ${what} already belongs to a customer of another source system.`,
+    { ...(named ? { cifId: holder.cif_id } : {}), errors: [{ pointer: field, detail: 'already belongs to another customer' }] }
+  )
 }
 
 /**
  * Claims the customer's identifiers. A document held by another customer means the person or company
  * is already known: one customer, one CIF.
  */
-async function claimIdentifiers(trx: CifTx, cifId: string, identifiers: CustomerInput['identifiers']): Promise<void> {
+async function claimIdentifiers(trx: CifTx, cifId: string, identifiers: CustomerInput['identifiers'], caller: Caller): Promise<void> {
   if (!identifiers?.length) return
   const rows = identifiers.map((identifier) => ({
     type: identifier.type,
@@ -52,15 +65,17 @@ async function claimIdentifiers(trx: CifTx, cifId: string, identifiers: Customer
   )
   const holder = await trx
     .selectFrom('customer_identifier')
-    .select('cif_id')
+    .innerJoin('customer', 'customer.cif_id', 'customer_identifier.cif_id')
+    .select(['customer.cif_id', 'customer.source_system'])
     .where('type', '=', rows[taken]!.type)
     .where('issuing_country', '=', rows[taken]!.issuing_country)
     .where('normalized_value', '=', rows[taken]!.normalized_value)
     .executeTakeFirst()
-  throw conflict(`This ${rows[taken]!.type} already belongs to customer ${holder?.cif_id}.`, holder?.cif_id, `/identifiers/${taken}`)
+  throw conflict(rows[taken]!.type, holder, `/identifiers/${taken}`, caller)
 }
 
-export async function createCustomer(trx: CifTx, input: CustomerInput, sourceSystem: string): Promise<Customer> {
+export async function createCustomer(trx: CifTx, input: CustomerInput, caller: Caller): Promise<Customer> {
+  const { sourceSystem } = caller
   const { next } = await sql<{ next: string }>`select nextval('cif_number_seq')::text as next`.execute(trx).then((r) => r.rows[0]!)
   const cifId = cifIdFromNumber(next)
   const row = await trx
@@ -77,15 +92,16 @@ export async function createCustomer(trx: CifTx, input: CustomerInput, sourceSys
     .returningAll()
     .executeTakeFirst()
   if (!row) {
+    // externalIds are unique per source system: the holder is always the caller's own customer.
     const holder = await trx
       .selectFrom('customer')
-      .select('cif_id')
+      .select(['cif_id', 'source_system'])
       .where('source_system', '=', sourceSystem)
       .where('external_id', '=', input.externalId!)
       .executeTakeFirst()
-    throw conflict(`This externalId already belongs to customer ${holder?.cif_id}.`, holder?.cif_id, '/externalId')
+    throw conflict('externalId', holder, '/externalId', caller)
   }
-  await claimIdentifiers(trx, cifId, input.identifiers)
+  await claimIdentifiers(trx, cifId, input.identifiers, caller)
   const customer = toCustomer(row)
   await trx
     .insertInto('outbox_message')
@@ -94,24 +110,20 @@ export async function createCustomer(trx: CifTx, input: CustomerInput, sourceSys
   return customer
 }
 
-export async function findCustomer(db: CifDb, cifId: string): Promise<Customer | undefined> {
+/** The customer, if it exists and the caller may read it: another source system's is as unknown as none. */
+export async function findCustomer(db: CifDb, cifId: string, caller: Caller): Promise<Customer | undefined> {
   const row = await db.selectFrom('customer').selectAll().where('cif_id', '=', cifId).executeTakeFirst()
-  return row && toCustomer(row)
+  return row && caller.may(row.source_system, 'read') ? toCustomer(row) : undefined
 }
 
 /**
  * Applies a merge patch if the caller saw the current version (optimistic concurrency). The row lock
  * also orders this customer's events: a later version's outbox row is always written after an earlier one's.
  */
-export async function updateCustomer(
-  trx: CifTx,
-  cifId: string,
-  patch: CustomerPatch,
-  expectedVersion: number,
-  actingSourceSystem: string
-): Promise<Customer> {
+export async function updateCustomer(trx: CifTx, cifId: string, patch: CustomerPatch, expectedVersion: number, caller: Caller): Promise<Customer> {
   const row = await trx.selectFrom('customer').selectAll().where('cif_id', '=', cifId).forUpdate().executeTakeFirst()
-  if (!row) throw new Refusal(cifProblems.customerNotFound, `No customer has CIF ID ${cifId}.`)
+  // Checked before the version, so that a 412 does not tell another source system that the customer exists.
+  if (!row || !caller.may(row.source_system, 'update')) throw new Refusal(cifProblems.customerNotFound, `No customer has CIF ID ${cifId}.`)
   if (row.version !== expectedVersion) {
     throw new Refusal(
       cifProblems.versionMismatch,
@@ -130,7 +142,7 @@ export async function updateCustomer(
 
   if (changed.includes('identifiers')) {
     await trx.deleteFrom('customer_identifier').where('cif_id', '=', cifId).execute()
-    await claimIdentifiers(trx, cifId, (after as CustomerInput).identifiers)
+    await claimIdentifiers(trx, cifId, (after as CustomerInput).identifiers, caller)
   }
   const updated = await trx
     .updateTable('customer')
@@ -139,7 +151,7 @@ export async function updateCustomer(
     .returningAll()
     .executeTakeFirstOrThrow()
   const customer = toCustomer(updated)
-  const event = customerEvent(customerEventTypes.updated, customer, actingSourceSystem, changed)
+  const event = customerEvent(customerEventTypes.updated, customer, caller.sourceSystem, changed)
   await trx.insertInto('outbox_message').values(outboxMessage(topics.customerEvents, event)).execute()
   return customer
 }

@@ -1,5 +1,7 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import type { FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
+import { mayAccess, type SourceSystemGrant } from '../contracts/access.ts'
 import { requireValidCifId } from '../contracts/cif-id.ts'
 import { CifIdParams, Customer, CustomerInput, CustomerPatch, immutableFields } from '../contracts/customer.ts'
 import { cifProblems, Refusal } from '../contracts/problems.ts'
@@ -7,14 +9,14 @@ import { requireApiKey } from '../platform/http/api-key-auth.ts'
 import { problemOf } from '../platform/http/problem.ts'
 import { apiKeySecurity, type HttpServer, PROBLEM_JSON, problemResponses } from '../platform/http/server.ts'
 import { customerRuleErrors, todayUtc } from './customer-rules.ts'
-import { createCustomer, findCustomer, updateCustomer } from './customer-store.ts'
+import { type Caller, createCustomer, findCustomer, updateCustomer } from './customer-store.ts'
 import { completeIdempotentRequest, releaseIdempotencyKey, requestHash, type StoredResponse, startIdempotentRequest } from './idempotency.ts'
-
 import type { CifDb } from './tables.ts'
 
 export interface CifApiOptions {
   db: CifDb
   sourceSystemKeyHashes: Map<string, string>
+  sourceSystemGrants: ReadonlyMap<string, ReadonlySet<SourceSystemGrant>>
 }
 
 const problems = problemResponses(400, 401, 404, 409, 412, 413, 415, 422, 428)
@@ -34,8 +36,12 @@ function expectedVersion(ifMatch: string | undefined): number {
 }
 
 export async function cifApi(app: HttpServer, options: CifApiOptions): Promise<void> {
-  const { db } = options
+  const { db, sourceSystemGrants } = options
   requireApiKey(app, options.sourceSystemKeyHashes)
+  const callerOf = (request: FastifyRequest): Caller => ({
+    sourceSystem: request.caller,
+    may: (owner, access) => mayAccess(sourceSystemGrants, request.caller, owner, access)
+  })
 
   app.post(
     '/customers',
@@ -75,7 +81,7 @@ export async function cifApi(app: HttpServer, options: CifApiOptions): Promise<v
       }
       try {
         const created = await db.transaction().execute(async (trx) => {
-          const customer = await createCustomer(trx, input, source)
+          const customer = await createCustomer(trx, input, callerOf(request))
           const headers = { location: `/v1/customers/${customer.cifId}`, etag: etag(customer.version) }
           if (held && !(await completeIdempotentRequest(trx, source, held.key, held.token, { status: 201, body: customer, headers }))) {
             throw new Refusal(
@@ -103,7 +109,7 @@ export async function cifApi(app: HttpServer, options: CifApiOptions): Promise<v
     },
     async (request, reply) => {
       requireValidCifId(request.params.cifId)
-      const customer = await findCustomer(db, request.params.cifId)
+      const customer = await findCustomer(db, request.params.cifId, callerOf(request))
       if (!customer) throw new Refusal(cifProblems.customerNotFound, `No customer has CIF ID ${request.params.cifId}.`)
       return reply.header('etag', etag(customer.version)).send(customer)
     }
@@ -134,7 +140,7 @@ export async function cifApi(app: HttpServer, options: CifApiOptions): Promise<v
         if (immutable.length) {
           throw Refusal.invalid(immutable.map((field) => ({ pointer: `/${field}`, detail: 'cannot be changed after create' })))
         }
-        const customer = await db.transaction().execute((trx) => updateCustomer(trx, request.params.cifId, request.body, version, request.caller))
+        const customer = await db.transaction().execute((trx) => updateCustomer(trx, request.params.cifId, request.body, version, callerOf(request)))
         return reply.header('etag', etag(customer.version)).send(customer)
       }
     )

@@ -1,7 +1,7 @@
 import { cifProblems } from '../contracts/problems.ts'
 import { topics } from '../contracts/topics.ts'
 import { OutboxRelay } from '../outbox/relay.ts'
-import type { Config, Connections } from '../platform/config.ts'
+import { type Config, type Connections, tlsOptions } from '../platform/config.ts'
 import { openDatabase } from '../platform/database/index.ts'
 import { dependencyChecks } from '../platform/health.ts'
 import { createHttpServer, type HttpServer, type HttpServerOptions } from '../platform/http/server.ts'
@@ -29,12 +29,19 @@ export async function createCifApp(
   const app = await createHttpServer({
     logger: log,
     bodyLimitBytes: config.cif.bodyLimitBytes,
+    limits: config.http,
+    tls: tlsOptions(config),
     title: 'CIF service',
     description: 'Create and change customers under a CIF ID; every change is published to Kafka (cif.customer.events).',
     readinessChecks,
     problemTypes: cifProblems
   })
-  await app.register(cifApi, { prefix: '/v1', db, sourceSystemKeyHashes: config.sourceSystemKeyHashes })
+  await app.register(cifApi, {
+    prefix: '/v1',
+    db,
+    sourceSystemKeyHashes: config.sourceSystemKeyHashes,
+    sourceSystemGrants: config.sourceSystemGrants
+  })
   return app
 }
 

@@ -75,6 +75,13 @@ export const httpProblems = {
     title: 'Unsupported media type',
     description: 'The body is not sent as `application/json` (or, for PATCH, `application/merge-patch+json`).'
   },
+  tooManyRequests: {
+    code: 'too-many-requests',
+    status: 429,
+    title: 'Too many requests',
+    description:
+      'More requests than this API allows a caller per minute, or too many failed authentications from your address: wait as long as `Retry-After` says.'
+  },
   internalError: {
     code: 'internal-error',
     status: 500,

@@ -1,6 +1,7 @@
 import { startCifService } from '../cif/service.ts'
 import { topics } from '../contracts/topics.ts'
 import { type Config, devOperator, devSourceSystem } from '../platform/config.ts'
+import { apiKeyHash } from '../platform/http/api-key-auth.ts'
 import { onShutdown } from '../platform/lifecycle.ts'
 import { startInfrastructure } from '../platform/local/infrastructure.ts'
 import type { Logger } from '../platform/logger.ts'
@@ -38,7 +39,10 @@ export async function runLocalStack(config: Config, log: Logger): Promise<void> 
     await simulator.close()
     await infrastructure.stop()
   })
-  const key = config.production ? '<your source system key>' : devSourceSystem.apiKey
+  // The documented development keys are shown only where they are accepted.
+  const accepted = (keys: Map<string, string>, dev: { apiKey: string }) => [...keys.values()].includes(apiKeyHash(dev.apiKey))
+  const key = accepted(config.sourceSystemKeyHashes, devSourceSystem) ? devSourceSystem.apiKey : '<your source system key>'
+  const operatorKey = accepted(config.operatorKeyHashes, devOperator) ? devOperator.apiKey : '<your operator key>'
   const auth = `-H 'Authorization: Bearer ${key}'`
   process.stdout.write(
     [
@@ -49,7 +53,7 @@ export async function runLocalStack(config: Config, log: Logger): Promise<void> 
       `  Simulator      ${simulator.url}/systems   (${[...simulator.systems.values()].map((s) => `${s.shape.name} ${s.url}`).join(', ')})`,
       `  Kafka          ${infrastructure.kafkaBrokers.join(',')}   topics: ${topics.customerEvents}, ${topics.syncStatus}`,
       `  PostgreSQL     ${infrastructure.databaseUrl.replace(/:[^:@/]+@/, ':***@')}`,
-      `  API keys       source system "${devSourceSystem.name}": ${key}   operator "${devOperator.name}": ${devOperator.apiKey}   (local use only)`,
+      `  API keys       source system "${devSourceSystem.name}": ${key}   operator "${devOperator.name}": ${operatorKey}   (local use only)`,
       '',
       'Create a customer:',
       `  curl -s -X POST ${cif.url}/v1/customers ${auth} -H 'Content-Type: application/json' \\`,

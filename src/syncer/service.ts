@@ -1,7 +1,7 @@
 import { syncerProblems } from '../contracts/problems.ts'
 import { topics } from '../contracts/topics.ts'
 import { OutboxRelay } from '../outbox/relay.ts'
-import type { Config, Connections } from '../platform/config.ts'
+import { type Config, type Connections, tlsOptions } from '../platform/config.ts'
 import { openDatabase } from '../platform/database/index.ts'
 import { dependencyChecks } from '../platform/health.ts'
 import { createHttpServer, type HttpServer, type HttpServerOptions } from '../platform/http/server.ts'
@@ -36,6 +36,8 @@ export async function createSyncerApp(
   const app = await createHttpServer({
     logger: log,
     bodyLimitBytes: 16 * 1024,
+    limits: config.http,
+    tls: tlsOptions(config),
     title: 'CIF Syncer',
     description: 'Where each customer stands in every end system: callback API for source systems, admin API for operators.',
     readinessChecks,

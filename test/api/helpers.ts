@@ -14,18 +14,19 @@ export { keys, newPerson, problemType } from '../integration/helpers.ts'
 export const operatorKey = 'test-operator-key'
 
 /** Two source systems and one operator, known by the hashes of their keys as in production. */
-export function testConfig(): Config {
+export function testConfig(env: Record<string, string> = {}): Config {
   return loadConfig({
     CIF_SOURCE_SYSTEMS: `branch-portal=${apiKeyHash(keys.branchPortal)},onboarding-app=${apiKeyHash(keys.onboardingApp)}`,
-    SYNCER_OPERATORS: `test-operator=${apiKeyHash(operatorKey)}`
+    SYNCER_OPERATORS: `test-operator=${apiKeyHash(operatorKey)}`,
+    ...env
   })
 }
 
 const log = () => createLogger(process.env.LOG_LEVEL ?? 'warn', 'api-test')
 
 /** The CIF API on the file's own database, without Kafka, not listening: requests go through `inject`. */
-export async function cifApp(database: OwnDatabase): Promise<HttpServer> {
-  return createCifApp(testConfig(), asCif(database.db), log(), {})
+export async function cifApp(database: OwnDatabase, config = testConfig(), logger = log()): Promise<HttpServer> {
+  return createCifApp(config, asCif(database.db), logger, {})
 }
 
 /** The syncer's callback and admin APIs on the file's own database, without Kafka, not listening. */

@@ -14,19 +14,30 @@ export function apiKeyHash(key: string): string {
 }
 
 /**
- * Requires `Authorization: Bearer <key>` on every route of `scope` (and only there: Fastify scopes hooks to
- * the plugin that adds them). Keys are known only by their SHA-256, looked up in one step.
+ * Requires `Authorization: Bearer <key>` (the scheme in any case, RFC 9110) on every route of `scope` (and
+ * only there: Fastify scopes hooks to the plugin that adds them). Keys are known only by their SHA-256,
+ * looked up in one step; an address that fails too often is locked out for a while (lockout.ts). The caller's name goes into every log line of the request, the access log
+ * included: each read of personal data is attributable.
  */
 export function requireApiKey(scope: HttpServer, keyHashes: Map<string, string>): void {
+  const failures = scope.failedAuthentications
   const callerByHash = new Map([...keyHashes].map(([caller, hash]) => [hash, caller]))
   scope.decorateRequest('caller', '')
   scope.addHook('onRequest', async (request, reply) => {
-    const match = /^Bearer ([\x21-\x7e]{8,200})$/.exec(request.headers.authorization ?? '')
+    const locked = failures.lockedFor(request.ip)
+    if (locked > 0) {
+      reply.header('retry-after', String(Math.ceil(locked / 1000)))
+      throw new Refusal(httpProblems.tooManyRequests, 'Too many failed authentications from your address; wait before trying again.')
+    }
+    const match = /^bearer ([\x21-\x7e]{8,200})$/i.exec(request.headers.authorization ?? '')
     const caller = match ? callerByHash.get(apiKeyHash(match[1]!)) : undefined
     if (!caller) {
+      failures.failed(request.ip)
       reply.header('www-authenticate', 'Bearer')
       throw new Refusal(httpProblems.unauthorized, match ? 'The API key is not known.' : 'Send your API key as "Authorization: Bearer <key>".')
     }
     request.caller = caller
+    request.log = request.log.child({ caller })
+    reply.log = request.log
   })
 }

@@ -1,5 +1,7 @@
-import { randomUUID } from 'node:crypto'
+import { createHash, randomUUID } from 'node:crypto'
 import { type IncomingMessage, type ServerResponse, STATUS_CODES } from 'node:http'
+import helmet from '@fastify/helmet'
+import rateLimit from '@fastify/rate-limit'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
@@ -7,13 +9,49 @@ import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstanc
 import { Type } from 'typebox'
 import { httpProblems, type ProblemType, problemTypeUri, Refusal } from '../../contracts/problems.ts'
 import type { Logger } from '../logger.ts'
+import { FailedAuthentications } from './lockout.ts'
 import { fieldErrorsFromAjv, type Problem, problemDocument, problemOf } from './problem.ts'
 
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Shared by every API of the server (api-key-auth.ts): a lockout counts all of them. */
+    failedAuthentications: FailedAuthentications
+  }
+}
+
 export type HttpServer = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>
+
+/** What a client may take of a server, so that no client (slow, flooding or guessing keys) takes it all. */
+export interface HttpLimits {
+  /** The whole request, body included, must have arrived within this; a slow body is cut (408). */
+  requestTimeoutMs: number
+  /** An idle kept-alive connection is closed after this. */
+  keepAliveTimeoutMs: number
+  /** Connections beyond this are refused at once. */
+  maxConnections: number
+  /** Requests per minute per API key presented (or, without one, per address); then 429 with Retry-After. */
+  rateLimitPerMinute: number
+  /** Failed authentications from one address within a lockout period before it is locked out (429). */
+  authFailuresBeforeLockout: number
+  lockoutMs: number
+}
+
+/** The limits when none are configured (HTTP_* and AUTH_* settings, platform/config.ts). */
+export const defaultHttpLimits: HttpLimits = {
+  requestTimeoutMs: 30_000,
+  keepAliveTimeoutMs: 10_000,
+  maxConnections: 2048,
+  rateLimitPerMinute: 60_000,
+  authFailuresBeforeLockout: 20,
+  lockoutMs: 60_000
+}
 
 export interface HttpServerOptions {
   logger: Logger
   bodyLimitBytes: number
+  limits?: HttpLimits | undefined
+  /** PEM certificate and key: HTTPS instead of HTTP. */
+  tls?: { cert: Buffer; key: Buffer } | undefined
   title: string
   description: string
   /**
@@ -95,9 +133,16 @@ function problemFor(error: FastifyError): Problem {
 }
 
 export async function createHttpServer(options: HttpServerOptions): Promise<HttpServer> {
+  const limits = options.limits ?? defaultHttpLimits
+  const requestTimeout = { requestTimeout: limits.requestTimeoutMs, connectionsCheckingInterval: 1000 }
   const app = Fastify({
     loggerInstance: options.logger as FastifyBaseLogger,
     bodyLimit: options.bodyLimitBytes,
+    // Node cuts a request that has not fully arrived (a slow body) only when its server was created with the
+    // timeout, checking on this beat (30 s by default): within a second of the timeout, with a 408.
+    ...(options.tls ? { https: { ...options.tls, ...requestTimeout } } : { http: requestTimeout }),
+    requestTimeout: limits.requestTimeoutMs,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
     genReqId: (req) => {
       const given = req.headers['x-request-id']
       return typeof given === 'string' && /^[\w.-]{1,100}$/.test(given) ? given : randomUUID()
@@ -108,7 +153,34 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
     }
   }).withTypeProvider<TypeBoxTypeProvider>()
 
+  app.server.maxConnections = limits.maxConnections
+  app.decorate('failedAuthentications', new FailedAuthentications(limits.authFailuresBeforeLockout, limits.lockoutMs))
   app.addSchema(problemSchema([...Object.values(httpProblems), ...Object.values(options.problemTypes ?? {})]))
+  // Security headers on every answer; the API documentation page (swagger-ui) needs its own inline styles.
+  await app.register(helmet, {
+    contentSecurityPolicy: {
+      directives: { defaultSrc: ["'self'"], styleSrc: ["'self'", "'unsafe-inline'"], imgSrc: ["'self'", 'data:'], scriptSrc: ["'self'"] }
+    },
+    hsts: options.tls !== undefined
+  })
+  // Answers carry customers' personal data: no cache (a browser's, a proxy's) may keep them.
+  app.addHook('onSend', async (_request, reply, payload) => {
+    reply.header('cache-control', 'no-store')
+    return payload
+  })
+  await app.register(rateLimit, {
+    max: limits.rateLimitPerMinute,
+    timeWindow: 60_000,
+    // A bucket per credential presented (its hash: the key itself is never kept), else per address.
+    keyGenerator: (request) => {
+      const authorization = request.headers.authorization
+      return authorization ? `key:${createHash('sha256').update(authorization).digest('hex')}` : `address:${request.ip}`
+    },
+    // Probes (a load balancer, an orchestrator) are not callers and must never be turned away.
+    allowList: (request) => request.url.startsWith('/health/'),
+    errorResponseBuilder: (_request, context) =>
+      new Refusal(httpProblems.tooManyRequests, `More than ${context.max} requests a minute; retry after ${context.after}.`)
+  })
   // This API speaks JSON only; a text body is the wrong media type, not a malformed document.
   app.removeContentTypeParser('text/plain')
 

@@ -1,0 +1,26 @@
+/**
+ * What a source system may do with customers it did not create. By default nothing: it reads, changes and
+ * learns of its own customers only. Each grant widens that, by configuration (CIF_SOURCE_SYSTEM_GRANTS).
+ * A request outside the caller's grants is answered as if the customer did not exist (404), so that
+ * existence itself does not leak.
+ */
+export const sourceSystemGrants = {
+  'read-all': 'read any customer (CIF API) and its sync state (callback API)',
+  'update-all': 'change any customer',
+  'see-duplicates': "be told which customer already holds an identifier or externalId, when it is another source system's"
+} as const
+export type SourceSystemGrant = keyof typeof sourceSystemGrants
+
+export type CustomerAccess = 'read' | 'update' | 'name-duplicate'
+
+const grantFor: Record<CustomerAccess, SourceSystemGrant> = { read: 'read-all', update: 'update-all', 'name-duplicate': 'see-duplicates' }
+
+/** Whether `caller` may do `access` to a customer created by `owner`. */
+export function mayAccess(
+  grants: ReadonlyMap<string, ReadonlySet<SourceSystemGrant>>,
+  caller: string,
+  owner: string,
+  access: CustomerAccess
+): boolean {
+  return caller === owner || (grants.get(caller)?.has(grantFor[access]) ?? false)
+}

@@ -1,0 +1,274 @@
+import { execFileSync } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { connect } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Writable } from 'node:stream'
+import { pino } from 'pino'
+import { Agent, request } from 'undici'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { cifIdFromNumber } from '../../src/contracts/cif-id.ts'
+import { cifProblems, httpProblems } from '../../src/contracts/problems.ts'
+import { apiKeyHash } from '../../src/platform/http/api-key-auth.ts'
+import type { HttpServer } from '../../src/platform/http/server.ts'
+import { redactPaths } from '../../src/platform/logger.ts'
+import { type OwnDatabase, ownDatabase } from '../support/own-database.ts'
+import { call, cifApp, keys, newPerson, problemType, testConfig } from './helpers.ts'
+
+// Who may see and change what, and what a client may take of a server: the CIF API on its own database.
+const reportingKey = 'test-reporting-key'
+const withReporting = (grants: string, env: Record<string, string> = {}) =>
+  testConfig({
+    CIF_SOURCE_SYSTEMS: [
+      `branch-portal=${apiKeyHash(keys.branchPortal)}`,
+      `onboarding-app=${apiKeyHash(keys.onboardingApp)}`,
+      `reporting=${apiKeyHash(reportingKey)}`
+    ].join(','),
+    CIF_SOURCE_SYSTEM_GRANTS: grants,
+    ...env
+  })
+
+/** Well-formed, and no customer's. */
+const unknownCifId = cifIdFromNumber(9_999_999_999)
+
+let database: OwnDatabase
+let app: HttpServer
+const logLines: Record<string, unknown>[] = []
+
+beforeAll(async () => {
+  database = await ownDatabase()
+  const sink = new Writable({
+    write: (chunk, _encoding, done) => {
+      for (const line of String(chunk).split('\n').filter(Boolean)) logLines.push(JSON.parse(line))
+      done()
+    }
+  })
+  app = await cifApp(database, withReporting('reporting:read-all,reporting:see-duplicates'), pino({ level: 'info', redact: redactPaths }, sink))
+})
+afterAll(async () => {
+  await app?.close()
+  await database?.close()
+})
+
+async function createdBy(key: string, overrides: Record<string, unknown> = {}) {
+  const person = newPerson(overrides)
+  const created = await call(app, 'POST', '/v1/customers', { body: person, key })
+  expect(created.status).toBe(201)
+  return { cifId: created.body.cifId as string, person }
+}
+
+describe('each source system sees only its own customers, unless granted more', () => {
+  it('answers another source system’s customer exactly as an unknown one: read, change, or stale change', async () => {
+    const { cifId } = await createdBy(keys.branchPortal)
+    const unknown = unknownCifId
+    for (const [method, options] of [
+      ['GET', {}],
+      ['PATCH', { body: { email: 'taken@example.com' }, headers: { 'if-match': '"1"' } }],
+      // A wrong version must not answer 412 either: that would say the customer exists.
+      ['PATCH', { body: { email: 'taken@example.com' }, headers: { 'if-match': '"7"' } }]
+    ] as const) {
+      const theirs = await call(app, method, `/v1/customers/${cifId}`, { ...options, key: keys.onboardingApp })
+      const none = await call(app, method, `/v1/customers/${unknown}`, { ...options, key: keys.onboardingApp })
+      expect(theirs.status, method).toBe(404)
+      expect(theirs.body.type).toBe(problemType(cifProblems.customerNotFound))
+      expect({ ...theirs.body, detail: theirs.body.detail.replace(cifId, 'X'), instance: undefined }).toEqual({
+        ...none.body,
+        detail: none.body.detail.replace(unknown, 'X'),
+        instance: undefined
+      })
+    }
+    const mine = await call(app, 'GET', `/v1/customers/${cifId}`)
+    expect(mine.status).toBe(200)
+    expect(mine.body.email).toBe('ada@example.com')
+  })
+
+  it('says an identifier is taken without naming another source system’s customer, but names one’s own', async () => {
+    const { cifId, person } = await createdBy(keys.branchPortal)
+    const again = newPerson({ identifiers: person.identifiers })
+    const theirs = await call(app, 'POST', '/v1/customers', { body: again, key: keys.onboardingApp })
+    expect(theirs.status).toBe(409)
+    expect(theirs.body.type).toBe(problemType(cifProblems.customerExists))
+    expect(theirs.body.cifId).toBeUndefined()
+    expect(JSON.stringify(theirs.body)).not.toContain(cifId)
+    expect(theirs.body.errors).toEqual([{ pointer: '/identifiers/0', detail: 'already belongs to another customer' }])
+    const mine = await call(app, 'POST', '/v1/customers', { body: again })
+    expect(mine.status).toBe(409)
+    expect(mine.body.cifId).toBe(cifId)
+  })
+
+  it('lets a source system granted read-all and see-duplicates read and be told, but not change', async () => {
+    const { cifId, person } = await createdBy(keys.branchPortal)
+    const read = await call(app, 'GET', `/v1/customers/${cifId}`, { key: reportingKey })
+    expect(read.status).toBe(200)
+    expect(read.body.cifId).toBe(cifId)
+    const duplicate = await call(app, 'POST', '/v1/customers', { body: newPerson({ identifiers: person.identifiers }), key: reportingKey })
+    expect(duplicate.body.cifId).toBe(cifId)
+    const change = await call(app, 'PATCH', `/v1/customers/${cifId}`, {
+      body: { branchCode: 'SIN01' },
+      headers: { 'if-match': '"1"' },
+      key: reportingKey
+    })
+    expect(change.status).toBe(404)
+  })
+
+  it('lets a source system granted update-all change another’s customer, recorded as the one that changed it', async () => {
+    const granted = await cifApp(database, withReporting('reporting:update-all'))
+    try {
+      const { cifId } = await createdBy(keys.branchPortal)
+      const change = await call(granted, 'PATCH', `/v1/customers/${cifId}`, {
+        body: { branchCode: 'SIN01' },
+        headers: { 'if-match': '"1"' },
+        key: reportingKey
+      })
+      expect(change.status).toBe(200)
+      expect(change.body).toMatchObject({ version: 2, branchCode: 'SIN01', sourceSystem: 'branch-portal' })
+      const [event] = await database.db
+        .selectFrom('outbox_message')
+        .select('payload')
+        .where('message_key', '=', cifId)
+        .orderBy('id', 'desc')
+        .execute()
+      expect(JSON.parse(event!.payload)).toMatchObject({ customerversion: 2, sourcesystem: 'reporting' })
+    } finally {
+      await granted.close()
+    }
+  })
+
+  it('refuses grants for unknown source systems or of unknown kinds at start', () => {
+    expect(() => withReporting('nobody:read-all')).toThrow(/not a source system/)
+    expect(() => withReporting('reporting:read-everything')).toThrow(/must look like name:grant/)
+  })
+
+  it('writes the caller into the access log of every request, and never the customer', async () => {
+    const { cifId, person } = await createdBy(keys.branchPortal)
+    logLines.length = 0
+    await call(app, 'GET', `/v1/customers/${cifId}`, { key: reportingKey })
+    const completed = logLines.find((line) => line.msg === 'request completed')
+    expect(completed).toMatchObject({ caller: 'reporting' })
+    expect(JSON.stringify(logLines)).not.toContain(person.lastName)
+  })
+})
+
+describe('keys', () => {
+  it('takes the Bearer scheme in any case', async () => {
+    for (const scheme of ['Bearer', 'bearer', 'BEARER']) {
+      const answer = await call(app, 'GET', `/v1/customers/${unknownCifId}`, {
+        key: null,
+        headers: { authorization: `${scheme} ${keys.branchPortal}` }
+      })
+      expect(answer.status, scheme).toBe(404)
+    }
+  })
+
+  it('locks an address out after repeated failed authentications, even for a right key, and says for how long', async () => {
+    const locking = await cifApp(database, testConfig({ AUTH_FAILURES_BEFORE_LOCKOUT: '3', AUTH_LOCKOUT_MS: '60000' }))
+    try {
+      for (let i = 0; i < 3; i++) expect((await call(locking, 'GET', `/v1/customers/${unknownCifId}`, { key: `wrong-key-${i}` })).status).toBe(401)
+      const locked = await call(locking, 'GET', `/v1/customers/${unknownCifId}`)
+      expect(locked.status).toBe(429)
+      expect(locked.body.type).toBe(problemType(httpProblems.tooManyRequests))
+      expect(Number(locked.headers.get('retry-after'))).toBeGreaterThan(50)
+    } finally {
+      await locking.close()
+    }
+  })
+})
+
+describe('limits', () => {
+  it('answers 429 with Retry-After past the per-minute limit of a key, and never to health probes', async () => {
+    const limited = await cifApp(database, testConfig({ HTTP_RATE_LIMIT_PER_MINUTE: '5' }))
+    try {
+      const answers = []
+      for (let i = 0; i < 6; i++) answers.push(await call(limited, 'GET', `/v1/customers/${unknownCifId}`))
+      expect(answers.map((a) => a.status)).toEqual([404, 404, 404, 404, 404, 429])
+      expect(answers[5]!.body.type).toBe(problemType(httpProblems.tooManyRequests))
+      expect(Number(answers[5]!.headers.get('retry-after'))).toBeGreaterThan(0)
+      // Another key has its own allowance.
+      expect((await call(limited, 'GET', `/v1/customers/${unknownCifId}`, { key: keys.onboardingApp })).status).toBe(404)
+      for (let i = 0; i < 10; i++) expect((await call(limited, 'GET', '/health/live', { key: null })).status).toBe(200)
+    } finally {
+      await limited.close()
+    }
+  })
+
+  it('cuts a request whose body does not arrive within the request timeout', async () => {
+    const slow = await cifApp(database, testConfig({ HTTP_REQUEST_TIMEOUT_MS: '1000' }))
+    try {
+      await slow.listen({ host: '127.0.0.1', port: 0 })
+      const { port } = slow.server.address() as { port: number }
+      const started = Date.now()
+      const answer = await new Promise<string>((resolve, reject) => {
+        const socket = connect(port, '127.0.0.1', () => {
+          socket.write(
+            `POST /v1/customers HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${keys.branchPortal}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{`
+          )
+        })
+        let received = ''
+        socket.on('data', (chunk) => {
+          received += String(chunk)
+        })
+        socket.on('close', () => resolve(received))
+        socket.on('error', reject)
+      })
+      expect(answer).toMatch(/^HTTP\/1\.1 408/)
+      expect(Date.now() - started).toBeLessThan(5000)
+    } finally {
+      await slow.close()
+    }
+  })
+
+  it('sends security headers, and no-store on every answer', async () => {
+    const answer = await call(app, 'GET', `/v1/customers/${unknownCifId}`)
+    expect(answer.headers.get('cache-control')).toBe('no-store')
+    expect(answer.headers.get('x-content-type-options')).toBe('nosniff')
+    expect(answer.headers.get('content-security-policy')).toContain("default-src 'self'")
+    expect(answer.headers.get('strict-transport-security')).toBeNull() // plain HTTP here: HSTS comes with TLS
+  })
+})
+
+describe('TLS', () => {
+  it('serves HTTPS with the configured certificate and key', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cif-syncer-tls-'))
+    const [certFile, keyFile] = [join(dir, 'cert.pem'), join(dir, 'key.pem')]
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=localhost',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+        '-keyout',
+        keyFile,
+        '-out',
+        certFile
+      ],
+      { stdio: 'ignore' }
+    )
+    const secure = await cifApp(database, testConfig({ TLS_CERT_FILE: certFile, TLS_KEY_FILE: keyFile }))
+    const agent = new Agent({ connect: { ca: (await import('node:fs')).readFileSync(certFile) } })
+    try {
+      const address = await secure.listen({ host: '127.0.0.1', port: 0 })
+      expect(address).toMatch(/^https:/)
+      const answer = await request(`${address}/v1/customers/${unknownCifId}`, {
+        dispatcher: agent,
+        headers: { authorization: `Bearer ${keys.branchPortal}` }
+      })
+      expect(answer.statusCode).toBe(404)
+      expect(answer.headers['strict-transport-security']).toContain('max-age=')
+      await answer.body.dump()
+    } finally {
+      await agent.close()
+      await secure.close()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
