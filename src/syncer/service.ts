@@ -43,7 +43,12 @@ export async function createSyncerApp(
     readinessChecks,
     problemTypes: syncerProblems
   })
-  await app.register(callbackApi, { prefix: '/v1/sync', db, sourceSystemKeyHashes: config.sourceSystemKeyHashes })
+  await app.register(callbackApi, {
+    prefix: '/v1/sync',
+    db,
+    sourceSystemKeyHashes: config.sourceSystemKeyHashes,
+    sourceSystemGrants: config.sourceSystemGrants
+  })
   await app.register(adminApi, { prefix: '/v1/admin', db, operatorKeyHashes: config.operatorKeyHashes })
   return app
 }

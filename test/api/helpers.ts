@@ -30,8 +30,8 @@ export async function cifApp(database: OwnDatabase, config = testConfig(), logge
 }
 
 /** The syncer's callback and admin APIs on the file's own database, without Kafka, not listening. */
-export async function syncerApp(database: OwnDatabase): Promise<HttpServer> {
-  return createSyncerApp(testConfig(), asSyncer(database.db), log(), {})
+export async function syncerApp(database: OwnDatabase, config = testConfig()): Promise<HttpServer> {
+  return createSyncerApp(config, asSyncer(database.db), log(), {})
 }
 
 export interface ApiResponse {

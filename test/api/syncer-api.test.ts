@@ -9,7 +9,7 @@ import { sequenceStatusUpdates } from '../../src/syncer/status/sync-status.ts'
 import { eventMessage } from '../store/fixtures.ts'
 import { asSyncer } from '../support/database.ts'
 import { type OwnDatabase, ownDatabase } from '../support/own-database.ts'
-import { call, keys, operatorKey, problemType, syncerApp } from './helpers.ts'
+import { call, keys, operatorKey, problemType, syncerApp, testConfig } from './helpers.ts'
 
 // The syncer's callback and admin APIs on their edges, against PostgreSQL alone: the customers, deliveries,
 // attempts and statuses they serve are put in the database by the syncer's own stores, as its intake and
@@ -147,6 +147,20 @@ describe('callback API: a customer', () => {
     // Nothing in the answer, but the CIF ID asked for, tells a caller that the customer exists.
     expect(JSON.stringify(foreign.body).replaceAll(theirs, '<cifId>')).toBe(JSON.stringify(missing.body).replaceAll(unknown, '<cifId>'))
     expect((await call(app, 'GET', `/v1/sync/customers/${onTrack}`, { key: keys.onboardingApp })).status).toBe(404)
+  })
+
+  it('shows another source system’s customer to a source system granted read-all', async () => {
+    const granted = await syncerApp(database, testConfig({ CIF_SOURCE_SYSTEM_GRANTS: 'onboarding-app:read-all' }))
+    try {
+      const read = await call(granted, 'GET', `/v1/sync/customers/${onTrack}`, { key: keys.onboardingApp })
+      expect(read.status).toBe(200)
+      expect(read.body.cifId).toBe(onTrack)
+      // The grant widens reads, not the feed: that stays each source system's own.
+      const feed = await call(granted, 'GET', '/v1/sync/updates?limit=500', { key: keys.onboardingApp })
+      expect(feed.body.updates.every((u: { cifId: string }) => u.cifId !== onTrack)).toBe(true)
+    } finally {
+      await granted.close()
+    }
   })
 
   it('refuses a CIF ID with a wrong check digit or the wrong shape, naming cifId', async () => {

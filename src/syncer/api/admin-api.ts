@@ -1,14 +1,23 @@
 import { Type } from 'typebox'
+import { requireValidCifId } from '../../contracts/cif-id.ts'
 import { requireApiKey } from '../../platform/http/api-key-auth.ts'
 import { type HttpServer, problemResponses, apiKeySecurity as security } from '../../platform/http/server.ts'
 import { redrive, skip } from '../delivery/operator-actions.ts'
 import type { SyncerDb } from '../tables.ts'
 import { deliveryCounts, findAttempts, findDeliveries, toDelivery } from './read-model.ts'
-import { Attempt, AttemptFilters, Delivery, DeliveryCounts, DeliveryFilters, IdParams, Reason } from './schemas.ts'
+import { Attempt, AttemptFilters, Delivery, DeliveryCounts, DeliveryFilters, IdParams, NoQuery, Reason } from './schemas.ts'
 
 export interface AdminApiOptions {
   db: SyncerDb
   operatorKeyHashes: Map<string, string>
+}
+
+/**
+ * A mistyped CIF ID is said to be one, as the callback API and the CIF API say it, rather than answered with
+ * an empty page an operator would read as "no deliveries".
+ */
+function checkCifId(filters: { cifId?: string | undefined }): void {
+  if (filters.cifId) requireValidCifId(filters.cifId)
 }
 
 /** What operators need: find deliveries and attempts, redrive what failed, skip what must not go. */
@@ -26,7 +35,10 @@ export async function adminApi(app: HttpServer, { db, operatorKeyHashes }: Admin
         response: { 200: Type.Object({ deliveries: Type.Array(Delivery) }), ...problemResponses(400, 401) }
       }
     },
-    async (request) => ({ deliveries: await findDeliveries(db, request.query) })
+    async (request) => {
+      checkCifId(request.query)
+      return { deliveries: await findDeliveries(db, request.query) }
+    }
   )
 
   app.get(
@@ -40,12 +52,23 @@ export async function adminApi(app: HttpServer, { db, operatorKeyHashes }: Admin
         response: { 200: Type.Object({ attempts: Type.Array(Attempt) }), ...problemResponses(400, 401) }
       }
     },
-    async (request) => ({ attempts: await findAttempts(db, request.query) })
+    async (request) => {
+      checkCifId(request.query)
+      return { attempts: await findAttempts(db, request.query) }
+    }
   )
 
   app.get(
     '/summary',
-    { schema: { tags: ['admin'], summary: 'Deliveries counted by end system and state', security, response: { 200: DeliveryCounts } } },
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'Deliveries counted by end system and state',
+        security,
+        querystring: NoQuery,
+        response: { 200: DeliveryCounts, ...problemResponses(400, 401) }
+      }
+    },
     async () => deliveryCounts(db)
   )
 

@@ -1,3 +1,4 @@
+import { mayAccess, type SourceSystemGrant } from '../../contracts/access.ts'
 import { requireValidCifId } from '../../contracts/cif-id.ts'
 import { CifIdParams } from '../../contracts/customer.ts'
 import { Refusal, syncerProblems } from '../../contracts/problems.ts'
@@ -10,10 +11,11 @@ import { CustomerSync, Updates, UpdatesQuery } from './schemas.ts'
 export interface CallbackApiOptions {
   db: SyncerDb
   sourceSystemKeyHashes: Map<string, string>
+  sourceSystemGrants: ReadonlyMap<string, ReadonlySet<SourceSystemGrant>>
 }
 
 /** What source systems ask: how is my customer doing in every end system, and what changed since I last asked. */
-export async function callbackApi(app: HttpServer, { db, sourceSystemKeyHashes }: CallbackApiOptions): Promise<void> {
+export async function callbackApi(app: HttpServer, { db, sourceSystemKeyHashes, sourceSystemGrants }: CallbackApiOptions): Promise<void> {
   requireApiKey(app, sourceSystemKeyHashes)
 
   app.get(
@@ -30,7 +32,7 @@ export async function callbackApi(app: HttpServer, { db, sourceSystemKeyHashes }
     async (request) => {
       const { cifId } = request.params
       requireValidCifId(cifId)
-      const sync = await customerSync(db, cifId, request.caller)
+      const sync = await customerSync(db, cifId, (owner) => mayAccess(sourceSystemGrants, request.caller, owner, 'read'))
       if (!sync) throw new Refusal(syncerProblems.customerNotFound, `The syncer has no customer ${cifId} of your source system.`)
       return sync
     }

@@ -1,9 +1,30 @@
+import { type RawBuilder, sql } from 'kysely'
+import { Refusal } from '../../contracts/problems.ts'
 import type { StatusData } from '../../contracts/sync-status-events.ts'
 import { isWaiting, overallState } from '../delivery/states.ts'
 import type { DeliveryRow, SyncerDb } from '../tables.ts'
-import type { Attempt, AttemptFilters, CustomerSync, Delivery, DeliveryFilters } from './schemas.ts'
+import { type Attempt, type AttemptFilters, type CustomerSync, type Delivery, type DeliveryFilters, INSTANT_PATTERN } from './schemas.ts'
 
 /** The queries behind the callback and admin APIs: the routes call these and never touch SQL. */
+
+const instantShape = new RegExp(INSTANT_PATTERN)
+
+/**
+ * A `from` or `to` filter as PostgreSQL reads it, to the microsecond it stores: a Date keeps milliseconds, so
+ * `.000501` would become `.000` and take in rows it must not. The route's schema has refused what PostgreSQL
+ * cannot read; this checks again (shape, and the day is one of its month) so that no other caller can turn a
+ * bad instant into a 500.
+ */
+function instant(value: string, parameter: 'from' | 'to'): RawBuilder<Date> {
+  const shaped = instantShape.exec(value)
+  // Day 0 of the next month is the last of this one; year % 400 + 2000 has the same leap years and stays clear
+  // of Date.UTC's reading of years 0-99 as 1900-1999.
+  const lastDay = shaped ? new Date(Date.UTC((Number(shaped[1]) % 400) + 2000, Number(shaped[2]), 0)).getUTCDate() : 0
+  if (!shaped || Number(shaped[3]) > lastDay) {
+    throw Refusal.invalid([{ parameter, detail: 'must be an RFC 3339 date-time such as 2026-01-31T00:00:00Z (offset Z or ±hh:mm)' }])
+  }
+  return sql<Date>`${value}::timestamptz`
+}
 
 export function toDelivery(row: DeliveryRow): Delivery {
   return {
@@ -25,8 +46,8 @@ export function toDelivery(row: DeliveryRow): Delivery {
   }
 }
 
-/** Where a customer of `sourceSystem` stands; undefined when the syncer knows no such customer of theirs. */
-export async function customerSync(db: SyncerDb, cifId: string, sourceSystem: string): Promise<CustomerSync | undefined> {
+/** Where a customer stands; undefined when the syncer knows no such customer that the caller may read (`mayRead(owner)`). */
+export async function customerSync(db: SyncerDb, cifId: string, mayRead: (owner: string) => boolean): Promise<CustomerSync | undefined> {
   const known = await db
     .selectFrom('sync_event')
     .select(['owner_source_system', (eb) => eb.fn.max('customer_version').as('latest_version')])
@@ -34,7 +55,7 @@ export async function customerSync(db: SyncerDb, cifId: string, sourceSystem: st
     .groupBy('owner_source_system')
     .executeTakeFirst()
   // Another source system's customer is as unknown as a customer that does not exist.
-  if (!known || known.owner_source_system !== sourceSystem) return undefined
+  if (!known || !mayRead(known.owner_source_system)) return undefined
   const latest = await db
     .selectFrom('delivery')
     .selectAll()
@@ -75,8 +96,8 @@ export async function findDeliveries(db: SyncerDb, q: DeliveryFilters): Promise<
   if (q.cifId) query = query.where('cif_id', '=', q.cifId)
   if (q.endSystem) query = query.where('end_system', '=', q.endSystem)
   if (q.state) query = query.where('state', '=', q.state)
-  if (q.from) query = query.where('created_at', '>=', new Date(q.from))
-  if (q.to) query = query.where('created_at', '<', new Date(q.to))
+  if (q.from) query = query.where('created_at', '>=', instant(q.from, 'from'))
+  if (q.to) query = query.where('created_at', '<', instant(q.to, 'to'))
   if (q.after) query = query.where('id', '>', q.after)
   return (await query.execute()).map(toDelivery)
 }
@@ -91,8 +112,8 @@ export async function findAttempts(db: SyncerDb, q: AttemptFilters): Promise<Att
   if (q.endSystem) query = query.where('end_system', '=', q.endSystem)
   if (q.status) query = query.where('status', '=', q.status)
   if (q.deliveryId) query = query.where('delivery_id', '=', q.deliveryId)
-  if (q.from) query = query.where('started_at', '>=', new Date(q.from))
-  if (q.to) query = query.where('started_at', '<', new Date(q.to))
+  if (q.from) query = query.where('started_at', '>=', instant(q.from, 'from'))
+  if (q.to) query = query.where('started_at', '<', instant(q.to, 'to'))
   if (q.after) query = query.where('id', '>', q.after)
   const rows = await query.execute()
   return rows.map((a) => ({

@@ -58,7 +58,33 @@ export type CustomerSync = Static<typeof CustomerSync>
 
 /** 1 to 500, as a query string gives it. */
 const pageLimit = (description?: string) => Type.Optional(Type.String({ pattern: '^(?:[1-9]|[1-9][0-9]|[1-4][0-9]{2}|500)$', description }))
+// ASCII digits only (no sign, exponent or other script's digits), at most 18: no position is beyond a bigint,
+// whose largest, 9223372036854775807, has 19.
 const position = (description: string) => Type.Optional(Type.String({ pattern: '^[0-9]{1,18}$', description }))
+/** A row's id: what `position` allows, without the 0 and the leading zeros no id has. */
+const ID_PATTERN = '^[1-9][0-9]{0,17}$'
+
+/**
+ * An instant as RFC 3339 writes it, narrowed to what PostgreSQL and JavaScript read alike, so that none gets
+ * past the schema to fail as a 500: `format: 'date-time'` alone lets through a leap second (`23:59:60`, no
+ * Date), an offset without minutes (`+05`, no Date) or without a colon, a space for `T`, year 0000 (which
+ * PostgreSQL has not), offsets to ±23:59 (PostgreSQL stops at ±15:59) and fractions of any length. Here:
+ * years 0001-9999, seconds 00-59, a fraction of up to 9 digits, the offset `Z` or `±hh:mm` to ±15:59; the
+ * format still checks that the day is one of its month. Year, month and day are its groups 1-3.
+ */
+export const INSTANT_PATTERN =
+  '^(?!0000)([0-9]{4})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\\.[0-9]{1,9})?(?:Z|[+-](?:0[0-9]|1[0-5]):[0-5][0-9])$'
+const instant = (description: string) =>
+  Type.Optional(Type.String({ format: 'date-time', pattern: INSTANT_PATTERN, description: `${description}; RFC 3339, e.g. 2026-01-31T00:00:00Z` }))
+
+/**
+ * Free text kept for the record (operator_action, a delivery's remarks, logs and the status feed): any script
+ * and ordinary spaces, but no control, format or unassigned character and no line or paragraph separator, and
+ * a visible character first and last. A NUL is more than PostgreSQL text can hold; a newline, an escape
+ * sequence or a bidi override would let a reason forge a line or hide its words where it is shown. A reason is
+ * a sentence or two, so a newline buys nothing worth that.
+ */
+const REMARK_PATTERN = '^[^\\p{C}\\p{Z}](?:[^\\p{C}\\p{Zl}\\p{Zp}]*[^\\p{C}\\p{Z}])?$'
 
 export const UpdatesQuery = Type.Object(
   { after: position('The `next` of the previous answer'), limit: pageLimit('1-500, default 100') },
@@ -71,12 +97,12 @@ export const Updates = Type.Object({
   next: Type.String()
 })
 
-const isoTime = Type.String({ format: 'date-time' })
 const filterFields = {
-  cifId: Type.Optional(Type.String({ pattern: CIF_ID_PATTERN })),
-  endSystem: Type.Optional(Type.String({ maxLength: 50 })),
-  from: Type.Optional(isoTime),
-  to: Type.Optional(isoTime),
+  cifId: Type.Optional(Type.String({ pattern: CIF_ID_PATTERN, description: '11 digits, the last a Luhn check digit' })),
+  // An end system's name has neither spaces nor control characters; a NUL would reach PostgreSQL as an error.
+  endSystem: Type.Optional(Type.String({ maxLength: 50, pattern: '^[^\\p{C}\\p{Z}]+$' })),
+  from: instant('Created (deliveries) or started (attempts) at or after this instant'),
+  to: instant('Created (deliveries) or started (attempts) before this instant'),
   after: position('The last id of the previous page'),
   limit: pageLimit()
 }
@@ -85,7 +111,11 @@ export const DeliveryFilters = Type.Object({ ...filterFields, state: Type.Option
 export type DeliveryFilters = Static<typeof DeliveryFilters>
 
 export const AttemptFilters = Type.Object(
-  { ...filterFields, status: Type.Optional(Type.Enum([...attemptStatuses])), deliveryId: position('Attempts of this delivery only') },
+  {
+    ...filterFields,
+    status: Type.Optional(Type.Enum([...attemptStatuses])),
+    deliveryId: Type.Optional(Type.String({ pattern: ID_PATTERN, description: 'Attempts of this delivery only' }))
+  },
   { additionalProperties: false }
 )
 export type AttemptFilters = Static<typeof AttemptFilters>
@@ -95,7 +125,17 @@ export const DeliveryCounts = Type.Object({
 })
 
 export const Reason = Type.Object(
-  { reason: Type.String({ minLength: 3, maxLength: 500, description: 'Why, for the record' }) },
+  {
+    reason: Type.String({
+      minLength: 3,
+      maxLength: 500,
+      pattern: REMARK_PATTERN,
+      description: 'Why, for the record: one line, no control characters'
+    })
+  },
   { additionalProperties: false }
 )
-export const IdParams = Type.Object({ id: Type.String({ pattern: '^[1-9][0-9]{0,17}$' }) })
+export const IdParams = Type.Object({ id: Type.String({ pattern: ID_PATTERN }) })
+
+/** A route that takes no query parameters refuses any, as the others refuse an unknown one. */
+export const NoQuery = Type.Object({}, { additionalProperties: false })
