@@ -68,6 +68,12 @@ export const httpProblems = {
     description: 'No API key was sent as `Authorization: Bearer <key>`, or the key is not known.'
   },
   notFound: { code: 'not-found', status: 404, title: 'Not found', description: 'No such route.' },
+  methodNotAllowed: {
+    code: 'method-not-allowed',
+    status: 405,
+    title: 'Method not allowed',
+    description: 'The path exists, but not with this method: `Allow` lists the methods it answers.'
+  },
   bodyTooLarge: { code: 'body-too-large', status: 413, title: 'Request body too large', description: 'The body is larger than this API accepts.' },
   unsupportedMediaType: {
     code: 'unsupported-media-type',

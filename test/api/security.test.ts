@@ -272,3 +272,23 @@ describe('TLS', () => {
     }
   })
 })
+
+describe('every refusal is a problem', () => {
+  it('answers a known path with another method 405, saying which methods it answers', async () => {
+    const answer = await call(app, 'DELETE', `/v1/customers/${unknownCifId}`)
+    expect(answer.status).toBe(405)
+    expect(answer.headers.get('content-type')).toContain('application/problem+json')
+    expect(answer.body.type).toBe(problemType(httpProblems.methodNotAllowed))
+    expect(answer.headers.get('allow')?.split(', ').sort()).toEqual(['GET', 'HEAD', 'PATCH'])
+    expect((await call(app, 'PUT', '/v1/customers')).headers.get('allow')).toBe('POST')
+    expect((await call(app, 'GET', '/v1/no-such-thing')).status).toBe(404)
+  })
+
+  it('answers a URL the router cannot read with 400 problem+json', async () => {
+    for (const url of ['/v1/customers/%zz', `/v1/customers/${'1'.repeat(200)}`]) {
+      const answer = await call(app, 'GET', url)
+      expect(answer.status, url).toBe(400)
+      expect(answer.body.type, url).toBe(problemType(httpProblems.validationFailed))
+    }
+  })
+})

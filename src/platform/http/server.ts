@@ -5,7 +5,7 @@ import rateLimit from '@fastify/rate-limit'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type RawServerDefault } from 'fastify'
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type RawServerDefault } from 'fastify'
 import { Type } from 'typebox'
 import { httpProblems, type ProblemType, problemTypeUri, Refusal } from '../../contracts/problems.ts'
 import type { Logger } from '../logger.ts'
@@ -147,6 +147,14 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
       const given = req.headers['x-request-id']
       return typeof given === 'string' && /^[\w.-]{1,100}$/.test(given) ? given : randomUUID()
     },
+    // What the router refuses before any route (a bad percent-encoding, an overlong path parameter) is a
+    // problem too, not Fastify's own JSON.
+    frameworkErrors: (error, request, reply: FastifyReply) => {
+      reply
+        .status(400)
+        .type(PROBLEM_JSON)
+        .send({ ...problemDocument(httpProblems.validationFailed, `The URL cannot be read: ${error.message}`), instance: request.url })
+    },
     ajv: {
       // Reject, never repair: unknown fields and wrong types are errors, and every field at fault is named.
       customOptions: { allErrors: true, coerceTypes: false, removeAdditional: false, useDefaults: false }
@@ -193,7 +201,23 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
       .type(PROBLEM_JSON)
       .send({ ...problem, instance: request.url })
   })
+  // Which methods each path answers, to tell "no such path" (404) from "not with this method" (405).
+  const routes: { pattern: RegExp; method: string }[] = []
+  app.addHook('onRoute', (route) => {
+    const pattern = new RegExp(`^${route.url.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/:[A-Za-z]+/g, '[^/]+')}/?$`)
+    for (const method of [route.method].flat()) routes.push({ pattern, method })
+  })
   app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?')[0] ?? ''
+    const allowed = [...new Set(routes.filter((route) => route.pattern.test(path)).map((route) => route.method))]
+    if (allowed.length) {
+      reply
+        .status(405)
+        .header('allow', allowed.join(', '))
+        .type(PROBLEM_JSON)
+        .send(problemDocument(httpProblems.methodNotAllowed, `${request.url} answers ${allowed.join(', ')}, not ${request.method}.`))
+      return
+    }
     reply
       .status(404)
       .type(PROBLEM_JSON)
