@@ -3,6 +3,7 @@ import type { CustomerAccess } from '../contracts/access.ts'
 import { cifIdFromNumber } from '../contracts/cif-id.ts'
 import { Customer, type CustomerInput, type CustomerPatch } from '../contracts/customer.ts'
 import { customerEvent, customerEventTypes } from '../contracts/customer-events.ts'
+import type { EventSigningKey } from '../contracts/event-signature.ts'
 import { cifProblems, Refusal } from '../contracts/problems.ts'
 import { topics } from '../contracts/topics.ts'
 import { outboxMessage } from '../outbox/messages.ts'
@@ -74,7 +75,8 @@ async function claimIdentifiers(trx: CifTx, cifId: string, identifiers: Customer
   throw conflict(rows[taken]!.type, holder, `/identifiers/${taken}`, caller)
 }
 
-export async function createCustomer(trx: CifTx, input: CustomerInput, caller: Caller): Promise<Customer> {
+/** Creates the customer and, in the same transaction, its `created` event, signed with `signingKey`. */
+export async function createCustomer(trx: CifTx, input: CustomerInput, caller: Caller, signingKey: EventSigningKey): Promise<Customer> {
   const { sourceSystem } = caller
   const { next } = await sql<{ next: string }>`select nextval('cif_number_seq')::text as next`.execute(trx).then((r) => r.rows[0]!)
   const cifId = cifIdFromNumber(next)
@@ -105,7 +107,7 @@ export async function createCustomer(trx: CifTx, input: CustomerInput, caller: C
   const customer = toCustomer(row)
   await trx
     .insertInto('outbox_message')
-    .values(outboxMessage(topics.customerEvents, customerEvent(customerEventTypes.created, customer, sourceSystem)))
+    .values(outboxMessage(topics.customerEvents, customerEvent(customerEventTypes.created, customer, sourceSystem, signingKey)))
     .execute()
   return customer
 }
@@ -119,8 +121,16 @@ export async function findCustomer(db: CifDb, cifId: string, caller: Caller): Pr
 /**
  * Applies a merge patch if the caller saw the current version (optimistic concurrency). The row lock
  * also orders this customer's events: a later version's outbox row is always written after an earlier one's.
+ * The `updated` event is signed with `signingKey`.
  */
-export async function updateCustomer(trx: CifTx, cifId: string, patch: CustomerPatch, expectedVersion: number, caller: Caller): Promise<Customer> {
+export async function updateCustomer(
+  trx: CifTx,
+  cifId: string,
+  patch: CustomerPatch,
+  expectedVersion: number,
+  caller: Caller,
+  signingKey: EventSigningKey
+): Promise<Customer> {
   const row = await trx.selectFrom('customer').selectAll().where('cif_id', '=', cifId).forUpdate().executeTakeFirst()
   // Checked before the version, so that a 412 does not tell another source system that the customer exists.
   if (!row || !caller.may(row.source_system, 'update')) throw new Refusal(cifProblems.customerNotFound, `No customer has CIF ID ${cifId}.`)
@@ -151,7 +161,7 @@ export async function updateCustomer(trx: CifTx, cifId: string, patch: CustomerP
     .returningAll()
     .executeTakeFirstOrThrow()
   const customer = toCustomer(updated)
-  const event = customerEvent(customerEventTypes.updated, customer, caller.sourceSystem, changed)
+  const event = customerEvent(customerEventTypes.updated, customer, caller.sourceSystem, signingKey, changed)
   await trx.insertInto('outbox_message').values(outboxMessage(topics.customerEvents, event)).execute()
   return customer
 }

@@ -1,5 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto'
 import { sql } from 'kysely'
+import { canonicalJson } from '../contracts/canonical-json.ts'
 import { cifProblems, Refusal } from '../contracts/problems.ts'
 
 /** How long a request may hold its key before a retry may take over (its owner is presumed dead). */
@@ -17,17 +18,6 @@ export interface StoredResponse {
 export type IdempotencyStart = { kind: 'first'; token: string } | { kind: 'replay'; response: StoredResponse }
 
 /** Key order does not make two bodies different requests. */
-export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`
-  if (value && typeof value === 'object') {
-    const entries = Object.keys(value)
-      .sort()
-      .map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`)
-    return `{${entries.join(',')}}`
-  }
-  return JSON.stringify(value)
-}
-
 export function requestHash(body: unknown): string {
   return createHash('sha256').update(canonicalJson(body)).digest('hex')
 }

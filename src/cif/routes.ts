@@ -4,6 +4,7 @@ import { Type } from 'typebox'
 import { mayAccess, type SourceSystemGrant } from '../contracts/access.ts'
 import { requireValidCifId } from '../contracts/cif-id.ts'
 import { CifIdParams, Customer, CustomerInput, CustomerPatch, immutableFields } from '../contracts/customer.ts'
+import type { EventSigningKey } from '../contracts/event-signature.ts'
 import { cifProblems, Refusal } from '../contracts/problems.ts'
 import { requireApiKey } from '../platform/http/api-key-auth.ts'
 import { problemOf } from '../platform/http/problem.ts'
@@ -17,6 +18,8 @@ export interface CifApiOptions {
   db: CifDb
   sourceSystemKeyHashes: Map<string, string>
   sourceSystemGrants: ReadonlyMap<string, ReadonlySet<SourceSystemGrant>>
+  /** Signs every customer event, so that the syncer can tell the CIF service's events from forged ones. */
+  eventSigningKey: EventSigningKey
 }
 
 const problems = problemResponses(400, 401, 404, 409, 412, 413, 415, 422, 428)
@@ -36,7 +39,7 @@ function expectedVersion(ifMatch: string | undefined): number {
 }
 
 export async function cifApi(app: HttpServer, options: CifApiOptions): Promise<void> {
-  const { db, sourceSystemGrants } = options
+  const { db, sourceSystemGrants, eventSigningKey } = options
   requireApiKey(app, options.sourceSystemKeyHashes)
   const callerOf = (request: FastifyRequest): Caller => ({
     sourceSystem: request.caller,
@@ -81,7 +84,7 @@ export async function cifApi(app: HttpServer, options: CifApiOptions): Promise<v
       }
       try {
         const created = await db.transaction().execute(async (trx) => {
-          const customer = await createCustomer(trx, input, callerOf(request))
+          const customer = await createCustomer(trx, input, callerOf(request), eventSigningKey)
           const headers = { location: `/v1/customers/${customer.cifId}`, etag: etag(customer.version) }
           if (held && !(await completeIdempotentRequest(trx, source, held.key, held.token, { status: 201, body: customer, headers }))) {
             throw new Refusal(
@@ -140,7 +143,9 @@ export async function cifApi(app: HttpServer, options: CifApiOptions): Promise<v
         if (immutable.length) {
           throw Refusal.invalid(immutable.map((field) => ({ pointer: `/${field}`, detail: 'cannot be changed after create' })))
         }
-        const customer = await db.transaction().execute((trx) => updateCustomer(trx, request.params.cifId, request.body, version, callerOf(request)))
+        const customer = await db
+          .transaction()
+          .execute((trx) => updateCustomer(trx, request.params.cifId, request.body, version, callerOf(request), eventSigningKey))
         return reply.header('etag', etag(customer.version)).send(customer)
       }
     )

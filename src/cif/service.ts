@@ -1,7 +1,7 @@
 import { cifProblems } from '../contracts/problems.ts'
 import { topics } from '../contracts/topics.ts'
 import { OutboxRelay } from '../outbox/relay.ts'
-import { type Config, type Connections, tlsOptions } from '../platform/config.ts'
+import { type Config, type Connections, requireEventSigningKey, tlsOptions } from '../platform/config.ts'
 import { openDatabase } from '../platform/database/index.ts'
 import { dependencyChecks } from '../platform/health.ts'
 import { createHttpServer, type HttpServer, type HttpServerOptions } from '../platform/http/server.ts'
@@ -40,13 +40,16 @@ export async function createCifApp(
     prefix: '/v1',
     db,
     sourceSystemKeyHashes: config.sourceSystemKeyHashes,
-    sourceSystemGrants: config.sourceSystemGrants
+    sourceSystemGrants: config.sourceSystemGrants,
+    eventSigningKey: requireEventSigningKey(config)
   })
   return app
 }
 
 /** The CIF service: the customer API and the relay that publishes its outbox to Kafka. */
 export async function startCifService(config: Config, connections: Connections, log: Logger): Promise<CifService> {
+  // Before anything is opened: a CIF service without its signing key must not start at all.
+  requireEventSigningKey(config)
   const database = openDatabase<CifDatabase>(connections.databaseUrl, { maxConnections: 20 })
   const dependencies = dependencyChecks(database.db, connections.kafkaBrokers)
   const relay = new OutboxRelay({

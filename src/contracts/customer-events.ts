@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { type TSchema, Type } from 'typebox'
 import { cloudEventSchema } from './cloud-events.ts'
 import { Customer, SOURCE_SYSTEM_PATTERN } from './customer.ts'
+import { type EventSignature, type EventSigningKey, SIGNATURE_PATTERN, SIGNING_KEY_ID_PATTERN, signEvent } from './event-signature.ts'
 
 export const customerEventTypes = {
   created: 'cif.customer.created',
@@ -18,9 +19,10 @@ export function dataSchemaFor(type: CustomerEventType): string {
 /**
  * A CloudEvents 1.0 envelope (structured JSON). Extension attributes carry what a consumer needs to
  * route and order without opening `data`: `customerversion`, `sourcesystem`, and for updates
- * `changedfields` (top-level field names, comma-separated: extension values must be scalars).
+ * `changedfields` (top-level field names, comma-separated: extension values must be scalars); and
+ * `signaturekey` and `signature`, which tie the event to the CIF service (event-signature.ts).
  */
-export interface CustomerEvent {
+export interface CustomerEvent extends EventSignature {
   specversion: '1.0'
   id: string
   source: string
@@ -35,8 +37,15 @@ export interface CustomerEvent {
   data: Customer
 }
 
-export function customerEvent(type: CustomerEventType, customer: Customer, actingSourceSystem: string, changed?: string[]): CustomerEvent {
-  return {
+/** The event of a change, signed with the CIF service's key: there is no way to build one unsigned. */
+export function customerEvent(
+  type: CustomerEventType,
+  customer: Customer,
+  actingSourceSystem: string,
+  signingKey: EventSigningKey,
+  changed?: string[]
+): CustomerEvent {
+  const event: Omit<CustomerEvent, keyof EventSignature> = {
     specversion: '1.0',
     id: randomUUID(),
     source: EVENT_SOURCE,
@@ -50,6 +59,7 @@ export function customerEvent(type: CustomerEventType, customer: Customer, actin
     ...(changed ? { changedfields: changed.join(',') } : {}),
     data: customer
   }
+  return signEvent(event, signingKey)
 }
 
 /** The JSON Schema of one event type's envelope; `schemas/events/<type>.json` is written from it. */
@@ -65,6 +75,13 @@ export function customerEventSchema(type: CustomerEventType): TSchema {
       ...(updated
         ? { changedfields: Type.String({ pattern: '^[A-Za-z]+(,[A-Za-z]+)*$', description: 'Top-level fields changed, comma-separated' }) }
         : {}),
+      signaturekey: Type.String({ pattern: SIGNING_KEY_ID_PATTERN, description: 'The id of the CIF service key that signed the event' }),
+      signature: Type.String({
+        pattern: SIGNATURE_PATTERN,
+        description:
+          'Ed25519 signature (base64url, unpadded) by the CIF service over the UTF-8 bytes of the event without this attribute, ' +
+          'as canonical JSON: keys sorted at every depth, no whitespace (RFC 8785). Deliver the event only if it verifies under the public key named by signaturekey.'
+      }),
       data: Customer
     },
     { $id: dataSchemaFor(type) }

@@ -11,15 +11,11 @@ import { canonicalJson } from './canonical-json.ts'
 // as UTF-8 bytes. Canonical, so that the event read back from any store verifies, whatever order its
 // keys come in.
 
-/**
- * The two CloudEvents extension attributes (names of lower-case letters and digits, as the spec asks):
- * `signature` is the Ed25519 signature in base64url (unpadded), `signaturekey` the id of the key that made
- * it, so that keys can rotate: the syncer trusts several at once.
- */
-export const signatureAttributes = { signature: 'signature', keyId: 'signaturekey' } as const
-
+/** The two CloudEvents extension attributes a signed event carries (names of lower-case letters and digits, as the spec asks). */
 export interface EventSignature {
+  /** The id of the key that signed the event, so that keys can rotate: the syncer trusts several at once. */
   signaturekey: string
+  /** The Ed25519 signature, 64 bytes in base64url (unpadded). */
   signature: string
 }
 
@@ -61,8 +57,8 @@ export function checkEventSignature(event: unknown, trusted: TrustedEventKeys): 
   if (typeof event !== 'object' || event === null || Array.isArray(event)) return refused('it is not an event')
   const { signature, ...unsigned } = event as Record<string, unknown>
   const keyId = unsigned.signaturekey
-  if (signature === undefined && keyId === undefined) return refused('it carries no signature')
-  if (typeof signature !== 'string') return refused('it names a signing key but carries no signature')
+  if (typeof signature !== 'string')
+    return refused(keyId === undefined ? 'it carries no signature' : 'it names a signing key but carries no signature')
   if (typeof keyId !== 'string') return refused('it does not name the key that signed it (signaturekey)')
   const key = trusted.get(keyId)
   if (!key) return refused(`it names key ${JSON.stringify(keyId.slice(0, 64))}, which is not a trusted key of the CIF service`)

@@ -1,6 +1,8 @@
+import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { type SourceSystemGrant, sourceSystemGrants } from '../contracts/access.ts'
+import { type EventSigningKey, SIGNING_KEY_ID_PATTERN, type TrustedEventKeys } from '../contracts/event-signature.ts'
 import { apiKeyHash } from './http/api-key-auth.ts'
 import { defaultHttpLimits, type HttpLimits } from './http/server.ts'
 
@@ -20,7 +22,11 @@ export interface Config {
   logLevel: string
   /** Where the local stack keeps PostgreSQL data and the Kafka broker (jars, storage, logs). */
   dataDir: string
-  cif: { host: string; port: number; bodyLimitBytes: number }
+  /**
+   * `eventSigningKey` signs every customer event (CIF_EVENT_SIGNING_KEY, CIF_EVENT_SIGNING_KEY_ID); unset
+   * only in production without them, and then the CIF service refuses to start (requireEventSigningKey).
+   */
+  cif: { host: string; port: number; bodyLimitBytes: number; eventSigningKey: EventSigningKey | undefined }
   /** What every API server allows a client: see HttpLimits (platform/http/server.ts). */
   http: HttpLimits
   /** HTTPS for the APIs when both are set (PEM files); plain HTTP otherwise. */
@@ -44,7 +50,9 @@ export interface Config {
   /**
    * `intakeStallMs`: the intake's consumer makes no progress for this long and is replaced (see
    * syncer/intake/intake-watchdog.ts); `intakeUnreadyAfterMs`: readiness fails once it has been unable to
-   * consume for this long.
+   * consume for this long. `trustedEventKeys`: the CIF service's public keys the intake accepts events
+   * signed by (SYNCER_EVENT_KEYS); unset only in production without them, and then the syncer refuses to
+   * start (requireTrustedEventKeys).
    */
   syncer: {
     host: string
@@ -54,6 +62,7 @@ export interface Config {
     pollIntervalMs: number
     intakeStallMs: number
     intakeUnreadyAfterMs: number
+    trustedEventKeys: TrustedEventKeys | undefined
   }
   /** Operators allowed on the syncer's admin API: name → SHA-256 of their key. */
   operatorKeyHashes: Map<string, string>
@@ -139,6 +148,121 @@ function apiKeys(env: Env, variable: string, dev: { name: string; apiKey: string
   return callers
 }
 
+/**
+ * The development key pair that signs and verifies customer events when CIF_EVENT_SIGNING_KEY and
+ * SYNCER_EVENT_KEYS are unset, so that the local stack and the tests need no setting. Committed, so
+ * anyone can sign with it: refused in production. `publicKey` is as SYNCER_EVENT_KEYS takes a key
+ * (base64 of the DER SubjectPublicKeyInfo).
+ */
+export const devEventSigningKey = {
+  keyId: 'local-development',
+  privateKey: '-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIAKWL/n0g4r2pKF6TjrN2Gh4RfZVzNIviL1fCfoghwJg\n-----END PRIVATE KEY-----\n',
+  publicKey: 'MCowBQYDK2VwAyEAWO30fxMdzuDwB5EA4qCaFczmhLKX5DgN7YxqgEPyLwI='
+} as const
+
+const keyIdPattern = new RegExp(SIGNING_KEY_ID_PATTERN)
+const keyIdRule = '1 to 64 letters, digits, dots, underscores or hyphens, starting with a letter or digit'
+
+/** A public key as SYNCER_EVENT_KEYS writes it: base64 of its DER SubjectPublicKeyInfo. */
+const spkiBase64 = (key: KeyObject): string => key.export({ type: 'spki', format: 'der' }).toString('base64')
+
+/** The CIF service's signing key: a PEM PKCS#8 Ed25519 private key and its id. */
+function eventSigningKey(env: Env, production: boolean): EventSigningKey | undefined {
+  const pem = env.CIF_EVENT_SIGNING_KEY || undefined
+  const keyId = env.CIF_EVENT_SIGNING_KEY_ID || undefined
+  if (!pem && !keyId) {
+    return production ? undefined : { keyId: devEventSigningKey.keyId, privateKey: createPrivateKey(devEventSigningKey.privateKey) }
+  }
+  if (!pem || !keyId) throw new ConfigError('Set both CIF_EVENT_SIGNING_KEY (PEM) and CIF_EVENT_SIGNING_KEY_ID, or neither.')
+  if (!keyIdPattern.test(keyId)) throw new ConfigError(`CIF_EVENT_SIGNING_KEY_ID "${keyId.slice(0, 80)}" must be ${keyIdRule}.`)
+  let privateKey: KeyObject
+  try {
+    // Where an environment cannot hold line breaks, the PEM may carry them as \n.
+    privateKey = createPrivateKey({ key: pem.replaceAll('\\n', '\n'), format: 'pem' })
+  } catch {
+    // The key itself never goes into a message.
+    throw new ConfigError('CIF_EVENT_SIGNING_KEY must be an unencrypted private key in PEM (PKCS#8, "-----BEGIN PRIVATE KEY-----").')
+  }
+  if (privateKey.asymmetricKeyType !== 'ed25519') {
+    throw new ConfigError(`CIF_EVENT_SIGNING_KEY must be an Ed25519 key, not ${privateKey.asymmetricKeyType}: events are signed with Ed25519.`)
+  }
+  if (production && spkiBase64(createPublicKey(privateKey)) === devEventSigningKey.publicKey) {
+    throw new ConfigError('CIF_EVENT_SIGNING_KEY is the public development key, with which anyone can sign; give the CIF service a key of its own.')
+  }
+  return { keyId, privateKey }
+}
+
+/**
+ * The public keys the syncer accepts events from, as `keyid=<base64 of the DER SubjectPublicKeyInfo>`
+ * pairs separated by commas (the base64 is the one line between the PEM's BEGIN and END lines). Several,
+ * so that a new key is trusted before the CIF service signs with it.
+ */
+export function parseTrustedEventKeys(raw: string, variable = 'SYNCER_EVENT_KEYS'): Map<string, KeyObject> {
+  const keys = new Map<string, KeyObject>()
+  for (const entry of raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
+    const at = entry.indexOf('=')
+    const keyId = entry.slice(0, Math.max(at, 0)).trim()
+    const encoded = entry.slice(at + 1).trim()
+    if (at < 0 || !keyIdPattern.test(keyId)) {
+      throw new ConfigError(`${variable} entry "${entry.slice(0, 80)}" must look like keyid=<base64 of the DER public key>, the key id ${keyIdRule}.`)
+    }
+    if (keys.has(keyId)) throw new ConfigError(`${variable} names key "${keyId}" twice.`)
+    let key: KeyObject | undefined
+    try {
+      if (/^[A-Za-z0-9+/]+={0,2}$/.test(encoded)) key = createPublicKey({ key: Buffer.from(encoded, 'base64'), format: 'der', type: 'spki' })
+    } catch {
+      key = undefined
+    }
+    if (!key) throw new ConfigError(`${variable} key "${keyId}" is not a public key in base64 of DER (SubjectPublicKeyInfo).`)
+    if (key.asymmetricKeyType !== 'ed25519') {
+      throw new ConfigError(`${variable} key "${keyId}" must be an Ed25519 key, not ${key.asymmetricKeyType}: events are signed with Ed25519.`)
+    }
+    keys.set(keyId, key)
+  }
+  return keys
+}
+
+function trustedEventKeys(env: Env, production: boolean): TrustedEventKeys | undefined {
+  const keys = parseTrustedEventKeys(env.SYNCER_EVENT_KEYS ?? '')
+  if (production) {
+    const dev = [...keys].find(([, key]) => spkiBase64(key) === devEventSigningKey.publicKey)
+    if (dev) {
+      throw new ConfigError(
+        `SYNCER_EVENT_KEYS trusts the public development key (as "${dev[0]}"), with which anyone can sign; trust the CIF service's own keys only.`
+      )
+    }
+  } else if (keys.size === 0) {
+    keys.set(devEventSigningKey.keyId, createPublicKey({ key: Buffer.from(devEventSigningKey.publicKey, 'base64'), format: 'der', type: 'spki' }))
+  }
+  return keys.size ? keys : undefined
+}
+
+/**
+ * The CIF service's signing key. Asked of the CIF service only, so that the syncer's environment never
+ * has to hold the key that could forge events.
+ */
+export function requireEventSigningKey(config: Config): EventSigningKey {
+  if (!config.cif.eventSigningKey) {
+    throw new ConfigError(
+      'Set CIF_EVENT_SIGNING_KEY (PEM, PKCS#8 Ed25519) and CIF_EVENT_SIGNING_KEY_ID: in production the CIF service signs with a key of its own.'
+    )
+  }
+  return config.cif.eventSigningKey
+}
+
+/** The keys the syncer trusts; asked of the syncer only. */
+export function requireTrustedEventKeys(config: Config): TrustedEventKeys {
+  if (!config.syncer.trustedEventKeys) {
+    throw new ConfigError(
+      "Set SYNCER_EVENT_KEYS (keyid=<base64 of the DER public key>,...): in production the syncer trusts the CIF service's keys only."
+    )
+  }
+  return config.syncer.trustedEventKeys
+}
+
 function tlsFiles(env: Env): Config['tls'] {
   const certFile = env.TLS_CERT_FILE || undefined
   const keyFile = env.TLS_KEY_FILE || undefined
@@ -165,7 +289,8 @@ export function loadConfig(env: Env = process.env): Config {
     cif: {
       host: env.CIF_HOST ?? '127.0.0.1',
       port: integer(env, 'CIF_PORT', 8080, 0, 65535),
-      bodyLimitBytes: integer(env, 'CIF_BODY_LIMIT_BYTES', 64 * 1024, 1024, 10 * 1024 * 1024)
+      bodyLimitBytes: integer(env, 'CIF_BODY_LIMIT_BYTES', 64 * 1024, 1024, 10 * 1024 * 1024),
+      eventSigningKey: eventSigningKey(env, production)
     },
     http: {
       requestTimeoutMs: integer(env, 'HTTP_REQUEST_TIMEOUT_MS', defaultHttpLimits.requestTimeoutMs, 1000, 600_000),
@@ -197,7 +322,8 @@ export function loadConfig(env: Env = process.env): Config {
       pollIntervalMs: integer(env, 'SYNCER_POLL_INTERVAL_MS', 250, 10, 60_000),
       // Below 5 s an ordinary pause (a rebalance, a slow batch) would look like a stall.
       intakeStallMs: integer(env, 'SYNCER_INTAKE_STALL_MS', 30_000, 5000, 3_600_000),
-      intakeUnreadyAfterMs: integer(env, 'SYNCER_INTAKE_UNREADY_AFTER_MS', 60_000, 1000, 3_600_000)
+      intakeUnreadyAfterMs: integer(env, 'SYNCER_INTAKE_UNREADY_AFTER_MS', 60_000, 1000, 3_600_000),
+      trustedEventKeys: trustedEventKeys(env, production)
     },
     operatorKeyHashes: apiKeys(env, 'SYNCER_OPERATORS', devOperator, production, false),
     simulator: { host: env.SIMULATOR_HOST ?? '127.0.0.1', port: integer(env, 'SIMULATOR_PORT', 8090, 0, 65535) }

@@ -1,7 +1,7 @@
 import { syncerProblems } from '../contracts/problems.ts'
 import { topics } from '../contracts/topics.ts'
 import { OutboxRelay } from '../outbox/relay.ts'
-import { type Config, type Connections, tlsOptions } from '../platform/config.ts'
+import { type Config, type Connections, requireTrustedEventKeys, tlsOptions } from '../platform/config.ts'
 import { openDatabase } from '../platform/database/index.ts'
 import { dependencyChecks } from '../platform/health.ts'
 import { createHttpServer, type HttpServer, type HttpServerOptions } from '../platform/http/server.ts'
@@ -63,6 +63,8 @@ export async function startSyncer(
   log: Logger,
   endSystems: EndSystemConfig[] = loadEndSystems(config.syncer.endSystemsFile)
 ): Promise<Syncer> {
+  // Before anything is opened: a syncer that trusts no key of the CIF service must not start at all.
+  const trustedEventKeys = requireTrustedEventKeys(config)
   const database = openDatabase<SyncerDatabase>(connections.databaseUrl, { maxConnections: 20 })
   const { db } = database
   const clients = new Map(endSystems.map((system) => [system.name, new EndSystemClient(system)]))
@@ -82,6 +84,7 @@ export async function startSyncer(
     brokers: connections.kafkaBrokers,
     groupId: config.syncer.groupId,
     endSystems: endSystems.map((s) => s.name),
+    trustedEventKeys,
     log: log.child({ component: 'intake' }),
     onStored: (systems) => {
       for (const name of systems) lanes.get(name)?.wake()

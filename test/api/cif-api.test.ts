@@ -2,11 +2,13 @@ import { sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { completeIdempotentRequest, requestHash, startIdempotentRequest } from '../../src/cif/idempotency.ts'
 import { cifIdFromNumber } from '../../src/contracts/cif-id.ts'
+import { checkEventSignature } from '../../src/contracts/event-signature.ts'
 import { cifProblems, httpProblems } from '../../src/contracts/problems.ts'
 import type { HttpServer } from '../../src/platform/http/server.ts'
 import { asCif } from '../support/database.ts'
+import { devTrustedKeys, newEventKeyPair } from '../support/event-keys.ts'
 import { type OwnDatabase, ownDatabase } from '../support/own-database.ts'
-import { call, cifApp, keys, newPerson, problemType } from './helpers.ts'
+import { call, cifApp, keys, newPerson, problemType, testConfig } from './helpers.ts'
 
 // The CIF API's edges against PostgreSQL alone: what reaches Kafka is test/integration/cif-api.test.ts's.
 let database: OwnDatabase
@@ -23,6 +25,38 @@ afterAll(async () => {
 
 const outboxRowsFor = async (cifId: string) =>
   database.db.selectFrom('outbox_message').select(['event_id', 'status']).where('message_key', '=', cifId).execute()
+
+describe('signing the events', () => {
+  it('signs each event with the configured key before it goes into the outbox', async () => {
+    const own = newEventKeyPair('cif-2026-07')
+    const signingApp = await cifApp(
+      database,
+      testConfig({
+        CIF_EVENT_SIGNING_KEY: own.signingKey.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+        CIF_EVENT_SIGNING_KEY_ID: 'cif-2026-07'
+      })
+    )
+    try {
+      const { cifId } = (await call(signingApp, 'POST', '/v1/customers', { body: newPerson() })).body
+      expect(
+        (await call(signingApp, 'PATCH', `/v1/customers/${cifId}`, { body: { email: 'new@example.com' }, headers: { 'if-match': '"1"' } })).status
+      ).toBe(200)
+      const rows = await database.db.selectFrom('outbox_message').select('payload').where('message_key', '=', cifId).orderBy('id').execute()
+      const events = rows.map((row) => JSON.parse(row.payload))
+      expect(events.map((event) => [event.type, event.signaturekey])).toEqual([
+        ['cif.customer.created', 'cif-2026-07'],
+        ['cif.customer.updated', 'cif-2026-07']
+      ])
+      for (const event of events) {
+        expect(checkEventSignature(event, new Map([['cif-2026-07', own.publicKey]]))).toEqual({ signed: true, keyId: 'cif-2026-07' })
+        // Only that key: the development key the syncer trusts by default does not vouch for it.
+        expect(checkEventSignature(event, devTrustedKeys)).toMatchObject({ signed: false })
+      }
+    } finally {
+      await signingApp.close()
+    }
+  })
+})
 
 describe('a change that changes nothing', () => {
   it('creates no version and no event', async () => {

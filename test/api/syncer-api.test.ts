@@ -8,6 +8,7 @@ import { storeEvents } from '../../src/syncer/intake/event-store.ts'
 import { sequenceStatusUpdates } from '../../src/syncer/status/sync-status.ts'
 import { eventMessage } from '../store/fixtures.ts'
 import { asSyncer } from '../support/database.ts'
+import { devTrustedKeys } from '../support/event-keys.ts'
 import { type OwnDatabase, ownDatabase } from '../support/own-database.ts'
 import { call, keys, operatorKey, problemType, syncerApp, testConfig } from './helpers.ts'
 
@@ -79,7 +80,12 @@ beforeAll(async () => {
   database = await ownDatabase()
   app = await syncerApp(database)
   const db = asSyncer(database.db)
-  await storeEvents(db, [eventMessage(onTrack, 1, PORTAL), eventMessage(theirs, 1, ONBOARDING), eventMessage(stuck, 1, PORTAL)], END_SYSTEMS)
+  await storeEvents(
+    db,
+    [eventMessage(onTrack, 1, PORTAL), eventMessage(theirs, 1, ONBOARDING), eventMessage(stuck, 1, PORTAL)],
+    END_SYSTEMS,
+    devTrustedKeys
+  )
   const core = await claim('core-banking')
   await answer(core.get(onTrack), { state: 'SUCCESS', externalId: 'CB-1' })
   await answer(core.get(theirs), { state: 'SUCCESS', externalId: 'CB-2' })
@@ -89,7 +95,7 @@ beforeAll(async () => {
   await answer(crm.get(theirs), { state: 'SUCCESS', externalId: 'CRM-2' })
   await answer(crm.get(stuck), { state: 'RETRY_SCHEDULED', delayMs: 0 })
   await answer((await claim('crm')).get(stuck), { state: 'FAILED' })
-  await storeEvents(db, [eventMessage(onTrack, 2, PORTAL), eventMessage(stuck, 2, PORTAL)], END_SYSTEMS)
+  await storeEvents(db, [eventMessage(onTrack, 2, PORTAL), eventMessage(stuck, 2, PORTAL)], END_SYSTEMS, devTrustedKeys)
   await sequenceStatusUpdates(db)
 })
 afterAll(async () => {

@@ -8,6 +8,7 @@ import { storeEvents } from '../../src/syncer/intake/event-store.ts'
 import { sequenceStatusUpdates } from '../../src/syncer/status/sync-status.ts'
 import { eventMessage } from '../store/fixtures.ts'
 import { asSyncer } from '../support/database.ts'
+import { devTrustedKeys } from '../support/event-keys.ts'
 import { type OwnDatabase, ownDatabase } from '../support/own-database.ts'
 import { call, keys, operatorKey, problemType, syncerApp } from './helpers.ts'
 
@@ -30,7 +31,7 @@ beforeAll(async () => {
   database = await ownDatabase()
   app = await syncerApp(database)
   const db = asSyncer(database.db)
-  await storeEvents(db, [eventMessage(toRedrive, 1, PORTAL), eventMessage(toSkip, 1, PORTAL)], END_SYSTEMS)
+  await storeEvents(db, [eventMessage(toRedrive, 1, PORTAL), eventMessage(toSkip, 1, PORTAL)], END_SYSTEMS, devTrustedKeys)
   for (const delivery of await claimDue(db, 'crm', 10, () => 60_000)) {
     const startedAt = new Date(Date.now() - 100)
     await recordAttempts(db, [

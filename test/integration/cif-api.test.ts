@@ -1,8 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { CifService } from '../../src/cif/service.ts'
+import { checkEventSignature } from '../../src/contracts/event-signature.ts'
 import { topics } from '../../src/contracts/topics.ts'
 import { type DatabaseHandle, openDatabase } from '../../src/platform/database/index.ts'
 import type { TestDatabase } from '../support/database.ts'
+import { devTrustedKeys } from '../support/event-keys.ts'
 import { call, connections, eventSchemaErrors, newPerson, startTestCifService, TopicReader } from './helpers.ts'
 
 // What needs Kafka: the events a change publishes, and readiness. The API's edges are tested against
@@ -51,6 +53,8 @@ describe('create, then the event on the topic', () => {
       data: created.body
     })
     expect(await eventSchemaErrors(message!.value)).toEqual([])
+    // Signed with the development key (CIF_EVENT_SIGNING_KEY unset), as the syncer verifies it.
+    expect(checkEventSignature(message!.value, devTrustedKeys)).toEqual({ signed: true, keyId: 'local-development' })
     expect(await outboxRowsFor(cifId)).toEqual([{ event_id: message!.value.id, status: 'SENT' }])
   })
 
@@ -74,6 +78,7 @@ describe('create, then the event on the topic', () => {
     expect(second!.offset).toBeGreaterThan(first!.offset)
     expect(second!.partition).toBe(first!.partition)
     expect(await eventSchemaErrors(second!.value)).toEqual([])
+    expect(checkEventSignature(second!.value, devTrustedKeys)).toMatchObject({ signed: true })
   })
 })
 

@@ -3,7 +3,7 @@ import type { Connections } from '../../src/platform/config.ts'
 import { loadConfig } from '../../src/platform/config.ts'
 import type { DatabaseHandle } from '../../src/platform/database/index.ts'
 import { apiKeyHash } from '../../src/platform/http/api-key-auth.ts'
-import { createLogger } from '../../src/platform/logger.ts'
+import { createLogger, type Logger } from '../../src/platform/logger.ts'
 import { type Simulator, startSimulator } from '../../src/simulator/service.ts'
 import { loadEndSystems, type RetryPolicy } from '../../src/syncer/delivery/end-systems-config.ts'
 import { type Syncer, startSyncer } from '../../src/syncer/service.ts'
@@ -27,7 +27,7 @@ export async function startTestSimulator(): Promise<Simulator> {
 export async function startTestSyncer(
   simulator: Simulator,
   retry: Partial<RetryPolicy> = {},
-  overrides: { connections?: Partial<Connections>; env?: Record<string, string> } = {}
+  overrides: { connections?: Partial<Connections>; env?: Record<string, string>; log?: Logger } = {}
 ): Promise<Syncer> {
   const url = (name: string) => simulator.systems.get(name)!.url
   const env = { CORE_BANKING_URL: url('core-banking'), CRM_URL: url('crm'), CARDS_URL: url('cards'), CORE_BANKING_TOKEN }
@@ -45,7 +45,8 @@ export async function startTestSyncer(
     SYNCER_OPERATORS: `test-operator=${apiKeyHash(operatorKey)}`,
     ...overrides.env
   })
-  return startSyncer(config, { ...connections(), ...overrides.connections }, createLogger(process.env.LOG_LEVEL ?? 'warn', 'syncer-test'), endSystems)
+  const log = overrides.log ?? createLogger(process.env.LOG_LEVEL ?? 'warn', 'syncer-test')
+  return startSyncer(config, { ...connections(), ...overrides.connections }, log, endSystems)
 }
 
 export async function eventually<T>(probe: () => Promise<T>, done: (value: T) => boolean, timeoutMs = 20_000): Promise<T> {

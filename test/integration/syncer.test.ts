@@ -1,14 +1,21 @@
+import { Writable } from 'node:stream'
+import { pino } from 'pino'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import type { CifService } from '../../src/cif/service.ts'
+import { cifIdFromNumber } from '../../src/contracts/cif-id.ts'
+import { customerEventTypes, dataSchemaFor, EVENT_SOURCE } from '../../src/contracts/customer-events.ts'
+import { signEvent } from '../../src/contracts/event-signature.ts'
 import { syncerProblems } from '../../src/contracts/problems.ts'
 import { topics } from '../../src/contracts/topics.ts'
 import { type DatabaseHandle, openDatabase } from '../../src/platform/database/index.ts'
 import { createConsumer, createIdempotentProducer } from '../../src/platform/kafka.ts'
+import { redactPaths } from '../../src/platform/logger.ts'
 import type { Simulator } from '../../src/simulator/service.ts'
 import { claimDue, recoverExpiredLeases } from '../../src/syncer/delivery/delivery-store.ts'
 import { storeEvents } from '../../src/syncer/intake/event-store.ts'
 import type { Syncer } from '../../src/syncer/service.ts'
 import { asSyncer, type TestDatabase } from '../support/database.ts'
+import { devSigningKey, devTrustedKeys, newEventKeyPair } from '../support/event-keys.ts'
 import { call, connections, eventSchemaErrors, keys, newPerson, problemType, startTestCifService, TopicReader } from './helpers.ts'
 import { attemptsOf, deliveriesOf, eventually, operatorKey, startTestSimulator, startTestSyncer } from './syncer-helpers.ts'
 
@@ -18,11 +25,31 @@ let syncer: Syncer
 let database: DatabaseHandle<TestDatabase>
 let status: TopicReader
 
+/** What the syncer warned of, kept so that a test can read it (and written out as any test log is). */
+const syncerWarnings: Record<string, any>[] = []
+const syncerLog = pino(
+  // At warn at least, whatever LOG_LEVEL says, so that the warnings are there to read.
+  {
+    name: 'syncer-test',
+    level: ['trace', 'debug', 'info'].includes(process.env.LOG_LEVEL ?? '') ? process.env.LOG_LEVEL : 'warn',
+    redact: { paths: redactPaths }
+  },
+  new Writable({
+    write: (chunk, _encoding, done) => {
+      const entry = JSON.parse(String(chunk))
+      if (entry.level >= 40) syncerWarnings.push(entry)
+      process.stdout.write(chunk)
+      done()
+    }
+  })
+)
+const startSyncer = () => startTestSyncer(simulator, {}, { log: syncerLog })
+
 beforeAll(async () => {
   database = openDatabase<TestDatabase>(connections().databaseUrl, { maxConnections: 4 })
   cif = await startTestCifService()
   simulator = await startTestSimulator()
-  syncer = await startTestSyncer(simulator)
+  syncer = await startSyncer()
   status = await TopicReader.open(connections().kafkaBrokers, topics.syncStatus)
   // Earlier test files left customers on the topic. Let the syncer deliver them first, so that a fault
   // switched on below hits this file's customers, not that backlog.
@@ -260,6 +287,7 @@ describe('taking events from Kafka', () => {
   it('makes one delivery per system of a message that arrives twice', async () => {
     const { cifId } = await createCustomer()
     const first = await eventually(() => deliveriesOf(database, cifId), allSucceeded)
+    // The event as the syncer stored it (jsonb: its keys in another order), so still signed by the CIF service.
     const event = await database.db.selectFrom('sync_event').select('event').where('cif_id', '=', cifId).executeTakeFirstOrThrow()
     // The duplicate, then a marker with the same key: same partition, so once the marker is kept as
     // unreadable the duplicate before it has certainly been consumed.
@@ -278,12 +306,17 @@ describe('taking events from Kafka', () => {
     )
     expect(await deliveriesOf(database, cifId)).toEqual(first)
     expect(simulator.systems.get('crm')!.receipts.filter((r) => r.cifId === cifId)).toHaveLength(1)
+    // Read as the event it is (its signature verified), not kept as unreadable: found stored, and no more.
+    const kept = await database.db.selectFrom('unreadable_message').select('message_value').where('message_key', '=', cifId).execute()
+    expect(kept.map((row) => row.message_value)).toEqual([marker])
   })
 
   it('keeps an unreadable message instead of dropping it, and goes on', async () => {
     const producer = createIdempotentProducer(connections().kafkaBrokers, 'poison-test')
     const marker = `poison-${Date.now()}`
-    await producer.send({ messages: [{ topic: topics.customerEvents, key: marker, value: '{"type":"cif.customer.created","id":"not-a-uuid"}' }] })
+    // Signed with the CIF service's key, so that it is its shape that makes it unreadable.
+    const poison = signEvent({ type: 'cif.customer.created', id: 'not-a-uuid' }, devSigningKey)
+    await producer.send({ messages: [{ topic: topics.customerEvents, key: marker, value: JSON.stringify(poison) }] })
     await producer.close()
     const row = await eventually(
       () => database.db.selectFrom('unreadable_message').selectAll().where('message_key', '=', marker).executeTakeFirst(),
@@ -294,6 +327,75 @@ describe('taking events from Kafka', () => {
     await eventually(() => deliveriesOf(database, cifId), allSucceeded)
   })
 
+  it('delivers nothing of an event the CIF service did not sign, keeps it as unreadable with the reason, and warns', async () => {
+    // Well-formed events for CIF IDs the CIF service never made (its sequence is nowhere near 9 000 000 000).
+    const forged = (cifId: string) => ({
+      specversion: '1.0',
+      id: crypto.randomUUID(),
+      source: EVENT_SOURCE,
+      type: customerEventTypes.created,
+      subject: cifId,
+      time: new Date().toISOString(),
+      datacontenttype: 'application/json',
+      dataschema: dataSchemaFor(customerEventTypes.created),
+      customerversion: 1,
+      sourcesystem: 'branch-portal',
+      data: {
+        cifId,
+        version: 1,
+        legalForm: 'PERSON',
+        firstName: 'Mallory',
+        lastName: 'Forger',
+        dateOfBirth: '1980-01-01',
+        email: 'mallory@example.com',
+        sourceSystem: 'branch-portal',
+        createdAt: new Date().toISOString(),
+        updatedAt: new Date().toISOString()
+      }
+    })
+    const base = 9_000_000_000 + Math.floor(Math.random() * 900_000_000)
+    const [unsigned, strangers] = [cifIdFromNumber(base), cifIdFromNumber(base + 1)]
+    const producer = createIdempotentProducer(connections().kafkaBrokers, 'forger')
+    await producer.send({
+      messages: [
+        { topic: topics.customerEvents, key: unsigned, value: JSON.stringify(forged(unsigned)) },
+        {
+          topic: topics.customerEvents,
+          key: strangers,
+          value: JSON.stringify(signEvent(forged(strangers), newEventKeyPair('cif-2026-01').signingKey))
+        }
+      ]
+    })
+    await producer.close()
+
+    const reasons = {
+      [unsigned]: 'not signed by the CIF service: it carries no signature',
+      [strangers]: 'not signed by the CIF service: it names key "cif-2026-01", which is not a trusted key of the CIF service'
+    }
+    for (const [cifId, reason] of Object.entries(reasons)) {
+      // Kept in the same transaction as its deliveries would have been made: once it is there, none will come.
+      const kept = await eventually(
+        () => database.db.selectFrom('unreadable_message').select(['reason', 'message_value']).where('message_key', '=', cifId).execute(),
+        (rows) => rows.length > 0
+      )
+      expect(kept.map((row) => row.reason)).toEqual([reason])
+      expect(JSON.parse(kept[0]!.message_value).subject).toBe(cifId)
+      expect(await database.db.selectFrom('sync_event').select('event_id').where('cif_id', '=', cifId).execute()).toEqual([])
+      expect(await deliveriesOf(database, cifId)).toEqual([])
+      for (const system of ['core-banking', 'crm', 'cards']) expect(simulator.systems.get(system)!.recordForCif(cifId), system).toBeUndefined()
+      const sync = await syncApi(`/v1/sync/customers/${cifId}`)
+      expect(sync.status).toBe(404)
+      const warning = syncerWarnings.find((entry) => entry.key === cifId)
+      expect(warning).toMatchObject({
+        msg: 'message not signed by the CIF service: kept as unreadable, not delivered',
+        topic: topics.customerEvents,
+        reason
+      })
+      expect(JSON.stringify(warning)).not.toMatch(/Mallory|Forger|mallory@example/)
+    }
+    expect(simulator.systems.get('crm')!.receipts.filter((r) => r.cifId === unsigned || r.cifId === strangers)).toEqual([])
+  })
+
   it('loses nothing and stores nothing twice when the syncer dies between storing and committing', async () => {
     await syncer.close()
     try {
@@ -302,14 +404,14 @@ describe('taking events from Kafka', () => {
       const doomed = createConsumer(connections().kafkaBrokers, 'cif-syncer-test', 'doomed-syncer')
       const stream = await doomed.consume({ topics: [topics.customerEvents], mode: 'committed', fallbackMode: 'earliest', maxWaitTime: 50 })
       for await (const message of stream) {
-        await storeEvents(asSyncer(database.db), [message], ['core-banking', 'crm', 'cards'])
+        await storeEvents(asSyncer(database.db), [message], ['core-banking', 'crm', 'cards'], devTrustedKeys)
         if (message.key === cifId) break
       }
       await stream.close()
       await doomed.close() // no commit: as if killed
       expect((await deliveriesOf(database, cifId)).map((d) => d.state)).toEqual(['PENDING', 'PENDING', 'PENDING'])
     } finally {
-      syncer = await startTestSyncer(simulator)
+      syncer = await startSyncer()
     }
     const cifIds = (await database.db.selectFrom('delivery').select('cif_id').where('state', '=', 'PENDING').execute()).map((r) => r.cif_id)
     for (const cifId of new Set(cifIds)) {
@@ -326,7 +428,7 @@ describe('taking events from Kafka', () => {
       const doomed = createConsumer(connections().kafkaBrokers, 'cif-syncer-test', 'doomed-syncer')
       const stream = await doomed.consume({ topics: [topics.customerEvents], mode: 'committed', fallbackMode: 'earliest', maxWaitTime: 50 })
       for await (const message of stream) {
-        await storeEvents(asSyncer(database.db), [message], ['core-banking', 'crm', 'cards'])
+        await storeEvents(asSyncer(database.db), [message], ['core-banking', 'crm', 'cards'], devTrustedKeys)
         await message.commit()
         if (message.key === cifId) break
       }
@@ -338,7 +440,7 @@ describe('taking events from Kafka', () => {
       await new Promise((r) => setTimeout(r, 20))
       expect(await recoverExpiredLeases(asSyncer(database.db))).toBe(1)
     } finally {
-      syncer = await startTestSyncer(simulator)
+      syncer = await startSyncer()
     }
     await eventually(() => deliveriesOf(database, cifId), allSucceeded)
     const attempts = await attemptsOf(database, cifId, 'crm')

@@ -8,6 +8,7 @@ import type { Decision } from '../../src/syncer/delivery/states.ts'
 import { type StringMessage, storeEvents } from '../../src/syncer/intake/event-store.ts'
 import type { DeliveryRow } from '../../src/syncer/tables.ts'
 import { asSyncer, type TestDatabase } from '../support/database.ts'
+import { devSigningKey, devTrustedKeys } from '../support/event-keys.ts'
 
 /** The source system that owns every customer here: whose status messages they are. */
 export const OWNER = 'branch-portal'
@@ -41,18 +42,26 @@ export function customerAt(cifId: string, version: number, owner = OWNER): Custo
 }
 
 let offset = 0n
-/** The Kafka message that carries version `version` of `owner`'s customer (a create for version 1, else an update). */
+/**
+ * The Kafka message that carries version `version` of `owner`'s customer (a create for version 1, else an
+ * update), signed with the development key as the CIF service signs it.
+ */
 export function eventMessage(cifId: string, version: number, owner = OWNER): StringMessage {
   const event =
     version === 1
-      ? customerEvent(customerEventTypes.created, customerAt(cifId, version, owner), owner)
-      : customerEvent(customerEventTypes.updated, customerAt(cifId, version, owner), owner, ['email'])
+      ? customerEvent(customerEventTypes.created, customerAt(cifId, version, owner), owner, devSigningKey)
+      : customerEvent(customerEventTypes.updated, customerAt(cifId, version, owner), owner, devSigningKey, ['email'])
+  return kafkaMessage(cifId, JSON.stringify(event))
+}
+
+/** A message on cif.customer.events as the intake receives it, with whatever `value`. */
+export function kafkaMessage(key: string, value: string): StringMessage {
   const message = {
     topic: topics.customerEvents,
     partition: 0,
     offset: offset++,
-    key: cifId,
-    value: JSON.stringify(event),
+    key,
+    value,
     timestamp: BigInt(Date.now()),
     headers: new Map<string, string>(),
     headerEntries: [] as [string, string][],
@@ -69,7 +78,8 @@ export async function storeVersions(db: Kysely<TestDatabase>, cifId: string, ver
   await storeEvents(
     asSyncer(db),
     versions.map((version) => eventMessage(cifId, version)),
-    endSystems
+    endSystems,
+    devTrustedKeys
   )
 }
 

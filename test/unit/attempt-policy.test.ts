@@ -76,6 +76,12 @@ describe('judging an end system’s answer', () => {
     const { message } = judge({ kind: 'response', status: 500, body: `line\n${'x'.repeat(1000)}` })
     expect(message).toBe(`HTTP 500: line ${'x'.repeat(495)}…`)
   })
+
+  it('cuts the excerpt between characters, never inside a surrogate pair (it is stored as it is, masked before)', () => {
+    const { message } = judge({ kind: 'response', status: 500, body: `${'x'.repeat(499)}😀 and more` })
+    expect(message).toBe(`HTTP 500: ${'x'.repeat(499)}…`)
+    expect(message.isWellFormed()).toBe(true)
+  })
 })
 
 describe('lag remarks', () => {

@@ -1,6 +1,18 @@
+import { generateKeyPairSync } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
-import { ConfigError, devSourceSystem, loadConfig, parseApiKeys } from '../../src/platform/config.ts'
+import { checkEventSignature, signEvent } from '../../src/contracts/event-signature.ts'
+import {
+  ConfigError,
+  devEventSigningKey,
+  devSourceSystem,
+  loadConfig,
+  parseApiKeys,
+  parseTrustedEventKeys,
+  requireEventSigningKey,
+  requireTrustedEventKeys
+} from '../../src/platform/config.ts'
 import { apiKeyHash } from '../../src/platform/http/api-key-auth.ts'
+import { newEventKeyPair } from '../support/event-keys.ts'
 
 const hash = apiKeyHash('a-real-secret-key')
 
@@ -34,5 +46,105 @@ describe('configuration', () => {
   it('names the setting that is out of range', () => {
     expect(() => loadConfig({ CIF_PORT: '80x' })).toThrow('CIF_PORT must be a whole number from 0 to 65535, got "80x".')
     expect(loadConfig({ KAFKA_BROKERS: ' a:1, b:2 ,' }).kafkaBrokers).toEqual(['a:1', 'b:2'])
+  })
+})
+
+describe('event signing keys', () => {
+  const own = newEventKeyPair('cif-2026-01')
+  const ownPem = own.signingKey.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()
+  const next = newEventKeyPair('cif-2026-07')
+  const production = { NODE_ENV: 'production', CIF_SOURCE_SYSTEMS: `crm=${hash}` }
+  const signs = (env: Record<string, string>, trustedBy: Record<string, string>) => {
+    const event = signEvent({ id: 'e-1', data: { cifId: '10000000009' } }, requireEventSigningKey(loadConfig(env)))
+    return checkEventSignature(JSON.parse(JSON.stringify(event)), requireTrustedEventKeys(loadConfig(trustedBy)))
+  }
+
+  it('signs and verifies with the documented development key pair when nothing is set', () => {
+    const config = loadConfig({})
+    expect(config.cif.eventSigningKey?.keyId).toBe(devEventSigningKey.keyId)
+    expect([...(config.syncer.trustedEventKeys?.keys() ?? [])]).toEqual([devEventSigningKey.keyId])
+    expect(signs({}, {})).toEqual({ signed: true, keyId: 'local-development' })
+    expect(signs({}, { SYNCER_EVENT_KEYS: `cif-2026-07=${next.spkiBase64}` })).toMatchObject({ signed: false })
+  })
+
+  it('reads the CIF service’s key as PEM (line breaks as they are, or as \\n) with its id', () => {
+    expect(
+      signs({ CIF_EVENT_SIGNING_KEY: ownPem, CIF_EVENT_SIGNING_KEY_ID: 'cif-2026-01' }, { SYNCER_EVENT_KEYS: `cif-2026-01=${own.spkiBase64}` })
+    ).toEqual({
+      signed: true,
+      keyId: 'cif-2026-01'
+    })
+    const oneLine = ownPem.trim().replaceAll('\n', '\\n')
+    expect(oneLine).not.toContain('\n')
+    expect(requireEventSigningKey(loadConfig({ CIF_EVENT_SIGNING_KEY: oneLine, CIF_EVENT_SIGNING_KEY_ID: 'cif-2026-01' })).keyId).toBe('cif-2026-01')
+  })
+
+  it('names the signing key setting that is wrong, and never shows the key', () => {
+    expect(() => loadConfig({ CIF_EVENT_SIGNING_KEY: ownPem })).toThrow(
+      'Set both CIF_EVENT_SIGNING_KEY (PEM) and CIF_EVENT_SIGNING_KEY_ID, or neither.'
+    )
+    expect(() => loadConfig({ CIF_EVENT_SIGNING_KEY_ID: 'cif-2026-01' })).toThrow(/Set both CIF_EVENT_SIGNING_KEY/)
+    expect(() => loadConfig({ CIF_EVENT_SIGNING_KEY: ownPem, CIF_EVENT_SIGNING_KEY_ID: 'cif 2026' })).toThrow(
+      /^CIF_EVENT_SIGNING_KEY_ID "cif 2026" must be/
+    )
+    const broken = ownPem.replace(/[A-Za-z0-9+/]{20}/, 'x')
+    expect(() => loadConfig({ CIF_EVENT_SIGNING_KEY: broken, CIF_EVENT_SIGNING_KEY_ID: 'k1' })).toThrow(
+      'CIF_EVENT_SIGNING_KEY must be an unencrypted private key in PEM (PKCS#8, "-----BEGIN PRIVATE KEY-----").'
+    )
+    const publicPem = own.publicKey.export({ type: 'spki', format: 'pem' }).toString()
+    expect(() => loadConfig({ CIF_EVENT_SIGNING_KEY: publicPem, CIF_EVENT_SIGNING_KEY_ID: 'k1' })).toThrow(
+      /^CIF_EVENT_SIGNING_KEY must be an unencrypted private key/
+    )
+    const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()
+    expect(() => loadConfig({ CIF_EVENT_SIGNING_KEY: ec, CIF_EVENT_SIGNING_KEY_ID: 'k1' })).toThrow(
+      'CIF_EVENT_SIGNING_KEY must be an Ed25519 key, not ec'
+    )
+  })
+
+  it('trusts several keys at once, so that a new key is trusted before the CIF service signs with it', () => {
+    const trusted = `cif-2026-01=${own.spkiBase64}, cif-2026-07=${next.spkiBase64}`
+    expect([...parseTrustedEventKeys(trusted).keys()]).toEqual(['cif-2026-01', 'cif-2026-07'])
+    for (const key of [own, next]) {
+      const env = {
+        CIF_EVENT_SIGNING_KEY: key.signingKey.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+        CIF_EVENT_SIGNING_KEY_ID: key.signingKey.keyId
+      }
+      expect(signs(env, { SYNCER_EVENT_KEYS: trusted })).toMatchObject({ signed: true, keyId: key.signingKey.keyId })
+    }
+  })
+
+  it('names the trusted key that is wrong', () => {
+    expect(() => parseTrustedEventKeys(own.spkiBase64)).toThrow(
+      /^SYNCER_EVENT_KEYS entry "MCow.*" must look like keyid=<base64 of the DER public key>/
+    )
+    expect(() => parseTrustedEventKeys(`a=${own.spkiBase64},a=${next.spkiBase64}`)).toThrow('SYNCER_EVENT_KEYS names key "a" twice.')
+    expect(() => parseTrustedEventKeys('a=not base64!')).toThrow(
+      'SYNCER_EVENT_KEYS key "a" is not a public key in base64 of DER (SubjectPublicKeyInfo).'
+    )
+    expect(() => parseTrustedEventKeys(`a=${own.spkiBase64.slice(4)}`)).toThrow(/key "a" is not a public key/)
+    const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'der' }).toString('base64')
+    expect(() => loadConfig({ SYNCER_EVENT_KEYS: `b=${ec}` })).toThrow('SYNCER_EVENT_KEYS key "b" must be an Ed25519 key, not ec')
+  })
+
+  it('refuses the development key in production, and each service starts only with its own setting', () => {
+    const ownEnv = { CIF_EVENT_SIGNING_KEY: ownPem, CIF_EVENT_SIGNING_KEY_ID: 'cif-2026-01', SYNCER_EVENT_KEYS: `cif-2026-01=${own.spkiBase64}` }
+    expect(() => loadConfig({ ...production, ...ownEnv, CIF_EVENT_SIGNING_KEY: devEventSigningKey.privateKey })).toThrow(
+      /^CIF_EVENT_SIGNING_KEY is the public development key/
+    )
+    expect(() => loadConfig({ ...production, ...ownEnv, SYNCER_EVENT_KEYS: `mine=${devEventSigningKey.publicKey}` })).toThrow(
+      /^SYNCER_EVENT_KEYS trusts the public development key \(as "mine"\)/
+    )
+    // Unset: no development key stands in, and the service that needs the setting refuses to start.
+    const bare = loadConfig(production)
+    expect(bare.cif.eventSigningKey).toBeUndefined()
+    expect(bare.syncer.trustedEventKeys).toBeUndefined()
+    expect(() => requireEventSigningKey(bare)).toThrow(ConfigError)
+    expect(() => requireEventSigningKey(bare)).toThrow(/^Set CIF_EVENT_SIGNING_KEY \(PEM, PKCS#8 Ed25519\) and CIF_EVENT_SIGNING_KEY_ID/)
+    expect(() => requireTrustedEventKeys(bare)).toThrow(/^Set SYNCER_EVENT_KEYS/)
+    const configured = loadConfig({ ...production, ...ownEnv })
+    expect(requireEventSigningKey(configured).keyId).toBe('cif-2026-01')
+    expect([...requireTrustedEventKeys(configured).keys()]).toEqual(['cif-2026-01'])
+    // Outside production a key of its own is taken as it is too.
+    expect(loadConfig(ownEnv).cif.eventSigningKey?.keyId).toBe('cif-2026-01')
   })
 })

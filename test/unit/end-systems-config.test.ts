@@ -3,6 +3,7 @@ import { customerEvent, customerEventTypes } from '../../src/contracts/customer-
 import { ConfigError } from '../../src/platform/config.ts'
 import { loadEndSystems, parseEndSystems } from '../../src/syncer/delivery/end-systems-config.ts'
 import { mappingInput, requestPath } from '../../src/syncer/delivery/lane.ts'
+import { devSigningKey } from '../support/event-keys.ts'
 
 const minimal = (system: string) => `
 endSystems:
@@ -88,7 +89,7 @@ describe('requests built from the file', () => {
       createdAt: '2026-11-26T10:00:00.000Z',
       updatedAt: '2026-11-26T11:00:00.000Z'
     }
-    expect(mappingInput(customerEvent(customerEventTypes.updated, customer, 'branch-portal', ['email', 'mobileNumber']))).toEqual({
+    expect(mappingInput(customerEvent(customerEventTypes.updated, customer, 'branch-portal', devSigningKey, ['email', 'mobileNumber']))).toEqual({
       cifId: '10000000009',
       version: 3,
       eventType: 'cif.customer.updated',

@@ -1,6 +1,7 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { canonicalJson, requestHash } from '../../src/cif/idempotency.ts'
+import { requestHash } from '../../src/cif/idempotency.ts'
+import { canonicalJson } from '../../src/contracts/canonical-json.ts'
 
 describe('request hash', () => {
   it('does not depend on the order of keys', () => {

@@ -59,11 +59,19 @@ export interface Verdict {
   retryAfterMs?: number | undefined
 }
 
-const MESSAGE_EXCERPT = 500
+/** How much of an end system's answer a verdict quotes, on one line. */
+export const MESSAGE_EXCERPT = 500
 
+/**
+ * The answer on one line, cut to MESSAGE_EXCERPT characters. The caller masks personal data before this
+ * (a value cut in two is no longer recognised); the cut keeps a surrogate pair whole, since the masked
+ * answer is stored as it is.
+ */
 function excerpt(body: string): string {
   const flat = body.replace(/\s+/g, ' ').trim()
-  return flat.length > MESSAGE_EXCERPT ? `${flat.slice(0, MESSAGE_EXCERPT)}…` : flat
+  if (flat.length <= MESSAGE_EXCERPT) return flat
+  const high = flat.charCodeAt(MESSAGE_EXCERPT - 1)
+  return `${flat.slice(0, high >= 0xd800 && high <= 0xdbff ? MESSAGE_EXCERPT - 1 : MESSAGE_EXCERPT)}…`
 }
 
 const networkWords: Record<string, string> = {

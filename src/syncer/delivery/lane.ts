@@ -3,12 +3,12 @@ import { formatDuration } from '../../platform/duration.ts'
 import type { Logger } from '../../platform/logger.ts'
 import { FailureLog } from '../../platform/retry.ts'
 import type { SyncerDb } from '../tables.ts'
-import { attemptTimeoutMs, judgeCall, LAG_WORTH_A_REMARK_MS, retryDelayMs, type Verdict } from './attempt-policy.ts'
+import { attemptTimeoutMs, type CallResult, judgeCall, LAG_WORTH_A_REMARK_MS, MESSAGE_EXCERPT, retryDelayMs, type Verdict } from './attempt-policy.ts'
 import type { AttemptRecorder } from './attempt-recorder.ts'
 import { type ClaimedDelivery, claimDue } from './delivery-store.ts'
 import type { EndSystemClient } from './end-system-client.ts'
 import type { EndSystemConfig } from './end-systems-config.ts'
-import { maskPersonalData } from './masking.ts'
+import { type Masker, personalDataMasker } from './masking.ts'
 import { decideAfterAttempt, remark } from './states.ts'
 
 /** An attempt's lease outlives its timeout by this much before another syncer may presume it lost. */
@@ -134,7 +134,8 @@ export class DeliveryLane {
     const input = mappingInput(delivery.event)
     const timeoutMs = attemptTimeoutMs(system.retry, delivery.round_attempts)
     const startedAt = new Date()
-    const { verdict, externalId } = await this.#call(delivery, input, timeoutMs)
+    const mask = personalDataMasker(input.customer)
+    const { verdict, externalId } = await this.#call(delivery, input, timeoutMs, mask)
     const finishedAt = new Date()
     callDone()
 
@@ -153,7 +154,8 @@ export class DeliveryLane {
       attempt: {
         status: verdict.outcome === 'success' ? 'SUCCESS' : 'ERROR',
         httpStatus: verdict.httpStatus,
-        message: maskPersonalData(verdict.message, input.customer),
+        // Masked already, before it was cut to an excerpt (see #call).
+        message: verdict.message,
         remarks: remarks.filter(Boolean).join('; '),
         timeoutMs,
         startedAt,
@@ -163,8 +165,17 @@ export class DeliveryLane {
     })
   }
 
-  /** Builds the request from the event, calls the end system, and judges its answer. */
-  async #call(delivery: ClaimedDelivery, input: MappingInput, timeoutMs: number): Promise<{ verdict: Verdict; externalId: string | null }> {
+  /**
+   * Builds the request from the event, calls the end system, and judges its answer. What the end system
+   * said is masked before it is judged: the verdict quotes an excerpt of it, and a value cut in two by the
+   * excerpt ("…Lovel") would no longer be recognised as the customer's.
+   */
+  async #call(
+    delivery: ClaimedDelivery,
+    input: MappingInput,
+    timeoutMs: number,
+    mask: Masker
+  ): Promise<{ verdict: Verdict; externalId: string | null }> {
     const system = this.#system
     const operation = system.operations[delivery.operation]
     const externalId = delivery.xref_external_id
@@ -180,7 +191,7 @@ export class DeliveryLane {
       body = JSON.stringify((await operation.body.evaluate(input)) ?? {})
     } catch (error) {
       const remarks = `the payload mapping for ${system.name} ${delivery.operation} failed; fix the end systems file`
-      return { verdict: { outcome: 'fail', httpStatus: null, message: `mapping error: ${(error as Error).message}`, remarks }, externalId }
+      return { verdict: { outcome: 'fail', httpStatus: null, message: `mapping error: ${mask((error as Error).message)}`, remarks }, externalId }
     }
     const result = await this.#client.call({
       method: operation.method,
@@ -189,12 +200,32 @@ export class DeliveryLane {
       body,
       timeoutMs
     })
-    const verdict = judgeCall(result, system.name, delivery.operation, system.createConflictMeansExists)
+    const verdict = judgeCall(maskedAnswer(result, mask), system.name, delivery.operation, system.createConflictMeansExists)
     if (verdict.outcome !== 'success' || delivery.operation !== 'create' || result.kind !== 'response') return { verdict, externalId }
     const created = await readExternalId(operation.externalId, result.body)
     if (operation.externalId && !created) verdict.remarks += '; its answer held no record id, so updates cannot be sent'
     return { verdict, externalId: created }
   }
+}
+
+/**
+ * How much of a long answer is masked: its excerpt quotes the first MESSAGE_EXCERPT characters only, and
+ * masking all of an answer (up to 64 KiB) on every attempt would cost more than the rest of the attempt.
+ */
+const ANSWER_HEAD = 16 * MESSAGE_EXCERPT
+
+/** The end system's answer as the attempt may quote it; the record id is read from the answer itself. */
+export function maskedAnswer(result: CallResult, mask: Masker): CallResult {
+  if (result.kind === 'network') return { ...result, message: mask(result.message) }
+  if (result.kind !== 'response') return result
+  const { body } = result
+  if (body.length <= ANSWER_HEAD) return { ...result, body: mask(body) }
+  // A value cut in two at the end of the head is not recognised, so it must lie well past the excerpt.
+  // Masking turns two characters or more into three ("***"), and the excerpt flattens whitespace: while
+  // the masked head still holds four excerpts on one line, the excerpt ends a thousand characters or more
+  // before the head does. When it does not (an answer made mostly of the customer's data), all is masked.
+  const head = mask(body.slice(0, ANSWER_HEAD))
+  return { ...result, body: head.replace(/\s+/g, ' ').length >= 4 * MESSAGE_EXCERPT ? head : mask(body) }
 }
 
 async function readExternalId(expression: EndSystemConfig['operations']['create']['externalId'], body: string): Promise<string | null> {

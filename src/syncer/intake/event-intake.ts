@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Admin, MessagesStream } from '@platformatic/kafka'
+import type { TrustedEventKeys } from '../../contracts/event-signature.ts'
 import { topics } from '../../contracts/topics.ts'
 import { settleWithin, withDeadline } from '../../platform/deadline.ts'
 import { describeError } from '../../platform/errors.ts'
@@ -16,6 +17,8 @@ export interface EventIntakeOptions {
   brokers: string[]
   groupId: string
   endSystems: string[]
+  /** The CIF service's keys: a message signed by none of them is kept as unreadable, never delivered. */
+  trustedEventKeys: TrustedEventKeys
   log: Logger
   /** Called after new deliveries are stored, with the end systems that have some. */
   onStored: (endSystems: Set<string>) => void
@@ -407,10 +410,18 @@ export class EventIntake {
    * unreadable, so that one bad message never stops the topic.
    */
   async #storeUntilDone(session: IntakeSession, batch: StringMessage[]): Promise<boolean> {
-    const { db, endSystems, log, onStored } = this.#options
+    const { db, endSystems, trustedEventKeys, log, onStored } = this.#options
     const store = async (messages: StringMessage[]): Promise<void> => {
-      const systems = await storeEvents(db, messages, endSystems)
-      if (systems.size) onStored(systems)
+      const stored = await storeEvents(db, messages, endSystems, trustedEventKeys)
+      for (const { message, reason } of stored.notSigned) {
+        // Someone produced to the topic who is not the CIF service, or its key is not trusted here yet.
+        // Where, and why; never the payload.
+        log.warn(
+          { topic: message.topic, partition: message.partition, offset: String(message.offset), key: message.key?.slice(0, 64), reason },
+          'message not signed by the CIF service: kept as unreadable, not delivered'
+        )
+      }
+      if (stored.endSystems.size) onStored(stored.endSystems)
     }
     const storing = new FailureLog(log, 'cannot store events; retrying')
     session.storingSince = Date.now()

@@ -2,6 +2,7 @@ import type { Message } from '@platformatic/kafka'
 import { Ajv2020 } from 'ajv/dist/2020.js'
 import addFormats from 'ajv-formats'
 import { type CustomerEvent, customerEventSchema, customerEventTypes } from '../../contracts/customer-events.ts'
+import { checkEventSignature, type TrustedEventKeys } from '../../contracts/event-signature.ts'
 import { lagRemark } from '../delivery/attempt-policy.ts'
 import { blockBehindFailures } from '../delivery/delivery-store.ts'
 import { initialState } from '../delivery/states.ts'
@@ -9,7 +10,8 @@ import type { SyncerDb } from '../tables.ts'
 
 // What the intake stores from Kafka, in one transaction per batch: each customer event once (a redelivered
 // one finds its id), with one delivery per end system, and each message that is not a readable customer
-// event kept as unreadable, never dropped.
+// event kept as unreadable, never dropped. Only events the CIF service signed (with a key in
+// `trustedKeys`) are read as events: anyone else who can produce to the topic is kept out.
 
 export type StringMessage = Message<string, string, string, string>
 
@@ -17,8 +19,13 @@ const ajv = new Ajv2020({ allErrors: false, strict: false })
 addFormats.default(ajv)
 const validators = Object.values(customerEventTypes).map((type) => [type, ajv.compile(customerEventSchema(type))] as const)
 
-/** A message as a CIF event, or why it is not one. */
-export function readCustomerEvent(value: string): { event: CustomerEvent } | { reason: string } {
+export type ReadMessage = { event: CustomerEvent } | { reason: string; notSigned?: true }
+
+/**
+ * A message as a CIF event, or why it is not one; `notSigned` when no trusted key signed it (forged, or
+ * signed with a key the syncer was not told of): worth a warning of its own.
+ */
+export function readCustomerEvent(value: string, trustedKeys: TrustedEventKeys): ReadMessage {
   let parsed: unknown
   try {
     parsed = JSON.parse(value)
@@ -28,6 +35,9 @@ export function readCustomerEvent(value: string): { event: CustomerEvent } | { r
   const type = (parsed as { type?: unknown })?.type
   const validate = validators.find(([t]) => t === type)?.[1]
   if (!validate) return { reason: `not a CIF customer event (type ${JSON.stringify(type)?.slice(0, 60)})` }
+  // Before the schema, so that a forged event is called what it is, however it is shaped.
+  const signature = checkEventSignature(parsed, trustedKeys)
+  if (!signature.signed) return { reason: signature.reason, notSigned: true }
   if (!validate(parsed)) {
     const first = validate.errors?.[0]
     return { reason: `does not match the ${String(type)} schema: ${first?.instancePath || '/'} ${first?.message}` }
@@ -35,16 +45,27 @@ export function readCustomerEvent(value: string): { event: CustomerEvent } | { r
   return { event: parsed as CustomerEvent }
 }
 
-/** Stores a batch of messages; returns the end systems that got new deliveries. */
-export async function storeEvents(db: SyncerDb, batch: StringMessage[], endSystems: string[]): Promise<Set<string>> {
+export interface StoredBatch {
+  /** The end systems that got new deliveries. */
+  endSystems: Set<string>
+  /** The messages kept as unreadable because no trusted key signed them (see readCustomerEvent). */
+  notSigned: { message: StringMessage; reason: string }[]
+}
+
+/** Stores a batch of messages, reading as events only those signed by one of `trustedKeys`. */
+export async function storeEvents(db: SyncerDb, batch: StringMessage[], endSystems: string[], trustedKeys: TrustedEventKeys): Promise<StoredBatch> {
   const events: { event: CustomerEvent; message: StringMessage }[] = []
   const unreadable: { message: StringMessage; reason: string }[] = []
+  const notSigned: StoredBatch['notSigned'] = []
   for (const message of batch) {
-    const read = readCustomerEvent(message.value ?? '')
+    const read = readCustomerEvent(message.value ?? '', trustedKeys)
     if ('event' in read) events.push({ event: read.event, message })
-    else unreadable.push({ message, reason: read.reason })
+    else {
+      unreadable.push({ message, reason: read.reason })
+      if (read.notSigned) notSigned.push({ message, reason: read.reason })
+    }
   }
-  return db.transaction().execute(async (trx) => {
+  const endSystemsWithDeliveries = await db.transaction().execute(async (trx) => {
     await keepUnreadable(trx, unreadable)
     if (events.length === 0) return new Set<string>()
     const stored = await trx
@@ -82,6 +103,7 @@ export async function storeEvents(db: SyncerDb, batch: StringMessage[], endSyste
     await blockBehindFailures(trx, { deliveryIds: ids.map((row) => row.id) })
     return new Set(endSystems)
   })
+  return { endSystems: endSystemsWithDeliveries, notSigned }
 }
 
 /** SQLSTATE classes 22 (data exception) and 23 (integrity constraint): trying again cannot help. */
