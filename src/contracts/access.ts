@@ -13,6 +13,16 @@ export type SourceSystemGrant = keyof typeof sourceSystemGrants
 
 export type CustomerAccess = 'read' | 'update' | 'name-duplicate'
 
+/**
+ * What an operator may do on the admin API (SYNCER_OPERATOR_ROLES); an operator listed without a role is
+ * an `operator`.
+ */
+export const operatorRoles = {
+  viewer: 'find deliveries and attempts, and count them: read only',
+  operator: 'also redrive and skip deliveries'
+} as const
+export type OperatorRole = keyof typeof operatorRoles
+
 const grantFor: Record<CustomerAccess, SourceSystemGrant> = { read: 'read-all', update: 'update-all', 'name-duplicate': 'see-duplicates' }
 
 /** Whether `caller` may do `access` to a customer created by `owner`. */

@@ -67,6 +67,12 @@ export const httpProblems = {
     title: 'Authentication is required',
     description: 'No API key was sent as `Authorization: Bearer <key>`, or the key is not known.'
   },
+  forbidden: {
+    code: 'forbidden',
+    status: 403,
+    title: 'Not allowed to you',
+    description: 'Your key is known, but your role does not allow this action (an operator with the role viewer may look, not act).'
+  },
   notFound: { code: 'not-found', status: 404, title: 'Not found', description: 'No such route.' },
   methodNotAllowed: {
     code: 'method-not-allowed',

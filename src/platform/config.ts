@@ -1,7 +1,7 @@
 import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
-import { type SourceSystemGrant, sourceSystemGrants } from '../contracts/access.ts'
+import { type OperatorRole, operatorRoles, type SourceSystemGrant, sourceSystemGrants } from '../contracts/access.ts'
 import { type EventSigningKey, SIGNING_KEY_ID_PATTERN, type TrustedEventKeys } from '../contracts/event-signature.ts'
 import { apiKeyHash } from './http/api-key-auth.ts'
 import { defaultHttpLimits, type HttpLimits } from './http/server.ts'
@@ -66,6 +66,8 @@ export interface Config {
   }
   /** Operators allowed on the syncer's admin API: name → SHA-256 of their key. */
   operatorKeyHashes: Map<string, string>
+  /** Each operator's role (contracts/access.ts): `operator` unless SYNCER_OPERATOR_ROLES says otherwise. */
+  operatorRoles: Map<string, OperatorRole>
   simulator: { host: string; port: number }
 }
 
@@ -127,6 +129,29 @@ export function parseGrants(
     grants.set(name, (grants.get(name) ?? new Set()).add(grant as SourceSystemGrant))
   }
   return grants
+}
+
+/** Roles as `name:role` pairs (`auditor:viewer`), each for a configured operator; the others are `operator`. */
+export function parseOperatorRoles(
+  raw: string,
+  operators: ReadonlyMap<string, string>,
+  variable = 'SYNCER_OPERATOR_ROLES'
+): Map<string, OperatorRole> {
+  const roles = new Map<string, OperatorRole>([...operators.keys()].map((name) => [name, 'operator']))
+  for (const entry of raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
+    const [name = '', role = ''] = entry.split(':').map((s) => s.trim())
+    if (!Object.hasOwn(operatorRoles, role)) {
+      throw new ConfigError(
+        `${variable} entry "${entry.slice(0, 80)}" must look like name:role, role one of ${Object.keys(operatorRoles).join(', ')}.`
+      )
+    }
+    if (!operators.has(name)) throw new ConfigError(`${variable} names "${name.slice(0, 80)}", which is not an operator of SYNCER_OPERATORS.`)
+    roles.set(name, role as OperatorRole)
+  }
+  return roles
 }
 
 /** Documented in the README so a newcomer can call the APIs at once; refused in production. */
@@ -206,7 +231,8 @@ export function parseTrustedEventKeys(raw: string, variable = 'SYNCER_EVENT_KEYS
     const at = entry.indexOf('=')
     const keyId = entry.slice(0, Math.max(at, 0)).trim()
     const encoded = entry.slice(at + 1).trim()
-    if (at < 0 || !keyIdPattern.test(keyId)) {
+    // A bare key has no id: its first "=" is the base64 padding at the end, and nothing follows it.
+    if (at < 0 || !keyIdPattern.test(keyId) || !encoded) {
       throw new ConfigError(`${variable} entry "${entry.slice(0, 80)}" must look like keyid=<base64 of the DER public key>, the key id ${keyIdRule}.`)
     }
     if (keys.has(keyId)) throw new ConfigError(`${variable} names key "${keyId}" twice.`)
@@ -279,6 +305,7 @@ export function tlsOptions(config: Config): { cert: Buffer; key: Buffer } | unde
 export function loadConfig(env: Env = process.env): Config {
   const production = env.NODE_ENV === 'production'
   const sourceSystemKeyHashes = apiKeys(env, 'CIF_SOURCE_SYSTEMS', devSourceSystem, production, true)
+  const operatorKeyHashes = apiKeys(env, 'SYNCER_OPERATORS', devOperator, production, false)
   const kafkaBrokers = env.KAFKA_BROKERS?.split(',')
     .map((s) => s.trim())
     .filter(Boolean)
@@ -325,7 +352,8 @@ export function loadConfig(env: Env = process.env): Config {
       intakeUnreadyAfterMs: integer(env, 'SYNCER_INTAKE_UNREADY_AFTER_MS', 60_000, 1000, 3_600_000),
       trustedEventKeys: trustedEventKeys(env, production)
     },
-    operatorKeyHashes: apiKeys(env, 'SYNCER_OPERATORS', devOperator, production, false),
+    operatorKeyHashes,
+    operatorRoles: parseOperatorRoles(env.SYNCER_OPERATOR_ROLES ?? '', operatorKeyHashes),
     simulator: { host: env.SIMULATOR_HOST ?? '127.0.0.1', port: integer(env, 'SIMULATOR_PORT', 8090, 0, 65535) }
   }
 }

@@ -49,7 +49,7 @@ export async function createSyncerApp(
     sourceSystemKeyHashes: config.sourceSystemKeyHashes,
     sourceSystemGrants: config.sourceSystemGrants
   })
-  await app.register(adminApi, { prefix: '/v1/admin', db, operatorKeyHashes: config.operatorKeyHashes })
+  await app.register(adminApi, { prefix: '/v1/admin', db, operatorKeyHashes: config.operatorKeyHashes, operatorRoles: config.operatorRoles })
   return app
 }
 

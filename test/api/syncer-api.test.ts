@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { cifIdFromNumber } from '../../src/contracts/cif-id.ts'
 import { httpProblems, syncerProblems } from '../../src/contracts/problems.ts'
+import { apiKeyHash } from '../../src/platform/http/api-key-auth.ts'
 import type { HttpServer } from '../../src/platform/http/server.ts'
 import { type ClaimedDelivery, claimDue, recordAttempts } from '../../src/syncer/delivery/delivery-store.ts'
 import type { Decision } from '../../src/syncer/delivery/states.ts'
@@ -340,6 +341,33 @@ describe('admin API: finding deliveries and attempts', () => {
 
 const operatorActionsOn = (id: string) =>
   database.db.selectFrom('operator_action').select(['action', 'operator', 'reason', 'from_state']).where('delivery_id', '=', id).execute()
+
+describe('admin API: roles', () => {
+  it('lets an operator with the role viewer look, but not redrive or skip, and writes nothing for the refusal', async () => {
+    const auditorKey = 'test-auditor-key'
+    const roles = await syncerApp(
+      database,
+      testConfig({
+        SYNCER_OPERATORS: `test-operator=${apiKeyHash(operatorKey)},auditor=${apiKeyHash(auditorKey)}`,
+        SYNCER_OPERATOR_ROLES: 'auditor:viewer'
+      })
+    )
+    try {
+      const failed = await deliveryId(stuck, 'crm', 1)
+      expect((await call(roles, 'GET', `/v1/admin/deliveries?cifId=${stuck}`, { key: auditorKey })).status).toBe(200)
+      for (const action of ['redrive', 'skip']) {
+        const refused = await call(roles, 'POST', `/v1/admin/deliveries/${failed}/${action}`, { key: auditorKey, body: { reason: 'just looking' } })
+        expect(refused.status, action).toBe(403)
+        expect(refused.body.type).toBe(problemType(httpProblems.forbidden))
+      }
+      expect(await operatorActionsOn(failed)).toEqual([])
+    } finally {
+      await roles.close()
+    }
+    expect(() => testConfig({ SYNCER_OPERATOR_ROLES: 'test-operator:approver' })).toThrow(/must look like name:role/)
+    expect(() => testConfig({ SYNCER_OPERATOR_ROLES: 'nobody:viewer' })).toThrow(/not an operator/)
+  })
+})
 
 describe('admin API: refused redrives and skips change nothing', () => {
   it('refuses to redrive a delivery that is not FAILED, or to skip one that is neither FAILED nor BLOCKED, saying its state', async () => {

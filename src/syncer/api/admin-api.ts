@@ -1,5 +1,7 @@
 import { Type } from 'typebox'
+import type { OperatorRole } from '../../contracts/access.ts'
 import { requireValidCifId } from '../../contracts/cif-id.ts'
+import { httpProblems, Refusal } from '../../contracts/problems.ts'
 import { requireApiKey } from '../../platform/http/api-key-auth.ts'
 import { type HttpServer, problemResponses, apiKeySecurity as security } from '../../platform/http/server.ts'
 import { redrive, skip } from '../delivery/operator-actions.ts'
@@ -10,6 +12,7 @@ import { Attempt, AttemptFilters, Delivery, DeliveryCounts, DeliveryFilters, IdP
 export interface AdminApiOptions {
   db: SyncerDb
   operatorKeyHashes: Map<string, string>
+  operatorRoles: ReadonlyMap<string, OperatorRole>
 }
 
 /**
@@ -21,7 +24,7 @@ function checkCifId(filters: { cifId?: string | undefined }): void {
 }
 
 /** What operators need: find deliveries and attempts, redrive what failed, skip what must not go. */
-export async function adminApi(app: HttpServer, { db, operatorKeyHashes }: AdminApiOptions): Promise<void> {
+export async function adminApi(app: HttpServer, { db, operatorKeyHashes, operatorRoles }: AdminApiOptions): Promise<void> {
   requireApiKey(app, operatorKeyHashes)
 
   app.get(
@@ -85,10 +88,15 @@ export async function adminApi(app: HttpServer, { db, operatorKeyHashes }: Admin
           security,
           params: IdParams,
           body: Reason,
-          response: { 200: Delivery, ...problemResponses(400, 401, 404, 409) }
+          response: { 200: Delivery, ...problemResponses(400, 401, 403, 404, 409) }
         }
       },
-      async (request) => toDelivery(await run(db, { deliveryId: request.params.id, operator: request.caller, reason: request.body.reason }))
+      async (request) => {
+        if (operatorRoles.get(request.caller) !== 'operator') {
+          throw new Refusal(httpProblems.forbidden, `Operator ${request.caller} may look, not ${action}: that needs the role operator.`)
+        }
+        return toDelivery(await run(db, { deliveryId: request.params.id, operator: request.caller, reason: request.body.reason }))
+      }
     )
   }
 }
