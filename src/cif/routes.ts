@@ -6,7 +6,7 @@ import { requireValidCifId } from '../contracts/cif-id.ts'
 import { CifIdParams, Customer, CustomerInput, CustomerPatch, immutableFields } from '../contracts/customer.ts'
 import type { EventSigningKey } from '../contracts/event-signature.ts'
 import { cifProblems, Refusal } from '../contracts/problems.ts'
-import { requireApiKey } from '../platform/http/api-key-auth.ts'
+import { type ApiKey, requireApiKey } from '../platform/http/api-key-auth.ts'
 import { problemOf } from '../platform/http/problem.ts'
 import { apiKeySecurity, type HttpServer, PROBLEM_JSON, problemResponses } from '../platform/http/server.ts'
 import { customerRuleErrors, todayUtc } from './customer-rules.ts'
@@ -16,7 +16,7 @@ import type { CifDb } from './tables.ts'
 
 export interface CifApiOptions {
   db: CifDb
-  sourceSystemKeyHashes: Map<string, string>
+  sourceSystemKeyHashes: ReadonlyMap<string, readonly ApiKey[]>
   sourceSystemGrants: ReadonlyMap<string, ReadonlySet<SourceSystemGrant>>
   /** Signs every customer event, so that the syncer can tell the CIF service's events from forged ones. */
   eventSigningKey: EventSigningKey

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { type OperatorRole, operatorRoles, type SourceSystemGrant, sourceSystemGrants } from '../contracts/access.ts'
 import { type EventSigningKey, SIGNING_KEY_ID_PATTERN, type TrustedEventKeys } from '../contracts/event-signature.ts'
-import { apiKeyHash } from './http/api-key-auth.ts'
+import { type ApiKey, apiKeyHash } from './http/api-key-auth.ts'
 import { defaultHttpLimits, type HttpLimits } from './http/server.ts'
 
 /** Why the process cannot start: a wrong setting, named so an operator can fix it in one go. */
@@ -44,7 +44,7 @@ export interface Config {
    */
   outbox: { batchSize: number; pollIntervalMs: number; retentionHours: number; stallMs: number; unreadyAfterMs: number }
   /** Source systems allowed to call the CIF API and the callback API: name → SHA-256 of its API key (hex). */
-  sourceSystemKeyHashes: Map<string, string>
+  sourceSystemKeyHashes: Map<string, ApiKey[]>
   /** What each source system may do with other source systems' customers (contracts/access.ts); none by default. */
   sourceSystemGrants: Map<string, Set<SourceSystemGrant>>
   /**
@@ -65,7 +65,7 @@ export interface Config {
     trustedEventKeys: TrustedEventKeys | undefined
   }
   /** Operators allowed on the syncer's admin API: name → SHA-256 of their key. */
-  operatorKeyHashes: Map<string, string>
+  operatorKeyHashes: Map<string, ApiKey[]>
   /** Each operator's role (contracts/access.ts): `operator` unless SYNCER_OPERATOR_ROLES says otherwise. */
   operatorRoles: Map<string, OperatorRole>
   simulator: { host: string; port: number }
@@ -84,22 +84,33 @@ function integer(env: Env, name: string, fallback: number, min: number, max: num
 }
 
 /**
- * API keys are configured as `name=sha256hex` pairs separated by commas. Only hashes are configured,
- * so a leaked configuration does not leak a key (`cif-syncer hash-key <key>` computes one).
+ * API keys are configured as `name=sha256hex` pairs separated by commas, each optionally with an expiry
+ * (`name=sha256hex@2027-01-31T00:00:00Z`). A caller may have several keys, so that a new one can be given
+ * out before the old one stops working. Only hashes are configured, so a leaked configuration does not
+ * leak a key (`cif-syncer hash-key <key>` computes one).
  */
-export function parseApiKeys(raw: string, variable: string): Map<string, string> {
-  const callers = new Map<string, string>()
+export function parseApiKeys(raw: string, variable: string): Map<string, ApiKey[]> {
+  const callers = new Map<string, ApiKey[]>()
+  const seen = new Set<string>()
   for (const entry of raw
     .split(',')
     .map((s) => s.trim())
     .filter(Boolean)) {
-    const match = /^([a-z][a-z0-9-]{1,62})=([0-9a-f]{64})$/.exec(entry)
+    const match = /^([a-z][a-z0-9-]{1,62})=([0-9a-f]{64})(?:@(\S+))?$/.exec(entry)
     if (!match) {
-      throw new ConfigError(`${variable} entry "${entry.slice(0, 80)}" must look like name=<64 hex chars of SHA-256(key)>.`)
+      throw new ConfigError(`${variable} entry "${entry.slice(0, 80)}" must look like name=<64 hex chars of SHA-256(key)>, optionally @<expiry>.`)
     }
-    const [, name, hash] = match as unknown as [string, string, string]
-    if (callers.has(name)) throw new ConfigError(`${variable} names "${name}" twice.`)
-    callers.set(name, hash)
+    const [, name, hash, expiry] = match as unknown as [string, string, string, string | undefined]
+    // One key, one caller: a key two callers share would say nothing about who called.
+    if (seen.has(hash)) throw new ConfigError(`${variable} holds the key of "${name}" twice, or for two callers.`)
+    seen.add(hash)
+    const expiresAt = expiry === undefined ? undefined : new Date(expiry)
+    if (expiresAt && (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?(\.\d+)?(Z|[+-]\d{2}:\d{2})$/.test(expiry!) || Number.isNaN(expiresAt.getTime()))) {
+      throw new ConfigError(
+        `${variable} entry of "${name}" has an expiry "${expiry!.slice(0, 40)}" that is not a date-time such as 2027-01-31T00:00:00Z.`
+      )
+    }
+    callers.set(name, [...(callers.get(name) ?? []), { hash, ...(expiresAt ? { expiresAt } : {}) }])
   }
   return callers
 }
@@ -110,7 +121,7 @@ export function parseApiKeys(raw: string, variable: string): Map<string, string>
  */
 export function parseGrants(
   raw: string,
-  sourceSystems: ReadonlyMap<string, string>,
+  sourceSystems: ReadonlyMap<string, unknown>,
   variable = 'CIF_SOURCE_SYSTEM_GRANTS'
 ): Map<string, Set<SourceSystemGrant>> {
   const grants = new Map<string, Set<SourceSystemGrant>>()
@@ -134,7 +145,7 @@ export function parseGrants(
 /** Roles as `name:role` pairs (`auditor:viewer`), each for a configured operator; the others are `operator`. */
 export function parseOperatorRoles(
   raw: string,
-  operators: ReadonlyMap<string, string>,
+  operators: ReadonlyMap<string, unknown>,
   variable = 'SYNCER_OPERATOR_ROLES'
 ): Map<string, OperatorRole> {
   const roles = new Map<string, OperatorRole>([...operators.keys()].map((name) => [name, 'operator']))
@@ -159,18 +170,24 @@ export const devSourceSystem = { name: 'branch-portal', apiKey: 'local-branch-po
 export const devOperator = { name: 'local-operator', apiKey: 'local-operator-key' } as const
 
 /** Outside production an empty list means the documented dev key; in production, never. */
-function apiKeys(env: Env, variable: string, dev: { name: string; apiKey: string }, production: boolean, required: boolean): Map<string, string> {
+function apiKeys(env: Env, variable: string, dev: { name: string; apiKey: string }, production: boolean, required: boolean): Map<string, ApiKey[]> {
   const callers = parseApiKeys(env[variable] ?? '', variable)
   const devHash = apiKeyHash(dev.apiKey)
   if (production) {
-    if ([...callers.values()].includes(devHash)) {
+    if (hasKey(callers, dev.apiKey)) {
       throw new ConfigError(`${variable} holds a public development key; give each caller its own key.`)
     }
     if (required && callers.size === 0) throw new ConfigError(`${variable} must name at least one caller in production.`)
   } else if (callers.size === 0) {
-    callers.set(dev.name, devHash)
+    callers.set(dev.name, [{ hash: devHash }])
   }
   return callers
+}
+
+/** Whether `key` is one of the configured keys (the banner shows the development keys only where accepted). */
+export function hasKey(callers: ReadonlyMap<string, readonly ApiKey[]>, key: string): boolean {
+  const hash = apiKeyHash(key)
+  return [...callers.values()].some((keys) => keys.some((configured) => configured.hash === hash))
 }
 
 /**

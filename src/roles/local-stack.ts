@@ -1,7 +1,6 @@
 import { startCifService } from '../cif/service.ts'
 import { topics } from '../contracts/topics.ts'
-import { type Config, devOperator, devSourceSystem } from '../platform/config.ts'
-import { apiKeyHash } from '../platform/http/api-key-auth.ts'
+import { type Config, devOperator, devSourceSystem, hasKey } from '../platform/config.ts'
 import { onShutdown } from '../platform/lifecycle.ts'
 import { startInfrastructure } from '../platform/local/infrastructure.ts'
 import type { Logger } from '../platform/logger.ts'
@@ -40,9 +39,8 @@ export async function runLocalStack(config: Config, log: Logger): Promise<void> 
     await infrastructure.stop()
   })
   // The documented development keys are shown only where they are accepted.
-  const accepted = (keys: Map<string, string>, dev: { apiKey: string }) => [...keys.values()].includes(apiKeyHash(dev.apiKey))
-  const key = accepted(config.sourceSystemKeyHashes, devSourceSystem) ? devSourceSystem.apiKey : '<your source system key>'
-  const operatorKey = accepted(config.operatorKeyHashes, devOperator) ? devOperator.apiKey : '<your operator key>'
+  const key = hasKey(config.sourceSystemKeyHashes, devSourceSystem.apiKey) ? devSourceSystem.apiKey : '<your source system key>'
+  const operatorKey = hasKey(config.operatorKeyHashes, devOperator.apiKey) ? devOperator.apiKey : '<your operator key>'
   const auth = `-H 'Authorization: Bearer ${key}'`
   process.stdout.write(
     [

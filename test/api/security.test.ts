@@ -160,6 +160,31 @@ describe('keys', () => {
     }
   })
 
+  it('accepts a caller’s new key beside its old one, and refuses the old one once it has expired, saying so', async () => {
+    const rotating = await cifApp(
+      database,
+      testConfig({
+        CIF_SOURCE_SYSTEMS: [
+          `branch-portal=${apiKeyHash(keys.branchPortal)}@2020-01-01T00:00:00Z`,
+          `branch-portal=${apiKeyHash('test-branch-portal-new-key')}`,
+          `onboarding-app=${apiKeyHash('test-onboarding-old-key')}@2999-01-01T00:00:00Z`,
+          `onboarding-app=${apiKeyHash(keys.onboardingApp)}`
+        ].join(',')
+      })
+    )
+    try {
+      const expired = await call(rotating, 'GET', `/v1/customers/${unknownCifId}`)
+      expect(expired.status).toBe(401)
+      expect(expired.body.detail).toBe('The API key expired at 2020-01-01T00:00:00.000Z; use your new one.')
+      expect((await call(rotating, 'GET', `/v1/customers/${unknownCifId}`, { key: 'test-branch-portal-new-key' })).status).toBe(404)
+      for (const key of ['test-onboarding-old-key', keys.onboardingApp]) {
+        expect((await call(rotating, 'GET', `/v1/customers/${unknownCifId}`, { key })).status, key).toBe(404)
+      }
+    } finally {
+      await rotating.close()
+    }
+  })
+
   it('locks an address out after repeated failed authentications, even for a right key, and says for how long', async () => {
     const locking = await cifApp(database, testConfig({ AUTH_FAILURES_BEFORE_LOCKOUT: '3', AUTH_LOCKOUT_MS: '60000' }))
     try {

@@ -22,18 +22,25 @@ describe('configuration', () => {
     expect(config.cif).toMatchObject({ host: '127.0.0.1', port: 8080, bodyLimitBytes: 65536 })
     expect(config.databaseUrl).toBeUndefined()
     expect(config.kafkaBrokers).toBeUndefined()
-    expect(config.sourceSystemKeyHashes).toEqual(new Map([[devSourceSystem.name, apiKeyHash(devSourceSystem.apiKey)]]))
+    expect(config.sourceSystemKeyHashes).toEqual(new Map([[devSourceSystem.name, [{ hash: apiKeyHash(devSourceSystem.apiKey) }]]]))
   })
 
-  it('reads source systems as name=sha256 pairs and refuses anything else', () => {
-    expect(parseApiKeys(`crm=${hash}, branch-portal=${hash}`, 'CIF_SOURCE_SYSTEMS')).toEqual(
+  it('reads source systems as name=sha256 pairs, several per caller with an optional expiry, and refuses anything else', () => {
+    const other = apiKeyHash('another-key')
+    expect(parseApiKeys(`crm=${hash}, branch-portal=${other}`, 'CIF_SOURCE_SYSTEMS')).toEqual(
       new Map([
-        ['crm', hash],
-        ['branch-portal', hash]
+        ['crm', [{ hash }]],
+        ['branch-portal', [{ hash: other }]]
       ])
+    )
+    // A new key given out before the old one stops: both work until the old one's expiry.
+    expect(parseApiKeys(`crm=${hash}@2027-01-31T00:00:00Z,crm=${other}`, 'CIF_SOURCE_SYSTEMS')).toEqual(
+      new Map([['crm', [{ hash, expiresAt: new Date('2027-01-31T00:00:00Z') }, { hash: other }]]])
     )
     expect(() => parseApiKeys('crm=plain-text-key', 'CIF_SOURCE_SYSTEMS')).toThrow(ConfigError)
     expect(() => parseApiKeys(`crm=${hash},crm=${hash}`, 'CIF_SOURCE_SYSTEMS')).toThrow(/twice/)
+    expect(() => parseApiKeys(`crm=${hash},cards=${hash}`, 'CIF_SOURCE_SYSTEMS')).toThrow(/two callers/)
+    expect(() => parseApiKeys(`crm=${hash}@tomorrow`, 'CIF_SOURCE_SYSTEMS')).toThrow(/not a date-time/)
   })
 
   it('refuses the public dev key and an empty key list in production', () => {

@@ -9,6 +9,12 @@ declare module 'fastify' {
   }
 }
 
+/** A configured key: its SHA-256 (hex), and when it stops being accepted, if ever. */
+export interface ApiKey {
+  hash: string
+  expiresAt?: Date
+}
+
 export function apiKeyHash(key: string): string {
   return createHash('sha256').update(key, 'utf8').digest('hex')
 }
@@ -19,9 +25,11 @@ export function apiKeyHash(key: string): string {
  * looked up in one step; an address that fails too often is locked out for a while (lockout.ts). The caller's name goes into every log line of the request, the access log
  * included: each read of personal data is attributable.
  */
-export function requireApiKey(scope: HttpServer, keyHashes: Map<string, string>): void {
+export function requireApiKey(scope: HttpServer, keyHashes: ReadonlyMap<string, readonly ApiKey[]>): void {
   const failures = scope.failedAuthentications
-  const callerByHash = new Map([...keyHashes].map(([caller, hash]) => [hash, caller]))
+  const callerByHash = new Map(
+    [...keyHashes].flatMap(([caller, keys]) => keys.map((key) => [key.hash, { caller, expiresAt: key.expiresAt }] as const))
+  )
   scope.decorateRequest('caller', '')
   scope.addHook('onRequest', async (request, reply) => {
     const locked = failures.lockedFor(request.ip)
@@ -30,11 +38,18 @@ export function requireApiKey(scope: HttpServer, keyHashes: Map<string, string>)
       throw new Refusal(httpProblems.tooManyRequests, 'Too many failed authentications from your address; wait before trying again.')
     }
     const match = /^bearer ([\x21-\x7e]{8,200})$/i.exec(request.headers.authorization ?? '')
-    const caller = match ? callerByHash.get(apiKeyHash(match[1]!)) : undefined
+    const known = match ? callerByHash.get(apiKeyHash(match[1]!)) : undefined
+    const expired = known?.expiresAt !== undefined && known.expiresAt.getTime() <= Date.now()
+    const caller = expired ? undefined : known?.caller
     if (!caller) {
       failures.failed(request.ip)
       reply.header('www-authenticate', 'Bearer')
-      throw new Refusal(httpProblems.unauthorized, match ? 'The API key is not known.' : 'Send your API key as "Authorization: Bearer <key>".')
+      const why = expired
+        ? `The API key expired at ${known.expiresAt!.toISOString()}; use your new one.`
+        : match
+          ? 'The API key is not known.'
+          : 'Send your API key as "Authorization: Bearer <key>".'
+      throw new Refusal(httpProblems.unauthorized, why)
     }
     request.caller = caller
     request.log = request.log.child({ caller })

@@ -2,7 +2,7 @@ import { Type } from 'typebox'
 import type { OperatorRole } from '../../contracts/access.ts'
 import { requireValidCifId } from '../../contracts/cif-id.ts'
 import { httpProblems, Refusal } from '../../contracts/problems.ts'
-import { requireApiKey } from '../../platform/http/api-key-auth.ts'
+import { type ApiKey, requireApiKey } from '../../platform/http/api-key-auth.ts'
 import { type HttpServer, problemResponses, apiKeySecurity as security } from '../../platform/http/server.ts'
 import { redrive, skip } from '../delivery/operator-actions.ts'
 import type { SyncerDb } from '../tables.ts'
@@ -11,7 +11,7 @@ import { Attempt, AttemptFilters, Delivery, DeliveryCounts, DeliveryFilters, IdP
 
 export interface AdminApiOptions {
   db: SyncerDb
-  operatorKeyHashes: Map<string, string>
+  operatorKeyHashes: ReadonlyMap<string, readonly ApiKey[]>
   operatorRoles: ReadonlyMap<string, OperatorRole>
 }
 

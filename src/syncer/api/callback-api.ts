@@ -2,7 +2,7 @@ import { mayAccess, type SourceSystemGrant } from '../../contracts/access.ts'
 import { requireValidCifId } from '../../contracts/cif-id.ts'
 import { CifIdParams } from '../../contracts/customer.ts'
 import { Refusal, syncerProblems } from '../../contracts/problems.ts'
-import { requireApiKey } from '../../platform/http/api-key-auth.ts'
+import { type ApiKey, requireApiKey } from '../../platform/http/api-key-auth.ts'
 import { type HttpServer, problemResponses, apiKeySecurity as security } from '../../platform/http/server.ts'
 import type { SyncerDb } from '../tables.ts'
 import { customerSync, statusUpdates } from './read-model.ts'
@@ -10,7 +10,7 @@ import { CustomerSync, Updates, UpdatesQuery } from './schemas.ts'
 
 export interface CallbackApiOptions {
   db: SyncerDb
-  sourceSystemKeyHashes: Map<string, string>
+  sourceSystemKeyHashes: ReadonlyMap<string, readonly ApiKey[]>
   sourceSystemGrants: ReadonlyMap<string, ReadonlySet<SourceSystemGrant>>
 }
 
