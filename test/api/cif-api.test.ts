@@ -1,36 +1,24 @@
 import { sql } from 'kysely'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { completeIdempotentRequest, requestHash, startIdempotentRequest } from '../../src/cif/idempotency.ts'
 import { cifIdFromNumber } from '../../src/contracts/cif-id.ts'
 import { checkEventSignature } from '../../src/contracts/event-signature.ts'
 import { cifProblems, httpProblems } from '../../src/contracts/problems.ts'
-import type { HttpServer } from '../../src/platform/http/server.ts'
 import { asCif } from '../support/database.ts'
 import { devTrustedKeys, newEventKeyPair } from '../support/event-keys.ts'
-import { type OwnDatabase, ownDatabase } from '../support/own-database.ts'
-import { call, cifApp, keys, newPerson, problemType, testConfig } from './helpers.ts'
+import { call, cifApp, cifAppPerFile, keys, newPerson, problemType, testConfig } from './helpers.ts'
 
 // The CIF API's edges against PostgreSQL alone: what reaches Kafka is test/integration/cif-api.test.ts's.
-let database: OwnDatabase
-let app: HttpServer
-
-beforeAll(async () => {
-  database = await ownDatabase()
-  app = await cifApp(database)
-})
-afterAll(async () => {
-  await app?.close()
-  await database?.close()
-})
+const api = cifAppPerFile()
 
 const outboxRowsFor = async (cifId: string) =>
-  database.db.selectFrom('outbox_message').select(['event_id', 'status']).where('message_key', '=', cifId).execute()
+  api.database.db.selectFrom('outbox_message').select(['event_id', 'status']).where('message_key', '=', cifId).execute()
 
 describe('signing the events', () => {
   it('signs each event with the configured key before it goes into the outbox', async () => {
     const own = newEventKeyPair('cif-2026-07')
     const signingApp = await cifApp(
-      database,
+      api.database,
       testConfig({
         CIF_EVENT_SIGNING_KEY: own.signingKey.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
         CIF_EVENT_SIGNING_KEY_ID: 'cif-2026-07'
@@ -41,7 +29,7 @@ describe('signing the events', () => {
       expect(
         (await call(signingApp, 'PATCH', `/v1/customers/${cifId}`, { body: { email: 'new@example.com' }, headers: { 'if-match': '"1"' } })).status
       ).toBe(200)
-      const rows = await database.db.selectFrom('outbox_message').select('payload').where('message_key', '=', cifId).orderBy('id').execute()
+      const rows = await api.database.db.selectFrom('outbox_message').select('payload').where('message_key', '=', cifId).orderBy('id').execute()
       const events = rows.map((row) => JSON.parse(row.payload))
       expect(events.map((event) => [event.type, event.signaturekey])).toEqual([
         ['cif.customer.created', 'cif-2026-07'],
@@ -61,8 +49,8 @@ describe('signing the events', () => {
 describe('a change that changes nothing', () => {
   it('creates no version and no event', async () => {
     const person = newPerson()
-    const { cifId } = (await call(app, 'POST', '/v1/customers', { body: person })).body
-    const same = await call(app, 'PATCH', `/v1/customers/${cifId}`, {
+    const { cifId } = (await call(api.app, 'POST', '/v1/customers', { body: person })).body
+    const same = await call(api.app, 'PATCH', `/v1/customers/${cifId}`, {
       body: { firstName: person.firstName, addresses: person.addresses },
       headers: { 'if-match': '"1"' }
     })
@@ -74,36 +62,36 @@ describe('a change that changes nothing', () => {
 
 describe('optimistic concurrency', () => {
   it('refuses a stale If-Match with 412 and a missing one with 428, changing nothing', async () => {
-    const { cifId } = (await call(app, 'POST', '/v1/customers', { body: newPerson() })).body
-    const first = await call(app, 'PATCH', `/v1/customers/${cifId}`, { body: { branchCode: 'SIN02' }, headers: { 'if-match': '"1"' } })
+    const { cifId } = (await call(api.app, 'POST', '/v1/customers', { body: newPerson() })).body
+    const first = await call(api.app, 'PATCH', `/v1/customers/${cifId}`, { body: { branchCode: 'SIN02' }, headers: { 'if-match': '"1"' } })
     expect(first.status).toBe(200)
 
-    const stale = await call(app, 'PATCH', `/v1/customers/${cifId}`, { body: { branchCode: 'KUL03' }, headers: { 'if-match': '"1"' } })
+    const stale = await call(api.app, 'PATCH', `/v1/customers/${cifId}`, { body: { branchCode: 'KUL03' }, headers: { 'if-match': '"1"' } })
     expect(stale.status).toBe(412)
     expect(stale.body.type).toBe(problemType(cifProblems.versionMismatch))
     expect(stale.headers.get('content-type')).toBe('application/problem+json; charset=utf-8')
     expect(stale.body.currentVersion).toBe(2)
 
-    const missing = await call(app, 'PATCH', `/v1/customers/${cifId}`, { body: { branchCode: 'KUL03' } })
+    const missing = await call(api.app, 'PATCH', `/v1/customers/${cifId}`, { body: { branchCode: 'KUL03' } })
     expect(missing.status).toBe(428)
     expect(missing.body.type).toBe(problemType(cifProblems.ifMatchRequired))
     expect(missing.body.errors).toEqual([{ header: 'if-match', detail: 'is required' }])
 
-    const now = await call(app, 'GET', `/v1/customers/${cifId}`)
+    const now = await call(api.app, 'GET', `/v1/customers/${cifId}`)
     expect(now.body).toMatchObject({ version: 2, branchCode: 'SIN02' })
     expect(await outboxRowsFor(cifId)).toHaveLength(2)
   })
 
   it('refuses to change legalForm or externalId, and a change that would leave an invalid record', async () => {
-    const { cifId } = (await call(app, 'POST', '/v1/customers', { body: newPerson() })).body
-    const immutable = await call(app, 'PATCH', `/v1/customers/${cifId}`, {
+    const { cifId } = (await call(api.app, 'POST', '/v1/customers', { body: newPerson() })).body
+    const immutable = await call(api.app, 'PATCH', `/v1/customers/${cifId}`, {
       body: { legalForm: 'ENTITY', externalId: 'other' },
       headers: { 'if-match': '"1"' }
     })
     expect(immutable.status).toBe(400)
     expect(immutable.body.errors.map((e: { pointer: string }) => e.pointer)).toEqual(['/legalForm', '/externalId'])
 
-    const removesLastName = await call(app, 'PATCH', `/v1/customers/${cifId}`, { body: { lastName: null }, headers: { 'if-match': '"1"' } })
+    const removesLastName = await call(api.app, 'PATCH', `/v1/customers/${cifId}`, { body: { lastName: null }, headers: { 'if-match': '"1"' } })
     expect(removesLastName.status).toBe(400)
     expect(removesLastName.body.errors).toEqual([{ pointer: '/lastName', detail: 'is required for a PERSON' }])
     expect(await outboxRowsFor(cifId)).toHaveLength(1)
@@ -114,24 +102,24 @@ describe('idempotent create', () => {
   it('replays the first response for a retry with the same key and body, creating nothing more', async () => {
     const person = newPerson()
     const key = `retry-${person.externalId}`
-    const first = await call(app, 'POST', '/v1/customers', { body: person, headers: { 'idempotency-key': key } })
+    const first = await call(api.app, 'POST', '/v1/customers', { body: person, headers: { 'idempotency-key': key } })
     // Same body with its keys in another order is the same request.
     const reordered = Object.fromEntries(Object.entries(person).reverse())
-    const retry = await call(app, 'POST', '/v1/customers', { body: reordered, headers: { 'idempotency-key': key } })
+    const retry = await call(api.app, 'POST', '/v1/customers', { body: reordered, headers: { 'idempotency-key': key } })
     expect(first.status).toBe(201)
     expect(retry.status).toBe(201)
     expect(retry.body).toEqual(first.body)
     expect(retry.headers.get('location')).toBe(first.headers.get('location'))
     expect(retry.headers.get('idempotent-replayed')).toBe('true')
-    const rows = await database.db.selectFrom('customer').select('cif_id').where('external_id', '=', person.externalId).execute()
+    const rows = await api.database.db.selectFrom('customer').select('cif_id').where('external_id', '=', person.externalId).execute()
     expect(rows).toHaveLength(1)
     expect(await outboxRowsFor(first.body.cifId)).toHaveLength(1)
   })
 
   it('answers 422 for the same key with another body', async () => {
     const key = `conflict-${Date.now()}`
-    expect((await call(app, 'POST', '/v1/customers', { body: newPerson(), headers: { 'idempotency-key': key } })).status).toBe(201)
-    const other = await call(app, 'POST', '/v1/customers', { body: newPerson(), headers: { 'idempotency-key': key } })
+    expect((await call(api.app, 'POST', '/v1/customers', { body: newPerson(), headers: { 'idempotency-key': key } })).status).toBe(201)
+    const other = await call(api.app, 'POST', '/v1/customers', { body: newPerson(), headers: { 'idempotency-key': key } })
     expect(other.status).toBe(422)
     expect(other.body.type).toBe(problemType(cifProblems.idempotencyKeyReused))
     expect(other.body.errors).toEqual([{ header: 'idempotency-key', detail: 'was used with another body' }])
@@ -141,7 +129,7 @@ describe('idempotent create', () => {
     const person = newPerson()
     const key = `inflight-${person.externalId}`
     // The state a concurrent first request is in between claiming the key and committing the customer.
-    await database.db
+    await api.database.db
       .insertInto('idempotency_key')
       .values({
         source_system: 'branch-portal',
@@ -154,38 +142,42 @@ describe('idempotent create', () => {
         locked_until: sql<Date>`now() + interval '1 minute'`
       })
       .execute()
-    const retry = await call(app, 'POST', '/v1/customers', { body: person, headers: { 'idempotency-key': key } })
+    const retry = await call(api.app, 'POST', '/v1/customers', { body: person, headers: { 'idempotency-key': key } })
     expect(retry.status).toBe(409)
     expect(retry.body.type).toBe(problemType(cifProblems.idempotencyKeyInUse))
     expect(retry.body.errors).toEqual([{ header: 'idempotency-key', detail: 'is in use by a request in progress' }])
-    expect(await database.db.selectFrom('customer').select('cif_id').where('external_id', '=', person.externalId).execute()).toEqual([])
+    expect(await api.database.db.selectFrom('customer').select('cif_id').where('external_id', '=', person.externalId).execute()).toEqual([])
   })
 
   it('lets a retry take over a key whose first request died, and the first can no longer finish it', async () => {
     const person = newPerson()
     const key = `takeover-${person.externalId}`
-    const first = await startIdempotentRequest(asCif(database.db), 'branch-portal', key, requestHash(person))
+    const first = await startIdempotentRequest(asCif(api.database.db), 'branch-portal', key, requestHash(person))
     expect(first.kind).toBe('first')
     // The first request's lease runs out (its process hung or died).
-    await database.db.updateTable('idempotency_key').set({ locked_until: sql<Date>`now() - interval '1 second'` }).where('key', '=', key).execute()
-    const retry = await call(app, 'POST', '/v1/customers', { body: person, headers: { 'idempotency-key': key } })
+    await api.database.db
+      .updateTable('idempotency_key')
+      .set({ locked_until: sql<Date>`now() - interval '1 second'` })
+      .where('key', '=', key)
+      .execute()
+    const retry = await call(api.app, 'POST', '/v1/customers', { body: person, headers: { 'idempotency-key': key } })
     expect(retry.status).toBe(201)
-    const late = await completeIdempotentRequest(asCif(database.db), 'branch-portal', key, (first as { token: string }).token, {
+    const late = await completeIdempotentRequest(asCif(api.database.db), 'branch-portal', key, (first as { token: string }).token, {
       status: 201,
       body: {},
       headers: {}
     })
     expect(late).toBe(false)
-    const replay = await call(app, 'POST', '/v1/customers', { body: person, headers: { 'idempotency-key': key } })
+    const replay = await call(api.app, 'POST', '/v1/customers', { body: person, headers: { 'idempotency-key': key } })
     expect(replay.body).toEqual(retry.body)
   })
 
   it('replays a refusal too: the same key and body get the same 409', async () => {
     const person = newPerson()
-    await call(app, 'POST', '/v1/customers', { body: person })
+    await call(api.app, 'POST', '/v1/customers', { body: person })
     const key = `dup-${person.externalId}`
-    const first = await call(app, 'POST', '/v1/customers', { body: person, headers: { 'idempotency-key': key } })
-    const again = await call(app, 'POST', '/v1/customers', { body: person, headers: { 'idempotency-key': key } })
+    const first = await call(api.app, 'POST', '/v1/customers', { body: person, headers: { 'idempotency-key': key } })
+    const again = await call(api.app, 'POST', '/v1/customers', { body: person, headers: { 'idempotency-key': key } })
     expect(first.status).toBe(409)
     expect(again.status).toBe(409)
     expect(again.body).toEqual(first.body)
@@ -196,37 +188,40 @@ describe('idempotent create', () => {
 describe('one customer, one CIF', () => {
   it('refuses an identifier that already belongs to a customer, however it is written, naming that customer', async () => {
     const person = newPerson()
-    const { cifId } = (await call(app, 'POST', '/v1/customers', { body: person })).body
+    const { cifId } = (await call(api.app, 'POST', '/v1/customers', { body: person })).body
     const value = person.identifiers[0].value as string
     const sameDocument = newPerson({
       identifiers: [{ type: 'PASSPORT', value: `${value.slice(0, 3).toLowerCase()}-${value.slice(3)}`, issuingCountry: 'GB' }]
     })
-    const duplicate = await call(app, 'POST', '/v1/customers', { body: sameDocument })
+    const duplicate = await call(api.app, 'POST', '/v1/customers', { body: sameDocument })
     expect(duplicate.status).toBe(409)
     expect(duplicate.body.type).toBe(problemType(cifProblems.customerExists))
     expect(duplicate.body.cifId).toBe(cifId)
     expect(duplicate.body.errors).toEqual([{ pointer: '/identifiers/0', detail: 'already belongs to another customer' }])
-    const rows = await database.db.selectFrom('customer').select('cif_id').where('external_id', '=', sameDocument.externalId).execute()
+    const rows = await api.database.db.selectFrom('customer').select('cif_id').where('external_id', '=', sameDocument.externalId).execute()
     expect(rows).toEqual([])
   })
 
   it('refuses a PATCH that takes another customer’s identifier', async () => {
     const holder = newPerson()
-    await call(app, 'POST', '/v1/customers', { body: holder })
-    const { cifId } = (await call(app, 'POST', '/v1/customers', { body: newPerson() })).body
-    const taking = await call(app, 'PATCH', `/v1/customers/${cifId}`, { body: { identifiers: holder.identifiers }, headers: { 'if-match': '"1"' } })
+    await call(api.app, 'POST', '/v1/customers', { body: holder })
+    const { cifId } = (await call(api.app, 'POST', '/v1/customers', { body: newPerson() })).body
+    const taking = await call(api.app, 'PATCH', `/v1/customers/${cifId}`, {
+      body: { identifiers: holder.identifiers },
+      headers: { 'if-match': '"1"' }
+    })
     expect(taking.status).toBe(409)
-    expect((await call(app, 'GET', `/v1/customers/${cifId}`)).body.version).toBe(1)
+    expect((await call(api.app, 'GET', `/v1/customers/${cifId}`)).body.version).toBe(1)
   })
 
   it('refuses an externalId the same source system already used, but not one another source system used', async () => {
     const person = newPerson()
-    const { cifId } = (await call(app, 'POST', '/v1/customers', { body: person })).body
-    const again = await call(app, 'POST', '/v1/customers', { body: newPerson({ externalId: person.externalId }) })
+    const { cifId } = (await call(api.app, 'POST', '/v1/customers', { body: person })).body
+    const again = await call(api.app, 'POST', '/v1/customers', { body: newPerson({ externalId: person.externalId }) })
     expect(again.status).toBe(409)
     expect(again.body).toMatchObject({ cifId, errors: [{ pointer: '/externalId' }] })
 
-    const otherSource = await call(app, 'POST', '/v1/customers', { body: newPerson({ externalId: person.externalId }), key: keys.onboardingApp })
+    const otherSource = await call(api.app, 'POST', '/v1/customers', { body: newPerson({ externalId: person.externalId }), key: keys.onboardingApp })
     expect(otherSource.status).toBe(201)
     expect(otherSource.body.sourceSystem).toBe('onboarding-app')
   })
@@ -234,33 +229,33 @@ describe('one customer, one CIF', () => {
 
 describe('lookups and authentication', () => {
   it('tells a malformed CIF ID (400) from an unknown one (404)', async () => {
-    const wrongCheckDigit = await call(app, 'GET', '/v1/customers/10000000000')
+    const wrongCheckDigit = await call(api.app, 'GET', '/v1/customers/10000000000')
     expect(wrongCheckDigit.status).toBe(400)
     expect(wrongCheckDigit.body.type).toBe(problemType(httpProblems.validationFailed))
     expect(wrongCheckDigit.body.errors).toEqual([{ parameter: 'cifId', detail: 'has a wrong check digit' }])
-    const unknown = await call(app, 'GET', `/v1/customers/${cifIdFromNumber(9_999_999_999)}`)
+    const unknown = await call(api.app, 'GET', `/v1/customers/${cifIdFromNumber(9_999_999_999)}`)
     expect(unknown.status).toBe(404)
     expect(unknown.body.type).toBe(problemType(cifProblems.customerNotFound))
     expect(unknown.headers.get('content-type')).toMatch(/^application\/problem\+json/)
   })
 
   it('requires a known API key', async () => {
-    const none = await call(app, 'GET', `/v1/customers/${cifIdFromNumber(9_999_999_999)}`, { key: null })
+    const none = await call(api.app, 'GET', `/v1/customers/${cifIdFromNumber(9_999_999_999)}`, { key: null })
     expect(none.status).toBe(401)
     expect(none.body.type).toBe(problemType(httpProblems.unauthorized))
     expect(none.headers.get('www-authenticate')).toBe('Bearer')
-    const wrong = await call(app, 'POST', '/v1/customers', { body: newPerson(), key: 'not-a-real-key-at-all' })
+    const wrong = await call(api.app, 'POST', '/v1/customers', { body: newPerson(), key: 'not-a-real-key-at-all' })
     expect(wrong.status).toBe(401)
     expect(wrong.body.detail).toBe('The API key is not known.')
   })
 
   it('serves the OpenAPI document and health without a key', async () => {
-    const openapi = await call(app, 'GET', '/openapi.json', { key: null })
+    const openapi = await call(api.app, 'GET', '/openapi.json', { key: null })
     expect(openapi.status).toBe(200)
     expect(openapi.body.paths['/v1/customers'].post).toBeDefined()
-    expect((await call(app, 'GET', '/health/live', { key: null })).status).toBe(200)
+    expect((await call(api.app, 'GET', '/health/live', { key: null })).status).toBe(200)
     // No dependency to check here; readiness with PostgreSQL, Kafka and the relay is the integration test's.
-    const ready = await call(app, 'GET', '/health/ready', { key: null })
+    const ready = await call(api.app, 'GET', '/health/ready', { key: null })
     expect(ready.status).toBe(200)
     expect(ready.body).toEqual({ status: 'ready', checks: {} })
   })

@@ -1,4 +1,5 @@
 import type { InjectOptions } from 'fastify'
+import { afterAll, beforeAll } from 'vitest'
 import { createCifApp } from '../../src/cif/service.ts'
 import { type Config, loadConfig } from '../../src/platform/config.ts'
 import { apiKeyHash } from '../../src/platform/http/api-key-auth.ts'
@@ -7,7 +8,7 @@ import { createLogger } from '../../src/platform/logger.ts'
 import { createSyncerApp } from '../../src/syncer/service.ts'
 import { keys } from '../integration/helpers.ts'
 import { asCif, asSyncer } from '../support/database.ts'
-import type { OwnDatabase } from '../support/own-database.ts'
+import { type OwnDatabase, ownDatabase } from '../support/own-database.ts'
 
 export { keys, newPerson, problemType } from '../integration/helpers.ts'
 
@@ -72,4 +73,28 @@ export async function call(
     // leave it as text
   }
   return { status: response.statusCode, headers: answered, body: parsed }
+}
+
+/**
+ * The CIF API on a database of the file's own, opened before the file's tests and closed after them:
+ * `database` and `app` are there once `beforeAll` has run.
+ */
+export function cifAppPerFile(): { readonly database: OwnDatabase; readonly app: HttpServer } {
+  const opened: { database?: OwnDatabase; app?: HttpServer } = {}
+  beforeAll(async () => {
+    opened.database = await ownDatabase()
+    opened.app = await cifApp(opened.database)
+  })
+  afterAll(async () => {
+    await opened.app?.close()
+    await opened.database?.close()
+  })
+  return {
+    get database() {
+      return opened.database!
+    },
+    get app() {
+      return opened.app!
+    }
+  }
 }

@@ -1,20 +1,8 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { HttpServer } from '../../src/platform/http/server.ts'
-import { type OwnDatabase, ownDatabase } from '../support/own-database.ts'
-import { call, cifApp, newPerson } from './helpers.ts'
+import { beforeAll, describe, expect, it } from 'vitest'
+import { call, cifAppPerFile, newPerson } from './helpers.ts'
 
 // Nothing here needs Kafka or a socket: inject sends raw bodies and any header, as a hostile client would.
-let database: OwnDatabase
-let app: HttpServer
-
-beforeAll(async () => {
-  database = await ownDatabase()
-  app = await cifApp(database)
-})
-afterAll(async () => {
-  await app?.close()
-  await database?.close()
-})
+const api = cifAppPerFile()
 
 const valid = newPerson
 const nested = (depth: number) => `${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}`
@@ -131,7 +119,7 @@ describe('hostile and malformed create requests', () => {
   })
 
   it.each(cases)('$name → $status', async ({ body, raw, headers, status, field }) => {
-    const response = await call(app, 'POST', '/v1/customers', {
+    const response = await call(api.app, 'POST', '/v1/customers', {
       body,
       raw,
       headers: { ...(raw !== undefined ? { 'content-type': 'application/json' } : {}), ...headers }
@@ -157,25 +145,25 @@ describe('hostile reads and changes', () => {
     ['a CIF ID too short', '/v1/customers/123', 400],
     ['a path traversal', '/v1/customers/..%2F..%2Fetc%2Fpasswd', 400]
   ])('GET with %s (%s) → %i', async (_name, path, status) => {
-    const response = await call(app, 'GET', path)
+    const response = await call(api.app, 'GET', path)
     expect(response.status).toBe(status)
     expect(response.body.errors?.[0]?.parameter).toBe('cifId')
   })
 
   it('a PATCH with a malformed If-Match or a wrong type is refused and changes nothing', async () => {
-    const { cifId } = (await call(app, 'POST', '/v1/customers', { body: valid() })).body
-    const badEtag = await call(app, 'PATCH', `/v1/customers/${cifId}`, { body: { branchCode: 'SIN02' }, headers: { 'if-match': 'W/"1"' } })
+    const { cifId } = (await call(api.app, 'POST', '/v1/customers', { body: valid() })).body
+    const badEtag = await call(api.app, 'PATCH', `/v1/customers/${cifId}`, { body: { branchCode: 'SIN02' }, headers: { 'if-match': 'W/"1"' } })
     expect(badEtag.status).toBe(400)
     expect(badEtag.body.errors).toEqual([{ header: 'if-match', detail: 'must be an ETag such as "3"' }])
-    const wrongType = await call(app, 'PATCH', `/v1/customers/${cifId}`, { body: { identifiers: 'none' }, headers: { 'if-match': '"1"' } })
+    const wrongType = await call(api.app, 'PATCH', `/v1/customers/${cifId}`, { body: { identifiers: 'none' }, headers: { 'if-match': '"1"' } })
     expect(wrongType.status).toBe(400)
     expect(wrongType.body.errors[0].pointer).toBe('/identifiers')
-    expect((await call(app, 'GET', `/v1/customers/${cifId}`)).body.version).toBe(1)
+    expect((await call(api.app, 'GET', `/v1/customers/${cifId}`)).body.version).toBe(1)
   })
 })
 
 async function count(table: 'customer' | 'outbox_message'): Promise<number> {
-  const { n } = await database.db
+  const { n } = await api.database.db
     .selectFrom(table)
     .select((eb) => eb.fn.countAll<string>().as('n'))
     .executeTakeFirstOrThrow()

@@ -1,22 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { cifProblems, httpProblems } from '../../src/contracts/problems.ts'
-import type { HttpServer } from '../../src/platform/http/server.ts'
-import { type OwnDatabase, ownDatabase } from '../support/own-database.ts'
-import { type ApiResponse, call, cifApp, newPerson, problemType } from './helpers.ts'
+import { type ApiResponse, call, cifAppPerFile, newPerson, problemType } from './helpers.ts'
 
 // One document written in look-alike forms must never become a second customer (a security review found
 // five customers for one national ID): each form is the same identifier (409) or refused (400).
-let database: OwnDatabase
-let app: HttpServer
-
-beforeAll(async () => {
-  database = await ownDatabase()
-  app = await cifApp(database)
-})
-afterAll(async () => {
-  await app?.close()
-  await database?.close()
-})
+const api = cifAppPerFile()
 
 // The file has its own database, so a counter is enough to give each test its own document.
 let serial = 1_234_560
@@ -70,7 +58,7 @@ function expectRefused(response: ApiResponse, answer: Answer): void {
 const customerCount = async () =>
   Number(
     (
-      await database.db
+      await api.database.db
         .selectFrom('customer')
         .select((eb) => eb.fn.countAll().as('n'))
         .executeTakeFirstOrThrow()
@@ -80,13 +68,13 @@ const customerCount = async () =>
 describe('an identifier written in a look-alike form', () => {
   it.each(lookAlikes)('$name: is the existing identifier or refused, never a new customer', async ({ write, answer }) => {
     const { digits, value } = nationalId()
-    const holder = await call(app, 'POST', '/v1/customers', {
+    const holder = await call(api.app, 'POST', '/v1/customers', {
       body: newPerson({ identifiers: [{ type: 'NATIONAL_ID', value, issuingCountry: 'SG' }] })
     })
     expect(holder.status).toBe(201)
     const before = await customerCount()
 
-    const again = await call(app, 'POST', '/v1/customers', {
+    const again = await call(api.app, 'POST', '/v1/customers', {
       body: newPerson({ identifiers: [{ type: 'NATIONAL_ID', value: write(digits), issuingCountry: 'SG' }] })
     })
     expectRefused(again, answer)
@@ -95,7 +83,7 @@ describe('an identifier written in a look-alike form', () => {
 
   it('names the rule when the value has letters other than A-Z', async () => {
     const { digits } = nationalId()
-    const refused = await call(app, 'POST', '/v1/customers', {
+    const refused = await call(api.app, 'POST', '/v1/customers', {
       body: newPerson({ identifiers: [{ type: 'NATIONAL_ID', value: `S${digits}\u0410`, issuingCountry: 'SG' }] })
     })
     expect(refused.status).toBe(400)
@@ -104,11 +92,11 @@ describe('an identifier written in a look-alike form', () => {
 
   it('still gives a new customer a new document, whichever digits it is written in', async () => {
     const { digits } = nationalId()
-    const created = await call(app, 'POST', '/v1/customers', {
+    const created = await call(api.app, 'POST', '/v1/customers', {
       body: newPerson({ identifiers: [{ type: 'NATIONAL_ID', value: `T${toBase(digits, 0x0660)}B`, issuingCountry: 'SG' }] })
     })
     expect(created.status).toBe(201)
-    const again = await call(app, 'POST', '/v1/customers', {
+    const again = await call(api.app, 'POST', '/v1/customers', {
       body: newPerson({ identifiers: [{ type: 'NATIONAL_ID', value: `T${digits}B`, issuingCountry: 'SG' }] })
     })
     expectRefused(again, 'exists')
@@ -118,18 +106,18 @@ describe('an identifier written in a look-alike form', () => {
 describe('a PATCH that adds a look-alike of another customer’s identifier', () => {
   it.each(lookAlikes)('$name: is refused and changes nothing', async ({ write, answer }) => {
     const { digits, value } = nationalId()
-    const holder = await call(app, 'POST', '/v1/customers', {
+    const holder = await call(api.app, 'POST', '/v1/customers', {
       body: newPerson({ identifiers: [{ type: 'NATIONAL_ID', value, issuingCountry: 'SG' }] })
     })
     expect(holder.status).toBe(201)
-    const { cifId } = (await call(app, 'POST', '/v1/customers', { body: newPerson({ identifiers: [] }) })).body
+    const { cifId } = (await call(api.app, 'POST', '/v1/customers', { body: newPerson({ identifiers: [] }) })).body
 
-    const taking = await call(app, 'PATCH', `/v1/customers/${cifId}`, {
+    const taking = await call(api.app, 'PATCH', `/v1/customers/${cifId}`, {
       body: { identifiers: [{ type: 'NATIONAL_ID', value: write(digits), issuingCountry: 'SG' }] },
       headers: { 'if-match': '"1"' }
     })
     expectRefused(taking, answer)
-    const now = (await call(app, 'GET', `/v1/customers/${cifId}`)).body
+    const now = (await call(api.app, 'GET', `/v1/customers/${cifId}`)).body
     expect(now.version).toBe(1)
     expect(now.identifiers).toEqual([])
   })

@@ -242,6 +242,40 @@ describe('limits', () => {
     }
   })
 
+  it('closes an idle kept-alive connection after the keep-alive timeout, and refuses connections beyond the cap', async () => {
+    const capped = await cifApp(database, testConfig({ HTTP_KEEP_ALIVE_TIMEOUT_MS: '1000', HTTP_MAX_CONNECTIONS: '1' }))
+    try {
+      await capped.listen({ host: '127.0.0.1', port: 0 })
+      const { port } = capped.server.address() as { port: number }
+      const open = (request?: string) =>
+        new Promise<{ received: string; closedAfterMs: number }>((resolve, reject) => {
+          const started = Date.now()
+          let received = ''
+          const socket = connect(port, '127.0.0.1', () => {
+            if (request) socket.write(request)
+          })
+          socket.on('data', (chunk) => {
+            received += String(chunk)
+          })
+          socket.on('close', () => resolve({ received, closedAfterMs: Date.now() - started }))
+          socket.on('error', reject)
+        })
+      // The first connection asks once and keeps the connection: the server closes it once idle for 1 s.
+      const first = open('GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n')
+      await new Promise((resolve) => setTimeout(resolve, 200))
+      // Meanwhile a second one is over the cap of one: closed at once, unanswered.
+      const second = await open('GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n')
+      expect(second.received).toBe('')
+      expect(second.closedAfterMs).toBeLessThan(1000)
+      const kept = await first
+      expect(kept.received).toMatch(/^HTTP\/1\.1 200/)
+      expect(kept.closedAfterMs).toBeGreaterThanOrEqual(1000)
+      expect(kept.closedAfterMs).toBeLessThan(5000)
+    } finally {
+      await capped.close()
+    }
+  })
+
   it('sends security headers, and no-store on every answer', async () => {
     const answer = await call(app, 'GET', `/v1/customers/${unknownCifId}`)
     expect(answer.headers.get('cache-control')).toBe('no-store')

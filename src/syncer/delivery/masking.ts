@@ -13,10 +13,6 @@ import { personalData } from '../../contracts/customer.ts'
  */
 export type Masker = (text: string) => string
 
-export function maskPersonalData(text: string, customer: Record<string, unknown> | undefined): string {
-  return personalDataMasker(customer)(text)
-}
-
 /**
  * The masker for one customer: what to look for is worked out here, once per attempt, so that masking
  * each text is only a search (it runs on every attempt, successes included).
