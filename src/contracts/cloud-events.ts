@@ -2,6 +2,13 @@ import { type TObject, type TProperties, Type } from 'typebox'
 import { CIF_ID_PATTERN } from './cif-id.ts'
 
 /**
+ * Said in every published schema: its patterns use Unicode property escapes, which not every regex engine
+ * has (Python's `re` refuses them; the Java, .NET, Go and Rust engines read them as JavaScript does).
+ */
+const REGEX_DIALECT =
+  'Patterns are ECMA-262 regular expressions with the u flag, as JSON Schema 2020-12 specifies: they use Unicode property escapes (\\p{L} and the like). A validator whose regex engine lacks them (Python re) must use one that has them (for Python: jsonschema-rs, or the regex module).'
+
+/**
  * The CloudEvents 1.0 attributes every event of the project carries (structured JSON mode), keyed and
  * subjected by CIF ID, as JSON Schema; `fields` are the event's own, after them.
  */
@@ -26,6 +33,7 @@ export function cloudEventSchema<T extends TProperties>(
       $schema: 'https://json-schema.org/draft/2020-12/schema',
       $id: options.$id,
       title: `${type} (CloudEvents 1.0, structured JSON)`,
+      $comment: REGEX_DIALECT,
       ...(options.description ? { description: options.description } : {}),
       additionalProperties: false
     }

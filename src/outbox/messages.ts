@@ -10,8 +10,9 @@ export interface CloudEventEnvelope {
 }
 
 /**
- * The outbox row that publishes `event` to `topic`, keyed by its subject, with the CloudEvents Kafka
- * binding's headers (a consumer can route on `ce_type` without parsing the body).
+ * The outbox row that publishes `event` to `topic`, keyed by its subject, in the CloudEvents Kafka
+ * binding's structured mode: the content type says so, and no `ce_` header is set (SDKs that auto-detect
+ * the mode, Python's among them, read any `ce_` header as binary mode and then fail on the message).
  */
 export function outboxMessage(topic: string, event: CloudEventEnvelope): NewOutboxMessage {
   return {
@@ -19,6 +20,6 @@ export function outboxMessage(topic: string, event: CloudEventEnvelope): NewOutb
     topic,
     message_key: event.subject,
     payload: JSON.stringify(event),
-    headers: JSON.stringify({ 'content-type': 'application/cloudevents+json; charset=utf-8', ce_type: event.type, ce_id: event.id })
+    headers: JSON.stringify({ 'content-type': 'application/cloudevents+json; charset=utf-8' })
   }
 }

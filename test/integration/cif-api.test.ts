@@ -5,7 +5,7 @@ import { topics } from '../../src/contracts/topics.ts'
 import { type DatabaseHandle, openDatabase } from '../../src/platform/database/index.ts'
 import type { TestDatabase } from '../support/database.ts'
 import { devTrustedKeys } from '../support/event-keys.ts'
-import { call, connections, eventSchemaErrors, newPerson, startTestCifService, TopicReader } from './helpers.ts'
+import { call, connections, eventSchemaErrors, newPerson, readWithCloudEventsSdk, startTestCifService, TopicReader } from './helpers.ts'
 
 // What needs Kafka: the events a change publishes, and readiness. The API's edges are tested against
 // PostgreSQL alone, through inject, in test/api/cif-api.test.ts and test/api/hostile-input.test.ts.
@@ -53,6 +53,8 @@ describe('create, then the event on the topic', () => {
       data: created.body
     })
     expect(await eventSchemaErrors(message!.value)).toEqual([])
+    const sdk = readWithCloudEventsSdk(message!)
+    expect(sdk).toEqual({ event: { ...message!.value, partitionkey: cifId }, ceHeaders: [] })
     // Signed with the development key (CIF_EVENT_SIGNING_KEY unset), as the syncer verifies it.
     expect(checkEventSignature(message!.value, devTrustedKeys)).toEqual({ signed: true, keyId: 'local-development' })
     expect(await outboxRowsFor(cifId)).toEqual([{ event_id: message!.value.id, status: 'SENT' }])

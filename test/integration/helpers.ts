@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Ajv2020 } from 'ajv/dist/2020.js'
 import addFormats from 'ajv-formats'
+import { type CloudEvent, Kafka, type KafkaMessage } from 'cloudevents'
 import { inject } from 'vitest'
 import { type CifService, startCifService } from '../../src/cif/service.ts'
 import { type ProblemType, problemTypeUri } from '../../src/contracts/problems.ts'
@@ -108,7 +109,24 @@ export function newPerson(overrides: Record<string, unknown> = {}): Record<strin
   }
 }
 
+import type { TopicMessage } from '../support/topic-reader.ts'
+
 export { type TopicMessage, TopicReader } from '../support/topic-reader.ts'
+
+/**
+ * A message as a consumer on the CloudEvents JavaScript SDK reads it, the SDK working out the binding's
+ * mode from the headers itself; and whether a `ce_` header would make other SDKs (Python's) take it for
+ * binary mode. The SDK maps the message key to `partitionkey`.
+ */
+export function readWithCloudEventsSdk(message: TopicMessage): { event: Record<string, unknown>; ceHeaders: string[] } {
+  const event = Kafka.toEvent({
+    key: message.key,
+    headers: message.headers,
+    value: message.raw,
+    body: message.raw
+  } as KafkaMessage<string>) as CloudEvent
+  return { event: event.toJSON(), ceHeaders: Object.keys(message.headers).filter((name) => name.toLowerCase().startsWith('ce_')) }
+}
 
 const ajv = new Ajv2020({ allErrors: true, strict: false })
 addFormats.default(ajv)

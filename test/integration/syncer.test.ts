@@ -16,7 +16,17 @@ import { storeEvents } from '../../src/syncer/intake/event-store.ts'
 import type { Syncer } from '../../src/syncer/service.ts'
 import { asSyncer, type TestDatabase } from '../support/database.ts'
 import { devSigningKey, devTrustedKeys, newEventKeyPair } from '../support/event-keys.ts'
-import { call, connections, eventSchemaErrors, keys, newPerson, problemType, startTestCifService, TopicReader } from './helpers.ts'
+import {
+  call,
+  connections,
+  eventSchemaErrors,
+  keys,
+  newPerson,
+  problemType,
+  readWithCloudEventsSdk,
+  startTestCifService,
+  TopicReader
+} from './helpers.ts'
 import { attemptsOf, deliveriesOf, eventually, operatorKey, startTestSimulator, startTestSyncer } from './syncer-helpers.ts'
 
 let cif: CifService
@@ -511,6 +521,9 @@ describe('the status topic', () => {
     for (const type of ['succeeded', 'retrying', 'failed', 'skipped'].map((t) => `cif.sync.delivery.${t}`).concat('cif.sync.customer.in-sync')) {
       expect(types, type).toContain(type)
     }
-    for (const message of status.messages) expect(await eventSchemaErrors(message.value), JSON.stringify(message.value)).toEqual([])
+    for (const message of status.messages) {
+      expect(await eventSchemaErrors(message.value), JSON.stringify(message.value)).toEqual([])
+      expect(readWithCloudEventsSdk(message)).toEqual({ event: { ...message.value, partitionkey: message.key }, ceHeaders: [] })
+    }
   })
 })

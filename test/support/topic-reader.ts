@@ -7,6 +7,8 @@ export interface TopicMessage {
   offset: bigint
   headers: Record<string, string>
   value: any
+  /** The value as it came off the topic, before parsing. */
+  raw: string
 }
 
 /** Reads a topic from its start into memory, so tests can wait for what they expect to arrive. */
@@ -39,7 +41,8 @@ export class TopicReader {
         partition: message.partition,
         offset: message.offset,
         headers: Object.fromEntries(message.headers),
-        value: JSON.parse(message.value)
+        value: JSON.parse(message.value),
+        raw: message.value
       })
     })
     // Kafka stopped for longer than the client retries (the fault suite does that): read it all again.
