@@ -30,6 +30,7 @@ export async function createCifApp(
     logger: log,
     bodyLimitBytes: config.cif.bodyLimitBytes,
     limits: config.http,
+    publicApiDocs: config.publicApiDocs,
     tls: tlsOptions(config),
     title: 'CIF service',
     description: 'Create and change customers under a CIF ID; every change is published to Kafka (cif.customer.events).',

@@ -29,6 +29,11 @@ export interface Config {
   cif: { host: string; port: number; bodyLimitBytes: number; eventSigningKey: EventSigningKey | undefined }
   /** What every API server allows a client: see HttpLimits (platform/http/server.ts). */
   http: HttpLimits
+  /**
+   * Whether the APIs serve their documentation (`/docs`, `/openapi.json`) to anyone: by default outside
+   * production only, since it maps every route and field for whoever can reach the port (API_DOCS).
+   */
+  publicApiDocs: boolean
   /** HTTPS for the APIs when both are set (PEM files); plain HTTP otherwise. */
   tls: { certFile: string; keyFile: string } | undefined
   /** Unset: the local stack starts an embedded PostgreSQL on `localPostgresPort`. */
@@ -306,6 +311,12 @@ export function requireTrustedEventKeys(config: Config): TrustedEventKeys {
   return config.syncer.trustedEventKeys
 }
 
+function publicApiDocs(env: Env, production: boolean): boolean {
+  const value = env.API_DOCS ?? (production ? 'off' : 'public')
+  if (value !== 'public' && value !== 'off') throw new ConfigError(`API_DOCS must be public or off, not ${JSON.stringify(value)}.`)
+  return value === 'public'
+}
+
 function tlsFiles(env: Env): Config['tls'] {
   const certFile = env.TLS_CERT_FILE || undefined
   const keyFile = env.TLS_KEY_FILE || undefined
@@ -344,6 +355,7 @@ export function loadConfig(env: Env = process.env): Config {
       authFailuresBeforeLockout: integer(env, 'AUTH_FAILURES_BEFORE_LOCKOUT', defaultHttpLimits.authFailuresBeforeLockout, 1, 100_000),
       lockoutMs: integer(env, 'AUTH_LOCKOUT_MS', defaultHttpLimits.lockoutMs, 1000, 86_400_000)
     },
+    publicApiDocs: publicApiDocs(env, production),
     tls: tlsFiles(env),
     databaseUrl: env.DATABASE_URL || undefined,
     localPostgresPort: integer(env, 'LOCAL_POSTGRES_PORT', 54320, 1, 65535),

@@ -37,6 +37,7 @@ export async function createSyncerApp(
     logger: log,
     bodyLimitBytes: 16 * 1024,
     limits: config.http,
+    publicApiDocs: config.publicApiDocs,
     tls: tlsOptions(config),
     title: 'CIF Syncer',
     description: 'Where each customer stands in every end system: callback API for source systems, admin API for operators.',

@@ -285,6 +285,22 @@ describe('limits', () => {
   })
 })
 
+describe('API documentation', () => {
+  it('is served where configured public, and is not there at all where off', async () => {
+    expect((await call(app, 'GET', '/openapi.json', { key: null })).status).toBe(200)
+    const closed = await cifApp(database, withReporting('', { API_DOCS: 'off' }))
+    try {
+      for (const path of ['/openapi.json', '/docs', '/docs/json']) {
+        expect((await call(closed, 'GET', path, { key: null })).status, path).toBe(404)
+      }
+      expect((await call(closed, 'GET', `/v1/customers/${unknownCifId}`)).status).toBe(404)
+      expect((await call(closed, 'POST', '/v1/customers', { body: newPerson() })).status).toBe(201)
+    } finally {
+      await closed.close()
+    }
+  })
+})
+
 describe('TLS', () => {
   it('serves HTTPS with the configured certificate and key', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'cif-syncer-tls-'))

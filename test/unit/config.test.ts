@@ -50,6 +50,15 @@ describe('configuration', () => {
     expect(loadConfig({ NODE_ENV: 'production', CIF_SOURCE_SYSTEMS: `crm=${hash}` }).sourceSystemKeyHashes.size).toBe(1)
   })
 
+  it('serves the API documentation publicly outside production only, unless told', () => {
+    const production = { NODE_ENV: 'production', CIF_SOURCE_SYSTEMS: `crm=${hash}` }
+    expect(loadConfig({}).publicApiDocs).toBe(true)
+    expect(loadConfig(production).publicApiDocs).toBe(false)
+    expect(loadConfig({ ...production, API_DOCS: 'public' }).publicApiDocs).toBe(true)
+    expect(loadConfig({ API_DOCS: 'off' }).publicApiDocs).toBe(false)
+    expect(() => loadConfig({ API_DOCS: 'private' })).toThrow('API_DOCS must be public or off, not "private".')
+  })
+
   it('names the setting that is out of range', () => {
     expect(() => loadConfig({ CIF_PORT: '80x' })).toThrow('CIF_PORT must be a whole number from 0 to 65535, got "80x".')
     expect(loadConfig({ KAFKA_BROKERS: ' a:1, b:2 ,' }).kafkaBrokers).toEqual(['a:1', 'b:2'])

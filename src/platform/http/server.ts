@@ -50,6 +50,8 @@ export interface HttpServerOptions {
   logger: Logger
   bodyLimitBytes: number
   limits?: HttpLimits | undefined
+  /** Serve `/docs` and `/openapi.json` (Config.publicApiDocs); the routes are documented either way. */
+  publicApiDocs?: boolean | undefined
   /** PEM certificate and key: HTTPS instead of HTTP. */
   tls?: { cert: Buffer; key: Buffer } | undefined
   title: string
@@ -234,8 +236,10 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
     },
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`) }
   })
-  await app.register(swaggerUi, { routePrefix: '/docs' })
-  app.get('/openapi.json', { schema: { hide: true } }, () => app.swagger())
+  if (options.publicApiDocs ?? true) {
+    await app.register(swaggerUi, { routePrefix: '/docs' })
+    app.get('/openapi.json', { schema: { hide: true } }, () => app.swagger())
+  }
 
   app.get('/health/live', { schema: { tags: ['health'], summary: 'The process is up' } }, () => ({ status: 'ok' }))
   app.get('/health/ready', { schema: { tags: ['health'], summary: 'Every dependency answers and the work is moving' } }, async (_request, reply) => {
