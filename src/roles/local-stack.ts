@@ -42,12 +42,13 @@ export async function runLocalStack(config: Config, log: Logger): Promise<void> 
   const key = hasKey(config.sourceSystemKeyHashes, devSourceSystem.apiKey) ? devSourceSystem.apiKey : '<your source system key>'
   const operatorKey = hasKey(config.operatorKeyHashes, devOperator.apiKey) ? devOperator.apiKey : '<your operator key>'
   const auth = `-H 'Authorization: Bearer ${key}'`
+  const docs = (url: string) => (config.publicApiDocs ? `docs: ${url}/docs` : '(API_DOCS=off)')
   process.stdout.write(
     [
       '',
       `CIF Syncer local stack is up (${((Date.now() - started) / 1000).toFixed(1)} s). Ctrl-C stops it.`,
-      `  CIF API        ${cif.url}   docs: ${cif.url}/docs`,
-      `  Syncer API     ${syncer.url}   docs: ${syncer.url}/docs`,
+      `  CIF API        ${cif.url}   ${docs(cif.url)}`,
+      `  Syncer API     ${syncer.url}   ${docs(syncer.url)}`,
       `  Simulator      ${simulator.url}/systems   (${[...simulator.systems.values()].map((s) => `${s.shape.name} ${s.url}`).join(', ')})`,
       `  Kafka          ${infrastructure.kafkaBrokers.join(',')}   topics: ${topics.customerEvents}, ${topics.syncStatus}`,
       `  PostgreSQL     ${infrastructure.databaseUrl.replace(/:[^:@/]+@/, ':***@')}`,
