@@ -277,13 +277,14 @@ describe('delivering a customer to every end system', () => {
     expect(simulator.systems.get('core-banking')!.recordForCif(cifId)!.version).toBe(3)
   })
 
-  it('masks the customer’s personal data in what an end system said', async () => {
+  it('masks the customer’s personal data in what an end system said, the name before a rename too', async () => {
     const { cifId, person } = await createCustomer()
     await eventually(() => deliveriesOf(database, cifId), allSucceeded)
     await simulator.systems
       .get('crm')!
       .setFault({ mode: 'status', status: 400, message: `invalid contact Ada Lovelace <${person.email}> +44 20 7946 0958` })
-    await call(cif.url, 'PATCH', `/v1/customers/${cifId}`, { body: { branchCode: 'KUL01' }, headers: { 'if-match': '"1"' } })
+    // A rename: the end system quotes the name it held before, which the update no longer carries.
+    await call(cif.url, 'PATCH', `/v1/customers/${cifId}`, { body: { lastName: 'King' }, headers: { 'if-match': '"1"' } })
     const rows = await eventually(
       () => deliveriesOf(database, cifId),
       (d) => d.some((row) => row.state === 'FAILED')

@@ -65,6 +65,24 @@ describe('claiming due deliveries', () => {
     expect(cardsStates.map((d) => d.state)).toEqual(['PENDING', 'PENDING', 'PENDING', 'PENDING'])
   })
 
+  it('brings the personal data of the customer’s other versions, each distinct set once, for masking', async () => {
+    const crm = newEndSystem('crm')
+    const [cifId, alone] = [newCifId(), newCifId()]
+    await storeVersions(database.db, cifId, [1, 2, 3], [crm])
+    await storeVersions(database.db, alone, [1], [crm])
+    const claimed = await claim(database.db, crm)
+    expect(claimed.map((d) => [d.cif_id, d.customer_version])).toEqual([
+      [cifId, 1],
+      [alone, 1]
+    ])
+    const others = claimed[0]!.other_versions!
+    expect(others.map((o) => o.email).sort()).toEqual(['v2@example.com', 'v3@example.com'])
+    // Only personal data: what masking needs, no more.
+    expect(others[0]).toMatchObject({ firstName: 'Ada', lastName: 'Lovelace', dateOfBirth: '1985-12-10', externalId: `bp-${cifId}` })
+    expect(others[0]).not.toHaveProperty('branchCode')
+    expect(claimed[1]!.other_versions).toBeNull()
+  })
+
   it('takes nothing when the limit is zero', async () => {
     const crm = newEndSystem('crm')
     await storeVersions(database.db, newCifId(), [1], [crm])

@@ -1,3 +1,4 @@
+import { encodeNonAsciiHTML } from 'entities'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { judgeCall } from '../../src/syncer/delivery/attempt-policy.ts'
@@ -8,8 +9,8 @@ import { fold, foldedPieces, personalDataMasker } from '../../src/syncer/deliver
 const maskPersonalData = (text: string, customer: Record<string, unknown> | undefined): string => personalDataMasker(customer)(text)
 
 /** What the lane stores of an end system's answer: masked first, then cut to an excerpt when judged. */
-function storedMessage(body: string, customer: Record<string, unknown>): string {
-  return judgeCall(maskedAnswer({ kind: 'response', status: 400, body }, personalDataMasker(customer)), 'crm', 'update', false).message
+function storedMessage(body: string, customer: Record<string, unknown>, otherVersions: Record<string, unknown>[] = []): string {
+  return judgeCall(maskedAnswer({ kind: 'response', status: 400, body }, personalDataMasker(customer, otherVersions)), 'crm', 'update', false).message
 }
 
 describe('masking personal data in end system messages', () => {
@@ -46,6 +47,27 @@ describe('masking personal data in end system messages', () => {
       expect(maskPersonalData(`rejected: ${written}.`, jose), written).toBe('rejected: *** ***.')
     }
     expect(maskPersonalData('{"name":"Müller\'s"}', jose)).toBe('{"name":"***\'s"}')
+  })
+
+  it('reads letters with a stroke as their base letter, and umlauts also as German writes them without', () => {
+    const soren = { firstName: 'Søren', lastName: 'Kjærgaard', middleName: 'Łukasz', addresses: [{ city: 'Münster' }] }
+    expect(maskPersonalData('SOREN KJAERGAARD, Lukasz; Soeren in MUENSTER and Munster', soren)).toBe('*** ***, ***; *** in *** and ***')
+    expect(maskPersonalData('Herr Mueller / MULLER', { lastName: 'Müller' })).toBe('Herr *** / ***')
+  })
+
+  it('decodes HTML entities and percent-encoding before masking', () => {
+    const jose = { firstName: 'José', lastName: 'Müller' }
+    expect(maskPersonalData('<p>Jos&eacute; M&uuml;ller &amp; co</p>', jose)).toBe('<p>*** *** & co</p>')
+    expect(maskPersonalData('&#74;os&#xE9; rejected', jose)).toBe('*** rejected')
+    expect(maskPersonalData('GET /search?name=Jos%C3%A9+M%C3%BCller&x=%ZZ%E9', jose)).toBe('GET /search?name=***+***&x=%ZZ%E9')
+  })
+
+  it('masks the values of the customer’s other versions: the name before a rename, the old address', () => {
+    const now = { firstName: 'Ada', lastName: 'King', addresses: [{ line1: '1 New Road', city: 'Oxford' }] }
+    const before = { firstName: 'Ada', lastName: 'Byron', addresses: [{ line1: '12 St James Square', city: 'London' }] }
+    const answer = 'record holds Ada Byron, 12 St James Square, London; expected Ada King, Oxford'
+    expect(personalDataMasker(now, [before])(answer)).toBe('record holds *** ***, ***, ***; expected *** ***, ***')
+    expect(personalDataMasker(undefined, [before])('Byron')).toBe('***')
   })
 
   it('folds case fully: ß is ss, and the long s and the Kelvin sign are s and k', () => {
@@ -211,8 +233,17 @@ type GeneratedCustomer = typeof customerArbitrary extends fc.Arbitrary<infer T> 
 
 const withoutAccents = (text: string) => text.normalize('NFD').replace(/\p{M}/gu, '')
 const jsonEscaped = (text: string) => text.replace(/[^\x20-\x7e]/g, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`)
+// How German and the Nordic languages write without their letters, and what is left in ASCII.
+const DIGRAPHS: Record<string, string> = { ä: 'ae', ö: 'oe', ü: 'ue', å: 'aa', ø: 'oe', æ: 'ae', ł: 'l', ß: 'ss' }
+const BASE: Record<string, string> = { ø: 'o', æ: 'ae', ł: 'l' }
+const transliterated = (text: string) => withoutAccents(text.toLowerCase().replace(/[äöüåøæłß]/g, (c) => DIGRAPHS[c]!))
+const inAscii = (text: string) => withoutAccents(text.toLowerCase().replace(/[øæł]/g, (c) => BASE[c]!))
 const nameShapes = (value: string) => [
   value,
+  transliterated(value),
+  inAscii(value).toUpperCase(),
+  encodeNonAsciiHTML(value),
+  encodeURIComponent(value),
   value.toUpperCase(),
   value.toLowerCase(),
   withoutAccents(value),
@@ -310,10 +341,37 @@ describe('masking personal data: properties', () => {
           const embedded = segments.map(([pick]) => shapes[pick % shapes.length]!)
           const body = segments.map(([_, word, punctuation], k) => `${word}${punctuation}${embedded[k]![0]}${punctuation}`).join('')
           const stored = storedMessage(body, generated.customer)
-          for (const [shape] of embedded) expect(survives(stored, shape), `${shape} in ${stored}`).toBe(false)
+          for (const [shape, value] of embedded) {
+            expect(survives(stored, shape), `${shape} in ${stored}`).toBe(false)
+            expect(survives(stored, value), `${value} (as ${shape}) in ${stored}`).toBe(false)
+          }
         }
       ),
       { numRuns: 300 }
+    )
+  })
+
+  it('leaves none of the values of the customer’s other versions in the stored message', () => {
+    fc.assert(
+      fc.property(
+        customerArbitrary,
+        fc.array(customerArbitrary, { minLength: 1, maxLength: 3 }),
+        fc.array(fc.tuple(fc.nat(), fc.nat(), fc.constantFrom(...cleanWords)), { minLength: 1, maxLength: 12 }),
+        (current, others, segments) => {
+          const embedded = segments.map(([version, pick]) => {
+            const shapes = shapesOf(others[version % others.length]!)
+            return shapes[pick % shapes.length]!
+          })
+          const body = segments.map(([, , word], k) => `${word} ${embedded[k]![0]}`).join('; ')
+          const stored = storedMessage(
+            body,
+            current.customer,
+            others.map((other) => other.customer)
+          )
+          for (const [shape] of embedded) expect(survives(stored, shape), `${shape} in ${stored}`).toBe(false)
+        }
+      ),
+      { numRuns: 200 }
     )
   })
 

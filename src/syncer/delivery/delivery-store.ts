@@ -1,4 +1,5 @@
 import { type RawBuilder, sql } from 'kysely'
+import { personalData } from '../../contracts/customer.ts'
 import type { CustomerEvent } from '../../contracts/customer-events.ts'
 import type { DeliveryStatusKind } from '../../contracts/sync-status-events.ts'
 import { recordStatuses, type StatusChange } from '../status/sync-status.ts'
@@ -32,7 +33,16 @@ export interface ClaimedDelivery extends DeliveryRow {
   event_type: string
   owner_source_system: string
   xref_external_id: string | null
+  /**
+   * The personal data of the customer's other versions the syncer holds, each distinct set once: an end
+   * system may answer with what it held before, and that must be masked too.
+   */
+  other_versions: Record<string, unknown>[] | null
 }
+
+/** The personal-data fields of a stored event's customer (contracts/customer.ts), as one jsonb object. */
+const personalDataOf = (event: RawBuilder<unknown>): RawBuilder<unknown> =>
+  sql`jsonb_build_object(${sql.join(personalData.fields.map((field) => sql`${sql.lit(field)}::text, ${event}->'data'->${sql.lit(field)}`))})`
 
 /**
  * Takes up to `limit` due deliveries of one end system for an attempt each. A delivery is due only when
@@ -70,7 +80,9 @@ export async function claimDue(
             lease_until = now() + make_interval(secs => lease.ms / 1000.0), updated_at = now()
         from lease where d.id = lease.id and d.id = any(${due.map((r) => r.id)}::bigint[])
         returning d.*)
-      select claimed.*, e.event, e.event_type, e.owner_source_system, x.external_id as xref_external_id
+      select claimed.*, e.event, e.event_type, e.owner_source_system, x.external_id as xref_external_id,
+        (select jsonb_agg(distinct ${personalDataOf(sql.ref('other.event'))}) from sync_event other
+          where other.cif_id = claimed.cif_id and other.event_id <> claimed.event_id) as other_versions
       from claimed
       join sync_event e on e.event_id = claimed.event_id
       left join customer_xref x on x.cif_id = claimed.cif_id and x.end_system = claimed.end_system`.execute(trx)

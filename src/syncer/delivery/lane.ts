@@ -134,7 +134,7 @@ export class DeliveryLane {
     const input = mappingInput(delivery.event)
     const timeoutMs = attemptTimeoutMs(system.retry, delivery.round_attempts)
     const startedAt = new Date()
-    const mask = personalDataMasker(input.customer)
+    const mask = personalDataMasker(input.customer, delivery.other_versions ?? [])
     const { verdict, externalId } = await this.#call(delivery, input, timeoutMs, mask)
     const finishedAt = new Date()
     callDone()

@@ -1,3 +1,4 @@
+import { decodeHTMLStrict } from 'entities'
 import { personalData } from '../../contracts/customer.ts'
 
 /**
@@ -10,17 +11,23 @@ import { personalData } from '../../contracts/customer.ts'
  * accents, in one case, with separators (spaces, hyphens, dots, slashes, parentheses…) left out but
  * remembered as word starts. "JOSE MULLER", "Jose\u0301 Müller" and "José Müller" fold alike, and so do
  * "+65 9123-4567" and "6591234567". A value is masked only as whole words: "Li" inside "Lisbon" is not.
+ * Letters that do not decompose are read as their base letters (ø as o, ł as l, æ as ae), and names with
+ * umlauts are also looked for as German writes them without (Müller as Mueller). HTML entities and
+ * percent-encoding are decoded first: "M&uuml;ller" and "M%C3%BCller" are Müller.
  */
 export type Masker = (text: string) => string
 
 /**
  * The masker for one customer: what to look for is worked out here, once per attempt, so that masking
- * each text is only a search (it runs on every attempt, successes included).
+ * each text is only a search (it runs on every attempt, successes included). `otherVersions`: the
+ * personal data of the customer's other versions, since an end system may answer with what it held
+ * before (the name before a marriage, the last address).
  */
-export function personalDataMasker(customer: Record<string, unknown> | undefined): Masker {
-  const needles = customer ? needlesOf(customer) : undefined
+export function personalDataMasker(customer: Record<string, unknown> | undefined, otherVersions: readonly Record<string, unknown>[] = []): Masker {
+  const versions = customer ? [customer, ...otherVersions] : otherVersions
+  const needles = versions.length ? needlesOf(versions) : undefined
   return (text) => {
-    let masked = storableText(text)
+    let masked = decoded(storableText(text))
     // The customer's own values first: the shapes below would take their "+" or "@" and leave the rest.
     if (needles && (needles.plain.length || needles.groups.length)) masked = maskNeedles(masked, needles)
     if (masked.includes('@')) masked = masked.replace(EMAIL, '***@***')
@@ -51,6 +58,25 @@ interface NeedleGroup {
 function storableText(text: string): string {
   const withoutNul = text.includes('\u0000') ? text.replaceAll('\u0000', '') : text
   return withoutNul.isWellFormed() ? withoutNul : withoutNul.toWellFormed()
+}
+
+const ENCODED = /&(?:#\d+|#x[0-9a-f]+|[a-z][a-z0-9]*);|%[0-9a-f]{2}/i
+const PERCENT_ENCODED = /(?:%[0-9a-f]{2})+/gi
+
+/**
+ * The text with its HTML entities and percent-encoded bytes decoded (an HTML error page, a URL quoted
+ * back): the customer's values are then found in it, and what is stored reads as the end system meant it.
+ */
+function decoded(text: string): string {
+  if (!ENCODED.test(text)) return text
+  const html = text.includes('&') ? decodeHTMLStrict(text) : text
+  return html.replace(PERCENT_ENCODED, (bytes) => {
+    try {
+      return decodeURIComponent(bytes)
+    } catch {
+      return bytes
+    }
+  })
 }
 
 // The lookbehind starts a match only where an address starts: without it, a long run of word characters
@@ -114,11 +140,15 @@ interface Needles {
   groups: NeedleGroup[]
 }
 
-function needlesOf(customer: Record<string, unknown>): Needles {
-  // A value found twice (a city in two addresses) costs one more look in the folded text, no more.
+function needlesOf(versions: readonly Record<string, unknown>[]): Needles {
   const plain: string[] = []
   const groups: NeedleGroup[] = []
+  for (const customer of versions) addNeedles(customer, plain, groups)
+  // Versions mostly share their values (a city in two addresses too): each is looked for once.
+  return { plain: [...new Set(plain)], groups }
+}
 
+function addNeedles(customer: Record<string, unknown>, plain: string[], groups: NeedleGroup[]): void {
   for (const field of personalData.fields) {
     const value = customer[field]
     if (Array.isArray(value)) {
@@ -152,7 +182,6 @@ function needlesOf(customer: Record<string, unknown>): Needles {
       addForms(value, plain, NAMES.has(field) ? 3 : 0)
     }
   }
-  return { plain, groups }
 }
 
 // E.164 country codes are prefix-free: these are the one- and two-digit ones, every other is three digits.
@@ -266,6 +295,8 @@ const SEPARATOR = /[\p{Zs}\p{Pd}\u2018\u2019\u00b7\u2044]/u
 // found before the word that follows it ("王小明先生").
 const UNSPACED = /[\p{sc=Han}\p{sc=Hiragana}\p{sc=Katakana}\p{sc=Thai}\p{sc=Lao}\p{sc=Khmer}\p{sc=Myanmar}]/u
 const FOLDS = new Map<number, string>()
+// Letters with a stroke or a ligature have no decomposition, but are written without it in ASCII.
+const BASE_LETTERS: Record<string, string> = { ø: 'o', ł: 'l', đ: 'd', ð: 'd', ħ: 'h', ŧ: 't', æ: 'ae', œ: 'oe', þ: 'th' }
 
 /** What a code point above ASCII folds to: compatibility decomposition, marks dropped, case folded (ß is ss). */
 function foldCodePoint(codePoint: number): string {
@@ -278,8 +309,10 @@ function foldCodePoint(codePoint: number): string {
     if (code < 0x80) folded += ASCII_FOLD[code]
     else if (IGNORED.test(part)) continue
     // Lower, upper, lower: "ẞ" → "ß" → "SS" → "ss", "ς" → "σ", "ı" → "i", as full case folding does.
-    else if (LETTER_OR_DIGIT.test(part)) folded += part.toLowerCase().toUpperCase().toLowerCase().normalize('NFKD').replace(/\p{M}/gu, '')
-    else folded += SEPARATOR.test(part) ? ' ' : '\n'
+    else if (LETTER_OR_DIGIT.test(part)) {
+      const lower = part.toLowerCase().toUpperCase().toLowerCase().normalize('NFKD').replace(/\p{M}/gu, '')
+      folded += BASE_LETTERS[lower] ?? lower
+    } else folded += SEPARATOR.test(part) ? ' ' : '\n'
   }
   // Hangul: a syllable (or its leading consonant, when the text is decomposed) starts a word, since
   // Korean writes particles onto the name ("김민수는").
@@ -443,6 +476,23 @@ function growBuffers(capacity: number): void {
  * `common` ones. A word of a syllabic script counts from two characters.
  */
 function addForms(value: string, into: string[], wordLetters = 0, common?: Set<string>): void {
+  addFormsOf(value, into, wordLetters, common)
+  const composed = value.normalize('NFC')
+  if (UMLAUT.test(composed))
+    addFormsOf(
+      composed.replace(UMLAUTS, (letter) => DIGRAPHS[letter.toLowerCase()]!),
+      into,
+      wordLetters,
+      common
+    )
+}
+
+// How German and the Nordic languages write these letters without them: Müller is also Mueller.
+const DIGRAPHS: Record<string, string> = { ä: 'ae', ö: 'oe', ü: 'ue', å: 'aa', ø: 'oe' }
+const UMLAUT = /[äöüåøÄÖÜÅØ]/
+const UMLAUTS = new RegExp(UMLAUT.source, 'g')
+
+function addFormsOf(value: string, into: string[], wordLetters: number, common: Set<string> | undefined): void {
   // The customer's values are folded on every attempt: those in ASCII (most) take a short way, to the
   // same result as fold(), taking runs of letters and digits whole rather than a character at a time.
   const before = into.length
@@ -493,7 +543,7 @@ function addFormsTheLongWay(value: string, into: string[], wordLetters: number, 
 /** A value's folded pieces, of two characters or more (for the tests: the short way must fold as fold() does). */
 export function foldedPieces(value: string): string[] {
   const pieces: string[] = []
-  addForms(value, pieces)
+  addFormsOf(value, pieces, 0, undefined)
   return pieces
 }
 
