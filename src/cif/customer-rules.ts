@@ -1,6 +1,6 @@
 import { Ajv } from 'ajv'
 import addFormats from 'ajv-formats'
-import { CustomerInput } from '../contracts/customer.ts'
+import { CustomerInput, type ReviewFlag } from '../contracts/customer.ts'
 import type { FieldError } from '../contracts/problems.ts'
 import { fieldErrorsFromAjv } from '../platform/http/problem.ts'
 
@@ -86,4 +86,76 @@ export function customerRecordErrors(record: unknown, today: string): FieldError
 
 export function todayUtc(now = new Date()): string {
   return now.toISOString().slice(0, 10)
+}
+
+// The scripts names are written in. A letter of none of them counts as a script of its own.
+const SCRIPTS = [
+  'Latin',
+  'Greek',
+  'Cyrillic',
+  'Armenian',
+  'Georgian',
+  'Hebrew',
+  'Arabic',
+  'Syriac',
+  'Thaana',
+  'Devanagari',
+  'Bengali',
+  'Gurmukhi',
+  'Gujarati',
+  'Oriya',
+  'Tamil',
+  'Telugu',
+  'Kannada',
+  'Malayalam',
+  'Sinhala',
+  'Thai',
+  'Lao',
+  'Tibetan',
+  'Myanmar',
+  'Khmer',
+  'Mongolian',
+  'Ethiopic',
+  'Hangul',
+  'Hiragana',
+  'Katakana',
+  'Bopomofo',
+  'Han'
+].map((script) => ({ script, pattern: new RegExp(`\\p{scx=${script}}`, 'u') }))
+// Writing systems that mix scripts by design (Unicode TS #39, 5.1: Han with kana is Japanese, with Hangul Korean).
+const WRITING_SYSTEMS: Record<string, string[]> = {
+  Han: ['Japanese', 'Korean', 'Chinese'],
+  Hiragana: ['Japanese'],
+  Katakana: ['Japanese'],
+  Hangul: ['Korean'],
+  Bopomofo: ['Chinese']
+}
+const SHARED = /[\p{scx=Common}\p{scx=Inherited}]/u
+
+/**
+ * Whether a name mixes scripts (Unicode TS #39, mixed-script detection): the scripts of its letters, each
+ * letter counted in every script it is used in (its Script_Extensions), must have one in common. Marks,
+ * digits and punctuation are shared by all scripts.
+ */
+export function isMixedScript(name: string): boolean {
+  let common: Set<string> | undefined
+  for (const char of name) {
+    if (SHARED.test(char)) continue
+    const scripts = new Set(SCRIPTS.filter(({ pattern }) => pattern.test(char)).flatMap(({ script }) => [script, ...(WRITING_SYSTEMS[script] ?? [])]))
+    if (!scripts.size) scripts.add(`U+${char.codePointAt(0)!.toString(16)}`)
+    common = common ? new Set([...common].filter((script) => scripts.has(script))) : scripts
+    if (!common.size) return true
+  }
+  return false
+}
+
+const NAME_FIELDS = ['firstName', 'middleName', 'lastName', 'fullName'] as const
+
+/** What a person should look at in a record the rules accept, with the fields concerned. */
+export function reviewFlagsOf(record: Readonly<Record<string, unknown>>): { flag: ReviewFlag; fields: string[] }[] {
+  const mixed = NAME_FIELDS.filter((field) => {
+    const name = record[field]
+    return typeof name === 'string' && isMixedScript(name)
+  })
+  return mixed.length ? [{ flag: 'MIXED_SCRIPT_NAME', fields: mixed }] : []
 }

@@ -7,16 +7,21 @@ import type { EventSigningKey } from '../contracts/event-signature.ts'
 import { cifProblems, Refusal } from '../contracts/problems.ts'
 import { topics } from '../contracts/topics.ts'
 import { outboxMessage } from '../outbox/messages.ts'
-import { customerRecordErrors, normalizeIdentifierValue, todayUtc } from './customer-rules.ts'
+import { customerRecordErrors, normalizeIdentifierValue, reviewFlagsOf, todayUtc } from './customer-rules.ts'
 import { applyMergePatch, changedFields } from './merge-patch.ts'
 import type { CifDb, CifTx, CustomerRow } from './tables.ts'
 
 const customerFieldOrder = Object.keys(Customer.properties)
 
-/** The API's view of a row, fields in the contract's order (jsonb keeps its own order). */
+/**
+ * The API's view of a row, fields in the contract's order (jsonb keeps its own order). Review flags are
+ * worked out from the record as it is, so records stored before a flag existed have it too.
+ */
 export function toCustomer(row: CustomerRow): Customer {
+  const flags = reviewFlagsOf(row.record)
   const values: Record<string, unknown> = {
     ...row.record,
+    reviewFlags: flags.length ? flags.map(({ flag }) => flag) : undefined,
     cifId: row.cif_id,
     version: row.version,
     sourceSystem: row.source_system,

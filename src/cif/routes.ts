@@ -9,7 +9,7 @@ import { cifProblems, Refusal } from '../contracts/problems.ts'
 import { type ApiKey, requireApiKey } from '../platform/http/api-key-auth.ts'
 import { problemOf } from '../platform/http/problem.ts'
 import { apiKeySecurity, type HttpServer, PROBLEM_JSON, problemResponses } from '../platform/http/server.ts'
-import { customerRuleErrors, todayUtc } from './customer-rules.ts'
+import { customerRuleErrors, reviewFlagsOf, todayUtc } from './customer-rules.ts'
 import { type Caller, createCustomer, findCustomer, updateCustomer } from './customer-store.ts'
 import { completeIdempotentRequest, releaseIdempotencyKey, requestHash, type StoredResponse, startIdempotentRequest } from './idempotency.ts'
 import type { CifDb } from './tables.ts'
@@ -97,6 +97,7 @@ export async function cifApi(app: HttpServer, options: CifApiOptions): Promise<v
           }
           return { customer, headers }
         })
+        logReviewFlags(request, created.customer)
         return reply.status(201).headers(created.headers).send(created.customer)
       } catch (error) {
         if (held) await settleFailedIdempotentRequest(db, source, held, error, request.url)
@@ -146,10 +147,19 @@ export async function cifApi(app: HttpServer, options: CifApiOptions): Promise<v
         const customer = await db
           .transaction()
           .execute((trx) => updateCustomer(trx, request.params.cifId, request.body, version, callerOf(request), eventSigningKey))
+        logReviewFlags(request, customer)
         return reply.header('etag', etag(customer.version)).send(customer)
       }
     )
   })
+}
+
+/** A record accepted with review flags is told to operations in the log: which flag, which fields, never their values. */
+function logReviewFlags(request: FastifyRequest, customer: Customer): void {
+  if (!customer.reviewFlags) return
+  for (const { flag, fields } of reviewFlagsOf(customer)) {
+    request.log.warn({ cifId: customer.cifId, version: customer.version, reviewFlag: flag, fields }, 'customer accepted with a flag for review')
+  }
 }
 
 /** A refusal (4xx) is the answer to that request and is replayed; anything else frees the key for a retry. */

@@ -90,11 +90,25 @@ export const CustomerPatch = Type.Object(
 )
 export type CustomerPatch = Static<typeof CustomerPatch>
 
+/**
+ * What the CIF service notices in a record for a person to look at, without refusing it:
+ * `MIXED_SCRIPT_NAME`, a name that mixes scripts a real name does not (Latin with Cyrillic letters: the
+ * shape of a look-alike, or a typing slip). Names may use any one script, or Han with kana or Hangul.
+ */
+export const reviewFlags = ['MIXED_SCRIPT_NAME'] as const
+export type ReviewFlag = (typeof reviewFlags)[number]
+
 export const Customer = Type.Object(
   {
     cifId: Type.String({ pattern: CIF_ID_PATTERN }),
     version: Type.Integer({ minimum: 1 }),
     ...customerFields,
+    reviewFlags: Type.Optional(
+      Type.Array(Type.Enum([...reviewFlags]), {
+        uniqueItems: true,
+        description: 'Set by the CIF service for a person to review (never by a source system); absent when none'
+      })
+    ),
     sourceSystem: Type.String({ pattern: SOURCE_SYSTEM_PATTERN, description: 'The source system that created the customer' }),
     createdAt: Type.String({ format: 'date-time' }),
     updatedAt: Type.String({ format: 'date-time' })
@@ -125,6 +139,7 @@ const customerFieldClasses = {
   addresses: 'personal',
   branchCode: 'not personal',
   externalId: 'personal',
+  reviewFlags: 'not personal',
   sourceSystem: 'not personal',
   createdAt: 'not personal',
   updatedAt: 'not personal'

@@ -149,6 +149,25 @@ describe('each source system sees only its own customers, unless granted more', 
   })
 })
 
+describe('mixed-script names', () => {
+  it('accepts them flagged for review, tells the log which field and never the value, and clears the flag once fixed', async () => {
+    const { cifId } = await createdBy(keys.branchPortal, { lastName: 'Lovel\u0430ce' })
+    const read = await call(app, 'GET', `/v1/customers/${cifId}`)
+    expect(read.body.reviewFlags).toEqual(['MIXED_SCRIPT_NAME'])
+    const told = logLines.find((line) => line.cifId === cifId && line.reviewFlag)
+    expect(told).toMatchObject({ level: 40, reviewFlag: 'MIXED_SCRIPT_NAME', fields: ['lastName'], caller: 'branch-portal' })
+    expect(JSON.stringify(logLines.filter((line) => line.cifId === cifId))).not.toContain('Lovel')
+
+    const fixed = await call(app, 'PATCH', `/v1/customers/${cifId}`, { body: { lastName: 'Lovelace' }, headers: { 'if-match': '"1"' } })
+    expect(fixed.status).toBe(200)
+    expect(fixed.body).not.toHaveProperty('reviewFlags')
+    // Set by the CIF service only.
+    const forged = await call(app, 'PATCH', `/v1/customers/${cifId}`, { body: { reviewFlags: [] }, headers: { 'if-match': '"2"' } })
+    expect(forged.status).toBe(400)
+    expect((await call(app, 'POST', '/v1/customers', { body: newPerson({ reviewFlags: [] }) })).status).toBe(400)
+  })
+})
+
 describe('keys', () => {
   it('takes the Bearer scheme in any case', async () => {
     for (const scheme of ['Bearer', 'bearer', 'BEARER']) {

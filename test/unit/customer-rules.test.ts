@@ -1,6 +1,6 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { customerRecordErrors, customerRuleErrors, normalizeIdentifierValue } from '../../src/cif/customer-rules.ts'
+import { customerRecordErrors, customerRuleErrors, isMixedScript, normalizeIdentifierValue, reviewFlagsOf } from '../../src/cif/customer-rules.ts'
 import type { CustomerInput } from '../../src/contracts/customer.ts'
 
 const today = '2026-11-25'
@@ -188,5 +188,57 @@ describe('customer rules', () => {
       { pointer: '/extra', detail: 'is not a known field' },
       { pointer: '/email', detail: 'must be a valid email' }
     ])
+  })
+})
+
+describe('mixed-script names', () => {
+  const scripts = {
+    Latin: 'abcdefghijklmnopqrstuvwxyzéüñøß',
+    Cyrillic: 'абвгдежзийклмнопрстуфхцчшщюя',
+    Greek: 'αβγδεζηθικλμνξοπρστυφχψω',
+    Arabic: 'ابتثجحخدذرزسشصضطظعغفقكلمنهوي',
+    Han: '王李张明华伟山田太郎金',
+    Hangul: '김민수지영박'
+  }
+  const word = (letters: string) => fc.array(fc.constantFrom(...letters), { minLength: 1, maxLength: 8 }).map((chars) => chars.join(''))
+  const script = fc.constantFrom(...(Object.keys(scripts) as (keyof typeof scripts)[]))
+
+  it('passes a name in any one script, with spaces, hyphens, apostrophes and its accents', () => {
+    fc.assert(
+      fc.property(
+        script.chain((name) => fc.array(word(scripts[name]), { minLength: 1, maxLength: 3 })),
+        fc.constantFrom(' ', '-', "'", '’', '. '),
+        (words, joiner) => {
+          expect(isMixedScript(words.join(joiner))).toBe(false)
+        }
+      )
+    )
+    // A combining accent counts in the scripts it is used with (its Script_Extensions).
+    for (const name of ['Jose\u0301', 'Ива\u0301н', 'Ἀλέξανδρος']) expect(isMixedScript(name), name).toBe(false)
+  })
+
+  it('flags a name that mixes two scripts, such as one look-alike letter', () => {
+    fc.assert(
+      fc.property(script, script, fc.nat(), fc.nat(), (first, second, a, b) => {
+        fc.pre(first !== second && !(['Han', 'Hangul'].includes(first) && ['Han', 'Hangul'].includes(second)))
+        const one = scripts[first][a % scripts[first].length]!
+        const other = [...scripts[second]][b % [...scripts[second]].length]!
+        expect(isMixedScript(`${one}${one}${other}`)).toBe(true)
+      })
+    )
+    // Latin "Ada" with a Cyrillic "а" (U+0430) looks the same.
+    expect(isMixedScript('Ad\u0430')).toBe(true)
+  })
+
+  it('passes the writing systems that mix scripts by design: Japanese and Korean', () => {
+    for (const name of ['山田たろう', 'ヤマダ太郎', '金민수', 'ﾔﾏﾀﾞ']) expect(isMixedScript(name), name).toBe(false)
+    expect(isMixedScript('김たろう')).toBe(true)
+  })
+
+  it('says which name fields are mixed', () => {
+    expect(reviewFlagsOf({ firstName: 'Ad\u0430', lastName: 'Lovelace', middleName: 'Иван Ivan' })).toEqual([
+      { flag: 'MIXED_SCRIPT_NAME', fields: ['firstName', 'middleName'] }
+    ])
+    expect(reviewFlagsOf({ firstName: 'Ada', fullName: 'Владимир' })).toEqual([])
   })
 })
