@@ -15,13 +15,29 @@ export type CustomerAccess = 'read' | 'update' | 'name-duplicate'
 
 /**
  * What an operator may do on the admin API (SYNCER_OPERATOR_ROLES); an operator listed without a role is
- * an `operator`.
+ * an `operator`. An approver holds an operator's rights too (a bank's small night shift needs both from the
+ * same people), but never decides a request of its own: that is the second person's part (four eyes).
  */
 export const operatorRoles = {
-  viewer: 'find deliveries and attempts, and count them: read only',
-  operator: 'also redrive and skip deliveries'
+  viewer: 'find deliveries, attempts and action requests, and count them: read only',
+  operator: 'also redrive one delivery, and request a skip or a bulk redrive (which another person approves)',
+  approver: "also approve or reject other people's requests, never their own"
 } as const
 export type OperatorRole = keyof typeof operatorRoles
+
+/**
+ * What a role lets an operator do beyond reading (every operator reads), each right named once; routes ask
+ * `mayDo`, never a role's name.
+ */
+export const operatorRights = {
+  act: ['operator', 'approver'],
+  decide: ['approver']
+} as const satisfies Record<string, readonly OperatorRole[]>
+export type OperatorRight = keyof typeof operatorRights
+
+export function mayDo(role: OperatorRole | undefined, right: OperatorRight): boolean {
+  return role !== undefined && (operatorRights[right] as readonly OperatorRole[]).includes(role)
+}
 
 const grantFor: Record<CustomerAccess, SourceSystemGrant> = { read: 'read-all', update: 'update-all', 'name-duplicate': 'see-duplicates' }
 

@@ -71,7 +71,8 @@ export const httpProblems = {
     code: 'forbidden',
     status: 403,
     title: 'Not allowed to you',
-    description: 'Your key is known, but your role does not allow this action (an operator with the role viewer may look, not act).'
+    description:
+      'Your key is known, but your role does not allow this action (a viewer may look, not act; only an approver approves or rejects requests).'
   },
   notFound: { code: 'not-found', status: 404, title: 'Not found', description: 'No such route.' },
   methodNotAllowed: {
@@ -159,5 +160,23 @@ export const syncerProblems = {
     status: 409,
     title: 'The delivery is not in a state this action applies to',
     description: '`state` says which state it is in: a redrive needs it FAILED, a skip FAILED or BLOCKED.'
+  },
+  actionRequestNotFound: {
+    code: 'action-request-not-found',
+    status: 404,
+    title: 'No such action request',
+    description: 'No skip or bulk redrive request has this id.'
+  },
+  actionRequestDecided: {
+    code: 'action-request-decided',
+    status: 409,
+    title: 'The action request is no longer pending',
+    description: '`state` says what became of it: APPROVED or REJECTED (by someone, once), or EXPIRED (nobody answered in time).'
+  },
+  fourEyesRequired: {
+    code: 'four-eyes-required',
+    status: 403,
+    title: 'Another person must decide this',
+    description: 'You made this request yourself: another operator with the role approver approves or rejects it.'
   }
 } as const satisfies Record<string, ProblemType>

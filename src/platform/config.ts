@@ -57,7 +57,8 @@ export interface Config {
    * syncer/intake/intake-watchdog.ts); `intakeUnreadyAfterMs`: readiness fails once it has been unable to
    * consume for this long. `trustedEventKeys`: the CIF service's public keys the intake accepts events
    * signed by (SYNCER_EVENT_KEYS); unset only in production without them, and then the syncer refuses to
-   * start (requireTrustedEventKeys).
+   * start (requireTrustedEventKeys). `actionRequestExpiryMs`: a skip or bulk redrive nobody approved or
+   * rejected within this time expires; `bulkRedriveLimit`: the most deliveries one bulk redrive may select.
    */
   syncer: {
     host: string
@@ -68,6 +69,8 @@ export interface Config {
     intakeStallMs: number
     intakeUnreadyAfterMs: number
     trustedEventKeys: TrustedEventKeys | undefined
+    actionRequestExpiryMs: number
+    bulkRedriveLimit: number
   }
   /** Operators allowed on the syncer's admin API: name → SHA-256 of their key. */
   operatorKeyHashes: Map<string, ApiKey[]>
@@ -77,6 +80,12 @@ export interface Config {
 }
 
 type Env = Record<string, string | undefined>
+
+/**
+ * The most deliveries SYNCER_BULK_REDRIVE_LIMIT may allow: 1000 listed ids of up to 10 digits, with a reason, still
+ * fit the admin API's 16 KiB body.
+ */
+export const BULK_REDRIVE_LIMIT_MAX = 1000
 
 function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
   const raw = env[name]
@@ -379,7 +388,11 @@ export function loadConfig(env: Env = process.env): Config {
       // Below 5 s an ordinary pause (a rebalance, a slow batch) would look like a stall.
       intakeStallMs: integer(env, 'SYNCER_INTAKE_STALL_MS', 30_000, 5000, 3_600_000),
       intakeUnreadyAfterMs: integer(env, 'SYNCER_INTAKE_UNREADY_AFTER_MS', 60_000, 1000, 3_600_000),
-      trustedEventKeys: trustedEventKeys(env, production)
+      trustedEventKeys: trustedEventKeys(env, production),
+      // A minute at least, so that a second person can answer; a month at most, so that nobody approves what
+      // the requester has long forgotten.
+      actionRequestExpiryMs: integer(env, 'SYNCER_ACTION_REQUEST_EXPIRY_MS', 24 * 3_600_000, 60_000, 30 * 24 * 3_600_000),
+      bulkRedriveLimit: integer(env, 'SYNCER_BULK_REDRIVE_LIMIT', 500, 1, BULK_REDRIVE_LIMIT_MAX)
     },
     operatorKeyHashes,
     operatorRoles: parseOperatorRoles(env.SYNCER_OPERATOR_ROLES ?? '', operatorKeyHashes),

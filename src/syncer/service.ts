@@ -50,7 +50,14 @@ export async function createSyncerApp(
     sourceSystemKeyHashes: config.sourceSystemKeyHashes,
     sourceSystemGrants: config.sourceSystemGrants
   })
-  await app.register(adminApi, { prefix: '/v1/admin', db, operatorKeyHashes: config.operatorKeyHashes, operatorRoles: config.operatorRoles })
+  await app.register(adminApi, {
+    prefix: '/v1/admin',
+    db,
+    operatorKeyHashes: config.operatorKeyHashes,
+    operatorRoles: config.operatorRoles,
+    actionRequestExpiryMs: config.syncer.actionRequestExpiryMs,
+    bulkRedriveLimit: config.syncer.bulkRedriveLimit
+  })
   return app
 }
 

@@ -1,6 +1,7 @@
 import type { ColumnType, Generated, Kysely, Selectable, Transaction } from 'kysely'
 import type { OutboxTables } from '../outbox/tables.ts'
 import type { DefaultedTimestamp } from '../platform/database/index.ts'
+import type { RequestKind, RequestState } from './delivery/four-eyes.ts'
 import type { AttemptStatus, DeliveryState, OperatorAction } from './delivery/states.ts'
 
 export type DeliveryOperation = 'create' | 'update'
@@ -94,6 +95,28 @@ export interface OperatorActionTable {
   reason: string
   from_state: DeliveryState
   created_at: DefaultedTimestamp
+  /** Set when the action was requested by `operator` and approved by another person. */
+  request_id: string | null
+  approved_by: string | null
+}
+
+export interface ActionRequestTable {
+  id: Generated<string>
+  kind: RequestKind
+  state: ColumnType<RequestState, RequestState | undefined, RequestState>
+  requested_by: string
+  reason: string
+  filter: ColumnType<Record<string, unknown> | null, string | null, never>
+  requested_at: DefaultedTimestamp
+  expires_at: ColumnType<Date, Date | string, never>
+  decided_by: string | null
+  decided_at: Date | null
+  decision_reason: string | null
+}
+
+export interface ActionRequestDeliveryTable {
+  request_id: string
+  delivery_id: string
 }
 
 /** The syncer's tables; migrations in ./migrations. */
@@ -105,6 +128,8 @@ export interface SyncerTables {
   customer_xref: CustomerXrefTable
   sync_status_update: SyncStatusUpdateTable
   operator_action: OperatorActionTable
+  action_request: ActionRequestTable
+  action_request_delivery: ActionRequestDeliveryTable
 }
 
 /** What the syncer's code may touch: its tables and the outbox that publishes its status messages. */
@@ -114,3 +139,4 @@ export type SyncerDb = Kysely<SyncerDatabase>
 export type SyncerTx = Transaction<SyncerDatabase>
 
 export type DeliveryRow = Selectable<DeliveryTable>
+export type ActionRequestRow = Selectable<ActionRequestTable>

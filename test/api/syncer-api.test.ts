@@ -37,6 +37,9 @@ const theirs = newCifId()
 /** Well-formed, but no event ever named it. */
 const unknown = cifIdFromNumber(9_999_999_999)
 
+/** The second person, who approves a skip the test operator asked for. */
+const approverKey = 'test-approver-key'
+
 /** Takes every due delivery of one end system for an attempt, as its lane would; by CIF ID. */
 async function claim(endSystem: string): Promise<Map<string, ClaimedDelivery>> {
   const claimed = await claimDue(asSyncer(database.db), endSystem, 10, () => 60_000)
@@ -79,7 +82,13 @@ const deliveryId = async (cifId: string, endSystem: string, version: number): Pr
 
 beforeAll(async () => {
   database = await ownDatabase()
-  app = await syncerApp(database)
+  app = await syncerApp(
+    database,
+    testConfig({
+      SYNCER_OPERATORS: `test-operator=${apiKeyHash(operatorKey)},test-approver=${apiKeyHash(approverKey)}`,
+      SYNCER_OPERATOR_ROLES: 'test-approver:approver'
+    })
+  )
   const db = asSyncer(database.db)
   await storeEvents(
     db,
@@ -364,13 +373,15 @@ describe('admin API: roles', () => {
     } finally {
       await roles.close()
     }
-    expect(() => testConfig({ SYNCER_OPERATOR_ROLES: 'test-operator:approver' })).toThrow(/must look like name:role/)
+    expect(() => testConfig({ SYNCER_OPERATOR_ROLES: 'test-operator:admin' })).toThrow(
+      /must look like name:role, role one of viewer, operator, approver/
+    )
     expect(() => testConfig({ SYNCER_OPERATOR_ROLES: 'nobody:viewer' })).toThrow(/not an operator/)
   })
 })
 
 describe('admin API: refused redrives and skips change nothing', () => {
-  it('refuses to redrive a delivery that is not FAILED, or to skip one that is neither FAILED nor BLOCKED, saying its state', async () => {
+  it('refuses to redrive a delivery that is not FAILED, or to ask to skip one that is neither FAILED nor BLOCKED, saying its state', async () => {
     const delivered = await deliveryId(onTrack, 'crm', 1)
     const redrive = await admin('POST', `/v1/admin/deliveries/${delivered}/redrive`, { reason: 'crm lost it' })
     expect(redrive.status).toBe(409)
@@ -414,13 +425,21 @@ describe('admin API: refused redrives and skips change nothing', () => {
 
 // These change deliveries, so they come last: the counts above are of the deliveries as stored.
 describe('admin API: redrive and skip', () => {
-  it('tells a skip on the feed once it has its position, after the cursor, to the owner only', async () => {
+  it('tells an approved skip on the feed once it has its position, after the cursor, to the owner only', async () => {
     const { next: cursor } = await readFeed(keys.branchPortal, 500)
     const { next: theirCursor } = await readFeed(keys.onboardingApp, 500)
     const blocked = await deliveryId(stuck, 'crm', 2)
-    const skipped = await admin('POST', `/v1/admin/deliveries/${blocked}/skip`, { reason: 'the branch closed this account' })
-    expect(skipped.status).toBe(200)
-    expect(skipped.body).toMatchObject({ deliveryId: blocked, state: 'SKIPPED', remarks: 'skipped by test-operator: the branch closed this account' })
+    const asked = await admin('POST', `/v1/admin/deliveries/${blocked}/skip`, { reason: 'the branch closed this account' })
+    expect(asked.status).toBe(202)
+    // Asked for, not yet approved: nothing is told.
+    expect((await readFeed(keys.branchPortal, 500, cursor)).pages).toEqual([])
+    const approved = await call(app, 'POST', `/v1/admin/requests/${asked.body.requestId}/approve`, { key: approverKey })
+    expect(approved.body).toMatchObject({ state: 'APPROVED', appliedTo: [blocked] })
+    const [skipped] = (await admin('GET', `/v1/admin/deliveries?cifId=${stuck}&endSystem=crm&state=SKIPPED`)).body.deliveries
+    expect(skipped).toMatchObject({
+      deliveryId: blocked,
+      remarks: 'skipped by test-operator, approved by test-approver: the branch closed this account'
+    })
     // Not yet sequenced: a poller at the cursor sees nothing, and later misses nothing.
     expect((await readFeed(keys.branchPortal, 500, cursor)).pages).toEqual([])
     await sequenceStatusUpdates(asSyncer(database.db))

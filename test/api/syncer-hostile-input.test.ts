@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { cifIdFromNumber } from '../../src/contracts/cif-id.ts'
 import { httpProblems, type ProblemType, syncerProblems } from '../../src/contracts/problems.ts'
+import { apiKeyHash } from '../../src/platform/http/api-key-auth.ts'
 import type { HttpServer } from '../../src/platform/http/server.ts'
 import { findAttempts, findDeliveries } from '../../src/syncer/api/read-model.ts'
 import { claimDue, recordAttempts } from '../../src/syncer/delivery/delivery-store.ts'
@@ -10,7 +11,7 @@ import { eventMessage } from '../store/fixtures.ts'
 import { asSyncer } from '../support/database.ts'
 import { devTrustedKeys } from '../support/event-keys.ts'
 import { type OwnDatabase, ownDatabase } from '../support/own-database.ts'
-import { call, keys, operatorKey, problemType, syncerApp } from './helpers.ts'
+import { call, keys, operatorKey, problemType, syncerApp, testConfig } from './helpers.ts'
 
 // The syncer's admin and callback APIs against what a hostile or careless client sends: every input that
 // reaches PostgreSQL or a Date is refused at the edge with a 400 naming the field, never a 500, and a
@@ -24,12 +25,20 @@ const END_SYSTEMS = ['core-banking', 'crm']
 // The file has a database of its own, so CIF IDs need only differ within the file.
 const toRedrive = cifIdFromNumber(1_000_000_001)
 const toSkip = cifIdFromNumber(1_000_000_002)
+/** The second person, who approves the one skip asked for. */
+const approverKey = 'test-approver-key'
 /** The redrive target's CRM delivery and the skip target's, both FAILED after one attempt. */
 const failed = { redrive: '', skip: '' }
 
 beforeAll(async () => {
   database = await ownDatabase()
-  app = await syncerApp(database)
+  app = await syncerApp(
+    database,
+    testConfig({
+      SYNCER_OPERATORS: `test-operator=${apiKeyHash(operatorKey)},test-approver=${apiKeyHash(approverKey)}`,
+      SYNCER_OPERATOR_ROLES: 'test-approver:approver'
+    })
+  )
   const db = asSyncer(database.db)
   await storeEvents(db, [eventMessage(toRedrive, 1, PORTAL), eventMessage(toSkip, 1, PORTAL)], END_SYSTEMS, devTrustedKeys)
   for (const delivery of await claimDue(db, 'crm', 10, () => 60_000)) {
@@ -352,6 +361,65 @@ const adminCases: Case[] = [
     status: 404,
     problem: syncerProblems.deliveryNotFound
   },
+  // Bulk redrive and action requests: what they select by reaches PostgreSQL as the list filter does.
+  {
+    name: 'bulk redrive: ids as numbers',
+    method: 'POST',
+    url: '/v1/admin/deliveries/redrive',
+    body: { reason: 'crm fixed', deliveryIds: [1, 2] },
+    status: 400,
+    pointer: '/deliveryIds/0'
+  },
+  {
+    name: 'bulk redrive: id beyond bigint',
+    method: 'POST',
+    url: '/v1/admin/deliveries/redrive',
+    body: { reason: 'crm fixed', deliveryIds: ['9223372036854775808'] },
+    status: 400,
+    pointer: '/deliveryIds/0'
+  },
+  {
+    name: 'bulk redrive: filter a string',
+    method: 'POST',
+    url: '/v1/admin/deliveries/redrive',
+    body: { reason: 'crm fixed', filter: 'state=FAILED' },
+    status: 400,
+    pointer: '/filter'
+  },
+  {
+    name: 'bulk redrive: end system with a NUL byte',
+    method: 'POST',
+    url: '/v1/admin/deliveries/redrive',
+    body: { reason: 'crm fixed', filter: { endSystem: 'crm\u0000' } },
+    status: 400,
+    pointer: '/filter/endSystem'
+  },
+  {
+    name: 'bulk redrive: 30 February',
+    method: 'POST',
+    url: '/v1/admin/deliveries/redrive',
+    body: { reason: 'crm fixed', filter: { from: '2026-02-30T00:00:00Z' } },
+    status: 400,
+    pointer: '/filter/from'
+  },
+  {
+    name: 'bulk redrive: filter named __proto__',
+    method: 'POST',
+    url: '/v1/admin/deliveries/redrive',
+    raw: '{"reason":"crm fixed","filter":{"__proto__":{"state":"FAILED"}}}',
+    status: 400,
+    problem: httpProblems.malformedBody
+  },
+  { name: 'requests: state unknown', url: '/v1/admin/requests?state=DONE', status: 400, parameter: 'state' },
+  { name: 'request id beyond bigint', url: '/v1/admin/requests/9223372036854775808', status: 400, parameter: 'id' },
+  {
+    name: 'reject: reason with a NUL byte',
+    method: 'POST',
+    url: '/v1/admin/requests/1/reject',
+    body: reason('no\u0000way'),
+    status: 400,
+    pointer: '/reason'
+  },
   // The key is checked before anything else: a hostile request without one learns nothing more.
   {
     name: 'hostile reason without a key',
@@ -429,6 +497,7 @@ describe('hostile and malformed requests are refused, never answered 500', () =>
 
   it('left no operator action, no status and no change of state behind', async () => {
     expect(await count('operator_action')).toBe(0)
+    expect(await count('action_request')).toBe(0)
     expect(await count('sync_status_update')).toBe(statusesBefore)
     const states = await database.db.selectFrom('delivery').select('state').where('id', 'in', [failed.redrive, failed.skip]).execute()
     expect(states.map((row) => row.state)).toEqual(['FAILED', 'FAILED'])
@@ -438,9 +507,11 @@ describe('hostile and malformed requests are refused, never answered 500', () =>
     const redriven = await admin('POST', `/v1/admin/deliveries/${failed.redrive}/redrive`, { reason: 'CRM fixed its branch list (ticket #42)' })
     expect(redriven.status).toBe(200)
     expect(redriven.body).toMatchObject({ deliveryId: failed.redrive, state: 'PENDING' })
-    const skipped = await admin('POST', `/v1/admin/deliveries/${failed.skip}/skip`, { reason: 'Kunde hat gekündigt – 口座解約' })
-    expect(skipped.status).toBe(200)
-    expect(skipped.body).toMatchObject({ deliveryId: failed.skip, state: 'SKIPPED' })
+    const asked = await admin('POST', `/v1/admin/deliveries/${failed.skip}/skip`, { reason: 'Kunde hat gekündigt – 口座解約' })
+    expect(asked.status).toBe(202)
+    expect(asked.body).toMatchObject({ reason: 'Kunde hat gekündigt – 口座解約', deliveryIds: [failed.skip] })
+    const approved = await call(app, 'POST', `/v1/admin/requests/${asked.body.requestId}/approve`, { key: approverKey })
+    expect(approved.body).toMatchObject({ state: 'APPROVED', appliedTo: [failed.skip] })
     expect(await count('operator_action')).toBe(2)
   })
 })
@@ -494,7 +565,7 @@ describe('URLs the router refuses before any route', () => {
   })
 })
 
-async function count(table: 'operator_action' | 'sync_status_update'): Promise<number> {
+async function count(table: 'operator_action' | 'action_request' | 'sync_status_update'): Promise<number> {
   const { n } = await database.db
     .selectFrom(table)
     .select((eb) => eb.fn.countAll<string>().as('n'))

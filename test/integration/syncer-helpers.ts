@@ -11,6 +11,8 @@ import type { TestDatabase } from '../support/database.ts'
 import { connections, keys } from './helpers.ts'
 
 export const operatorKey = 'test-operator-key'
+/** The second person, who approves what the test operator asks for (a skip). */
+export const approverKey = 'test-approver-key'
 export const CORE_BANKING_TOKEN = 'test-core-banking-token'
 
 /** Short enough that a test sees every retry; the shape (growth, jitter, budget) is the production one. */
@@ -42,7 +44,8 @@ export async function startTestSyncer(
     SYNCER_POLL_INTERVAL_MS: '50',
     OUTBOX_POLL_INTERVAL_MS: '100',
     CIF_SOURCE_SYSTEMS: `branch-portal=${apiKeyHash(keys.branchPortal)},onboarding-app=${apiKeyHash(keys.onboardingApp)}`,
-    SYNCER_OPERATORS: `test-operator=${apiKeyHash(operatorKey)}`,
+    SYNCER_OPERATORS: `test-operator=${apiKeyHash(operatorKey)},test-approver=${apiKeyHash(approverKey)}`,
+    SYNCER_OPERATOR_ROLES: 'test-approver:approver',
     ...overrides.env
   })
   const log = overrides.log ?? createLogger(process.env.LOG_LEVEL ?? 'warn', 'syncer-test')

@@ -27,7 +27,7 @@ import {
   startTestCifService,
   TopicReader
 } from './helpers.ts'
-import { attemptsOf, deliveriesOf, eventually, operatorKey, startTestSimulator, startTestSyncer } from './syncer-helpers.ts'
+import { approverKey, attemptsOf, deliveriesOf, eventually, operatorKey, startTestSimulator, startTestSyncer } from './syncer-helpers.ts'
 
 let cif: CifService
 let simulator: Simulator
@@ -225,8 +225,14 @@ describe('delivering a customer to every end system', () => {
     const failedStatus = status.forKey(cifId).find((m) => m.value.type === 'cif.sync.delivery.failed')
     expect(failedStatus?.value.data).toMatchObject({ endSystem: 'core-banking', state: 'FAILED', attempts: 4 })
 
-    const skipped = await admin('POST', `/v1/admin/deliveries/${down.id}/skip`, { reason: 'customer closed before go-live' })
-    expect(skipped.body).toMatchObject({ state: 'SKIPPED', remarks: 'skipped by test-operator: customer closed before go-live' })
+    const asked = await admin('POST', `/v1/admin/deliveries/${down.id}/skip`, { reason: 'customer closed before go-live' })
+    expect(asked.status).toBe(202)
+    const approved = await call(syncer.url, 'POST', `/v1/admin/requests/${asked.body.requestId}/approve`, { key: approverKey })
+    expect(approved.body).toMatchObject({ state: 'APPROVED', appliedTo: [down.id] })
+    expect((await deliveriesOf(database, cifId)).find((d) => d.id === down.id)).toMatchObject({
+      state: 'SKIPPED',
+      remarks: 'skipped by test-operator, approved by test-approver: customer closed before go-live'
+    })
     expect((await syncApi(`/v1/sync/customers/${cifId}`)).body.state).toBe('PARTIAL')
     await status.waitFor(() => status.forKey(cifId).some((m) => m.value.type === 'cif.sync.delivery.skipped'))
     const again = await admin('POST', `/v1/admin/deliveries/${down.id}/skip`, { reason: 'twice' })

@@ -3,6 +3,8 @@ import { cifIdFromNumber } from '../../src/contracts/cif-id.ts'
 import type { Customer } from '../../src/contracts/customer.ts'
 import { customerEvent, customerEventTypes } from '../../src/contracts/customer-events.ts'
 import { topics } from '../../src/contracts/topics.ts'
+import type { ActionRequest } from '../../src/syncer/api/schemas.ts'
+import { decideRequest, requestSkip } from '../../src/syncer/delivery/action-request-store.ts'
 import { type AttemptRecord, type ClaimedDelivery, claimDue, type FinishedAttempt, recordAttempts } from '../../src/syncer/delivery/delivery-store.ts'
 import type { Decision } from '../../src/syncer/delivery/states.ts'
 import { type StringMessage, storeEvents } from '../../src/syncer/intake/event-store.ts'
@@ -236,3 +238,13 @@ export async function within<T>(promise: Promise<T>, ms: number, what: string): 
 /** A delivery's attempts in the transaction table, in order. */
 export const attemptsOf = (db: Kysely<TestDatabase>, deliveryId: string) =>
   db.selectFrom('delivery_attempt').selectAll().where('delivery_id', '=', deliveryId).orderBy('attempt_number').execute()
+
+/** A skip as the admin API makes one: requested by the operator named, approved by another person. */
+export async function skipApproved(
+  db: Kysely<TestDatabase>,
+  request: { deliveryId: string; operator: string; reason: string },
+  approver = 'ops.lim'
+): Promise<ActionRequest> {
+  const asked = await requestSkip(asSyncer(db), { ...request, expiresInMs: 60_000 })
+  return decideRequest(asSyncer(db), { requestId: asked.requestId, decider: approver, verdict: 'approve' })
+}

@@ -2,12 +2,25 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Refusal, syncerProblems } from '../../src/contracts/problems.ts'
 import { statusKinds } from '../../src/contracts/sync-status-events.ts'
 import { topics } from '../../src/contracts/topics.ts'
-import { type OperatorRequest, redrive, skip } from '../../src/syncer/delivery/operator-actions.ts'
+import { type OperatorRequest, redrive } from '../../src/syncer/delivery/operator-actions.ts'
 import { remark, remarkTemplates } from '../../src/syncer/delivery/states.ts'
 import type { DeliveryRow } from '../../src/syncer/tables.ts'
 import { asSyncer } from '../support/database.ts'
 import { type OwnDatabase, ownDatabase } from '../support/own-database.ts'
-import { claim, claimOne, decisions, deliveryById, deliveryOf, newCifId, newEndSystem, OWNER, record, statusesOf, storeVersions } from './fixtures.ts'
+import {
+  claim,
+  claimOne,
+  decisions,
+  deliveryById,
+  deliveryOf,
+  newCifId,
+  newEndSystem,
+  OWNER,
+  record,
+  skipApproved,
+  statusesOf,
+  storeVersions
+} from './fixtures.ts'
 
 let database: OwnDatabase
 beforeAll(async () => {
@@ -20,7 +33,7 @@ const operator = (deliveryId: string, reason = 'fixed the branch code in crm'): 
 const actionsOn = (deliveryId: string) =>
   database.db
     .selectFrom('operator_action')
-    .select(['action', 'operator', 'reason', 'from_state'])
+    .select(['action', 'operator', 'reason', 'from_state', 'approved_by'])
     .where('delivery_id', '=', deliveryId)
     .orderBy('id')
     .execute()
@@ -110,7 +123,7 @@ describe('redriving a FAILED delivery', () => {
       expect(await deliveryOf(database.db, cifId, crm, version)).toMatchObject({ state: 'PENDING', remarks: remarkTemplates.unblocked })
     }
     expect(await actionsOn(failed.id)).toEqual([
-      { action: 'REDRIVE', operator: 'ops.tan', reason: 'fixed the branch code in crm', from_state: 'FAILED' }
+      { action: 'REDRIVE', operator: 'ops.tan', reason: 'fixed the branch code in crm', from_state: 'FAILED', approved_by: null }
     ])
     // A redrive is not itself a status: the owner hears of it when the next attempt is recorded.
     expect((await statusesOf(database.db, cifId)).feed).toHaveLength(statusesBefore)
@@ -140,22 +153,25 @@ describe('redriving a FAILED delivery', () => {
   it('refuses a delivery that does not exist', async () => {
     const refusal = await refusalOf(redrive(asSyncer(database.db), operator('987654321')))
     expect(refusal.type).toBe(syncerProblems.deliveryNotFound)
-    expect((await refusalOf(skip(asSyncer(database.db), operator('987654321')))).type).toBe(syncerProblems.deliveryNotFound)
+    expect((await refusalOf(skipApproved(database.db, operator('987654321')))).type).toBe(syncerProblems.deliveryNotFound)
   })
 })
 
 describe('skipping a delivery', () => {
   it('gives up on a FAILED one, tells the owner SKIPPED, lets the later versions go, and records who did it and why', async () => {
     const { cifId, crm, failed } = await failedCreate(2)
-    const skipped = await skip(asSyncer(database.db), operator(failed.id, 'customer closed in crm'))
+    await skipApproved(database.db, operator(failed.id, 'customer closed in crm'))
+    const skipped = await deliveryById(database.db, failed.id)
     expect(skipped).toMatchObject({
       id: failed.id,
       state: 'SKIPPED',
       completed_at: expect.any(Date),
-      remarks: 'skipped by ops.tan: customer closed in crm'
+      remarks: 'skipped by ops.tan, approved by ops.lim: customer closed in crm'
     })
     expect(await deliveryOf(database.db, cifId, crm, 2)).toMatchObject({ state: 'PENDING', remarks: remarkTemplates.unblocked })
-    expect(await actionsOn(failed.id)).toEqual([{ action: 'SKIP', operator: 'ops.tan', reason: 'customer closed in crm', from_state: 'FAILED' }])
+    expect(await actionsOn(failed.id)).toEqual([
+      { action: 'SKIP', operator: 'ops.tan', reason: 'customer closed in crm', from_state: 'FAILED', approved_by: 'ops.lim' }
+    ])
 
     const { feed, outbox } = await statusesOf(database.db, cifId)
     expect(feed.map((s) => s.kind)).toEqual(['FAILED', 'SKIPPED'])
@@ -163,7 +179,7 @@ describe('skipping a delivery', () => {
       deliveryId: failed.id,
       endSystem: crm,
       state: 'SKIPPED',
-      remarks: 'skipped by ops.tan: customer closed in crm'
+      remarks: 'skipped by ops.tan, approved by ops.lim: customer closed in crm'
     })
     expect(outbox.map((m) => [m.topic, m.type, m.sourcesystem])).toEqual([
       [topics.syncStatus, statusKinds.FAILED.type, OWNER],
@@ -178,9 +194,11 @@ describe('skipping a delivery', () => {
   it('gives up on a BLOCKED one; versions after it stay BLOCKED while the FAILED one is still there', async () => {
     const { cifId, crm, failed } = await failedCreate(3)
     const blocked = await deliveryOf(database.db, cifId, crm, 2)
-    const skipped = await skip(asSyncer(database.db), operator(blocked.id, 'superseded by version 3'))
-    expect(skipped.state).toBe('SKIPPED')
-    expect(await actionsOn(blocked.id)).toEqual([{ action: 'SKIP', operator: 'ops.tan', reason: 'superseded by version 3', from_state: 'BLOCKED' }])
+    await skipApproved(database.db, operator(blocked.id, 'superseded by version 3'))
+    expect((await deliveryById(database.db, blocked.id)).state).toBe('SKIPPED')
+    expect(await actionsOn(blocked.id)).toEqual([
+      { action: 'SKIP', operator: 'ops.tan', reason: 'superseded by version 3', from_state: 'BLOCKED', approved_by: 'ops.lim' }
+    ])
     expect((await statusesOf(database.db, cifId)).feed.map((s) => s.kind)).toEqual(['FAILED', 'SKIPPED'])
     expect(await deliveryOf(database.db, cifId, crm, 3)).toMatchObject({ state: 'BLOCKED', remarks: waitsBehind(failed) })
     expect((await deliveryById(database.db, failed.id)).state).toBe('FAILED')
@@ -192,7 +210,7 @@ describe('skipping a delivery', () => {
     await storeVersions(database.db, cifId, [1], [crm])
     const delivery = await claimOne(database.db, crm)
     await record(database.db, delivery, decisions.success())
-    const refusal = await refusalOf(skip(asSyncer(database.db), operator(delivery.id)))
+    const refusal = await refusalOf(skipApproved(database.db, operator(delivery.id)))
     expect(refusal.type).toBe(syncerProblems.deliveryStateConflict)
     expect(refusal.extra).toEqual({ state: 'SUCCESS' })
     expect((await deliveryById(database.db, delivery.id)).state).toBe('SUCCESS')

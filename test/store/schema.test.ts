@@ -1,5 +1,6 @@
 import { sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { requestKinds, requestStates } from '../../src/syncer/delivery/four-eyes.ts'
 import { attemptStatuses, deliveryStates, operatorActions } from '../../src/syncer/delivery/states.ts'
 import { type OwnDatabase, ownDatabase } from '../support/own-database.ts'
 
@@ -9,12 +10,16 @@ beforeAll(async () => {
 })
 afterAll(async () => database?.close())
 
-/** The values a column's CHECK (... in (...)) constraint allows, as PostgreSQL holds it. */
+/**
+ * The values a column's CHECK (... in (...)) constraint allows, as PostgreSQL holds it: the one check on that
+ * column alone (checks across columns, such as "decided when not PENDING", are not lists of values).
+ */
 async function allowedValues(table: string, column: string): Promise<string[]> {
   const { rows } = await sql<{ definition: string }>`
     select pg_get_constraintdef(c.oid) as definition from pg_constraint c
     join pg_class t on t.oid = c.conrelid
-    where t.relname = ${table} and c.contype = 'c' and pg_get_constraintdef(c.oid) like ${`%${column}%`}`.execute(database.db)
+    where t.relname = ${table} and c.contype = 'c' and pg_get_constraintdef(c.oid) like ${`%${column}%`}
+      and array_length(c.conkey, 1) = 1`.execute(database.db)
   expect(rows, `${table}.${column} has one check constraint`).toHaveLength(1)
   return [...rows[0]!.definition.matchAll(/'([A-Z_]+)'::text/g)].map((m) => m[1]!).sort()
 }
@@ -27,5 +32,10 @@ describe('the database holds the states the code declares', () => {
   it('allows exactly the attempt statuses and operator actions', async () => {
     expect(await allowedValues('delivery_attempt', 'status')).toEqual([...attemptStatuses].sort())
     expect(await allowedValues('operator_action', 'action')).toEqual(Object.values(operatorActions).sort())
+  })
+
+  it('allows exactly the action request kinds and states of four-eyes.ts', async () => {
+    expect(await allowedValues('action_request', 'kind')).toEqual(Object.keys(requestKinds).sort())
+    expect(await allowedValues('action_request', 'state')).toEqual([...requestStates].sort())
   })
 })

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Refusal, syncerProblems } from '../../src/contracts/problems.ts'
 import { recoverExpiredLeases, unblock } from '../../src/syncer/delivery/delivery-store.ts'
-import { redrive, skip } from '../../src/syncer/delivery/operator-actions.ts'
+import { redrive } from '../../src/syncer/delivery/operator-actions.ts'
 import { type DeliveryState, deliveryStates, type TransitionName, transitions } from '../../src/syncer/delivery/states.ts'
 import type { DeliveryRow } from '../../src/syncer/tables.ts'
 import { asSyncer } from '../support/database.ts'
@@ -17,6 +17,7 @@ import {
   newCifId,
   newEndSystem,
   record,
+  skipApproved,
   storeVersions
 } from './fixtures.ts'
 
@@ -51,7 +52,7 @@ const arrive: Record<DeliveryState, (cifId: string, system: string) => Promise<v
   },
   SKIPPED: async (cifId, system) => {
     await record(database.db, await claimOne(database.db, system), decisions.fail())
-    await skip(asSyncer(database.db), operator((await deliveryOf(database.db, cifId, system, VERSION)).id))
+    await skipApproved(database.db, operator((await deliveryOf(database.db, cifId, system, VERSION)).id))
   }
 }
 
@@ -111,13 +112,13 @@ const moves: Record<TransitionName, (d: DeliveryRow) => Promise<void>> = {
       .where('customer_version', '<', d.customer_version)
       .where('state', '=', 'FAILED')
       .execute()
-    for (const { id } of failed) await skip(asSyncer(database.db), operator(id))
+    for (const { id } of failed) await skipApproved(database.db, operator(id))
     await asSyncer(database.db)
       .transaction()
       .execute((trx) => unblock(trx, d.cif_id, d.end_system))
   },
   redrive: (d) => unlessRefused(redrive(asSyncer(database.db), operator(d.id))),
-  skip: (d) => unlessRefused(skip(asSyncer(database.db), operator(d.id)))
+  skip: (d) => unlessRefused(skipApproved(database.db, operator(d.id)))
 }
 
 const named = Object.entries(transitions) as [TransitionName, { from: readonly DeliveryState[]; to: DeliveryState }][]

@@ -63,6 +63,17 @@ describe('configuration', () => {
     expect(() => loadConfig({ CIF_PORT: '80x' })).toThrow('CIF_PORT must be a whole number from 0 to 65535, got "80x".')
     expect(loadConfig({ KAFKA_BROKERS: ' a:1, b:2 ,' }).kafkaBrokers).toEqual(['a:1', 'b:2'])
   })
+
+  it('reads how long an action request waits and how many deliveries a bulk redrive may take, within bounds', () => {
+    expect(loadConfig({}).syncer).toMatchObject({ actionRequestExpiryMs: 86_400_000, bulkRedriveLimit: 500 })
+    expect(loadConfig({ SYNCER_ACTION_REQUEST_EXPIRY_MS: '3600000', SYNCER_BULK_REDRIVE_LIMIT: '1000' }).syncer).toMatchObject({
+      actionRequestExpiryMs: 3_600_000,
+      bulkRedriveLimit: 1000
+    })
+    expect(() => loadConfig({ SYNCER_ACTION_REQUEST_EXPIRY_MS: '1000' })).toThrow(/SYNCER_ACTION_REQUEST_EXPIRY_MS must be a whole number from 60000/)
+    // Bounded so that the listed ids of a bulk redrive fit the admin API's body.
+    expect(() => loadConfig({ SYNCER_BULK_REDRIVE_LIMIT: '1001' })).toThrow(/SYNCER_BULK_REDRIVE_LIMIT must be a whole number from 1 to 1000/)
+  })
 })
 
 describe('event signing keys', () => {

@@ -1,18 +1,35 @@
 import { Type } from 'typebox'
-import type { OperatorRole } from '../../contracts/access.ts'
-import { requireValidCifId } from '../../contracts/cif-id.ts'
+import { mayDo, type OperatorRight, type OperatorRole, operatorRights } from '../../contracts/access.ts'
+import { isValidCifId, requireValidCifId } from '../../contracts/cif-id.ts'
 import { httpProblems, Refusal } from '../../contracts/problems.ts'
 import { type ApiKey, requireApiKey } from '../../platform/http/api-key-auth.ts'
 import { type HttpServer, problemResponses, apiKeySecurity as security } from '../../platform/http/server.ts'
-import { redrive, skip } from '../delivery/operator-actions.ts'
+import { decideRequest, findRequests, requestBulkRedrive, requestById, requestSkip } from '../delivery/action-request-store.ts'
+import { redrive } from '../delivery/operator-actions.ts'
 import type { SyncerDb } from '../tables.ts'
 import { deliveryCounts, findAttempts, findDeliveries, toDelivery } from './read-model.ts'
-import { Attempt, AttemptFilters, Delivery, DeliveryCounts, DeliveryFilters, IdParams, NoQuery, Reason } from './schemas.ts'
+import {
+  ActionRequest,
+  Attempt,
+  AttemptFilters,
+  BulkRedrive,
+  Delivery,
+  DeliveryCounts,
+  DeliveryFilters,
+  IdParams,
+  NoQuery,
+  Reason,
+  RequestFilters
+} from './schemas.ts'
 
 export interface AdminApiOptions {
   db: SyncerDb
   operatorKeyHashes: ReadonlyMap<string, readonly ApiKey[]>
   operatorRoles: ReadonlyMap<string, OperatorRole>
+  /** How long a skip or bulk redrive request waits for an approver (SYNCER_ACTION_REQUEST_EXPIRY_MS). */
+  actionRequestExpiryMs: number
+  /** The most deliveries one bulk redrive may select (SYNCER_BULK_REDRIVE_LIMIT). */
+  bulkRedriveLimit: number
 }
 
 /**
@@ -23,9 +40,21 @@ function checkCifId(filters: { cifId?: string | undefined }): void {
   if (filters.cifId) requireValidCifId(filters.cifId)
 }
 
-/** What operators need: find deliveries and attempts, redrive what failed, skip what must not go. */
-export async function adminApi(app: HttpServer, { db, operatorKeyHashes, operatorRoles }: AdminApiOptions): Promise<void> {
+/**
+ * What operators need: find deliveries and attempts, redrive what failed, skip what must not go. A skip or a
+ * bulk redrive is a request another person approves (delivery/four-eyes.ts).
+ */
+export async function adminApi(
+  app: HttpServer,
+  { db, operatorKeyHashes, operatorRoles, actionRequestExpiryMs, bulkRedriveLimit }: AdminApiOptions
+): Promise<void> {
   requireApiKey(app, operatorKeyHashes)
+
+  const requireRight = (caller: string, right: OperatorRight, what: string): void => {
+    if (!mayDo(operatorRoles.get(caller), right)) {
+      throw new Refusal(httpProblems.forbidden, `Operator ${caller} may not ${what}: that needs the role ${operatorRights[right].join(' or ')}.`)
+    }
+  }
 
   app.get(
     '/deliveries',
@@ -75,28 +104,134 @@ export async function adminApi(app: HttpServer, { db, operatorKeyHashes, operato
     async () => deliveryCounts(db)
   )
 
-  for (const [action, run] of [
-    ['redrive', redrive],
-    ['skip', skip]
-  ] as const) {
-    app.post(
-      `/deliveries/:id/${action}`,
-      {
-        schema: {
-          tags: ['admin'],
-          summary: action === 'redrive' ? 'Send a FAILED delivery again, with a fresh retry budget' : 'Give up on a FAILED or BLOCKED delivery',
-          security,
-          params: IdParams,
-          body: Reason,
-          response: { 200: Delivery, ...problemResponses(400, 401, 403, 404, 409) }
-        }
-      },
-      async (request) => {
-        if (operatorRoles.get(request.caller) !== 'operator') {
-          throw new Refusal(httpProblems.forbidden, `Operator ${request.caller} may look, not ${action}: that needs the role operator.`)
-        }
-        return toDelivery(await run(db, { deliveryId: request.params.id, operator: request.caller, reason: request.body.reason }))
+  app.post(
+    '/deliveries/:id/redrive',
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'Send a FAILED delivery again, with a fresh retry budget (one person may: it changes no data)',
+        security,
+        params: IdParams,
+        body: Reason,
+        response: { 200: Delivery, ...problemResponses(400, 401, 403, 404, 409) }
       }
-    )
-  }
+    },
+    async (request) => {
+      requireRight(request.caller, 'act', 'redrive')
+      return toDelivery(await redrive(db, { deliveryId: request.params.id, operator: request.caller, reason: request.body.reason }))
+    }
+  )
+
+  app.post(
+    '/deliveries/:id/skip',
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'Ask to give up on a FAILED or BLOCKED delivery: another person with the role approver approves it',
+        security,
+        params: IdParams,
+        body: Reason,
+        response: { 202: ActionRequest, ...problemResponses(400, 401, 403, 404, 409) }
+      }
+    },
+    async (request, reply) => {
+      requireRight(request.caller, 'act', 'request a skip')
+      const skip = await requestSkip(db, {
+        deliveryId: request.params.id,
+        operator: request.caller,
+        reason: request.body.reason,
+        expiresInMs: actionRequestExpiryMs
+      })
+      return reply.code(202).send(skip)
+    }
+  )
+
+  app.post(
+    '/deliveries/redrive',
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'Ask to redrive many FAILED deliveries at once, by id and/or filter: another person with the role approver approves it',
+        security,
+        body: BulkRedrive,
+        response: { 202: ActionRequest, ...problemResponses(400, 401, 403) }
+      }
+    },
+    async (request, reply) => {
+      requireRight(request.caller, 'act', 'request a bulk redrive')
+      const cifId = request.body.filter?.cifId
+      if (cifId && !isValidCifId(cifId)) throw Refusal.invalid([{ pointer: '/filter/cifId', detail: 'has a wrong check digit' }])
+      const bulk = await requestBulkRedrive(db, {
+        ...request.body,
+        operator: request.caller,
+        expiresInMs: actionRequestExpiryMs,
+        limit: bulkRedriveLimit
+      })
+      return reply.code(202).send(bulk)
+    }
+  )
+
+  app.get(
+    '/requests',
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'Skip and bulk redrive requests, by state (PENDING: waiting for an approver)',
+        security,
+        querystring: RequestFilters,
+        response: { 200: Type.Object({ requests: Type.Array(ActionRequest) }), ...problemResponses(400, 401) }
+      }
+    },
+    async (request) => ({ requests: await findRequests(db, request.query) })
+  )
+
+  app.get(
+    '/requests/:id',
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'One skip or bulk redrive request: who asked, why, which deliveries, and what became of it',
+        security,
+        params: IdParams,
+        querystring: NoQuery,
+        response: { 200: ActionRequest, ...problemResponses(400, 401, 404) }
+      }
+    },
+    async (request) => requestById(db, request.params.id)
+  )
+
+  app.post(
+    '/requests/:id/approve',
+    {
+      schema: {
+        tags: ['admin'],
+        summary: "Approve another person's request: its action is applied to those of its deliveries that still qualify",
+        security,
+        params: IdParams,
+        response: { 200: ActionRequest, ...problemResponses(400, 401, 403, 404, 409) }
+      }
+    },
+    async (request) => {
+      requireRight(request.caller, 'decide', 'approve a request')
+      return decideRequest(db, { requestId: request.params.id, decider: request.caller, verdict: 'approve' })
+    }
+  )
+
+  app.post(
+    '/requests/:id/reject',
+    {
+      schema: {
+        tags: ['admin'],
+        summary: "Reject another person's request, saying why: nothing is done",
+        security,
+        params: IdParams,
+        body: Reason,
+        response: { 200: ActionRequest, ...problemResponses(400, 401, 403, 404, 409) }
+      }
+    },
+    async (request) => {
+      requireRight(request.caller, 'decide', 'reject a request')
+      return decideRequest(db, { requestId: request.params.id, decider: request.caller, verdict: 'reject', reason: request.body.reason })
+    }
+  )
 }

@@ -1,9 +1,17 @@
-import { type RawBuilder, sql } from 'kysely'
+import { type ExpressionBuilder, type RawBuilder, sql } from 'kysely'
 import { Refusal } from '../../contracts/problems.ts'
 import type { StatusData } from '../../contracts/sync-status-events.ts'
 import { isWaiting, overallState } from '../delivery/states.ts'
-import type { DeliveryRow, SyncerDb } from '../tables.ts'
-import { type Attempt, type AttemptFilters, type CustomerSync, type Delivery, type DeliveryFilters, INSTANT_PATTERN } from './schemas.ts'
+import type { DeliveryRow, SyncerDatabase, SyncerDb } from '../tables.ts'
+import {
+  type Attempt,
+  type AttemptFilters,
+  type CustomerSync,
+  type Delivery,
+  type DeliveryFilters,
+  type DeliverySelection,
+  INSTANT_PATTERN
+} from './schemas.ts'
 
 /** The queries behind the callback and admin APIs: the routes call these and never touch SQL. */
 
@@ -87,17 +95,25 @@ export async function statusUpdates(
   return { updates: rows.map((row) => row.status as StatusData), next: rows.at(-1)?.seq ?? after }
 }
 
+/** The deliveries a selection names: the one filter behind the list and a bulk redrive (action-request-store.ts). */
+export function deliveriesMatching(q: DeliverySelection) {
+  return (eb: ExpressionBuilder<SyncerDatabase, 'delivery'>) =>
+    eb.and([
+      ...(q.cifId ? [eb('delivery.cif_id', '=', q.cifId)] : []),
+      ...(q.endSystem ? [eb('delivery.end_system', '=', q.endSystem)] : []),
+      ...(q.state ? [eb('delivery.state', '=', q.state)] : []),
+      ...(q.from ? [eb('delivery.created_at', '>=', instant(q.from, 'from'))] : []),
+      ...(q.to ? [eb('delivery.created_at', '<', instant(q.to, 'to'))] : [])
+    ])
+}
+
 export async function findDeliveries(db: SyncerDb, q: DeliveryFilters): Promise<Delivery[]> {
   let query = db
     .selectFrom('delivery')
     .selectAll()
+    .where(deliveriesMatching(q))
     .orderBy('id')
     .limit(Number(q.limit ?? 100))
-  if (q.cifId) query = query.where('cif_id', '=', q.cifId)
-  if (q.endSystem) query = query.where('end_system', '=', q.endSystem)
-  if (q.state) query = query.where('state', '=', q.state)
-  if (q.from) query = query.where('created_at', '>=', instant(q.from, 'from'))
-  if (q.to) query = query.where('created_at', '<', instant(q.to, 'to'))
   if (q.after) query = query.where('id', '>', q.after)
   return (await query.execute()).map(toDelivery)
 }

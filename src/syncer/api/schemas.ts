@@ -1,7 +1,9 @@
 import { type Static, Type } from 'typebox'
 import { CIF_ID_PATTERN } from '../../contracts/cif-id.ts'
 import { AnyStatusData } from '../../contracts/sync-status-events.ts'
-import { attemptStatuses, customerSyncStates, deliveryStates, stateMeanings } from '../delivery/states.ts'
+import { BULK_REDRIVE_LIMIT_MAX } from '../../platform/config.ts'
+import { requestKinds, requestStateMeanings, requestStates } from '../delivery/four-eyes.ts'
+import { attemptStatuses, customerSyncStates, deliveryStates, stateMeanings, transitions } from '../delivery/states.ts'
 
 const nullableString = Type.Union([Type.String(), Type.Null()])
 const listed = (meanings: Record<string, string>) =>
@@ -97,18 +99,20 @@ export const Updates = Type.Object({
   next: Type.String()
 })
 
-const filterFields = {
+/** Which deliveries: the list's filter, and a bulk redrive's selection. */
+const selectionFields = {
   cifId: Type.Optional(Type.String({ pattern: CIF_ID_PATTERN, description: '11 digits, the last a Luhn check digit' })),
   // An end system's name has neither spaces nor control characters; a NUL would reach PostgreSQL as an error.
   endSystem: Type.Optional(Type.String({ maxLength: 50, pattern: '^[^\\p{C}\\p{Z}]+$' })),
   from: instant('Created (deliveries) or started (attempts) at or after this instant'),
-  to: instant('Created (deliveries) or started (attempts) before this instant'),
-  after: position('The last id of the previous page'),
-  limit: pageLimit()
+  to: instant('Created (deliveries) or started (attempts) before this instant')
 }
+const filterFields = { ...selectionFields, after: position('The last id of the previous page'), limit: pageLimit() }
 
 export const DeliveryFilters = Type.Object({ ...filterFields, state: Type.Optional(Type.Enum([...deliveryStates])) }, { additionalProperties: false })
 export type DeliveryFilters = Static<typeof DeliveryFilters>
+/** Which deliveries, whatever page: what a bulk redrive selects by. */
+export type DeliverySelection = Omit<DeliveryFilters, 'after' | 'limit'>
 
 export const AttemptFilters = Type.Object(
   {
@@ -124,18 +128,67 @@ export const DeliveryCounts = Type.Object({
   counts: Type.Array(Type.Object({ endSystem: Type.String(), state: Type.Enum([...deliveryStates]), count: Type.Integer() }))
 })
 
-export const Reason = Type.Object(
-  {
-    reason: Type.String({
-      minLength: 3,
-      maxLength: 500,
-      pattern: REMARK_PATTERN,
-      description: 'Why, for the record: one line, no control characters'
-    })
-  },
-  { additionalProperties: false }
-)
+const reason = Type.String({
+  minLength: 3,
+  maxLength: 500,
+  pattern: REMARK_PATTERN,
+  description: 'Why, for the record: one line, no control characters'
+})
+export const Reason = Type.Object({ reason }, { additionalProperties: false })
 export const IdParams = Type.Object({ id: Type.String({ pattern: ID_PATTERN }) })
 
 /** A route that takes no query parameters refuses any, as the others refuse an unknown one. */
 export const NoQuery = Type.Object({}, { additionalProperties: false })
+
+/** The deliveries a bulk redrive may select by filter: the list's filter, with the states a redrive applies to. */
+const RedriveFilter = Type.Object(
+  { ...selectionFields, state: Type.Optional(Type.Enum([...transitions.redrive.from])) },
+  { additionalProperties: false, description: 'As GET /deliveries filters; the FAILED deliveries it matches are selected' }
+)
+
+export const BulkRedrive = Type.Object(
+  {
+    reason,
+    deliveryIds: Type.Optional(
+      Type.Array(Type.String({ pattern: ID_PATTERN }), {
+        minItems: 1,
+        maxItems: BULK_REDRIVE_LIMIT_MAX,
+        uniqueItems: true,
+        description: 'These FAILED deliveries (each must be FAILED now)'
+      })
+    ),
+    filter: Type.Optional(RedriveFilter)
+  },
+  {
+    additionalProperties: false,
+    description: 'deliveryIds, filter, or both (then the deliveries of either); at most SYNCER_BULK_REDRIVE_LIMIT deliveries in all'
+  }
+)
+export type BulkRedrive = Static<typeof BulkRedrive>
+
+export const ActionRequest = Type.Object({
+  requestId: Type.String(),
+  kind: Type.Enum(Object.keys(requestKinds) as (keyof typeof requestKinds)[]),
+  state: Type.Enum([...requestStates], { description: listed(requestStateMeanings) }),
+  requestedBy: Type.String(),
+  reason: Type.String(),
+  filter: Type.Union([RedriveFilter, Type.Null()], { description: "A bulk redrive's filter, as it was asked" }),
+  deliveryIds: Type.Array(Type.String(), { description: 'The deliveries selected when it was requested' }),
+  appliedTo: Type.Array(Type.String(), { description: 'Those the approval moved: the ones that still qualified then' }),
+  requestedAt: Type.String(),
+  expiresAt: Type.String(),
+  decidedBy: nullableString,
+  decidedAt: nullableString,
+  decisionReason: Type.Union([Type.String(), Type.Null()], { description: 'Why it was rejected' })
+})
+export type ActionRequest = Static<typeof ActionRequest>
+
+export const RequestFilters = Type.Object(
+  {
+    state: Type.Optional(Type.Enum([...requestStates])),
+    after: position('The last id of the previous page'),
+    limit: pageLimit()
+  },
+  { additionalProperties: false }
+)
+export type RequestFilters = Static<typeof RequestFilters>

@@ -81,7 +81,8 @@ export const remarkTemplates = {
   leaseLostAttempt: 'the syncer stopped or stalled during this attempt (syncer down); the delivery is tried again',
   leaseLost: 'the syncer stopped during attempt {attempt} (syncer down); retrying',
   redriven: 'redriven by {operator}: {reason}',
-  skipped: 'skipped by {operator}: {reason}',
+  redrivenOnApproval: 'redriven by {operator}, approved by {approver}: {reason}',
+  skipped: 'skipped by {operator}, approved by {approver}: {reason}',
   retryScheduled: 'retry {retry} of {retries} in {delay}',
   gaveUp: 'gave up after {attempts} attempts',
   firstAttemptLate: 'first attempt {late} after the event was stored (syncer busy or down)'

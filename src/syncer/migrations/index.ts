@@ -1,7 +1,9 @@
 import type { Migration } from 'kysely/migration'
 import * as syncer from './0002_syncer.ts'
+import * as actionRequests from './0003_action_requests.ts'
 
 /** The syncer's migrations. Names are versions: never rename or edit a released one, add a new one. */
 export const syncerMigrations: Record<string, Migration> = {
-  '0002_syncer': syncer
+  '0002_syncer': syncer,
+  '0003_action_requests': actionRequests
 }
