@@ -4,9 +4,9 @@ import { isValidCifId, requireValidCifId } from '../../contracts/cif-id.ts'
 import { httpProblems, Refusal } from '../../contracts/problems.ts'
 import { type ApiKey, requireApiKey } from '../../platform/http/api-key-auth.ts'
 import { type HttpServer, problemResponses, apiKeySecurity as security } from '../../platform/http/server.ts'
-import { decideRequest, findRequests, requestBulkRedrive, requestById, requestSkip } from '../delivery/action-request-store.ts'
 import { redrive } from '../delivery/operator-actions.ts'
 import type { SyncerDb } from '../tables.ts'
+import { decideRequest, findRequests, requestBulkRedrive, requestById, requestSkip } from './action-request-store.ts'
 import { deliveryCounts, findAttempts, findDeliveries, toDelivery } from './read-model.ts'
 import {
   ActionRequest,

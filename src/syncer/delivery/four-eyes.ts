@@ -3,7 +3,7 @@ import type { operatorActions, TransitionName } from './states.ts'
 /**
  * Maker-checker for the operator actions that give up on data or move many customers at once: one person
  * requests, another approves or rejects. The request states, the kinds of request and the rule that decides
- * an answer, in one place; the store (action-request-store.ts), the database's check constraints (held to
+ * an answer, in one place; the store (api/action-request-store.ts), the database's check constraints (held to
  * these lists by a store test) and the API schemas take them from here.
  *
  * A single redrive needs no second person: it sends again what the syncer was already going to deliver, the

@@ -1,11 +1,11 @@
 import { sql } from 'kysely'
 import { type FieldError, Refusal, syncerProblems } from '../../contracts/problems.ts'
-import { deliveriesMatching } from '../api/read-model.ts'
-import type { ActionRequest, BulkRedrive, RequestFilters } from '../api/schemas.ts'
+import { decide, type RequestKind, requestKinds, type Verdict } from '../delivery/four-eyes.ts'
+import { applyApproved, type OperatorRequest, requireActionable } from '../delivery/operator-actions.ts'
+import { transitions } from '../delivery/states.ts'
 import type { ActionRequestRow, SyncerDb, SyncerTx } from '../tables.ts'
-import { decide, type RequestKind, requestKinds, type Verdict } from './four-eyes.ts'
-import { applyApproved, type OperatorRequest, requireActionable } from './operator-actions.ts'
-import { transitions } from './states.ts'
+import { deliveriesMatching } from './read-model.ts'
+import type { ActionRequest, BulkRedrive, RequestFilters } from './schemas.ts'
 
 /** Skips and bulk redrives as requests one person makes and another decides (four-eyes.ts): their SQL. */
 
