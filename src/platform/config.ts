@@ -26,7 +26,7 @@ export interface Config {
    * `eventSigningKey` signs every customer event (CIF_EVENT_SIGNING_KEY, CIF_EVENT_SIGNING_KEY_ID); unset
    * only in production without them, and then the CIF service refuses to start (requireEventSigningKey).
    */
-  cif: { host: string; port: number; bodyLimitBytes: number; eventSigningKey: EventSigningKey | undefined }
+  cif: { host: string; port: number; bodyLimitBytes: number; eventSigningKey: EventSigningKey | undefined; idempotencyRetentionHours: number }
   /** What every API server allows a client: see HttpLimits (platform/http/server.ts). */
   http: HttpLimits
   /** HTTPS for the APIs when both are set (PEM files); plain HTTP otherwise. */
@@ -43,6 +43,8 @@ export interface Config {
    * for this long.
    */
   outbox: { batchSize: number; pollIntervalMs: number; retentionHours: number; stallMs: number; unreadyAfterMs: number }
+  /** How many rows one statement of a retention job deletes or clears at most (docs/security.md, "Personal data at rest"). */
+  retentionBatchSize: number
   /** Source systems allowed to call the CIF API and the callback API: name → SHA-256 of its API key (hex). */
   sourceSystemKeyHashes: Map<string, ApiKey[]>
   /** What each source system may do with other source systems' customers (contracts/access.ts); none by default. */
@@ -52,7 +54,8 @@ export interface Config {
    * syncer/intake/intake-watchdog.ts); `intakeUnreadyAfterMs`: readiness fails once it has been unable to
    * consume for this long. `trustedEventKeys`: the CIF service's public keys the intake accepts events
    * signed by (SYNCER_EVENT_KEYS); unset only in production without them, and then the syncer refuses to
-   * start (requireTrustedEventKeys).
+   * start (requireTrustedEventKeys). `eventPayloadRetentionHours`: how long an event's payload (the
+   * customer's data) is kept once every delivery of it is settled, and an unreadable message's content.
    */
   syncer: {
     host: string
@@ -63,6 +66,7 @@ export interface Config {
     intakeStallMs: number
     intakeUnreadyAfterMs: number
     trustedEventKeys: TrustedEventKeys | undefined
+    eventPayloadRetentionHours: number
   }
   /** Operators allowed on the syncer's admin API: name → SHA-256 of their key. */
   operatorKeyHashes: Map<string, ApiKey[]>
@@ -334,7 +338,9 @@ export function loadConfig(env: Env = process.env): Config {
       host: env.CIF_HOST ?? '127.0.0.1',
       port: integer(env, 'CIF_PORT', 8080, 0, 65535),
       bodyLimitBytes: integer(env, 'CIF_BODY_LIMIT_BYTES', 64 * 1024, 1024, 10 * 1024 * 1024),
-      eventSigningKey: eventSigningKey(env, production)
+      eventSigningKey: eventSigningKey(env, production),
+      // At least an hour: a client's retries of one create must all find its key.
+      idempotencyRetentionHours: integer(env, 'CIF_IDEMPOTENCY_RETENTION_HOURS', 24, 1, 24 * 365)
     },
     http: {
       requestTimeoutMs: integer(env, 'HTTP_REQUEST_TIMEOUT_MS', defaultHttpLimits.requestTimeoutMs, 1000, 600_000),
@@ -356,6 +362,7 @@ export function loadConfig(env: Env = process.env): Config {
       stallMs: integer(env, 'OUTBOX_STALL_MS', 30_000, 1000, 3_600_000),
       unreadyAfterMs: integer(env, 'OUTBOX_UNREADY_AFTER_MS', 60_000, 1000, 3_600_000)
     },
+    retentionBatchSize: integer(env, 'RETENTION_BATCH_SIZE', 1000, 1, 100_000),
     sourceSystemKeyHashes,
     sourceSystemGrants: parseGrants(env.CIF_SOURCE_SYSTEM_GRANTS ?? '', sourceSystemKeyHashes),
     syncer: {
@@ -367,7 +374,8 @@ export function loadConfig(env: Env = process.env): Config {
       // Below 5 s an ordinary pause (a rebalance, a slow batch) would look like a stall.
       intakeStallMs: integer(env, 'SYNCER_INTAKE_STALL_MS', 30_000, 5000, 3_600_000),
       intakeUnreadyAfterMs: integer(env, 'SYNCER_INTAKE_UNREADY_AFTER_MS', 60_000, 1000, 3_600_000),
-      trustedEventKeys: trustedEventKeys(env, production)
+      trustedEventKeys: trustedEventKeys(env, production),
+      eventPayloadRetentionHours: integer(env, 'SYNCER_EVENT_PAYLOAD_RETENTION_HOURS', 168, 0, 24 * 3650)
     },
     operatorKeyHashes,
     operatorRoles: parseOperatorRoles(env.SYNCER_OPERATOR_ROLES ?? '', operatorKeyHashes),

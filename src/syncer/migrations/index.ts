@@ -1,7 +1,9 @@
 import type { Migration } from 'kysely/migration'
 import * as syncer from './0002_syncer.ts'
+import * as retentionAndErasure from './0005_syncer_retention_and_erasure.ts'
 
 /** The syncer's migrations. Names are versions: never rename or edit a released one, add a new one. */
 export const syncerMigrations: Record<string, Migration> = {
-  '0002_syncer': syncer
+  '0002_syncer': syncer,
+  '0005_syncer_retention_and_erasure': retentionAndErasure
 }
