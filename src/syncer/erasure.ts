@@ -21,20 +21,23 @@ export interface SyncerErasure {
   unreadableMessages: number
 }
 
-/** Any fixed number: the class of the advisory locks that keep the intake and an erasure of one customer apart. */
+/** Any fixed number: the advisory lock that keeps the intake and erasures apart. */
 const ERASURE_LOCK = 7_270_002
 
 /**
- * Of `cifIds`, those erased. Shared locks on each until the transaction ends: an erasure of one of them
- * waits for it, and it waits for an erasure under way, so an event stored now is either seen by the
- * erasure or stored knowing of it. Never a delivery of an erased customer left waiting.
+ * Of `cifIds`, those erased. The intake holds the lock shared until its transaction ends, an erasure holds
+ * it alone: an erasure waits for the batches being stored, and a batch for an erasure under way, so an
+ * event stored now is either seen by the erasure or stored knowing of it. One lock, not one per customer:
+ * erasures are rare, and a batch of hundreds of customers would otherwise fill PostgreSQL's lock table.
  */
 export async function erasedAmong(trx: SyncerTx, cifIds: string[]): Promise<Set<string>> {
   if (cifIds.length === 0) return new Set()
-  await sql`
-    select pg_advisory_xact_lock_shared(${ERASURE_LOCK}, hashtext(id))
-    from (select distinct unnest(${cifIds}::text[]) as id order by id) ids`.execute(trx)
-  const rows = await trx.selectFrom('customer_erasure').select('cif_id').where('cif_id', 'in', cifIds).execute()
+  await sql`select pg_advisory_xact_lock_shared(${ERASURE_LOCK})`.execute(trx)
+  const rows = await trx
+    .selectFrom('customer_erasure')
+    .select('cif_id')
+    .where('cif_id', 'in', [...new Set(cifIds)])
+    .execute()
   return new Set(rows.map((row) => row.cif_id))
 }
 
@@ -96,7 +99,7 @@ async function scrubEndSystemIds(trx: SyncerTx, cifId: string): Promise<number> 
 export async function eraseCustomerData(db: SyncerDb, request: ErasureRequest): Promise<SyncerErasure> {
   const { cifId, by, reason } = request
   return db.transaction().execute(async (trx) => {
-    await sql`select pg_advisory_xact_lock(${ERASURE_LOCK}, hashtext(${cifId}))`.execute(trx)
+    await sql`select pg_advisory_xact_lock(${ERASURE_LOCK})`.execute(trx)
     await trx
       .insertInto('customer_erasure')
       .values({ cif_id: cifId, erased_by: by, reason })

@@ -1,3 +1,5 @@
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
 import { sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { cifIdFromNumber } from '../../src/contracts/cif-id.ts'
@@ -320,10 +322,19 @@ describe('erasing one customer', () => {
     expect(redrive.body).toMatchObject({ type: problemType(syncerProblems.deliveryStateConflict), state: 'SKIPPED' })
   })
 
-  it('may be run again, and refuses an unknown customer or a request without who or why', async () => {
-    expect(await eraseCustomerEverywhere(database.db, { cifId, by: 'dpo.tan', reason: 'again' })).toEqual({
+  it('may be run again, from the command line too, and refuses an unknown customer or a request without who or why', async () => {
+    const cli = (...args: string[]) =>
+      promisify(execFile)(process.execPath, ['src/cli.ts', 'erase-customer', ...args], { env: { ...process.env, DATABASE_URL: database.url } })
+    const { stdout } = await cli(cifId, '--reason', 'again', '--by', 'dpo.tan')
+    expect(JSON.parse(stdout)).toEqual({
+      cifId,
+      erasedBy: 'dpo.tan',
       cif: { alreadyErased: true, identifiers: 0, idempotentAnswers: 0, outboxMessages: 0 },
       syncer: { deliveriesSkipped: 0, eventPayloads: 0, unreadableMessages: 0, endSystemIds: 0 }
+    })
+    await expect(cli(cifIdFromNumber(9_999_999_998), '--reason', 'x')).rejects.toMatchObject({
+      code: 1,
+      stderr: expect.stringContaining('No customer has CIF ID')
     })
     // The first erasure's who and why stay.
     const row = await database.db.selectFrom('customer').select(['erased_by', 'erasure_reason']).where('cif_id', '=', cifId).executeTakeFirstOrThrow()
