@@ -223,7 +223,8 @@ describe('erasing one customer', () => {
       devSigningKey,
       ['branchCode']
     )
-    await storeEvents(asSyncer(database.db), [kafkaMessage(cifId, JSON.stringify(late))], ['core-banking', 'crm'], devTrustedKeys)
+    const stored = await storeEvents(asSyncer(database.db), [kafkaMessage(cifId, JSON.stringify(late))], ['core-banking', 'crm'], devTrustedKeys)
+    expect(stored.ofErased.map((left) => left.eventId)).toEqual([late.id])
     expect(await database.db.selectFrom('sync_event').select('event_id').where('event_id', '=', late.id).execute()).toEqual([])
 
     expect(await findValues(erasedValues)).toEqual([])

@@ -172,7 +172,8 @@ describe('retention', () => {
       batchSize: 10,
       pollIntervalMs: 1000,
       retentionHours: 0,
-      retentionBatchSize: 2,
+      // Several batches: the file has sent a few hundred messages by now.
+      retentionBatchSize: 100,
       stallMs: 30_000,
       unreadyAfterMs: 60_000,
       log

@@ -53,6 +53,8 @@ export interface StoredBatch {
   endSystems: Set<string>
   /** The messages kept as unreadable because no trusted key signed them (see readCustomerEvent). */
   notSigned: { message: StringMessage; reason: string }[]
+  /** The events left unstored because their customer was erased. */
+  ofErased: { message: StringMessage; eventId: string }[]
 }
 
 /** Stores a batch of messages, reading as events only those signed by one of `trustedKeys`. */
@@ -68,9 +70,10 @@ export async function storeEvents(db: SyncerDb, batch: StringMessage[], endSyste
       if (read.notSigned) notSigned.push({ message, reason: read.reason })
     }
   }
+  let erased = new Set<string>()
   const endSystemsWithDeliveries = await db.transaction().execute(async (trx) => {
     await keepUnreadable(trx, unreadable)
-    const erased = await erasedAmong(
+    erased = await erasedAmong(
       trx,
       events.map(({ event }) => event.subject)
     )
@@ -111,7 +114,8 @@ export async function storeEvents(db: SyncerDb, batch: StringMessage[], endSyste
     await blockBehindFailures(trx, { deliveryIds: ids.map((row) => row.id) })
     return new Set(endSystems)
   })
-  return { endSystems: endSystemsWithDeliveries, notSigned }
+  const ofErased = events.filter(({ event }) => erased.has(event.subject)).map(({ event, message }) => ({ message, eventId: event.id }))
+  return { endSystems: endSystemsWithDeliveries, notSigned, ofErased }
 }
 
 /** SQLSTATE classes 22 (data exception) and 23 (integrity constraint): trying again cannot help. */
