@@ -1,17 +1,23 @@
 #!/usr/bin/env node
 // One entry point, one process role per command.
+import { userInfo } from 'node:os'
+import { parseArgs } from 'node:util'
 import { startCifService } from './cif/service.ts'
+import type { CifDatabase } from './cif/tables.ts'
+import { Refusal } from './contracts/problems.ts'
 import { type Config, ConfigError, loadConfig } from './platform/config.ts'
 import { migrateToLatest, openDatabase } from './platform/database/index.ts'
 import { apiKeyHash } from './platform/http/api-key-auth.ts'
 import { onShutdown } from './platform/lifecycle.ts'
 import { LocalKafkaUnavailable } from './platform/local/kafka-broker.ts'
 import { createLogger } from './platform/logger.ts'
+import { ErasureRequestError, eraseCustomerEverywhere } from './roles/erasure.ts'
 import { runLocalStack } from './roles/local-stack.ts'
 import { migrations } from './roles/migrations.ts'
 import { runSimulator } from './roles/simulator.ts'
 import { tailTopic } from './roles/tail.ts'
 import { startSyncer } from './syncer/service.ts'
+import type { SyncerDatabase } from './syncer/tables.ts'
 
 const usage = `Usage: cif-syncer <command>
 
@@ -23,6 +29,9 @@ const usage = `Usage: cif-syncer <command>
   tail <topic> [--from-beginning]
                       print a topic's messages (KAFKA_BROKERS, default 127.0.0.1:9092)
   hash-key <key>      print the SHA-256 of an API key, for CIF_SOURCE_SYSTEMS
+  erase-customer <cifId> --reason <why> [--by <who>]
+                      erase one customer's personal data from the CIF service and the syncer
+                      (DATABASE_URL), keeping the audit trail; --by defaults to the system user
 `
 
 function required(config: Config): { databaseUrl: string; kafkaBrokers: string[] } {
@@ -63,6 +72,27 @@ async function main(argv: string[]): Promise<void> {
     case 'tail':
       if (!args[0]) break
       return tailTopic(config.kafkaBrokers ?? [`127.0.0.1:${config.localKafkaPort}`], args[0], args.includes('--from-beginning'))
+    case 'erase-customer': {
+      const { positionals, values } = parseArgs({
+        args,
+        allowPositionals: true,
+        options: { reason: { type: 'string' }, by: { type: 'string', default: userInfo().username } }
+      })
+      if (positionals.length !== 1 || values.reason === undefined) break
+      if (!config.databaseUrl) throw new ConfigError('Set DATABASE_URL to the database of the CIF service and the syncer.')
+      const database = openDatabase<CifDatabase & SyncerDatabase>(config.databaseUrl, { maxConnections: 1 })
+      try {
+        const erased = await eraseCustomerEverywhere(database.db, { cifId: positionals[0]!, by: values.by, reason: values.reason })
+        process.stdout.write(`${JSON.stringify({ cifId: positionals[0], erasedBy: values.by, ...erased }, null, 2)}\n`)
+      } catch (error) {
+        if (!(error instanceof ErasureRequestError || error instanceof Refusal)) throw error
+        process.stderr.write(`${error.message}\n`)
+        process.exitCode = 1
+      } finally {
+        await database.close()
+      }
+      return
+    }
     case 'hash-key':
       if (!args[0]) break
       process.stdout.write(`${apiKeyHash(args[0])}\n`)

@@ -8,6 +8,7 @@ import { cifProblems, Refusal } from '../contracts/problems.ts'
 import { topics } from '../contracts/topics.ts'
 import { outboxMessage } from '../outbox/messages.ts'
 import { customerRecordErrors, normalizeIdentifierValue, reviewFlagsOf, todayUtc } from './customer-rules.ts'
+import { erasedRefusal } from './erasure.ts'
 import { applyMergePatch, changedFields } from './merge-patch.ts'
 import type { CifDb, CifTx, CustomerRow } from './tables.ts'
 
@@ -117,10 +118,15 @@ export async function createCustomer(trx: CifTx, input: CustomerInput, caller: C
   return customer
 }
 
-/** The customer, if it exists and the caller may read it: another source system's is as unknown as none. */
+/**
+ * The customer, if it exists and the caller may read it: another source system's is as unknown as none.
+ * An erased one is refused as such (`customer-erased`), to a caller that may read it only.
+ */
 export async function findCustomer(db: CifDb, cifId: string, caller: Caller): Promise<Customer | undefined> {
   const row = await db.selectFrom('customer').selectAll().where('cif_id', '=', cifId).executeTakeFirst()
-  return row && caller.may(row.source_system, 'read') ? toCustomer(row) : undefined
+  if (!row || !caller.may(row.source_system, 'read')) return undefined
+  if (row.erased_at) throw erasedRefusal(row)
+  return toCustomer(row)
 }
 
 /**
@@ -139,6 +145,7 @@ export async function updateCustomer(
   const row = await trx.selectFrom('customer').selectAll().where('cif_id', '=', cifId).forUpdate().executeTakeFirst()
   // Checked before the version, so that a 412 does not tell another source system that the customer exists.
   if (!row || !caller.may(row.source_system, 'update')) throw new Refusal(cifProblems.customerNotFound, `No customer has CIF ID ${cifId}.`)
+  if (row.erased_at) throw erasedRefusal(row)
   if (row.version !== expectedVersion) {
     throw new Refusal(
       cifProblems.versionMismatch,

@@ -122,10 +122,26 @@ export async function releaseIdempotencyKey(db: CifDb, sourceSystem: string, key
     .execute()
 }
 
-export async function purgeIdempotencyKeys(db: CifDb, olderThanHours: number): Promise<number> {
+/**
+ * Deletes up to `limit` keys older than `olderThanHours` (one batch; see inBatches): a stored answer holds
+ * the customer as created, personal data included, and is needed only while a client may still retry.
+ */
+export async function purgeIdempotencyKeys(db: CifDb, olderThanHours: number, limit: number): Promise<number> {
   const result = await db
     .deleteFrom('idempotency_key')
-    .where('created_at', '<', sql<Date>`now() - make_interval(hours => ${olderThanHours})`)
+    .where(({ eb, refTuple, selectFrom }) =>
+      eb(
+        refTuple('source_system', 'key'),
+        'in',
+        selectFrom('idempotency_key')
+          .select(['source_system', 'key'])
+          .where('created_at', '<', sql<Date>`now() - make_interval(hours => ${olderThanHours})`)
+          .limit(limit)
+          .forUpdate()
+          .skipLocked()
+          .$asTuple('source_system', 'key')
+      )
+    )
     .executeTakeFirst()
   return Number(result.numDeletedRows)
 }

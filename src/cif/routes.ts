@@ -22,7 +22,7 @@ export interface CifApiOptions {
   eventSigningKey: EventSigningKey
 }
 
-const problems = problemResponses(400, 401, 404, 409, 412, 413, 415, 422, 428)
+const problems = problemResponses(400, 401, 404, 409, 410, 412, 413, 415, 422, 428)
 const security = apiKeySecurity
 const etag = (version: number) => `"${version}"`
 

@@ -6,6 +6,8 @@ import { openDatabase } from '../platform/database/index.ts'
 import { dependencyChecks } from '../platform/health.ts'
 import { createHttpServer, type HttpServer, type HttpServerOptions } from '../platform/http/server.ts'
 import type { Logger } from '../platform/logger.ts'
+import { inBatches, startPeriodic } from '../platform/periodic.ts'
+import { FailureLog } from '../platform/retry.ts'
 import { purgeIdempotencyKeys } from './idempotency.ts'
 import { cifApi } from './routes.ts'
 import type { CifDatabase, CifDb, CifTables } from './tables.ts'
@@ -17,7 +19,7 @@ export interface CifService {
   close(): Promise<void>
 }
 
-const IDEMPOTENCY_KEY_TTL_HOURS = 24
+const RETENTION_EVERY_MS = 60_000
 
 /** The CIF service's HTTP API on `db`, not yet listening (tests call it with `inject`). */
 export async function createCifApp(
@@ -61,21 +63,31 @@ export async function startCifService(config: Config, connections: Connections, 
     clientId: 'cif-service',
     topics: [topics.customerEvents],
     ...config.outbox,
+    retentionBatchSize: config.retentionBatchSize,
     log: log.child({ component: 'outbox-relay' })
   })
   const app = await createCifApp(config, database.db, log, { ...dependencies.checks, outboxRelay: async () => relay.health() })
 
   relay.start()
-  const purgeKeys = setInterval(() => {
-    purgeIdempotencyKeys(database.db, IDEMPOTENCY_KEY_TTL_HOURS).catch((err) => log.warn({ err }, 'idempotency key purge failed'))
-  }, 3_600_000).unref()
+  const { idempotencyRetentionHours } = config.cif
+  const { retentionBatchSize } = config
+  const retentionLog = new FailureLog(log, 'idempotency key purge failed')
+  const retention = startPeriodic(RETENTION_EVERY_MS, async () => {
+    try {
+      const purged = await inBatches(() => purgeIdempotencyKeys(database.db, idempotencyRetentionHours, retentionBatchSize), retentionBatchSize)
+      retentionLog.succeeded()
+      if (purged) log.info({ purged }, 'purged idempotency keys past retention')
+    } catch (error) {
+      retentionLog.failed(error)
+    }
+  })
 
   const address = await app.listen({ host: config.cif.host, port: config.cif.port })
   return {
     app,
     url: address,
     close: async () => {
-      clearInterval(purgeKeys)
+      await retention.stop()
       await app.close()
       await relay.stop()
       await dependencies.close()

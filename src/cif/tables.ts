@@ -13,6 +13,10 @@ export interface CustomerTable {
   record: ColumnType<Record<string, unknown>, string, string>
   created_at: DefaultedTimestamp
   updated_at: DefaultedTimestamp
+  /** Set once the customer's personal data was erased (the record is then empty), with who and why. */
+  erased_at: Date | null
+  erased_by: string | null
+  erasure_reason: string | null
 }
 
 export interface CustomerIdentifierTable {

@@ -143,6 +143,13 @@ export const cifProblems = {
     title: 'This Idempotency-Key was used for another request',
     description: 'The key came with a different body before; use a new key for a new request.'
   },
+  customerErased: {
+    code: 'customer-erased',
+    status: 410,
+    title: "The customer's personal data was erased",
+    description:
+      'The customer was erased on request (`erasedAt` says when): its CIF ID stays taken and is never given out again, but it can no longer be read or changed. A replayed create of it answers this too.'
+  },
   idempotencyKeyTakenOver: {
     code: 'idempotency-key-taken-over',
     status: 409,

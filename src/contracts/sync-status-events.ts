@@ -13,7 +13,11 @@ export const statusKinds = {
   DELIVERED: { type: 'cif.sync.delivery.succeeded', state: 'SUCCESS', description: 'An end system holds this version of the customer' },
   RETRYING: { type: 'cif.sync.delivery.retrying', state: 'RETRY_SCHEDULED', description: 'An attempt failed; another is due at `nextAttemptAt`' },
   FAILED: { type: 'cif.sync.delivery.failed', state: 'FAILED', description: 'The syncer gave up on this delivery; an operator redrives or skips it' },
-  SKIPPED: { type: 'cif.sync.delivery.skipped', state: 'SKIPPED', description: 'An operator gave up on this delivery on purpose' },
+  SKIPPED: {
+    type: 'cif.sync.delivery.skipped',
+    state: 'SKIPPED',
+    description: 'An operator gave up on this delivery on purpose, or the customer was erased before it went (remarks say which)'
+  },
   IN_SYNC: { type: 'cif.sync.customer.in-sync', description: 'Every end system holds this version of the customer' }
 } as const
 export type StatusKind = keyof typeof statusKinds

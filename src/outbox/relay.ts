@@ -7,7 +7,7 @@ import { DeadlineExceeded, withDeadline } from '../platform/deadline.ts'
 import { describeError } from '../platform/errors.ts'
 import { createIdempotentProducer, createProbe, kafkaAnswers, type StringProducer } from '../platform/kafka.ts'
 import type { Logger } from '../platform/logger.ts'
-import { type Periodic, startPeriodic } from '../platform/periodic.ts'
+import { inBatches, type Periodic, startPeriodic } from '../platform/periodic.ts'
 import { type Backoff, backoffMs, FailureLog } from '../platform/retry.ts'
 import { judgeRelay, type RelayVerdict } from './relay-watchdog.ts'
 import type { OutboxTables } from './tables.ts'
@@ -24,7 +24,10 @@ export interface OutboxRelayOptions {
   batchSize: number
   /** Fallback poll when no notification arrives (a missed one, or the LISTEN connection is down). */
   pollIntervalMs: number
+  /** Sent messages are deleted this long after they went out (pending ones never). */
   retentionHours: number
+  /** How many sent messages one purge statement deletes at most. */
+  retentionBatchSize: number
   /** Messages waiting and nothing published for this long while Kafka answers: the producer is replaced. */
   stallMs: number
   /** Readiness fails once the relay has been unable to publish for this long. */
@@ -210,14 +213,10 @@ export class OutboxRelay {
     stuck.close(true).catch(() => {})
   }
 
-  /** Deletes sent rows older than the retention; pending rows are never purged. */
+  /** Deletes sent rows older than the retention, in bounded batches; pending rows are never purged. */
   async purgeSent(): Promise<number> {
-    const result = await this.#options.db
-      .deleteFrom('outbox_message')
-      .where('status', '=', 'SENT')
-      .where('sent_at', '<', sql<Date>`now() - make_interval(hours => ${this.#options.retentionHours})`)
-      .executeTakeFirst()
-    return Number(result.numDeletedRows)
+    const { db, retentionHours, retentionBatchSize } = this.#options
+    return inBatches(() => purgeSentMessages(db, retentionHours, retentionBatchSize), retentionBatchSize)
   }
 
   async #recordFailure(ids: string[], error: unknown): Promise<void> {
@@ -306,4 +305,25 @@ export class OutboxRelay {
       if (!this.#stopped) await sleep(backoffMs(failures, RETRY_BACKOFF))
     }
   }
+}
+
+/**
+ * Deletes up to `limit` messages sent more than `retentionHours` ago (one batch; see inBatches). A sent
+ * message's payload is only a copy of what Kafka holds: once out, the outbox keeps it for inquiries only.
+ */
+export async function purgeSentMessages(db: Kysely<OutboxTables>, retentionHours: number, limit: number): Promise<number> {
+  const result = await db
+    .deleteFrom('outbox_message')
+    .where('id', 'in', (eb) =>
+      eb
+        .selectFrom('outbox_message')
+        .select('id')
+        .where('status', '=', 'SENT')
+        .where('sent_at', '<', sql<Date>`now() - make_interval(hours => ${retentionHours})`)
+        .limit(limit)
+        .forUpdate()
+        .skipLocked()
+    )
+    .executeTakeFirst()
+  return Number(result.numDeletedRows)
 }

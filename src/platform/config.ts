@@ -26,7 +26,7 @@ export interface Config {
    * `eventSigningKey` signs every customer event (CIF_EVENT_SIGNING_KEY, CIF_EVENT_SIGNING_KEY_ID); unset
    * only in production without them, and then the CIF service refuses to start (requireEventSigningKey).
    */
-  cif: { host: string; port: number; bodyLimitBytes: number; eventSigningKey: EventSigningKey | undefined }
+  cif: { host: string; port: number; bodyLimitBytes: number; eventSigningKey: EventSigningKey | undefined; idempotencyRetentionHours: number }
   /** What every API server allows a client: see HttpLimits (platform/http/server.ts). */
   http: HttpLimits
   /**
@@ -48,6 +48,8 @@ export interface Config {
    * for this long.
    */
   outbox: { batchSize: number; pollIntervalMs: number; retentionHours: number; stallMs: number; unreadyAfterMs: number }
+  /** How many rows one statement of a retention job deletes or clears at most (docs/security.md, "Personal data at rest"). */
+  retentionBatchSize: number
   /** Source systems allowed to call the CIF API and the callback API: name → SHA-256 of its API key (hex). */
   sourceSystemKeyHashes: Map<string, ApiKey[]>
   /** What each source system may do with other source systems' customers (contracts/access.ts); none by default. */
@@ -59,6 +61,8 @@ export interface Config {
    * signed by (SYNCER_EVENT_KEYS); unset only in production without them, and then the syncer refuses to
    * start (requireTrustedEventKeys). `actionRequestExpiryMs`: a skip or bulk redrive nobody approved or
    * rejected within this time expires; `bulkRedriveLimit`: the most deliveries one bulk redrive may select.
+   * `eventPayloadRetentionHours`: how long an event's payload (the customer's data) is kept once every
+   * delivery of it is settled, and an unreadable message's content.
    */
   syncer: {
     host: string
@@ -71,6 +75,7 @@ export interface Config {
     trustedEventKeys: TrustedEventKeys | undefined
     actionRequestExpiryMs: number
     bulkRedriveLimit: number
+    eventPayloadRetentionHours: number
   }
   /** Operators allowed on the syncer's admin API: name → SHA-256 of their key. */
   operatorKeyHashes: Map<string, ApiKey[]>
@@ -354,7 +359,9 @@ export function loadConfig(env: Env = process.env): Config {
       host: env.CIF_HOST ?? '127.0.0.1',
       port: integer(env, 'CIF_PORT', 8080, 0, 65535),
       bodyLimitBytes: integer(env, 'CIF_BODY_LIMIT_BYTES', 64 * 1024, 1024, 10 * 1024 * 1024),
-      eventSigningKey: eventSigningKey(env, production)
+      eventSigningKey: eventSigningKey(env, production),
+      // At least an hour: a client's retries of one create must all find its key.
+      idempotencyRetentionHours: integer(env, 'CIF_IDEMPOTENCY_RETENTION_HOURS', 24, 1, 24 * 365)
     },
     http: {
       requestTimeoutMs: integer(env, 'HTTP_REQUEST_TIMEOUT_MS', defaultHttpLimits.requestTimeoutMs, 1000, 600_000),
@@ -377,6 +384,7 @@ export function loadConfig(env: Env = process.env): Config {
       stallMs: integer(env, 'OUTBOX_STALL_MS', 30_000, 1000, 3_600_000),
       unreadyAfterMs: integer(env, 'OUTBOX_UNREADY_AFTER_MS', 60_000, 1000, 3_600_000)
     },
+    retentionBatchSize: integer(env, 'RETENTION_BATCH_SIZE', 1000, 1, 100_000),
     sourceSystemKeyHashes,
     sourceSystemGrants: parseGrants(env.CIF_SOURCE_SYSTEM_GRANTS ?? '', sourceSystemKeyHashes),
     syncer: {
@@ -392,7 +400,8 @@ export function loadConfig(env: Env = process.env): Config {
       // A minute at least, so that a second person can answer; a month at most, so that nobody approves what
       // the requester has long forgotten.
       actionRequestExpiryMs: integer(env, 'SYNCER_ACTION_REQUEST_EXPIRY_MS', 24 * 3_600_000, 60_000, 30 * 24 * 3_600_000),
-      bulkRedriveLimit: integer(env, 'SYNCER_BULK_REDRIVE_LIMIT', 500, 1, BULK_REDRIVE_LIMIT_MAX)
+      bulkRedriveLimit: integer(env, 'SYNCER_BULK_REDRIVE_LIMIT', 500, 1, BULK_REDRIVE_LIMIT_MAX),
+      eventPayloadRetentionHours: integer(env, 'SYNCER_EVENT_PAYLOAD_RETENTION_HOURS', 168, 0, 24 * 3650)
     },
     operatorKeyHashes,
     operatorRoles: parseOperatorRoles(env.SYNCER_OPERATOR_ROLES ?? '', operatorKeyHashes),

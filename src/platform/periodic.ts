@@ -27,3 +27,19 @@ export function startPeriodic(intervalMs: number, round: () => Promise<void>): P
     }
   }
 }
+
+/**
+ * Runs `batch` (which does at most one batch of work and says how much it did) until a batch comes back
+ * short of `batchSize`, or `maxBatches` have run. Each batch is its own short statement, so a large
+ * backlog never holds many row locks or one long transaction, and a round ends in bounded time.
+ * Returns how much was done in all.
+ */
+export async function inBatches(batch: () => Promise<number>, batchSize: number, maxBatches = 100): Promise<number> {
+  let total = 0
+  for (let round = 0; round < maxBatches; round++) {
+    const done = await batch()
+    total += done
+    if (done < batchSize) break
+  }
+  return total
+}

@@ -6,6 +6,7 @@ import { openDatabase } from '../platform/database/index.ts'
 import { dependencyChecks } from '../platform/health.ts'
 import { createHttpServer, type HttpServer, type HttpServerOptions } from '../platform/http/server.ts'
 import type { Logger } from '../platform/logger.ts'
+import { startPeriodic } from '../platform/periodic.ts'
 import { FailureLog } from '../platform/retry.ts'
 import { adminApi } from './api/admin-api.ts'
 import { callbackApi } from './api/callback-api.ts'
@@ -15,6 +16,7 @@ import { EndSystemClient } from './delivery/end-system-client.ts'
 import { type EndSystemConfig, loadEndSystems } from './delivery/end-systems-config.ts'
 import { DeliveryLane } from './delivery/lane.ts'
 import { EventIntake } from './intake/event-intake.ts'
+import { applyRetention } from './retention.ts'
 import { sequenceStatusUpdates } from './status/sync-status.ts'
 import type { SyncerDatabase, SyncerDb, SyncerTables } from './tables.ts'
 
@@ -25,6 +27,7 @@ export interface Syncer {
 }
 
 const LEASE_CHECK_EVERY_MS = 5000
+const RETENTION_EVERY_MS = 60_000
 
 /** The syncer's HTTP APIs (callback and admin) on `db`, not yet listening (tests call it with `inject`). */
 export async function createSyncerApp(
@@ -109,6 +112,7 @@ export async function startSyncer(
     clientId: 'cif-syncer-status',
     topics: [topics.syncStatus],
     ...config.outbox,
+    retentionBatchSize: config.retentionBatchSize,
     log: log.child({ component: 'status-relay' })
   })
   relay.start()
@@ -142,6 +146,16 @@ export async function startSyncer(
       (error: unknown) => leaseLog.failed(error)
     )
   }, LEASE_CHECK_EVERY_MS)
+  const retentionLog = new FailureLog(log, 'retention round failed')
+  const retention = startPeriodic(RETENTION_EVERY_MS, async () => {
+    try {
+      const purged = await applyRetention(db, config.syncer.eventPayloadRetentionHours, config.retentionBatchSize)
+      retentionLog.succeeded()
+      if (purged.eventPayloads || purged.unreadableMessages) log.info(purged, 'purged payloads past retention')
+    } catch (error) {
+      retentionLog.failed(error)
+    }
+  })
   wakeAll()
 
   const dependencies = dependencyChecks(db, connections.kafkaBrokers)
@@ -158,6 +172,7 @@ export async function startSyncer(
     close: async () => {
       clearInterval(poll)
       clearInterval(leases)
+      await retention.stop()
       await app.close()
       await intake.stop()
       await Promise.all([...lanes.values()].map((lane) => lane.stop()))

@@ -13,7 +13,11 @@ export interface SyncEventTable {
   customer_version: number
   owner_source_system: string
   acting_source_system: string
-  event: ColumnType<Record<string, unknown>, string, never>
+  /**
+   * The event as taken from Kafka; null once no delivery needs it any more (retention) or the customer was
+   * erased. A waiting or FAILED delivery's event always has it (see settledStates in delivery/states.ts).
+   */
+  event: ColumnType<Record<string, unknown> | null, string | null, null>
   event_time: ColumnType<Date, Date | string, never>
   received_at: DefaultedTimestamp
   kafka_partition: number
@@ -26,7 +30,8 @@ export interface UnreadableMessageTable {
   kafka_partition: number
   kafka_offset: ColumnType<string, string | bigint, never>
   message_key: string | null
-  message_value: string
+  /** Null past the retention (intake/retention.ts). */
+  message_value: ColumnType<string | null, string, null>
   reason: string
   received_at: DefaultedTimestamp
 }
@@ -119,6 +124,14 @@ export interface ActionRequestDeliveryTable {
   delivery_id: string
 }
 
+/** A customer whose personal data the syncer erased: who, when and why. */
+export interface CustomerErasureTable {
+  cif_id: string
+  erased_by: string
+  reason: string
+  erased_at: DefaultedTimestamp
+}
+
 /** The syncer's tables; migrations in ./migrations. */
 export interface SyncerTables {
   sync_event: SyncEventTable
@@ -130,6 +143,7 @@ export interface SyncerTables {
   operator_action: OperatorActionTable
   action_request: ActionRequestTable
   action_request_delivery: ActionRequestDeliveryTable
+  customer_erasure: CustomerErasureTable
 }
 
 /** What the syncer's code may touch: its tables and the outbox that publishes its status messages. */

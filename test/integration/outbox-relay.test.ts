@@ -131,6 +131,7 @@ describe('several relays at once', () => {
           batchSize: 7,
           pollIntervalMs: 20,
           retentionHours: 168,
+          retentionBatchSize: 1000,
           stallMs: 30_000,
           unreadyAfterMs: 60_000,
           log
@@ -171,6 +172,8 @@ describe('retention', () => {
       batchSize: 10,
       pollIntervalMs: 1000,
       retentionHours: 0,
+      // Several batches: the file has sent a few hundred messages by now.
+      retentionBatchSize: 100,
       stallMs: 30_000,
       unreadyAfterMs: 60_000,
       log

@@ -396,7 +396,7 @@ describe('taking events from Kafka', () => {
         (rows) => rows.length > 0
       )
       expect(kept.map((row) => row.reason)).toEqual([reason])
-      expect(JSON.parse(kept[0]!.message_value).subject).toBe(cifId)
+      expect(JSON.parse(kept[0]!.message_value!).subject).toBe(cifId)
       expect(await database.db.selectFrom('sync_event').select('event_id').where('cif_id', '=', cifId).execute()).toEqual([])
       expect(await deliveriesOf(database, cifId)).toEqual([])
       for (const system of ['core-banking', 'crm', 'cards']) expect(simulator.systems.get(system)!.recordForCif(cifId), system).toBeUndefined()

@@ -1,7 +1,7 @@
 import { sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { httpProblems, Refusal, syncerProblems } from '../../src/contracts/problems.ts'
-import { decideRequest, findRequests, requestBulkRedrive, requestById, requestSkip } from '../../src/syncer/delivery/action-request-store.ts'
+import { decideRequest, findRequests, requestBulkRedrive, requestById, requestSkip } from '../../src/syncer/api/action-request-store.ts'
 import { redrive } from '../../src/syncer/delivery/operator-actions.ts'
 import { asSyncer } from '../support/database.ts'
 import { type OwnDatabase, ownDatabase } from '../support/own-database.ts'

@@ -3,6 +3,7 @@ import { Refusal, syncerProblems } from '../../src/contracts/problems.ts'
 import { recoverExpiredLeases, unblock } from '../../src/syncer/delivery/delivery-store.ts'
 import { redrive } from '../../src/syncer/delivery/operator-actions.ts'
 import { type DeliveryState, deliveryStates, type TransitionName, transitions } from '../../src/syncer/delivery/states.ts'
+import { eraseCustomerData } from '../../src/syncer/erasure.ts'
 import type { DeliveryRow } from '../../src/syncer/tables.ts'
 import { asSyncer } from '../support/database.ts'
 import { type OwnDatabase, ownDatabase } from '../support/own-database.ts'
@@ -118,7 +119,10 @@ const moves: Record<TransitionName, (d: DeliveryRow) => Promise<void>> = {
       .execute((trx) => unblock(trx, d.cif_id, d.end_system))
   },
   redrive: (d) => unlessRefused(redrive(asSyncer(database.db), operator(d.id))),
-  skip: (d) => unlessRefused(skipApproved(database.db, operator(d.id)))
+  skip: (d) => unlessRefused(skipApproved(database.db, operator(d.id))),
+  erase: async (d) => {
+    await eraseCustomerData(asSyncer(database.db), { cifId: d.cif_id, by: 'ops.tan', reason: 'walking the state machine' })
+  }
 }
 
 const named = Object.entries(transitions) as [TransitionName, { from: readonly DeliveryState[]; to: DeliveryState }][]

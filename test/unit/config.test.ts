@@ -74,6 +74,17 @@ describe('configuration', () => {
     // Bounded so that the listed ids of a bulk redrive fit the admin API's body.
     expect(() => loadConfig({ SYNCER_BULK_REDRIVE_LIMIT: '1001' })).toThrow(/SYNCER_BULK_REDRIVE_LIMIT must be a whole number from 1 to 1000/)
   })
+
+  it('keeps personal data for the documented periods unless told otherwise, and an idempotency key at least an hour', () => {
+    const defaults = loadConfig({})
+    expect([defaults.cif.idempotencyRetentionHours, defaults.syncer.eventPayloadRetentionHours, defaults.retentionBatchSize]).toEqual([24, 168, 1000])
+    const set = loadConfig({ CIF_IDEMPOTENCY_RETENTION_HOURS: '48', SYNCER_EVENT_PAYLOAD_RETENTION_HOURS: '0', RETENTION_BATCH_SIZE: '50' })
+    expect([set.cif.idempotencyRetentionHours, set.syncer.eventPayloadRetentionHours, set.retentionBatchSize]).toEqual([48, 0, 50])
+    expect(() => loadConfig({ CIF_IDEMPOTENCY_RETENTION_HOURS: '0' })).toThrow(
+      'CIF_IDEMPOTENCY_RETENTION_HOURS must be a whole number from 1 to 8760'
+    )
+    expect(() => loadConfig({ RETENTION_BATCH_SIZE: '0' })).toThrow('RETENTION_BATCH_SIZE must be a whole number from 1 to 100000')
+  })
 })
 
 describe('event signing keys', () => {

@@ -36,7 +36,8 @@ describe('the delivery state machine', () => {
       grown = reachable.size > before
     }
     expect([...reachable].sort()).toEqual([...deliveryStates].sort())
-    // SUCCESS and SKIPPED are final; every other state has a way out (FAILED and BLOCKED through a person).
+    // SUCCESS and SKIPPED are final (so a payload purged once its deliveries are settled is never needed
+    // again); every other state has a way out (FAILED and BLOCKED through a person).
     for (const state of deliveryStates) {
       if ((settledStates as readonly string[]).includes(state)) expect(next(state), state).toEqual([])
       else expect(next(state).length, state).toBeGreaterThan(0)
@@ -50,6 +51,7 @@ describe('the delivery state machine', () => {
     expect(statusKinds.RETRYING.state).toBe(transitions.retry.to)
     expect(statusKinds.FAILED.state).toBe(transitions.fail.to)
     expect(statusKinds.SKIPPED.state).toBe(transitions.skip.to)
+    expect(statusKinds.SKIPPED.state).toBe(transitions.erase.to)
   })
 
   it('decides after an attempt: success, a retry while the budget lasts, then FAILED', () => {

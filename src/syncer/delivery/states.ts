@@ -19,7 +19,7 @@ export const stateMeanings: Record<DeliveryState, string> = {
   SUCCESS: 'the end system holds this version',
   FAILED: 'retrying cannot help or the retries ran out; an operator redrives or skips it',
   BLOCKED: 'waits behind an earlier version of the same customer that FAILED',
-  SKIPPED: 'an operator gave up on it on purpose'
+  SKIPPED: 'an operator gave up on it on purpose, or the customer was erased before it went'
 }
 
 interface Transition {
@@ -47,7 +47,12 @@ export const transitions = {
   block: { from: ['PENDING', 'RETRY_SCHEDULED'], to: 'BLOCKED', cause: 'an earlier version for the same customer and system FAILED' },
   unblock: { from: ['BLOCKED'], to: 'PENDING', cause: 'no earlier version FAILED any more (it was redriven or skipped)' },
   redrive: { from: ['FAILED'], to: 'PENDING', cause: 'an operator sends it again, with a fresh retry budget' },
-  skip: { from: ['FAILED', 'BLOCKED'], to: 'SKIPPED', cause: 'an operator gives up on it' }
+  skip: { from: ['FAILED', 'BLOCKED'], to: 'SKIPPED', cause: 'an operator gives up on it' },
+  erase: {
+    from: ['PENDING', 'IN_FLIGHT', 'RETRY_SCHEDULED', 'FAILED', 'BLOCKED'],
+    to: 'SKIPPED',
+    cause: "the customer's personal data was erased: nothing of it may be sent any more"
+  }
 } as const satisfies Record<string, Transition>
 export type TransitionName = keyof typeof transitions
 
@@ -64,7 +69,10 @@ export const initialState: DeliveryState = 'PENDING'
 
 /** States waiting to be claimed, due at `next_attempt_at`. */
 export const waitingStates = transitions.claim.from
-/** States that let later versions of the customer go: the end system holds this one, or nobody wants it to. */
+/**
+ * States that let later versions of the customer go: the end system holds this one, or nobody wants it to.
+ * No move leaves them, so an event whose deliveries are all settled needs its payload no more (retention).
+ */
 export const settledStates = ['SUCCESS', 'SKIPPED'] as const satisfies readonly DeliveryState[]
 /** States a person must act on. */
 export const attentionStates = ['FAILED', 'BLOCKED'] as const satisfies readonly DeliveryState[]
@@ -83,6 +91,7 @@ export const remarkTemplates = {
   redriven: 'redriven by {operator}: {reason}',
   redrivenOnApproval: 'redriven by {operator}, approved by {approver}: {reason}',
   skipped: 'skipped by {operator}, approved by {approver}: {reason}',
+  erased: 'not delivered: the customer was erased by {operator}: {reason}',
   retryScheduled: 'retry {retry} of {retries} in {delay}',
   gaveUp: 'gave up after {attempts} attempts',
   firstAttemptLate: 'first attempt {late} after the event was stored (syncer busy or down)'

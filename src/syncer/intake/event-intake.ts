@@ -421,6 +421,12 @@ export class EventIntake {
           'message not signed by the CIF service: kept as unreadable, not delivered'
         )
       }
+      for (const { message, eventId } of stored.ofErased) {
+        log.info(
+          { topic: message.topic, partition: message.partition, offset: String(message.offset), key: message.key?.slice(0, 64), eventId },
+          'event of an erased customer: not stored, not delivered'
+        )
+      }
       if (stored.endSystems.size) onStored(stored.endSystems)
     }
     const storing = new FailureLog(log, 'cannot store events; retrying')

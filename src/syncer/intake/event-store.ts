@@ -6,12 +6,15 @@ import { checkEventSignature, type TrustedEventKeys } from '../../contracts/even
 import { lagRemark } from '../delivery/attempt-policy.ts'
 import { blockBehindFailures } from '../delivery/delivery-store.ts'
 import { initialState } from '../delivery/states.ts'
+import { erasedAmong } from '../erasure.ts'
 import type { SyncerDb } from '../tables.ts'
 
 // What the intake stores from Kafka, in one transaction per batch: each customer event once (a redelivered
 // one finds its id), with one delivery per end system, and each message that is not a readable customer
 // event kept as unreadable, never dropped. Only events the CIF service signed (with a key in
-// `trustedKeys`) are read as events: anyone else who can produce to the topic is kept out.
+// `trustedKeys`) are read as events: anyone else who can produce to the topic is kept out. An event of a
+// customer the syncer erased (one published before the erasure and read after it) is not stored at all:
+// nothing of it may be sent, and a row of it would say the customer had a version no end system got.
 
 export type StringMessage = Message<string, string, string, string>
 
@@ -50,6 +53,8 @@ export interface StoredBatch {
   endSystems: Set<string>
   /** The messages kept as unreadable because no trusted key signed them (see readCustomerEvent). */
   notSigned: { message: StringMessage; reason: string }[]
+  /** The events left unstored because their customer was erased. */
+  ofErased: { message: StringMessage; eventId: string }[]
 }
 
 /** Stores a batch of messages, reading as events only those signed by one of `trustedKeys`. */
@@ -65,13 +70,19 @@ export async function storeEvents(db: SyncerDb, batch: StringMessage[], endSyste
       if (read.notSigned) notSigned.push({ message, reason: read.reason })
     }
   }
+  let erased = new Set<string>()
   const endSystemsWithDeliveries = await db.transaction().execute(async (trx) => {
     await keepUnreadable(trx, unreadable)
-    if (events.length === 0) return new Set<string>()
+    erased = await erasedAmong(
+      trx,
+      events.map(({ event }) => event.subject)
+    )
+    const wanted = events.filter(({ event }) => !erased.has(event.subject))
+    if (wanted.length === 0) return new Set<string>()
     const stored = await trx
       .insertInto('sync_event')
       .values(
-        events.map(({ event, message }) => ({
+        wanted.map(({ event, message }) => ({
           event_id: event.id,
           cif_id: event.subject,
           event_type: event.type,
@@ -103,7 +114,8 @@ export async function storeEvents(db: SyncerDb, batch: StringMessage[], endSyste
     await blockBehindFailures(trx, { deliveryIds: ids.map((row) => row.id) })
     return new Set(endSystems)
   })
-  return { endSystems: endSystemsWithDeliveries, notSigned }
+  const ofErased = events.filter(({ event }) => erased.has(event.subject)).map(({ event, message }) => ({ message, eventId: event.id }))
+  return { endSystems: endSystemsWithDeliveries, notSigned, ofErased }
 }
 
 /** SQLSTATE classes 22 (data exception) and 23 (integrity constraint): trying again cannot help. */
