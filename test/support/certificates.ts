@@ -17,6 +17,7 @@ const ecKey = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-no
  */
 export class TestCertificates {
   readonly dir = mkdtempSync(join(tmpdir(), 'cif-syncer-tls-'))
+  #made = 0
 
   /** A certificate authority of its own (self-signed, allowed to sign certificates). */
   authority(name: string): CertificateFiles {
@@ -50,7 +51,9 @@ export class TestCertificates {
   }
 
   #files(name: string): CertificateFiles {
-    return { certFile: join(this.dir, `${name}.pem`), keyFile: join(this.dir, `${name}.key`) }
+    // Numbered: two certificates may carry the same name.
+    const file = `${++this.#made}-${name}`
+    return { certFile: join(this.dir, `${file}.pem`), keyFile: join(this.dir, `${file}.key`) }
   }
 
   #openssl(args: string[]): void {
