@@ -62,6 +62,8 @@ describe('configuration', () => {
     expect(() => loadConfig(pinned)).toThrow(/TLS_CLIENT_CA_FILE is not set/)
     const tls = { TLS_CERT_FILE: 'cert.pem', TLS_KEY_FILE: 'key.pem', TLS_CLIENT_CA_FILE: 'ca.pem' }
     expect(loadConfig({ ...pinned, ...tls }).sourceSystemKeyHashes.certificatesOf('crm')).toEqual([`${'ab'.repeat(31)}cd`])
+    const operator = { SYNCER_OPERATORS: `ops=${hash}`, SYNCER_OPERATOR_CERTIFICATES: `ops=${'0f'.repeat(32)}` }
+    expect(loadConfig({ ...operator, ...tls }).operatorKeyHashes.certificatesOf('ops')).toEqual(['0f'.repeat(32)])
     // A certificate without a key authenticates no one unless a certificate suffices alone.
     const certificateOnly = { ...tls, CIF_SOURCE_SYSTEMS: `crm=${hash}`, CIF_SOURCE_SYSTEM_CERTIFICATES: `cards=${printed}` }
     expect(() => loadConfig(certificateOnly)).toThrow(/"cards", which has no key/)
