@@ -48,7 +48,8 @@ export interface Config {
   outbox: { batchSize: number; pollIntervalMs: number; retentionHours: number; stallMs: number; unreadyAfterMs: number }
   /**
    * Source systems allowed to call the CIF API and the callback API: name → SHA-256 of its API keys (hex),
-   * and their pinned client certificates. This and the three below are replaced in place on a reload.
+   * and their pinned client certificates. This, the grants, the operators and their roles are replaced in
+   * place on a reload (reloadAccess), so the APIs that hold them see the new ones.
    */
   sourceSystemKeyHashes: Callers
   /** What each source system may do with other source systems' customers (contracts/access.ts); none by default. */

@@ -48,7 +48,8 @@ export class Callers implements ReadonlyMap<string, readonly ApiKey[]> {
     certificates: ReadonlyMap<string, readonly string[]> = new Map(),
     certificateSuffices = false
   ) {
-    this.#keys = new Map([...certificates.keys()].map((caller) => [caller, []] as [string, readonly ApiKey[]]).concat([...keys]))
+    // A caller with a certificate and no key (when certificates suffice) is a caller all the same.
+    this.#keys = new Map([...[...certificates.keys()].map((caller): [string, readonly ApiKey[]] => [caller, []]), ...keys])
     this.#certificates = certificates
     this.#certificateSuffices = certificateSuffices
     this.#byKey = new Map([...keys].flatMap(([caller, list]) => list.map((key) => [key.hash, { caller, expiresAt: key.expiresAt }] as const)))
