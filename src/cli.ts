@@ -11,6 +11,7 @@ import { apiKeyHash } from './platform/http/api-key-auth.ts'
 import { onShutdown } from './platform/lifecycle.ts'
 import { LocalKafkaUnavailable } from './platform/local/kafka-broker.ts'
 import { createLogger } from './platform/logger.ts'
+import { reloadOnHangup } from './platform/reload.ts'
 import { ErasureRequestError, eraseCustomerEverywhere } from './roles/erasure.ts'
 import { runLocalStack } from './roles/local-stack.ts'
 import { migrations } from './roles/migrations.ts'
@@ -51,11 +52,13 @@ async function main(argv: string[]): Promise<void> {
     case 'cif-service': {
       const service = await startCifService(config, required(config), log)
       onShutdown(log, service.close)
+      reloadOnHangup(config, [service.app], log)
       return
     }
     case 'syncer': {
       const syncer = await startSyncer(config, required(config), log)
       onShutdown(log, syncer.close)
+      reloadOnHangup(config, [syncer.app], log)
       return
     }
     case 'simulator':

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { type OperatorRole, operatorRoles, type SourceSystemGrant, sourceSystemGrants } from '../contracts/access.ts'
 import { type EventSigningKey, SIGNING_KEY_ID_PATTERN, type TrustedEventKeys } from '../contracts/event-signature.ts'
-import { type ApiKey, apiKeyHash } from './http/api-key-auth.ts'
+import { type ApiKey, apiKeyHash, Callers, certificateFingerprint } from './http/api-key-auth.ts'
 import { defaultHttpLimits, type HttpLimits } from './http/server.ts'
 
 /** Why the process cannot start: a wrong setting, named so an operator can fix it in one go. */
@@ -34,8 +34,11 @@ export interface Config {
    * production only, since it maps every route and field for whoever can reach the port (API_DOCS).
    */
   publicApiDocs: boolean
-  /** HTTPS for the APIs when both are set (PEM files); plain HTTP otherwise. */
-  tls: { certFile: string; keyFile: string } | undefined
+  /**
+   * HTTPS for the APIs when both are set (PEM files); plain HTTP otherwise. `clientCaFile`: the authorities
+   * client certificates must chain to, asked of every caller (TLS_CLIENT_CA_FILE).
+   */
+  tls: { certFile: string; keyFile: string; clientCaFile: string | undefined } | undefined
   /** Unset: the local stack starts an embedded PostgreSQL on `localPostgresPort`. */
   databaseUrl: string | undefined
   localPostgresPort: number
@@ -50,8 +53,12 @@ export interface Config {
   outbox: { batchSize: number; pollIntervalMs: number; retentionHours: number; stallMs: number; unreadyAfterMs: number }
   /** How many rows one statement of a retention job deletes or clears at most (docs/security.md, "Personal data at rest"). */
   retentionBatchSize: number
-  /** Source systems allowed to call the CIF API and the callback API: name → SHA-256 of its API key (hex). */
-  sourceSystemKeyHashes: Map<string, ApiKey[]>
+  /**
+   * Source systems allowed to call the CIF API and the callback API: name → SHA-256 of its API keys (hex),
+   * and their pinned client certificates. This, the grants, the operators and their roles are replaced in
+   * place on a reload (reloadAccess), so the APIs that hold them see the new ones.
+   */
+  sourceSystemKeyHashes: Callers
   /** What each source system may do with other source systems' customers (contracts/access.ts); none by default. */
   sourceSystemGrants: Map<string, Set<SourceSystemGrant>>
   /**
@@ -77,8 +84,8 @@ export interface Config {
     bulkRedriveLimit: number
     eventPayloadRetentionHours: number
   }
-  /** Operators allowed on the syncer's admin API: name → SHA-256 of their key. */
-  operatorKeyHashes: Map<string, ApiKey[]>
+  /** Operators allowed on the syncer's admin API: name → SHA-256 of their keys, and their pinned certificates. */
+  operatorKeyHashes: Callers
   /** Each operator's role (contracts/access.ts): `operator` unless SYNCER_OPERATOR_ROLES says otherwise. */
   operatorRoles: Map<string, OperatorRole>
   simulator: { host: string; port: number }
@@ -188,19 +195,169 @@ export function parseOperatorRoles(
 export const devSourceSystem = { name: 'branch-portal', apiKey: 'local-branch-portal-key' } as const
 export const devOperator = { name: 'local-operator', apiKey: 'local-operator-key' } as const
 
+/**
+ * A list setting from the environment, or from the file `<name>_FILE` names: entries one a line or separated
+ * by commas, `#` starting a comment. A file can be changed while a service runs, and SIGHUP reads it again
+ * (platform/reload.ts); the environment of a running process cannot be. `variable` names where it came from.
+ */
+function listSetting(env: Env, name: string): { raw: string; variable: string } {
+  const file = env[`${name}_FILE`] || undefined
+  if (!file) return { raw: env[name] ?? '', variable: name }
+  if (env[name]) throw new ConfigError(`Set ${name} or ${name}_FILE, not both.`)
+  let text: string
+  try {
+    text = readFileSync(resolve(file), 'utf8')
+  } catch (error) {
+    throw new ConfigError(`Cannot read ${name}_FILE: ${(error as Error).message}`)
+  }
+  const entries = text.split('\n').map((line) => line.replace(/#.*/, '').trim())
+  return { raw: entries.filter(Boolean).join(','), variable: `${name}_FILE (${file})` }
+}
+
 /** Outside production an empty list means the documented dev key; in production, never. */
-function apiKeys(env: Env, variable: string, dev: { name: string; apiKey: string }, production: boolean, required: boolean): Map<string, ApiKey[]> {
-  const callers = parseApiKeys(env[variable] ?? '', variable)
-  const devHash = apiKeyHash(dev.apiKey)
+function apiKeys(setting: { raw: string; variable: string }, dev: { name: string; apiKey: string }, production: boolean): Map<string, ApiKey[]> {
+  const { raw, variable } = setting
+  const callers = parseApiKeys(raw, variable)
   if (production) {
     if (hasKey(callers, dev.apiKey)) {
       throw new ConfigError(`${variable} holds a public development key; give each caller its own key.`)
     }
-    if (required && callers.size === 0) throw new ConfigError(`${variable} must name at least one caller in production.`)
   } else if (callers.size === 0) {
-    callers.set(dev.name, [{ hash: devHash }])
+    callers.set(dev.name, [{ hash: apiKeyHash(dev.apiKey) }])
   }
   return callers
+}
+
+/**
+ * Client certificates pinned per caller, as `name=<SHA-256 fingerprint>` pairs separated by commas (hex, with
+ * or without the colons of `openssl x509 -noout -fingerprint -sha256`). Several per caller, so that a renewed
+ * certificate is pinned before the old one expires.
+ */
+export function parseCertificates(raw: string, variable: string): Map<string, string[]> {
+  const callers = new Map<string, string[]>()
+  const seen = new Set<string>()
+  for (const entry of raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
+    const match = /^([a-z][a-z0-9-]{1,62})=((?:[0-9a-fA-F]{2}:){31}[0-9a-fA-F]{2}|[0-9a-fA-F]{64})$/.exec(entry)
+    if (!match) throw new ConfigError(`${variable} entry "${entry.slice(0, 120)}" must look like name=<SHA-256 fingerprint of the certificate>.`)
+    const [, name, printed] = match as unknown as [string, string, string]
+    const fingerprint = certificateFingerprint(printed)
+    if (seen.has(fingerprint)) throw new ConfigError(`${variable} pins the certificate of "${name}" twice, or for two callers.`)
+    seen.add(fingerprint)
+    callers.set(name, [...(callers.get(name) ?? []), fingerprint])
+  }
+  return callers
+}
+
+/**
+ * Who may call the APIs, what each may do, and how each authenticates: everything a reload (SIGHUP) reads
+ * again. A caller with a pinned certificate presents it with its key, unless TLS_CLIENT_CERTIFICATE_SUFFICES.
+ */
+export interface Access {
+  sourceSystemKeyHashes: Callers
+  sourceSystemGrants: Map<string, Set<SourceSystemGrant>>
+  operatorKeyHashes: Callers
+  operatorRoles: Map<string, OperatorRole>
+}
+
+function loadCallers(env: Env, name: string, certificatesName: string, dev: { name: string; apiKey: string }, production: boolean): Callers {
+  const keys = apiKeys(listSetting(env, name), dev, production)
+  const setting = listSetting(env, certificatesName)
+  const certificates = parseCertificates(setting.raw, setting.variable)
+  if (certificates.size && !env.TLS_CLIENT_CA_FILE) {
+    throw new ConfigError(`${setting.variable} pins client certificates, but TLS_CLIENT_CA_FILE is not set: no certificate is asked for.`)
+  }
+  const suffices = env.TLS_CLIENT_CERTIFICATE_SUFFICES === 'true'
+  for (const caller of certificates.keys()) {
+    if (!suffices && !keys.has(caller)) {
+      throw new ConfigError(
+        `${setting.variable} pins a certificate for "${caller}", which has no key: give it one, or set TLS_CLIENT_CERTIFICATE_SUFFICES=true.`
+      )
+    }
+  }
+  return new Callers(keys, certificates, suffices)
+}
+
+/** The access settings as they are now: from the environment, and from the files of the `_FILE` variables. */
+export function loadAccess(env: Env, production: boolean): Access {
+  if (!['true', 'false', '', undefined].includes(env.TLS_CLIENT_CERTIFICATE_SUFFICES)) {
+    throw new ConfigError(`TLS_CLIENT_CERTIFICATE_SUFFICES must be true or false, got "${env.TLS_CLIENT_CERTIFICATE_SUFFICES!.slice(0, 40)}".`)
+  }
+  const sourceSystemKeyHashes = loadCallers(env, 'CIF_SOURCE_SYSTEMS', 'CIF_SOURCE_SYSTEM_CERTIFICATES', devSourceSystem, production)
+  if (production && sourceSystemKeyHashes.size === 0) throw new ConfigError('CIF_SOURCE_SYSTEMS must name at least one caller in production.')
+  const operatorKeyHashes = loadCallers(env, 'SYNCER_OPERATORS', 'SYNCER_OPERATOR_CERTIFICATES', devOperator, production)
+  const grants = listSetting(env, 'CIF_SOURCE_SYSTEM_GRANTS')
+  const roles = listSetting(env, 'SYNCER_OPERATOR_ROLES')
+  return {
+    sourceSystemKeyHashes,
+    sourceSystemGrants: parseGrants(grants.raw, sourceSystemKeyHashes, grants.variable),
+    operatorKeyHashes,
+    operatorRoles: parseOperatorRoles(roles.raw, operatorKeyHashes, roles.variable)
+  }
+}
+
+/** What a reload changed, by caller name (never a key or a hash). */
+export interface AccessChanges {
+  sourceSystems: CallerChanges
+  operators: CallerChanges
+  /** Source systems whose grants, operators whose role changed. */
+  grants: string[]
+  roles: string[]
+}
+export interface CallerChanges {
+  added: string[]
+  removed: string[]
+  /** Callers whose keys or certificates changed. */
+  credentialsChanged: string[]
+}
+
+function callerChanges(before: Callers, after: Callers): CallerChanges {
+  const credentials = (callers: Callers, name: string) =>
+    JSON.stringify([callers.get(name)?.map((key) => [key.hash, key.expiresAt?.getTime()]), callers.certificatesOf(name)])
+  return {
+    added: [...after.keys()].filter((name) => !before.has(name)),
+    removed: [...before.keys()].filter((name) => !after.has(name)),
+    credentialsChanged: [...after.keys()].filter((name) => before.has(name) && credentials(before, name) !== credentials(after, name))
+  }
+}
+
+function changedNames<T>(before: ReadonlyMap<string, T>, after: ReadonlyMap<string, T>, same: (a: T, b: T) => boolean): string[] {
+  const names = new Set([...before.keys(), ...after.keys()])
+  return [...names].filter((name) => !before.has(name) || !after.has(name) || !same(before.get(name)!, after.get(name)!))
+}
+
+/**
+ * Reads the access settings again and, if they are valid, puts them in place of `config`'s, all at once; the
+ * APIs hold the same objects, so the next request sees them. Invalid settings throw a ConfigError and change
+ * nothing, and so do settings that would leave no source system or no operator where there were some: a
+ * half-written file must not lock everyone out.
+ */
+export function reloadAccess(config: Config, env: Env): AccessChanges {
+  const next = loadAccess(env, config.production)
+  for (const [what, before, after] of [
+    ['source system', config.sourceSystemKeyHashes, next.sourceSystemKeyHashes],
+    ['operator', config.operatorKeyHashes, next.operatorKeyHashes]
+  ] as const) {
+    if (before.size > 0 && after.size === 0) throw new ConfigError(`The new settings name no ${what}, which would lock every ${what} out.`)
+  }
+  const changes: AccessChanges = {
+    sourceSystems: callerChanges(config.sourceSystemKeyHashes, next.sourceSystemKeyHashes),
+    operators: callerChanges(config.operatorKeyHashes, next.operatorKeyHashes),
+    grants: changedNames(config.sourceSystemGrants, next.sourceSystemGrants, (a, b) => [...a].sort().join() === [...b].sort().join()),
+    roles: changedNames(config.operatorRoles, next.operatorRoles, (a, b) => a === b)
+  }
+  config.sourceSystemKeyHashes.replaceWith(next.sourceSystemKeyHashes)
+  config.operatorKeyHashes.replaceWith(next.operatorKeyHashes)
+  for (const [current, loaded] of [
+    [config.sourceSystemGrants, next.sourceSystemGrants],
+    [config.operatorRoles, next.operatorRoles]
+  ] as [Map<string, unknown>, Map<string, unknown>][]) {
+    current.clear()
+    for (const [name, value] of loaded) current.set(name, value)
+  }
+  return changes
 }
 
 /** Whether `key` is one of the configured keys (the banner shows the development keys only where accepted). */
@@ -334,20 +491,22 @@ function publicApiDocs(env: Env, production: boolean): boolean {
 function tlsFiles(env: Env): Config['tls'] {
   const certFile = env.TLS_CERT_FILE || undefined
   const keyFile = env.TLS_KEY_FILE || undefined
-  if (!certFile && !keyFile) return undefined
-  if (!certFile || !keyFile) throw new ConfigError('Set both TLS_CERT_FILE and TLS_KEY_FILE (PEM) for HTTPS, or neither.')
-  return { certFile: resolve(certFile), keyFile: resolve(keyFile) }
+  const clientCaFile = env.TLS_CLIENT_CA_FILE || undefined
+  if (!certFile && !keyFile && !clientCaFile) return undefined
+  if (!certFile || !keyFile) throw new ConfigError('Set both TLS_CERT_FILE and TLS_KEY_FILE (PEM) for HTTPS, or neither (and no TLS_CLIENT_CA_FILE).')
+  return { certFile: resolve(certFile), keyFile: resolve(keyFile), clientCaFile: clientCaFile && resolve(clientCaFile) }
 }
 
-/** The APIs' TLS certificate and key, read once at start. */
-export function tlsOptions(config: Config): { cert: Buffer; key: Buffer } | undefined {
-  return config.tls && { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) }
+/** The APIs' TLS certificate and key, and the authorities of client certificates; read at start and on a reload. */
+export function tlsOptions(config: Config): { cert: Buffer; key: Buffer; ca?: Buffer } | undefined {
+  if (!config.tls) return undefined
+  const { certFile, keyFile, clientCaFile } = config.tls
+  return { cert: readFileSync(certFile), key: readFileSync(keyFile), ...(clientCaFile ? { ca: readFileSync(clientCaFile) } : {}) }
 }
 
 export function loadConfig(env: Env = process.env): Config {
   const production = env.NODE_ENV === 'production'
-  const sourceSystemKeyHashes = apiKeys(env, 'CIF_SOURCE_SYSTEMS', devSourceSystem, production, true)
-  const operatorKeyHashes = apiKeys(env, 'SYNCER_OPERATORS', devOperator, production, false)
+  const access = loadAccess(env, production)
   const kafkaBrokers = env.KAFKA_BROKERS?.split(',')
     .map((s) => s.trim())
     .filter(Boolean)
@@ -385,8 +544,8 @@ export function loadConfig(env: Env = process.env): Config {
       unreadyAfterMs: integer(env, 'OUTBOX_UNREADY_AFTER_MS', 60_000, 1000, 3_600_000)
     },
     retentionBatchSize: integer(env, 'RETENTION_BATCH_SIZE', 1000, 1, 100_000),
-    sourceSystemKeyHashes,
-    sourceSystemGrants: parseGrants(env.CIF_SOURCE_SYSTEM_GRANTS ?? '', sourceSystemKeyHashes),
+    sourceSystemKeyHashes: access.sourceSystemKeyHashes,
+    sourceSystemGrants: access.sourceSystemGrants,
     syncer: {
       host: env.SYNCER_HOST ?? '127.0.0.1',
       port: integer(env, 'SYNCER_PORT', 8081, 0, 65535),
@@ -403,8 +562,8 @@ export function loadConfig(env: Env = process.env): Config {
       bulkRedriveLimit: integer(env, 'SYNCER_BULK_REDRIVE_LIMIT', 500, 1, BULK_REDRIVE_LIMIT_MAX),
       eventPayloadRetentionHours: integer(env, 'SYNCER_EVENT_PAYLOAD_RETENTION_HOURS', 168, 0, 24 * 3650)
     },
-    operatorKeyHashes,
-    operatorRoles: parseOperatorRoles(env.SYNCER_OPERATOR_ROLES ?? '', operatorKeyHashes),
+    operatorKeyHashes: access.operatorKeyHashes,
+    operatorRoles: access.operatorRoles,
     simulator: { host: env.SIMULATOR_HOST ?? '127.0.0.1', port: integer(env, 'SIMULATOR_PORT', 8090, 0, 65535) }
   }
 }

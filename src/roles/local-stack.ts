@@ -4,6 +4,7 @@ import { type Config, devOperator, devSourceSystem, hasKey } from '../platform/c
 import { onShutdown } from '../platform/lifecycle.ts'
 import { startInfrastructure } from '../platform/local/infrastructure.ts'
 import type { Logger } from '../platform/logger.ts'
+import { reloadOnHangup } from '../platform/reload.ts'
 import { startSimulator } from '../simulator/service.ts'
 import { startSyncer } from '../syncer/service.ts'
 import { migrations } from './migrations.ts'
@@ -38,6 +39,8 @@ export async function runLocalStack(config: Config, log: Logger): Promise<void> 
     await simulator.close()
     await infrastructure.stop()
   })
+  // Both services hold the same settings: one reload serves them both.
+  reloadOnHangup(config, [cif.app, syncer.app], log)
   // The documented development keys are shown only where they are accepted.
   const key = hasKey(config.sourceSystemKeyHashes, devSourceSystem.apiKey) ? devSourceSystem.apiKey : '<your source system key>'
   const operatorKey = hasKey(config.operatorKeyHashes, devOperator.apiKey) ? devOperator.apiKey : '<your operator key>'

@@ -1,8 +1,5 @@
-import { execFileSync } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { X509Certificate } from 'node:crypto'
 import { connect } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import { pino } from 'pino'
 import { Agent, request } from 'undici'
@@ -12,6 +9,7 @@ import { cifProblems, httpProblems } from '../../src/contracts/problems.ts'
 import { apiKeyHash } from '../../src/platform/http/api-key-auth.ts'
 import type { HttpServer } from '../../src/platform/http/server.ts'
 import { redactPaths } from '../../src/platform/logger.ts'
+import { type CertificateFiles, TestCertificates } from '../support/certificates.ts'
 import { type OwnDatabase, ownDatabase } from '../support/own-database.ts'
 import { call, cifApp, keys, newPerson, problemType, testConfig } from './helpers.ts'
 
@@ -34,16 +32,16 @@ const unknownCifId = cifIdFromNumber(9_999_999_999)
 let database: OwnDatabase
 let app: HttpServer
 const logLines: Record<string, unknown>[] = []
+const logSink = new Writable({
+  write: (chunk, _encoding, done) => {
+    for (const line of String(chunk).split('\n').filter(Boolean)) logLines.push(JSON.parse(line))
+    done()
+  }
+})
 
 beforeAll(async () => {
   database = await ownDatabase()
-  const sink = new Writable({
-    write: (chunk, _encoding, done) => {
-      for (const line of String(chunk).split('\n').filter(Boolean)) logLines.push(JSON.parse(line))
-      done()
-    }
-  })
-  app = await cifApp(database, withReporting('reporting:read-all,reporting:see-duplicates'), pino({ level: 'info', redact: redactPaths }, sink))
+  app = await cifApp(database, withReporting('reporting:read-all,reporting:see-duplicates'), pino({ level: 'info', redact: redactPaths }, logSink))
 })
 afterAll(async () => {
   await app?.close()
@@ -321,49 +319,97 @@ describe('API documentation', () => {
 })
 
 describe('TLS', () => {
-  it('serves HTTPS with the configured certificate and key', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'cif-syncer-tls-'))
-    const [certFile, keyFile] = [join(dir, 'cert.pem'), join(dir, 'key.pem')]
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
-        '-days',
-        '1',
-        '-subj',
-        '/CN=localhost',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1',
-        '-keyout',
-        keyFile,
-        '-out',
-        certFile
-      ],
-      { stdio: 'ignore' }
-    )
-    const secure = await cifApp(database, testConfig({ TLS_CERT_FILE: certFile, TLS_KEY_FILE: keyFile }))
-    const agent = new Agent({ connect: { ca: (await import('node:fs')).readFileSync(certFile) } })
+  const certificates = new TestCertificates()
+  const serverAuthority = certificates.authority('api-ca')
+  const server = certificates.issue(serverAuthority, 'cif-service')
+  // A dedicated authority for the source systems' client certificates, and one that is not it.
+  const clientAuthority = certificates.authority('source-systems-ca')
+  const branchPortal = certificates.issue(clientAuthority, 'branch-portal')
+  const onboardingApp = certificates.issue(clientAuthority, 'onboarding-app')
+  // Same authority, same name as the branch portal's: not the pinned certificate.
+  const lookAlike = certificates.issue(clientAuthority, 'branch-portal')
+  const stranger = certificates.issue(certificates.authority('other-ca'), 'branch-portal')
+  const fingerprint = (files: CertificateFiles) => new X509Certificate(certificates.read(files.certFile)).fingerprint256
+  const https = { TLS_CERT_FILE: server.certFile, TLS_KEY_FILE: server.keyFile }
+  const withClientCertificates = {
+    ...https,
+    TLS_CLIENT_CA_FILE: clientAuthority.certFile,
+    CIF_SOURCE_SYSTEM_CERTIFICATES: `branch-portal=${fingerprint(branchPortal)},onboarding-app=${fingerprint(onboardingApp).replaceAll(':', '')}`
+  }
+  afterAll(() => certificates.remove())
+
+  // The access log's line is written once the answer has gone out: a client over the network may read the
+  // answer first, hence expect.poll below.
+
+  /** The CIF API over HTTPS with `env`, and a GET through it with a client certificate or none, and a key or none. */
+  async function serving(env: Record<string, string>, test: (get: Get) => Promise<void>): Promise<void> {
+    const secure = await cifApp(database, testConfig(env), pino({ level: 'info', redact: redactPaths }, logSink))
+    const agents: Agent[] = []
     try {
       const address = await secure.listen({ host: '127.0.0.1', port: 0 })
       expect(address).toMatch(/^https:/)
-      const answer = await request(`${address}/v1/customers/${unknownCifId}`, {
-        dispatcher: agent,
-        headers: { authorization: `Bearer ${keys.branchPortal}` }
+      await test(async (path, { certificate, key }) => {
+        const client = certificate ? { cert: certificates.read(certificate.certFile), key: certificates.read(certificate.keyFile) } : {}
+        const agent = new Agent({ connect: { ca: certificates.read(serverAuthority.certFile), ...client } })
+        agents.push(agent)
+        const answer = await request(`${address}${path}`, { dispatcher: agent, headers: key ? { authorization: `Bearer ${key}` } : {} })
+        const body = (await answer.body.json()) as { detail?: string }
+        return { status: answer.statusCode, detail: body.detail, hsts: answer.headers['strict-transport-security'] }
       })
-      expect(answer.statusCode).toBe(404)
-      expect(answer.headers['strict-transport-security']).toContain('max-age=')
-      await answer.body.dump()
     } finally {
-      await agent.close()
+      await Promise.all(agents.map((agent) => agent.close()))
       await secure.close()
-      rmSync(dir, { recursive: true, force: true })
     }
+  }
+  type Get = (
+    path: string,
+    from: { certificate?: CertificateFiles; key?: string }
+  ) => Promise<{ status: number; detail: string | undefined; hsts: unknown }>
+  const customer = `/v1/customers/${unknownCifId}`
+
+  it('serves HTTPS with the configured certificate and key', async () => {
+    await serving(https, async (get) => {
+      const answer = await get(customer, { key: keys.branchPortal })
+      expect(answer.status).toBe(404)
+      expect(answer.hsts).toContain('max-age=')
+    })
+  })
+
+  it('asks a source system with a pinned client certificate for it and its key, and refuses either alone or another’s', async () => {
+    await serving(withClientCertificates, async (get) => {
+      logLines.length = 0
+      expect(await get(customer, { certificate: branchPortal, key: keys.branchPortal })).toMatchObject({ status: 404 })
+      await expect.poll(() => logLines.find((line) => line.msg === 'request completed')).toMatchObject({ caller: 'branch-portal' })
+      const refused = (detail: string) => ({ status: 401, detail })
+      expect(await get(customer, { key: keys.branchPortal })).toMatchObject(refused('Present your client certificate with your API key.'))
+      expect(await get(customer, { certificate: branchPortal })).toMatchObject(
+        refused('Send your API key as "Authorization: Bearer <key>" with your client certificate.')
+      )
+      // Pinned by fingerprint: the same name from the same authority, or from another, is not the certificate.
+      for (const certificate of [lookAlike, stranger]) {
+        expect(await get(customer, { certificate, key: keys.branchPortal })).toMatchObject(
+          refused('Present your client certificate with your API key.')
+        )
+      }
+      expect(await get(customer, { certificate: onboardingApp, key: keys.branchPortal })).toMatchObject(
+        refused('The client certificate and the API key are not the same caller’s.')
+      )
+      expect(await get(customer, { certificate: onboardingApp, key: keys.onboardingApp })).toMatchObject({ status: 404 })
+      // Health probes connect without a certificate.
+      expect(await get('/health/live', {})).toMatchObject({ status: 200 })
+    })
+  })
+
+  it('takes a pinned certificate alone with TLS_CLIENT_CERTIFICATE_SUFFICES, writing its caller into the access log', async () => {
+    await serving({ ...withClientCertificates, TLS_CLIENT_CERTIFICATE_SUFFICES: 'true' }, async (get) => {
+      logLines.length = 0
+      expect(await get(customer, { certificate: onboardingApp })).toMatchObject({ status: 404 })
+      await expect.poll(() => logLines.find((line) => line.msg === 'request completed')).toMatchObject({ caller: 'onboarding-app' })
+      expect(await get(customer, { certificate: lookAlike })).toMatchObject({ status: 401 })
+      expect(await get(customer, { certificate: onboardingApp, key: keys.branchPortal })).toMatchObject({ status: 401 })
+      // A key still does, with no certificate.
+      expect(await get(customer, { key: keys.branchPortal })).toMatchObject({ status: 404 })
+    })
   })
 })
 

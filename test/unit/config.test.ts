@@ -7,6 +7,7 @@ import {
   devSourceSystem,
   loadConfig,
   parseApiKeys,
+  parseCertificates,
   parseTrustedEventKeys,
   requireEventSigningKey,
   requireTrustedEventKeys
@@ -22,7 +23,7 @@ describe('configuration', () => {
     expect(config.cif).toMatchObject({ host: '127.0.0.1', port: 8080, bodyLimitBytes: 65536 })
     expect(config.databaseUrl).toBeUndefined()
     expect(config.kafkaBrokers).toBeUndefined()
-    expect(config.sourceSystemKeyHashes).toEqual(new Map([[devSourceSystem.name, [{ hash: apiKeyHash(devSourceSystem.apiKey) }]]]))
+    expect(new Map(config.sourceSystemKeyHashes)).toEqual(new Map([[devSourceSystem.name, [{ hash: apiKeyHash(devSourceSystem.apiKey) }]]]))
   })
 
   it('reads source systems as name=sha256 pairs, several per caller with an optional expiry, and refuses anything else', () => {
@@ -57,6 +58,37 @@ describe('configuration', () => {
     expect(loadConfig({ ...production, API_DOCS: 'public' }).publicApiDocs).toBe(true)
     expect(loadConfig({ API_DOCS: 'off' }).publicApiDocs).toBe(false)
     expect(() => loadConfig({ API_DOCS: 'private' })).toThrow('API_DOCS must be public or off, not "private".')
+  })
+
+  it('reads pinned client certificates as name=<SHA-256 fingerprint>, with or without colons, and checks they can be used', () => {
+    const printed = `${'AB:'.repeat(31)}CD`
+    expect(parseCertificates(`crm=${printed}, crm=${'0f'.repeat(32)}`, 'CIF_SOURCE_SYSTEM_CERTIFICATES')).toEqual(
+      new Map([['crm', [`${'ab'.repeat(31)}cd`, '0f'.repeat(32)]]])
+    )
+    expect(() => parseCertificates('crm=AB:CD', 'CIF_SOURCE_SYSTEM_CERTIFICATES')).toThrow(/must look like name=<SHA-256 fingerprint/)
+    expect(() => parseCertificates(`crm=${printed},cards=${'ab'.repeat(31)}cd`, 'CIF_SOURCE_SYSTEM_CERTIFICATES')).toThrow(/two callers/)
+    const pinned = { CIF_SOURCE_SYSTEMS: `crm=${hash}`, CIF_SOURCE_SYSTEM_CERTIFICATES: `crm=${printed}` }
+    expect(() => loadConfig(pinned)).toThrow(/TLS_CLIENT_CA_FILE is not set/)
+    const tls = { TLS_CERT_FILE: 'cert.pem', TLS_KEY_FILE: 'key.pem', TLS_CLIENT_CA_FILE: 'ca.pem' }
+    expect(loadConfig({ ...pinned, ...tls }).sourceSystemKeyHashes.certificatesOf('crm')).toEqual([`${'ab'.repeat(31)}cd`])
+    const operator = { SYNCER_OPERATORS: `ops=${hash}`, SYNCER_OPERATOR_CERTIFICATES: `ops=${'0f'.repeat(32)}` }
+    expect(loadConfig({ ...operator, ...tls }).operatorKeyHashes.certificatesOf('ops')).toEqual(['0f'.repeat(32)])
+    // A certificate without a key authenticates no one unless a certificate suffices alone.
+    const certificateOnly = { ...tls, CIF_SOURCE_SYSTEMS: `crm=${hash}`, CIF_SOURCE_SYSTEM_CERTIFICATES: `cards=${printed}` }
+    expect(() => loadConfig(certificateOnly)).toThrow(/"cards", which has no key/)
+    expect([...loadConfig({ ...certificateOnly, TLS_CLIENT_CERTIFICATE_SUFFICES: 'true' }).sourceSystemKeyHashes.keys()].sort()).toEqual([
+      'cards',
+      'crm'
+    ])
+    expect(() => loadConfig({ ...pinned, ...tls, TLS_CLIENT_CERTIFICATE_SUFFICES: 'yes' })).toThrow(/must be true or false/)
+    expect(() => loadConfig({ TLS_CLIENT_CA_FILE: 'ca.pem' })).toThrow(/TLS_CERT_FILE and TLS_KEY_FILE/)
+  })
+
+  it('takes a list setting from the environment or from its _FILE, not both', () => {
+    expect(() => loadConfig({ CIF_SOURCE_SYSTEMS: `crm=${hash}`, CIF_SOURCE_SYSTEMS_FILE: 'keys.txt' })).toThrow(
+      'Set CIF_SOURCE_SYSTEMS or CIF_SOURCE_SYSTEMS_FILE, not both.'
+    )
+    expect(() => loadConfig({ SYNCER_OPERATORS_FILE: '/no/such/file' })).toThrow(/Cannot read SYNCER_OPERATORS_FILE: ENOENT/)
   })
 
   it('names the setting that is out of range', () => {

@@ -67,6 +67,28 @@ describe('end systems file', () => {
     expect(() => parseEndSystems('endSystems:\n  - name: [unclosed\n', 'bad.yaml')).toThrow(/bad.yaml:\d+: /)
   })
 
+  it('reports unreadable and invalid TLS files, and TLS settings that cannot work, with the system and the line', () => {
+    const text = minimal(`  - name: ledger
+    baseUrl: http://127.0.0.1:9000
+    tls:
+      caFile: no-such-ca.pem
+      certFile: ../README.md
+    operations:
+      create: { method: POST, path: /clients, body: '{}' }
+      update: { method: PUT, path: '/clients/{cifId}', body: '{}' }`)
+    let message = ''
+    try {
+      parseEndSystems(text, 'config/test.yaml', {})
+    } catch (error) {
+      message = (error as Error).message
+    }
+    expect(message).toContain('config/test.yaml:4: end system "ledger" has tls settings, but its baseUrl "http://127.0.0.1:9000" is not https')
+    expect(message).toContain('config/test.yaml:6: end system "ledger" needs both tls.certFile and tls.keyFile, or neither')
+    // Paths are relative to the file: config/no-such-ca.pem, and README.md beside config/.
+    expect(message).toMatch(/config\/test.yaml:6: end system "ledger" cannot read tls.caFile \S*config\/no-such-ca.pem: ENOENT/)
+    expect(message).toMatch(/config\/test.yaml:7: end system "ledger" has tls.certFile \S*README.md, which is not a PEM certificate/)
+  })
+
   it('refuses a file that names a system twice', () => {
     expect(() => parseEndSystems(minimal(`${good}\n${good}`), 'twice.yaml', { LEDGER_KEY: 'k' })).toThrow(
       /twice.yaml:10: end system "ledger" is named twice/

@@ -1,10 +1,12 @@
 import { createHash } from 'node:crypto'
+import type { Socket } from 'node:net'
+import { TLSSocket } from 'node:tls'
 import { httpProblems, Refusal } from '../../contracts/problems.ts'
 import type { HttpServer } from './server.ts'
 
 declare module 'fastify' {
   interface FastifyRequest {
-    /** Who presented the API key: a source system, or an operator on the admin API. */
+    /** Who presented the API key (or the client certificate): a source system, or an operator on the admin API. */
     caller: string
   }
 }
@@ -19,17 +21,115 @@ export function apiKeyHash(key: string): string {
   return createHash('sha256').update(key, 'utf8').digest('hex')
 }
 
+/** A certificate's SHA-256 fingerprint as configured: hex, lower case, without the colons openssl and Node print. */
+export function certificateFingerprint(printed: string): string {
+  return printed.replaceAll(':', '').toLowerCase()
+}
+
 /**
- * Requires `Authorization: Bearer <key>` (the scheme in any case, RFC 9110) on every route of `scope` (and
- * only there: Fastify scopes hooks to the plugin that adds them). Keys are known only by their SHA-256,
- * looked up in one step; an address that fails too often is locked out for a while (lockout.ts). The caller's name goes into every log line of the request, the access log
- * included: each read of personal data is attributable.
+ * Who may call an API and how each proves it: API keys (known by their SHA-256), and client certificates
+ * pinned by their SHA-256 fingerprint. As a map it is each caller's keys (a caller with a certificate and no
+ * key has none). Its contents are replaced whole on a reload (SIGHUP, platform/reload.ts) while requests run,
+ * so the lookups always agree with each other.
+ */
+export class Callers implements ReadonlyMap<string, readonly ApiKey[]> {
+  #keys: ReadonlyMap<string, readonly ApiKey[]>
+  #certificates: ReadonlyMap<string, readonly string[]>
+  #byKey: ReadonlyMap<string, { caller: string; expiresAt: Date | undefined }>
+  #byCertificate: ReadonlyMap<string, string>
+  #certificateSuffices: boolean
+
+  /**
+   * `certificates`: each caller's pinned certificates (fingerprints, see certificateFingerprint);
+   * `certificateSuffices`: whether such a certificate authenticates alone, or only together with a key.
+   */
+  constructor(
+    keys: ReadonlyMap<string, readonly ApiKey[]>,
+    certificates: ReadonlyMap<string, readonly string[]> = new Map(),
+    certificateSuffices = false
+  ) {
+    // A caller with a certificate and no key (when certificates suffice) is a caller all the same.
+    this.#keys = new Map([...[...certificates.keys()].map((caller): [string, readonly ApiKey[]] => [caller, []]), ...keys])
+    this.#certificates = certificates
+    this.#certificateSuffices = certificateSuffices
+    this.#byKey = new Map([...keys].flatMap(([caller, list]) => list.map((key) => [key.hash, { caller, expiresAt: key.expiresAt }] as const)))
+    this.#byCertificate = new Map([...certificates].flatMap(([caller, list]) => list.map((fingerprint) => [fingerprint, caller] as const)))
+  }
+
+  /** Takes on `next`'s callers, keys and certificates at once (a reload). */
+  replaceWith(next: Callers): void {
+    this.#keys = next.#keys
+    this.#certificates = next.#certificates
+    this.#byKey = next.#byKey
+    this.#byCertificate = next.#byCertificate
+    this.#certificateSuffices = next.#certificateSuffices
+  }
+
+  byKey(hash: string): { caller: string; expiresAt: Date | undefined } | undefined {
+    return this.#byKey.get(hash)
+  }
+
+  byCertificate(fingerprint: string): string | undefined {
+    return this.#byCertificate.get(fingerprint)
+  }
+
+  certificatesOf(caller: string): readonly string[] {
+    return this.#certificates.get(caller) ?? []
+  }
+
+  get certificateSuffices(): boolean {
+    return this.#certificateSuffices
+  }
+
+  get size(): number {
+    return this.#keys.size
+  }
+  get(caller: string): readonly ApiKey[] | undefined {
+    return this.#keys.get(caller)
+  }
+  has(caller: string): boolean {
+    return this.#keys.has(caller)
+  }
+  forEach(callback: (keys: readonly ApiKey[], caller: string, map: ReadonlyMap<string, readonly ApiKey[]>) => void): void {
+    for (const [caller, keys] of this.#keys) callback(keys, caller, this)
+  }
+  keys(): MapIterator<string> {
+    return this.#keys.keys()
+  }
+  values(): MapIterator<readonly ApiKey[]> {
+    return this.#keys.values()
+  }
+  entries(): MapIterator<[string, readonly ApiKey[]]> {
+    return this.#keys.entries()
+  }
+  [Symbol.iterator](): MapIterator<[string, readonly ApiKey[]]> {
+    return this.#keys.entries()
+  }
+}
+
+/**
+ * The fingerprint of the client certificate the connection presented, if Node verified it against the
+ * authorities of TLS_CLIENT_CA_FILE (chain and dates): the server asks for one but lets a connection
+ * without it through, so that health probes and callers with keys alone still connect.
+ */
+function verifiedCertificate(socket: Socket): string | undefined {
+  if (!(socket instanceof TLSSocket) || !socket.authorized) return undefined
+  const printed = socket.getPeerCertificate().fingerprint256
+  return printed ? certificateFingerprint(printed) : undefined
+}
+
+/**
+ * Requires `Authorization: Bearer <key>` (the scheme in any case, RFC 9110), or a pinned client certificate,
+ * on every route of `scope` (and only there: Fastify scopes hooks to the plugin that adds them). Keys are
+ * known only by their SHA-256, looked up in one step. A caller with a pinned certificate must present it
+ * with its key, unless certificates suffice alone. An address that fails too often is locked out for a
+ * while (lockout.ts). The caller's name goes into every log line of the request, the access log included:
+ * each read of personal data is attributable.
  */
 export function requireApiKey(scope: HttpServer, keyHashes: ReadonlyMap<string, readonly ApiKey[]>): void {
   const failures = scope.failedAuthentications
-  const callerByHash = new Map(
-    [...keyHashes].flatMap(([caller, keys]) => keys.map((key) => [key.hash, { caller, expiresAt: key.expiresAt }] as const))
-  )
+  // A fixed map of keys (no certificates, never reloaded) is taken as it is.
+  const callers = keyHashes instanceof Callers ? keyHashes : new Callers(keyHashes)
   scope.decorateRequest('caller', '')
   scope.addHook('onRequest', async (request, reply) => {
     const locked = failures.lockedFor(request.ip)
@@ -37,22 +137,40 @@ export function requireApiKey(scope: HttpServer, keyHashes: ReadonlyMap<string, 
       reply.header('retry-after', String(Math.ceil(locked / 1000)))
       throw new Refusal(httpProblems.tooManyRequests, 'Too many failed authentications from your address; wait before trying again.')
     }
-    const match = /^bearer ([\x21-\x7e]{8,200})$/i.exec(request.headers.authorization ?? '')
-    const known = match ? callerByHash.get(apiKeyHash(match[1]!)) : undefined
-    const expired = known?.expiresAt !== undefined && known.expiresAt.getTime() <= Date.now()
-    const caller = expired ? undefined : known?.caller
-    if (!caller) {
+    const certificate = verifiedCertificate(request.raw.socket)
+    const outcome = authenticate(callers, request.headers.authorization, certificate ? callers.byCertificate(certificate) : undefined)
+    if ('refused' in outcome) {
       failures.failed(request.ip)
       reply.header('www-authenticate', 'Bearer')
-      const why = expired
-        ? `The API key expired at ${known.expiresAt!.toISOString()}; use your new one.`
-        : match
-          ? 'The API key is not known.'
-          : 'Send your API key as "Authorization: Bearer <key>".'
-      throw new Refusal(httpProblems.unauthorized, why)
+      throw new Refusal(httpProblems.unauthorized, outcome.refused)
     }
-    request.caller = caller
-    request.log = request.log.child({ caller })
+    request.caller = outcome.caller
+    request.log = request.log.child({ caller: outcome.caller })
     reply.log = request.log
   })
+}
+
+/** Who the request comes from, by its key and the caller its verified certificate is pinned for; or why it is refused. */
+function authenticate(
+  callers: Callers,
+  authorization: string | undefined,
+  byCertificate: string | undefined
+): { caller: string } | { refused: string } {
+  const match = /^bearer ([\x21-\x7e]{8,200})$/i.exec(authorization ?? '')
+  if (!match) {
+    if (byCertificate && callers.certificateSuffices) return { caller: byCertificate }
+    if (byCertificate) return { refused: 'Send your API key as "Authorization: Bearer <key>" with your client certificate.' }
+    return { refused: 'Send your API key as "Authorization: Bearer <key>".' }
+  }
+  const known = callers.byKey(apiKeyHash(match[1]!))
+  if (!known) return { refused: 'The API key is not known.' }
+  if (known.expiresAt !== undefined && known.expiresAt.getTime() <= Date.now()) {
+    return { refused: `The API key expired at ${known.expiresAt.toISOString()}; use your new one.` }
+  }
+  if (byCertificate !== undefined && byCertificate !== known.caller)
+    return { refused: 'The client certificate and the API key are not the same caller’s.' }
+  if (byCertificate === undefined && !callers.certificateSuffices && callers.certificatesOf(known.caller).length > 0) {
+    return { refused: 'Present your client certificate with your API key.' }
+  }
+  return { caller: known.caller }
 }

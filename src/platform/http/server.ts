@@ -52,8 +52,12 @@ export interface HttpServerOptions {
   limits?: HttpLimits | undefined
   /** Serve `/docs` and `/openapi.json` (Config.publicApiDocs); the routes are documented either way. */
   publicApiDocs?: boolean | undefined
-  /** PEM certificate and key: HTTPS instead of HTTP. */
-  tls?: { cert: Buffer; key: Buffer } | undefined
+  /**
+   * PEM certificate and key: HTTPS instead of HTTP. With `ca`, every client is asked for a certificate of
+   * those authorities; one without it still connects (health probes, callers with keys alone), and
+   * api-key-auth.ts decides what a verified certificate is worth.
+   */
+  tls?: { cert: Buffer; key: Buffer; ca?: Buffer } | undefined
   title: string
   description: string
   /**
@@ -142,7 +146,9 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
     bodyLimit: options.bodyLimitBytes,
     // Node cuts a request that has not fully arrived (a slow body) only when its server was created with the
     // timeout, checking on this beat (30 s by default): within a second of the timeout, with a 408.
-    ...(options.tls ? { https: { ...options.tls, ...requestTimeout } } : { http: requestTimeout }),
+    ...(options.tls
+      ? { https: { ...options.tls, ...(options.tls.ca ? { requestCert: true, rejectUnauthorized: false } : {}), ...requestTimeout } }
+      : { http: requestTimeout }),
     requestTimeout: limits.requestTimeoutMs,
     keepAliveTimeout: limits.keepAliveTimeoutMs,
     genReqId: (req) => {

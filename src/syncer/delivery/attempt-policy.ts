@@ -74,12 +74,22 @@ function excerpt(body: string): string {
   return `${flat.slice(0, high >= 0xd800 && high <= 0xdbff ? MESSAGE_EXCERPT - 1 : MESSAGE_EXCERPT)}…`
 }
 
+const untrusted = 'presented a certificate the syncer does not trust (its tls.caFile in the end systems file?)'
 const networkWords: Record<string, string> = {
   ECONNREFUSED: 'refused the connection (is it down?)',
   ECONNRESET: 'dropped the connection',
   EHOSTUNREACH: 'cannot be reached',
   ENOTFOUND: 'has a host name that does not resolve',
-  UND_ERR_SOCKET: 'closed the connection mid-answer'
+  UND_ERR_SOCKET: 'closed the connection mid-answer',
+  ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED: 'wants a client certificate, and the syncer sent none (its tls.certFile in the end systems file?)',
+  ERR_SSL_SSLV3_ALERT_BAD_CERTIFICATE: 'did not accept the syncer’s client certificate',
+  ERR_SSL_TLSV1_ALERT_UNKNOWN_CA: 'did not accept the syncer’s client certificate (signed by an authority it does not know)',
+  SELF_SIGNED_CERT_IN_CHAIN: untrusted,
+  DEPTH_ZERO_SELF_SIGNED_CERT: untrusted,
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: untrusted,
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: untrusted,
+  CERT_HAS_EXPIRED: 'presented an expired certificate',
+  ERR_TLS_CERT_ALTNAME_INVALID: 'presented a certificate for another name (its tls.serverName in the end systems file?)'
 }
 
 export function judgeCall(result: CallResult, system: string, operation: 'create' | 'update', conflictMeansExists: boolean): Verdict {

@@ -10,7 +10,7 @@ import {
   TimeoutStrategy,
   timeout
 } from 'cockatiel'
-import { Agent, request } from 'undici'
+import { Agent, buildConnector, request } from 'undici'
 import { type CallResult, isTrouble } from './attempt-policy.ts'
 import type { EndSystemConfig } from './end-systems-config.ts'
 
@@ -26,18 +26,35 @@ export interface OutgoingRequest {
 }
 
 /**
- * Calls one end system: a keep-alive connection pool of its own, its credentials, a timeout per call,
- * and a circuit breaker that stops calling a system that keeps failing, so it costs nothing while down.
+ * Calls one end system: a keep-alive connection pool of its own, its credentials (and its TLS settings:
+ * client certificate, trusted authorities), a timeout per call, and a circuit breaker that stops calling
+ * a system that keeps failing, so it costs nothing while down.
  */
 export class EndSystemClient {
   readonly #system: EndSystemConfig
   readonly #agent: Agent
   readonly #breaker: CircuitBreakerPolicy
   #openedAt = 0
+  /** The last TLS alert one of this system's connections received, and when. */
+  #tlsAlert: { code: string; message: string; at: number } | undefined
 
   constructor(system: EndSystemConfig) {
     this.#system = system
-    this.#agent = new Agent({ connections: system.concurrency, keepAliveTimeout: 30_000, pipelining: 1 })
+    const connect = buildConnector({ ...system.tls })
+    this.#agent = new Agent({
+      connections: system.concurrency,
+      keepAliveTimeout: 30_000,
+      pipelining: 1,
+      // A server that wants a client certificate refuses one missing or unknown with a TLS alert after the
+      // handshake; undici then fails the request as "other side closed", losing why. The alert is kept here.
+      connect: (options, callback) =>
+        connect(options, (...args) => {
+          args[1]?.on('error', (error: Error & { code?: string; reason?: string }) => {
+            if (error.code?.startsWith('ERR_SSL_')) this.#tlsAlert = { code: error.code, message: error.reason ?? error.message, at: Date.now() }
+          })
+          callback(...args)
+        })
+    })
     this.#breaker = circuitBreaker(
       handleWhenResult((result) => isTrouble(result as CallResult)),
       {
@@ -77,6 +94,7 @@ export class EndSystemClient {
   }
 
   async #send(outgoing: OutgoingRequest): Promise<CallResult> {
+    const started = Date.now()
     try {
       return await timeout(outgoing.timeoutMs, TimeoutStrategy.Aggressive).execute(async (_context, signal) => {
         const response = await request(outgoing.url, {
@@ -103,6 +121,8 @@ export class EndSystemClient {
     } catch (error) {
       if (error instanceof TaskCancelledError) return { kind: 'timeout', timeoutMs: outgoing.timeoutMs }
       const e = error as { code?: string; cause?: { code?: string }; message?: string }
+      const alert = this.#tlsAlert
+      if (e.code === 'UND_ERR_SOCKET' && alert && alert.at >= started) return { kind: 'network', code: alert.code, message: alert.message }
       return {
         kind: 'network',
         code: e.cause?.code ?? e.code ?? 'ERROR',

@@ -1,4 +1,6 @@
+import { createPrivateKey, X509Certificate } from 'node:crypto'
 import { readFileSync } from 'node:fs'
+import { dirname, resolve } from 'node:path'
 import { Ajv } from 'ajv'
 import jsonata from 'jsonata'
 import { type Static, Type } from 'typebox'
@@ -38,6 +40,17 @@ const Auth = Type.Union([
   )
 ])
 
+const pemFile = (description: string) => Type.Optional(Type.String({ minLength: 1, description }))
+const Tls = Type.Object(
+  {
+    caFile: pemFile('PEM: the certificate authorities this system’s certificate must chain to, instead of the usual ones'),
+    certFile: pemFile('PEM: the client certificate the syncer presents to this system'),
+    keyFile: pemFile('PEM: its private key (unencrypted)'),
+    serverName: Type.Optional(Type.String({ minLength: 1, description: 'The name its certificate must carry, when not the host of baseUrl' }))
+  },
+  { additionalProperties: false, description: 'Paths are relative to the end systems file, or absolute; read at start' }
+)
+
 const Operation = Type.Object(
   {
     method: Type.Enum(['POST', 'PUT', 'PATCH']),
@@ -54,6 +67,7 @@ const EndSystem = Type.Object(
     // biome-ignore lint/suspicious/noTemplateCurlyInString: the description shows the file's own ${NAME} syntax
     baseUrl: Type.String({ minLength: 1, description: 'http(s) URL; ${NAME} or ${NAME:-default} take it from the environment' }),
     auth: Type.Optional(Auth),
+    tls: Type.Optional(Tls),
     createConflictMeansExists: Type.Optional(Type.Boolean({ description: 'A 409 on create means the record is there already' })),
     operations: Type.Object({ create: Operation, update: Operation }, { additionalProperties: false }),
     ...Tunables
@@ -87,11 +101,20 @@ export interface EndSystemConfig {
   baseUrl: string
   /** Headers that authenticate the syncer; built from environment variables, never from the file. */
   authHeaders: Record<string, string>
+  /** How the syncer's connections to this system are secured: undici's `connect` options, files already read. */
+  tls: EndSystemTls | undefined
   createConflictMeansExists: boolean
   concurrency: number
   retry: RetryPolicy
   circuitBreaker: CircuitBreakerPolicy
   operations: Record<OperationName, CompiledOperation>
+}
+
+export interface EndSystemTls {
+  ca?: Buffer
+  cert?: Buffer
+  key?: Buffer
+  servername?: string
 }
 
 /** The original specification's policy: 3 retries, 30 s timeout growing on each retry. */
@@ -136,6 +159,50 @@ function authHeaders(auth: Static<typeof Auth> | undefined, env: Env, problem: (
     }
     default:
       return {}
+  }
+}
+
+/**
+ * The files of a system's `tls` settings, read and checked now, so that a wrong path or a certificate that is
+ * not one stops the syncer at start rather than failing every delivery to that system.
+ */
+function tlsOptions(
+  tls: Static<typeof Tls> | undefined,
+  baseUrl: string,
+  fileName: string,
+  problem: (path: string[]) => (message: string) => void
+): EndSystemTls | undefined {
+  if (!tls) return undefined
+  if (!baseUrl.startsWith('https:')) problem(['baseUrl'])(`has tls settings, but its baseUrl "${baseUrl}" is not https`)
+  if ((tls.certFile === undefined) !== (tls.keyFile === undefined)) problem(['tls'])('needs both tls.certFile and tls.keyFile, or neither')
+  const read = <T>(key: 'caFile' | 'certFile' | 'keyFile', what: string, check: (pem: Buffer) => T): { pem: Buffer; parsed: T } | undefined => {
+    const path = tls[key]
+    if (path === undefined) return undefined
+    const fullPath = resolve(dirname(fileName), path)
+    let pem: Buffer
+    try {
+      pem = readFileSync(fullPath)
+    } catch (error) {
+      problem(['tls', key])(`cannot read tls.${key} ${fullPath}: ${(error as Error).message}`)
+      return undefined
+    }
+    try {
+      return { pem, parsed: check(pem) }
+    } catch {
+      problem(['tls', key])(`has tls.${key} ${fullPath}, which is not ${what}`)
+      return undefined
+    }
+  }
+  const ca = read('caFile', 'a PEM certificate', (pem) => new X509Certificate(pem))
+  const cert = read('certFile', 'a PEM certificate', (pem) => new X509Certificate(pem))
+  const key = read('keyFile', 'an unencrypted PEM private key', (pem) => createPrivateKey(pem))
+  if (cert && key && !cert.parsed.checkPrivateKey(key.parsed))
+    problem(['tls', 'keyFile'])('has a tls.keyFile that is not the key of its tls.certFile')
+  return {
+    ...(ca ? { ca: ca.pem } : {}),
+    ...(cert ? { cert: cert.pem } : {}),
+    ...(key ? { key: key.pem } : {}),
+    ...(tls.serverName ? { servername: tls.serverName } : {})
   }
 }
 
@@ -200,6 +267,7 @@ export function parseEndSystems(text: string, fileName: string, env: Env = proce
       name: system.name,
       baseUrl,
       authHeaders: authHeaders(system.auth, env, problem(['auth'])),
+      tls: tlsOptions(system.tls, baseUrl, fileName, problem),
       createConflictMeansExists: system.createConflictMeansExists ?? false,
       concurrency: system.concurrency ?? file.defaults?.concurrency ?? DEFAULT_CONCURRENCY,
       retry: { ...defaultRetryPolicy, ...file.defaults?.retry, ...system.retry },
