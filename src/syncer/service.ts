@@ -81,7 +81,7 @@ export async function startSyncer(
 
   const intake = new EventIntake({
     db,
-    brokers: connections.kafkaBrokers,
+    kafka: connections.kafka,
     groupId: config.syncer.groupId,
     endSystems: endSystems.map((s) => s.name),
     trustedEventKeys,
@@ -97,7 +97,7 @@ export async function startSyncer(
   const relay = new OutboxRelay({
     db: db.$omitTables<keyof SyncerTables>(),
     databaseUrl: connections.databaseUrl,
-    brokers: connections.kafkaBrokers,
+    kafka: connections.kafka,
     clientId: 'cif-syncer-status',
     topics: [topics.syncStatus],
     ...config.outbox,
@@ -136,7 +136,7 @@ export async function startSyncer(
   }, LEASE_CHECK_EVERY_MS)
   wakeAll()
 
-  const dependencies = dependencyChecks(db, connections.kafkaBrokers)
+  const dependencies = dependencyChecks(db, connections.kafka)
   const app = await createSyncerApp(config, db, log, {
     ...dependencies.checks,
     intake: async () => intake.health(),
