@@ -342,7 +342,7 @@ const kafkaSecurityProtocols = ['PLAINTEXT', 'SSL', 'SASL_SSL'] as const
  * when it is not. PEM files and the password file are read here, once, so that a wrong path stops the
  * process at start. SASL only over TLS: SASL_PLAINTEXT would send the traffic (and with PLAIN the password) in clear.
  */
-export function parseKafkaSecurity(env: Env, production: boolean, brokersSet: boolean): KafkaSecurity {
+function parseKafkaSecurity(env: Env, production: boolean, brokersSet: boolean): KafkaSecurity {
   const raw = env.KAFKA_SECURITY_PROTOCOL || undefined
   const protocol = raw ?? 'PLAINTEXT'
   if (!(kafkaSecurityProtocols as readonly string[]).includes(protocol)) {

@@ -34,7 +34,7 @@ import { CORE_BANKING_TOKEN, deliveriesOf, eventually, startTestSimulator } from
 // authorizer allowing each only what its ACLs say. The ACLs are the ones docs/security.md lists.
 
 const SYNCER_GROUP = 'cif-syncer'
-const password = () => randomBytes(18).toString('base64url').replaceAll(/[^\w]/g, 'x')
+const password = () => randomBytes(18).toString('hex')
 const users = { admin: password(), cif: password(), syncer: password() }
 
 /** A CA and a certificate it signs for the broker on 127.0.0.1 (and localhost), made with openssl. */

@@ -22,8 +22,7 @@ export interface LocalKafkaOptions {
   /**
    * A SASL_SSL listener (SCRAM-SHA-512) with the authorizer on, instead of PLAINTEXT: a broker like a
    * bank's, for the Kafka security test. `users` are created as the storage is formatted; the first is
-   * the broker's own login and its only super user (with the controller's internal listener); the
-   * others may do what ACLs allow them, nothing more.
+   * the broker's own login and a super user; the others may do what ACLs allow them, nothing more.
    */
   secured?: {
     /** PEM: the broker's unencrypted private key (PKCS#8) followed by its certificate, for 127.0.0.1. */
@@ -120,7 +119,8 @@ function listenerProperties(port: number, controllerPort: number, secured: Local
     'ssl.truststore.type=PEM',
     `ssl.truststore.location=${secured.caFile}`,
     'authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer',
-    // The controller's listener is PLAINTEXT on 127.0.0.1, where the broker's own requests arrive as ANONYMOUS.
+    // The broker's own requests reach the controller as ANONYMOUS, on its PLAINTEXT listener: anyone on this
+    // machine could do the same there, which is fine for a test broker and is not how a bank's is set up.
     `super.users=User:${broker.name};User:ANONYMOUS`
   ]
 }
