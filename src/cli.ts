@@ -5,9 +5,11 @@ import { parseArgs } from 'node:util'
 import { startCifService } from './cif/service.ts'
 import type { CifDatabase } from './cif/tables.ts'
 import { Refusal } from './contracts/problems.ts'
-import { type Config, ConfigError, loadConfig } from './platform/config.ts'
+import { topicPartitions } from './contracts/topics.ts'
+import { type Config, ConfigError, type Connections, configuredKafka, loadConfig } from './platform/config.ts'
 import { migrateToLatest, openDatabase } from './platform/database/index.ts'
 import { apiKeyHash } from './platform/http/api-key-auth.ts'
+import { ensureTopics } from './platform/kafka.ts'
 import { onShutdown } from './platform/lifecycle.ts'
 import { LocalKafkaUnavailable } from './platform/local/kafka-broker.ts'
 import { createLogger } from './platform/logger.ts'
@@ -27,19 +29,23 @@ const usage = `Usage: cif-syncer <command>
   syncer              run the syncer against DATABASE_URL and KAFKA_BROKERS
   simulator           run the simulated end systems
   migrate             apply database migrations to DATABASE_URL
+  create-topics       create the Kafka topics missing on KAFKA_BROKERS (a principal that may create them)
   tail <topic> [--from-beginning]
                       print a topic's messages (KAFKA_BROKERS, default 127.0.0.1:9092)
   hash-key <key>      print the SHA-256 of an API key, for CIF_SOURCE_SYSTEMS
   erase-customer <cifId> --reason <why> [--by <who>]
                       erase one customer's personal data from the CIF service and the syncer
                       (DATABASE_URL), keeping the audit trail; --by defaults to the system user
+
+Kafka security (TLS, SASL) comes from KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_* and KAFKA_TLS_*: see the README.
 `
 
-function required(config: Config): { databaseUrl: string; kafkaBrokers: string[] } {
-  if (!config.databaseUrl || !config.kafkaBrokers) {
+function required(config: Config): Connections {
+  const kafka = configuredKafka(config)
+  if (!config.databaseUrl || !kafka) {
     throw new ConfigError('Set DATABASE_URL and KAFKA_BROKERS, or run `cif-syncer up` for the local stack.')
   }
-  return { databaseUrl: config.databaseUrl, kafkaBrokers: config.kafkaBrokers }
+  return { databaseUrl: config.databaseUrl, kafka }
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -72,9 +78,19 @@ async function main(argv: string[]): Promise<void> {
       }
       return
     }
+    case 'create-topics': {
+      const kafka = configuredKafka(config)
+      if (!kafka) throw new ConfigError("Set KAFKA_BROKERS: `cif-syncer up` creates the local broker's topics itself.")
+      log.info({ created: await ensureTopics(kafka, topicPartitions) }, 'Kafka topics are in place')
+      return
+    }
     case 'tail':
       if (!args[0]) break
-      return tailTopic(config.kafkaBrokers ?? [`127.0.0.1:${config.localKafkaPort}`], args[0], args.includes('--from-beginning'))
+      return tailTopic(
+        configuredKafka(config) ?? { brokers: [`127.0.0.1:${config.localKafkaPort}`], security: {} },
+        args[0],
+        args.includes('--from-beginning')
+      )
     case 'erase-customer': {
       const { positionals, values } = parseArgs({
         args,

@@ -54,12 +54,12 @@ export async function startCifService(config: Config, connections: Connections, 
   // Before anything is opened: a CIF service without its signing key must not start at all.
   requireEventSigningKey(config)
   const database = openDatabase<CifDatabase>(connections.databaseUrl, { maxConnections: 20 })
-  const dependencies = dependencyChecks(database.db, connections.kafkaBrokers)
+  const dependencies = dependencyChecks(database.db, connections.kafka)
   const relay = new OutboxRelay({
     // The relay sees the outbox table only.
     db: database.db.$omitTables<keyof CifTables>(),
     databaseUrl: connections.databaseUrl,
-    brokers: connections.kafkaBrokers,
+    kafka: connections.kafka,
     clientId: 'cif-service',
     topics: [topics.customerEvents],
     ...config.outbox,

@@ -5,7 +5,7 @@ import { sql } from 'kysely'
 import pg from 'pg'
 import { DeadlineExceeded, withDeadline } from '../platform/deadline.ts'
 import { describeError } from '../platform/errors.ts'
-import { createIdempotentProducer, createProbe, kafkaAnswers, type StringProducer } from '../platform/kafka.ts'
+import { createIdempotentProducer, createProbe, type KafkaCluster, kafkaAnswers, type StringProducer } from '../platform/kafka.ts'
 import type { Logger } from '../platform/logger.ts'
 import { inBatches, type Periodic, startPeriodic } from '../platform/periodic.ts'
 import { type Backoff, backoffMs, FailureLog } from '../platform/retry.ts'
@@ -16,7 +16,7 @@ export interface OutboxRelayOptions {
   db: Kysely<OutboxTables>
   /** For the LISTEN connection, which must stay out of the pool. */
   databaseUrl: string
-  brokers: string[]
+  kafka: KafkaCluster
   /** Names the relay's producer to the brokers. */
   clientId: string
   /** The topics this relay publishes; another relay may serve the others from the same table. */
@@ -101,8 +101,8 @@ export class OutboxRelay {
 
   constructor(options: OutboxRelayOptions) {
     this.#options = options
-    this.#producer = createIdempotentProducer(options.brokers, options.clientId)
-    this.#probe = createProbe(options.brokers, 2000)
+    this.#producer = createIdempotentProducer(options.kafka, options.clientId)
+    this.#probe = createProbe(options.kafka, 2000)
   }
 
   start(): void {
@@ -209,7 +209,7 @@ export class OutboxRelay {
     this.#restarts++
     this.#lastRestart = { at: Date.now(), reason }
     this.#options.log.warn({ reason, restarts: this.#restarts }, 'outbox relay replacing its producer')
-    this.#producer = createIdempotentProducer(this.#options.brokers, this.#options.clientId)
+    this.#producer = createIdempotentProducer(this.#options.kafka, this.#options.clientId)
     stuck.close(true).catch(() => {})
   }
 

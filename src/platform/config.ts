@@ -1,10 +1,11 @@
-import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto'
+import { createPrivateKey, createPublicKey, type KeyObject, X509Certificate } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { type OperatorRole, operatorRoles, type SourceSystemGrant, sourceSystemGrants } from '../contracts/access.ts'
 import { type EventSigningKey, SIGNING_KEY_ID_PATTERN, type TrustedEventKeys } from '../contracts/event-signature.ts'
 import { type ApiKey, apiKeyHash, Callers, certificateFingerprint } from './http/api-key-auth.ts'
 import { defaultHttpLimits, type HttpLimits } from './http/server.ts'
+import { type KafkaCluster, type KafkaSaslMechanism, type KafkaSecurity, kafkaSaslMechanisms } from './kafka.ts'
 
 /** Why the process cannot start: a wrong setting, named so an operator can fix it in one go. */
 export class ConfigError extends Error {
@@ -14,7 +15,7 @@ export class ConfigError extends Error {
 /** Where a service finds PostgreSQL and Kafka. */
 export interface Connections {
   databaseUrl: string
-  kafkaBrokers: string[]
+  kafka: KafkaCluster
 }
 
 export interface Config {
@@ -44,6 +45,11 @@ export interface Config {
   localPostgresPort: number
   /** Unset: the local stack starts a single-node Kafka on `localKafkaPort`. */
   kafkaBrokers: string[] | undefined
+  /**
+   * How this process's Kafka clients reach KAFKA_BROKERS (KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*, KAFKA_TLS_*):
+   * each process has its own, so the CIF service and the syncer are different principals.
+   */
+  kafkaSecurity: KafkaSecurity
   localKafkaPort: number
   /**
    * `stallMs`: unsent messages and nothing published for this long while Kafka answers, and the relay
@@ -504,6 +510,100 @@ export function tlsOptions(config: Config): { cert: Buffer; key: Buffer; ca?: Bu
   return { cert: readFileSync(certFile), key: readFileSync(keyFile), ...(clientCaFile ? { ca: readFileSync(clientCaFile) } : {}) }
 }
 
+/** What a Kafka setting's file holds, or a ConfigError naming the setting. */
+function settingFile(variable: string, file: string): string {
+  try {
+    return readFileSync(resolve(file), 'utf8')
+  } catch (error) {
+    throw new ConfigError(`${variable}: cannot read "${file}" (${(error as NodeJS.ErrnoException).code ?? String(error)}).`)
+  }
+}
+
+const kafkaSecurityProtocols = ['PLAINTEXT', 'SSL', 'SASL_SSL'] as const
+
+/**
+ * Kafka client security from KAFKA_SECURITY_PROTOCOL and the KAFKA_TLS_* and KAFKA_SASL_* settings. A
+ * setting that the protocol would ignore is refused, so that nobody believes a connection is secured
+ * when it is not. PEM files and the password file are read here, once, so that a wrong path stops the
+ * process at start. SASL only over TLS: SASL_PLAINTEXT would send the traffic (and with PLAIN the password) in clear.
+ */
+function parseKafkaSecurity(env: Env, production: boolean, brokersSet: boolean): KafkaSecurity {
+  const raw = env.KAFKA_SECURITY_PROTOCOL || undefined
+  const protocol = raw ?? 'PLAINTEXT'
+  if (!(kafkaSecurityProtocols as readonly string[]).includes(protocol)) {
+    throw new ConfigError(`KAFKA_SECURITY_PROTOCOL must be one of ${kafkaSecurityProtocols.join(', ')}, got "${protocol.slice(0, 40)}".`)
+  }
+  const set = (names: string[]) => names.filter((name) => env[name])
+  const tlsSettings = set(['KAFKA_TLS_CA_FILE', 'KAFKA_TLS_CERT_FILE', 'KAFKA_TLS_KEY_FILE'])
+  const saslSettings = set(['KAFKA_SASL_MECHANISM', 'KAFKA_SASL_USERNAME', 'KAFKA_SASL_PASSWORD', 'KAFKA_SASL_PASSWORD_FILE'])
+  if (protocol === 'PLAINTEXT') {
+    if (tlsSettings.length || saslSettings.length) {
+      throw new ConfigError(
+        `${[...tlsSettings, ...saslSettings].join(', ')} set, but KAFKA_SECURITY_PROTOCOL is PLAINTEXT: set it to SSL or SASL_SSL.`
+      )
+    }
+    // In production the clear-text default is taken only when asked for (a cluster behind a mesh that encrypts).
+    if (production && brokersSet && !raw) {
+      throw new ConfigError(
+        'Set KAFKA_SECURITY_PROTOCOL (SASL_SSL, or SSL): in production Kafka is not reached in clear text unless KAFKA_SECURITY_PROTOCOL=PLAINTEXT says so.'
+      )
+    }
+    return {}
+  }
+  if (!brokersSet) {
+    throw new ConfigError(`KAFKA_SECURITY_PROTOCOL=${protocol} needs KAFKA_BROKERS: the local broker of \`cif-syncer up\` speaks PLAINTEXT only.`)
+  }
+
+  const ca = env.KAFKA_TLS_CA_FILE ? settingFile('KAFKA_TLS_CA_FILE', env.KAFKA_TLS_CA_FILE) : undefined
+  if (ca !== undefined) {
+    try {
+      new X509Certificate(ca)
+    } catch {
+      throw new ConfigError(`KAFKA_TLS_CA_FILE "${env.KAFKA_TLS_CA_FILE}" must hold PEM certificates ("-----BEGIN CERTIFICATE-----").`)
+    }
+  }
+  if (!env.KAFKA_TLS_CERT_FILE !== !env.KAFKA_TLS_KEY_FILE) {
+    throw new ConfigError('Set both KAFKA_TLS_CERT_FILE and KAFKA_TLS_KEY_FILE (PEM) for a client certificate, or neither.')
+  }
+  const cert = env.KAFKA_TLS_CERT_FILE ? settingFile('KAFKA_TLS_CERT_FILE', env.KAFKA_TLS_CERT_FILE) : undefined
+  const key = env.KAFKA_TLS_KEY_FILE ? settingFile('KAFKA_TLS_KEY_FILE', env.KAFKA_TLS_KEY_FILE) : undefined
+  if (cert !== undefined && key !== undefined) {
+    let matches: boolean
+    try {
+      matches = new X509Certificate(cert).checkPrivateKey(createPrivateKey(key))
+    } catch {
+      throw new ConfigError('KAFKA_TLS_CERT_FILE and KAFKA_TLS_KEY_FILE must be a PEM certificate and an unencrypted PEM private key.')
+    }
+    if (!matches) throw new ConfigError('KAFKA_TLS_KEY_FILE is not the private key of the certificate in KAFKA_TLS_CERT_FILE.')
+  }
+  const tls = { ...(ca !== undefined && { ca }), ...(cert !== undefined && { cert, key }) }
+
+  if (protocol === 'SSL') {
+    if (saslSettings.length) throw new ConfigError(`${saslSettings.join(', ')} set, but KAFKA_SECURITY_PROTOCOL is SSL: set it to SASL_SSL.`)
+    return { tls }
+  }
+  const mechanism = env.KAFKA_SASL_MECHANISM || 'SCRAM-SHA-512'
+  if (!(kafkaSaslMechanisms as readonly string[]).includes(mechanism)) {
+    throw new ConfigError(`KAFKA_SASL_MECHANISM must be one of ${kafkaSaslMechanisms.join(', ')}, got "${mechanism.slice(0, 40)}".`)
+  }
+  const username = env.KAFKA_SASL_USERNAME
+  if (!username) throw new ConfigError('KAFKA_SECURITY_PROTOCOL=SASL_SSL needs KAFKA_SASL_USERNAME: the principal this process is to the brokers.')
+  if (env.KAFKA_SASL_PASSWORD && env.KAFKA_SASL_PASSWORD_FILE) {
+    throw new ConfigError('Set KAFKA_SASL_PASSWORD or KAFKA_SASL_PASSWORD_FILE, not both.')
+  }
+  // A file as written by `echo` ends with a line break that is not part of the password.
+  const password = env.KAFKA_SASL_PASSWORD_FILE
+    ? settingFile('KAFKA_SASL_PASSWORD_FILE', env.KAFKA_SASL_PASSWORD_FILE).replace(/\r?\n$/, '')
+    : env.KAFKA_SASL_PASSWORD
+  if (!password) throw new ConfigError('KAFKA_SECURITY_PROTOCOL=SASL_SSL needs KAFKA_SASL_PASSWORD or KAFKA_SASL_PASSWORD_FILE (not empty).')
+  return { tls, sasl: { mechanism: mechanism as KafkaSaslMechanism, username, password } }
+}
+
+/** The Kafka cluster of KAFKA_BROKERS with this process's security; asked of the commands that need one. */
+export function configuredKafka(config: Config): KafkaCluster | undefined {
+  return config.kafkaBrokers && { brokers: config.kafkaBrokers, security: config.kafkaSecurity }
+}
+
 export function loadConfig(env: Env = process.env): Config {
   const production = env.NODE_ENV === 'production'
   const access = loadAccess(env, production)
@@ -535,6 +635,7 @@ export function loadConfig(env: Env = process.env): Config {
     databaseUrl: env.DATABASE_URL || undefined,
     localPostgresPort: integer(env, 'LOCAL_POSTGRES_PORT', 54320, 1, 65535),
     kafkaBrokers: kafkaBrokers?.length ? kafkaBrokers : undefined,
+    kafkaSecurity: parseKafkaSecurity(env, production, Boolean(kafkaBrokers?.length)),
     localKafkaPort: integer(env, 'KAFKA_PORT', 9092, 1, 65535),
     outbox: {
       batchSize: integer(env, 'OUTBOX_BATCH_SIZE', 500, 1, 10_000),

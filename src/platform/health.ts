@@ -1,9 +1,12 @@
 import { type Kysely, sql } from 'kysely'
-import { createProbe, kafkaAnswers } from './kafka.ts'
+import { createProbe, type KafkaCluster, kafkaAnswers } from './kafka.ts'
 
 /** What `/health/ready` asks of a service that stands on PostgreSQL and Kafka. */
-export function dependencyChecks<DB>(db: Kysely<DB>, brokers: string[]): { checks: Record<string, () => Promise<boolean>>; close(): Promise<void> } {
-  const probe = createProbe(brokers, 2000)
+export function dependencyChecks<DB>(
+  db: Kysely<DB>,
+  kafka: KafkaCluster
+): { checks: Record<string, () => Promise<boolean>>; close(): Promise<void> } {
+  const probe = createProbe(kafka, 2000)
   return {
     checks: {
       database: async () => {

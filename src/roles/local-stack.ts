@@ -53,7 +53,7 @@ export async function runLocalStack(config: Config, log: Logger): Promise<void> 
       `  CIF API        ${cif.url}   ${docs(cif.url)}`,
       `  Syncer API     ${syncer.url}   ${docs(syncer.url)}`,
       `  Simulator      ${simulator.url}/systems   (${[...simulator.systems.values()].map((s) => `${s.shape.name} ${s.url}`).join(', ')})`,
-      `  Kafka          ${infrastructure.kafkaBrokers.join(',')}   topics: ${topics.customerEvents}, ${topics.syncStatus}`,
+      `  Kafka          ${infrastructure.kafka.brokers.join(',')}   topics: ${topics.customerEvents}, ${topics.syncStatus}`,
       `  PostgreSQL     ${infrastructure.databaseUrl.replace(/:[^:@/]+@/, ':***@')}`,
       `  API keys       source system "${devSourceSystem.name}": ${key}   operator "${devOperator.name}": ${operatorKey}   (local use only)`,
       '',

@@ -1,8 +1,8 @@
-import { createReader } from '../platform/kafka.ts'
+import { createReader, type KafkaCluster } from '../platform/kafka.ts'
 
 /** Prints every message of `topic` as one JSON line, from the beginning, until interrupted. */
-export async function tailTopic(brokers: string[], topic: string, fromBeginning: boolean): Promise<void> {
-  const reader = createReader(brokers, 'cif-syncer-tail')
+export async function tailTopic(kafka: KafkaCluster, topic: string, fromBeginning: boolean): Promise<void> {
+  const reader = createReader(kafka, 'cif-syncer-tail')
   const stream = await reader.consume({ topics: [topic], mode: fromBeginning ? 'earliest' : 'latest' })
   const stop = async (): Promise<void> => {
     await stream.close()

@@ -92,7 +92,7 @@ export async function startSyncer(
 
   const intake = new EventIntake({
     db,
-    brokers: connections.kafkaBrokers,
+    kafka: connections.kafka,
     groupId: config.syncer.groupId,
     endSystems: endSystems.map((s) => s.name),
     trustedEventKeys,
@@ -108,7 +108,7 @@ export async function startSyncer(
   const relay = new OutboxRelay({
     db: db.$omitTables<keyof SyncerTables>(),
     databaseUrl: connections.databaseUrl,
-    brokers: connections.kafkaBrokers,
+    kafka: connections.kafka,
     clientId: 'cif-syncer-status',
     topics: [topics.syncStatus],
     ...config.outbox,
@@ -158,7 +158,7 @@ export async function startSyncer(
   })
   wakeAll()
 
-  const dependencies = dependencyChecks(db, connections.kafkaBrokers)
+  const dependencies = dependencyChecks(db, connections.kafka)
   const app = await createSyncerApp(config, db, log, {
     ...dependencies.checks,
     intake: async () => intake.health(),

@@ -15,7 +15,7 @@ let database: DatabaseHandle<TestDatabase>
 
 beforeAll(async () => {
   cif = await startTestCifService()
-  events = await TopicReader.open(connections().kafkaBrokers, topics.customerEvents)
+  events = await TopicReader.open(connections().kafka, topics.customerEvents)
   database = openDatabase<TestDatabase>(connections().databaseUrl, { maxConnections: 2 })
 })
 afterAll(async () => {

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { TestProject } from 'vitest/node'
 import { loadConfig } from '../../src/platform/config.ts'
+import type { KafkaCluster } from '../../src/platform/kafka.ts'
 import { startInfrastructure } from '../../src/platform/local/infrastructure.ts'
 import { createLogger } from '../../src/platform/logger.ts'
 import { migrations } from '../../src/roles/migrations.ts'
@@ -11,7 +12,7 @@ import { freePort } from './free-port.ts'
 declare module 'vitest' {
   export interface ProvidedContext {
     databaseUrl: string
-    kafkaBrokers: string[]
+    kafka: KafkaCluster
   }
 }
 
@@ -30,7 +31,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   })
   const infrastructure = await startInfrastructure(config, createLogger(process.env.LOG_LEVEL ?? 'warn', 'test-stack'), migrations)
   project.provide('databaseUrl', infrastructure.databaseUrl)
-  project.provide('kafkaBrokers', infrastructure.kafkaBrokers)
+  project.provide('kafka', infrastructure.kafka)
   return async () => {
     await infrastructure.stop()
     await rm(dataDir, { recursive: true, force: true })

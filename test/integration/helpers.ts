@@ -20,7 +20,7 @@ import { freePort } from './free-port.ts'
 export const keys = { branchPortal: 'test-branch-portal-key', onboardingApp: 'test-onboarding-app-key' }
 
 export function connections(): Connections {
-  return { databaseUrl: inject('databaseUrl'), kafkaBrokers: inject('kafkaBrokers') }
+  return { databaseUrl: inject('databaseUrl'), kafka: inject('kafka') }
 }
 
 /** A CIF service on a free port with two source systems, against the shared test stack unless told otherwise. */
@@ -45,7 +45,7 @@ export async function startOwnBroker(partitions?: number): Promise<{ kafka: Loca
     { dir, port: await freePort(), controllerPort: await freePort() },
     createLogger(process.env.LOG_LEVEL ?? 'warn', 'own-broker')
   )
-  await ensureTopics(kafka.brokers, partitions ? Object.fromEntries(Object.values(topics).map((topic) => [topic, partitions])) : topicPartitions)
+  await ensureTopics(kafka.cluster, partitions ? Object.fromEntries(Object.values(topics).map((topic) => [topic, partitions])) : topicPartitions)
   return {
     kafka,
     remove: async () => {

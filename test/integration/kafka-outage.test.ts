@@ -24,7 +24,7 @@ describe('the syncer through a Kafka outage', () => {
     broker = await startOwnBroker(1)
     kafka = broker.kafka
     database = openDatabase<TestDatabase>(connections().databaseUrl, { maxConnections: 4 })
-    cif = await startTestCifService({ kafkaBrokers: kafka.brokers })
+    cif = await startTestCifService({ kafka: kafka.cluster })
     simulator = await startTestSimulator()
     syncer = await startOutageSyncer()
   })
@@ -41,7 +41,7 @@ describe('the syncer through a Kafka outage', () => {
       simulator,
       {},
       {
-        connections: { kafkaBrokers: kafka.brokers },
+        connections: { kafka: kafka.cluster },
         env: { SYNCER_GROUP_ID: 'cif-syncer-outage-test', SYNCER_INTAKE_STALL_MS: '5000', SYNCER_INTAKE_UNREADY_AFTER_MS: '2000' }
       }
     )

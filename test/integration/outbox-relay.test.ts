@@ -49,7 +49,7 @@ describe('Kafka stopped during a burst of creates and updates', () => {
   beforeAll(async () => {
     broker = await startOwnBroker()
     kafka = broker.kafka
-    cif = await startTestCifService({ kafkaBrokers: kafka.brokers }, { OUTBOX_STALL_MS: '10000', OUTBOX_UNREADY_AFTER_MS: '2000' })
+    cif = await startTestCifService({ kafka: kafka.cluster }, { OUTBOX_STALL_MS: '10000', OUTBOX_UNREADY_AFTER_MS: '2000' })
   })
   afterAll(async () => {
     await cif?.close()
@@ -105,7 +105,7 @@ describe('Kafka stopped during a burst of creates and updates', () => {
     expect(outbox).toHaveLength(cifIds.length * 3)
     expect(new Set(outbox.map((row) => row.event_id)).size).toBe(outbox.length) // none twice in the outbox
 
-    const reader = await TopicReader.open(kafka.brokers, topics.customerEvents)
+    const reader = await TopicReader.open(kafka.cluster, topics.customerEvents)
     try {
       const wanted = new Set(cifIds)
       await reader.waitFor((messages) => [...versionsByCustomer(messages, wanted).values()].flat().length === cifIds.length * 3)
@@ -125,7 +125,7 @@ describe('several relays at once', () => {
         new OutboxRelay({
           db: asOutbox(database.db),
           databaseUrl: connections().databaseUrl,
-          brokers: connections().kafkaBrokers,
+          kafka: connections().kafka,
           clientId: `extra-relay-${i}`,
           topics: [topics.customerEvents],
           batchSize: 7,
@@ -138,7 +138,7 @@ describe('several relays at once', () => {
         })
     )
     for (const relay of extraRelays) relay.start()
-    const reader = await TopicReader.open(connections().kafkaBrokers, topics.customerEvents)
+    const reader = await TopicReader.open(connections().kafka, topics.customerEvents)
     try {
       const cifIds: string[] = []
       for (let i = 0; i < 8; i++) cifIds.push((await call(cif.url, 'POST', '/v1/customers', { body: newPerson() })).body.cifId)
@@ -166,7 +166,7 @@ describe('retention', () => {
     const relay = new OutboxRelay({
       db: asOutbox(database.db),
       databaseUrl: connections().databaseUrl,
-      brokers: connections().kafkaBrokers,
+      kafka: connections().kafka,
       clientId: 'purge-test',
       topics: [topics.customerEvents],
       batchSize: 10,

@@ -60,7 +60,7 @@ beforeAll(async () => {
   cif = await startTestCifService()
   simulator = await startTestSimulator()
   syncer = await startSyncer()
-  status = await TopicReader.open(connections().kafkaBrokers, topics.syncStatus)
+  status = await TopicReader.open(connections().kafka, topics.syncStatus)
   // Earlier test files left customers on the topic. Let the syncer deliver them first, so that a fault
   // switched on below hits this file's customers, not that backlog.
   const { cifId } = await createCustomer()
@@ -309,7 +309,7 @@ describe('taking events from Kafka', () => {
     // The duplicate, then a marker with the same key: same partition, so once the marker is kept as
     // unreadable the duplicate before it has certainly been consumed.
     const marker = `after-duplicate-${cifId}`
-    const producer = createIdempotentProducer(connections().kafkaBrokers, 'duplicate-test')
+    const producer = createIdempotentProducer(connections().kafka, 'duplicate-test')
     await producer.send({
       messages: [
         { topic: topics.customerEvents, key: cifId, value: JSON.stringify(event.event) },
@@ -329,7 +329,7 @@ describe('taking events from Kafka', () => {
   })
 
   it('keeps an unreadable message instead of dropping it, and goes on', async () => {
-    const producer = createIdempotentProducer(connections().kafkaBrokers, 'poison-test')
+    const producer = createIdempotentProducer(connections().kafka, 'poison-test')
     const marker = `poison-${Date.now()}`
     // Signed with the CIF service's key, so that it is its shape that makes it unreadable.
     const poison = signEvent({ type: 'cif.customer.created', id: 'not-a-uuid' }, devSigningKey)
@@ -372,7 +372,7 @@ describe('taking events from Kafka', () => {
     })
     const base = 9_000_000_000 + Math.floor(Math.random() * 900_000_000)
     const [unsigned, strangers] = [cifIdFromNumber(base), cifIdFromNumber(base + 1)]
-    const producer = createIdempotentProducer(connections().kafkaBrokers, 'forger')
+    const producer = createIdempotentProducer(connections().kafka, 'forger')
     await producer.send({
       messages: [
         { topic: topics.customerEvents, key: unsigned, value: JSON.stringify(forged(unsigned)) },
@@ -418,7 +418,7 @@ describe('taking events from Kafka', () => {
     try {
       const { cifId } = await createCustomer()
       // A syncer that stores the event, then dies before committing its offset.
-      const doomed = createConsumer(connections().kafkaBrokers, 'cif-syncer-test', 'doomed-syncer')
+      const doomed = createConsumer(connections().kafka, 'cif-syncer-test', 'doomed-syncer')
       const stream = await doomed.consume({ topics: [topics.customerEvents], mode: 'committed', fallbackMode: 'earliest', maxWaitTime: 50 })
       for await (const message of stream) {
         await storeEvents(asSyncer(database.db), [message], ['core-banking', 'crm', 'cards'], devTrustedKeys)
@@ -442,7 +442,7 @@ describe('taking events from Kafka', () => {
     let cifId: string
     try {
       cifId = (await createCustomer()).cifId
-      const doomed = createConsumer(connections().kafkaBrokers, 'cif-syncer-test', 'doomed-syncer')
+      const doomed = createConsumer(connections().kafka, 'cif-syncer-test', 'doomed-syncer')
       const stream = await doomed.consume({ topics: [topics.customerEvents], mode: 'committed', fallbackMode: 'earliest', maxWaitTime: 50 })
       for await (const message of stream) {
         await storeEvents(asSyncer(database.db), [message], ['core-banking', 'crm', 'cards'], devTrustedKeys)

@@ -282,7 +282,7 @@ export async function runFaultSuite(options: FaultSuiteOptions): Promise<Scenari
     retry: { retries: 40, timeoutMs: 2000, timeoutMultiplier: 1.5, maxTimeoutMs: 5000, backoffMs: 200, maxBackoffMs: 1500 },
     circuitBreaker: { consecutiveFailures: 5, halfOpenAfterMs: 1000 }
   })
-  const status = await TopicReader.open(stack.infrastructure.kafkaBrokers, topics.syncStatus)
+  const status = await TopicReader.open(stack.infrastructure.kafka, topics.syncStatus)
   const inSync = (cifId: string, version: number): boolean =>
     status.forKey(cifId).some((m) => m.value.type === 'cif.sync.customer.in-sync' && m.value.data.customerVersion === version)
   const reports: ScenarioReport[] = []

@@ -73,7 +73,7 @@ export async function startProcessStack(options: StackOptions = {}): Promise<Pro
     NODE_ENV: 'development',
     LOG_LEVEL: options.logLevel ?? 'warn',
     DATABASE_URL: infrastructure.databaseUrl,
-    KAFKA_BROKERS: infrastructure.kafkaBrokers.join(','),
+    KAFKA_BROKERS: infrastructure.kafka.brokers.join(','),
     CIF_PORT: String(cifPort),
     SYNCER_PORT: String(syncerPort),
     SIMULATOR_PORT: String(simulatorPort),

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { createReader, type StringConsumer } from '../../src/platform/kafka.ts'
+import { createReader, type KafkaCluster, type StringConsumer } from '../../src/platform/kafka.ts'
 
 export interface TopicMessage {
   key: string
@@ -23,13 +23,13 @@ export class TopicReader {
     this.#consumer = consumer
   }
 
-  static async open(brokers: string[], topic: string): Promise<TopicReader> {
-    const reader = new TopicReader(createReader(brokers, 'cif-test-reader'))
-    await reader.#read(brokers, topic)
+  static async open(kafka: KafkaCluster, topic: string): Promise<TopicReader> {
+    const reader = new TopicReader(createReader(kafka, 'cif-test-reader'))
+    await reader.#read(kafka, topic)
     return reader
   }
 
-  async #read(brokers: string[], topic: string): Promise<void> {
+  async #read(kafka: KafkaCluster, topic: string): Promise<void> {
     const stream = await this.#consumer.consume({ topics: [topic], mode: 'earliest', maxWaitTime: 200 })
     stream.on('data', (message) => {
       // A reader that started over reads the topic again: keep each record once.
@@ -53,9 +53,9 @@ export class TopicReader {
         await this.#consumer.close(true).catch(() => {})
         while (!this.#closed) {
           await sleep(500)
-          this.#consumer = createReader(brokers, 'cif-test-reader')
+          this.#consumer = createReader(kafka, 'cif-test-reader')
           try {
-            await this.#read(brokers, topic)
+            await this.#read(kafka, topic)
             return
           } catch {
             await this.#consumer.close(true).catch(() => {})

@@ -1,8 +1,13 @@
+import { execFileSync } from 'node:child_process'
 import { generateKeyPairSync } from 'node:crypto'
-import { describe, expect, it } from 'vitest'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, describe, expect, it } from 'vitest'
 import { checkEventSignature, signEvent } from '../../src/contracts/event-signature.ts'
 import {
   ConfigError,
+  configuredKafka,
   devEventSigningKey,
   devSourceSystem,
   loadConfig,
@@ -216,5 +221,119 @@ describe('event signing keys', () => {
     expect([...requireTrustedEventKeys(configured).keys()]).toEqual(['cif-2026-01'])
     // Outside production a key of its own is taken as it is too.
     expect(loadConfig(ownEnv).cif.eventSigningKey?.keyId).toBe('cif-2026-01')
+  })
+})
+
+describe('Kafka client security', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cif-syncer-kafka-config-'))
+  afterAll(() => rmSync(dir, { recursive: true, force: true }))
+  const file = (name: string, content: string): string => {
+    writeFileSync(join(dir, name), content)
+    return join(dir, name)
+  }
+  // A certificate and its key (made once with openssl), as a CA file or a client certificate would hold.
+  const [certFile, keyFile] = [join(dir, 'client.pem'), join(dir, 'client.key')]
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=kafka-client',
+      '-keyout',
+      keyFile,
+      '-out',
+      certFile
+    ],
+    { stdio: 'pipe' }
+  )
+  const brokers = { KAFKA_BROKERS: 'kafka-1:9093,kafka-2:9093' }
+  const sasl = { ...brokers, KAFKA_SECURITY_PROTOCOL: 'SASL_SSL', KAFKA_SASL_USERNAME: 'cif-service', KAFKA_SASL_PASSWORD: 'its-password' }
+
+  it('is PLAINTEXT by default, for the local stack', () => {
+    expect(loadConfig({}).kafkaSecurity).toEqual({})
+    expect(configuredKafka(loadConfig(brokers))).toEqual({ brokers: ['kafka-1:9093', 'kafka-2:9093'], security: {} })
+  })
+
+  it('takes SCRAM-SHA-512 over TLS, the password from the environment or a file, and a CA of its own', () => {
+    expect(loadConfig(sasl).kafkaSecurity).toEqual({
+      tls: {},
+      sasl: { mechanism: 'SCRAM-SHA-512', username: 'cif-service', password: 'its-password' }
+    })
+    const { KAFKA_SASL_PASSWORD: _, ...withoutPassword } = sasl
+    const fromFile = loadConfig({
+      ...withoutPassword,
+      KAFKA_SASL_MECHANISM: 'SCRAM-SHA-256',
+      KAFKA_SASL_PASSWORD_FILE: file('password', 'from-a-file\n'),
+      KAFKA_TLS_CA_FILE: certFile
+    }).kafkaSecurity
+    expect(fromFile.sasl).toEqual({ mechanism: 'SCRAM-SHA-256', username: 'cif-service', password: 'from-a-file' })
+    expect(fromFile.tls?.ca).toMatch(/^-----BEGIN CERTIFICATE-----/)
+  })
+
+  it('takes a client certificate (SSL, mTLS) only with its own key', () => {
+    const ssl = { ...brokers, KAFKA_SECURITY_PROTOCOL: 'SSL', KAFKA_TLS_CERT_FILE: certFile }
+    expect(loadConfig({ ...ssl, KAFKA_TLS_KEY_FILE: keyFile }).kafkaSecurity.tls).toMatchObject({
+      cert: expect.stringMatching(/^-----BEGIN CERTIFICATE-----/),
+      key: expect.stringMatching(/^-----BEGIN PRIVATE KEY-----/)
+    })
+    const otherKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()
+    expect(() => loadConfig({ ...ssl, KAFKA_TLS_KEY_FILE: file('other.key', otherKey) })).toThrow(
+      'KAFKA_TLS_KEY_FILE is not the private key of the certificate in KAFKA_TLS_CERT_FILE.'
+    )
+    expect(() => loadConfig(ssl)).toThrow('Set both KAFKA_TLS_CERT_FILE and KAFKA_TLS_KEY_FILE (PEM) for a client certificate, or neither.')
+  })
+
+  it('refuses a setting its protocol would ignore, so that nobody believes a connection secured when it is not', () => {
+    expect(() => loadConfig({ ...brokers, KAFKA_SASL_USERNAME: 'cif-service', KAFKA_SASL_PASSWORD: 'x' })).toThrow(
+      'KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD set, but KAFKA_SECURITY_PROTOCOL is PLAINTEXT: set it to SSL or SASL_SSL.'
+    )
+    expect(() => loadConfig({ ...brokers, KAFKA_TLS_CA_FILE: certFile })).toThrow(/^KAFKA_TLS_CA_FILE set, but KAFKA_SECURITY_PROTOCOL is PLAINTEXT/)
+    expect(() => loadConfig({ ...sasl, KAFKA_SECURITY_PROTOCOL: 'SSL' })).toThrow(
+      /^KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD set, but KAFKA_SECURITY_PROTOCOL is SSL/
+    )
+  })
+
+  it('names the Kafka setting that is wrong, and never shows the password', () => {
+    expect(() => loadConfig({ ...sasl, KAFKA_SECURITY_PROTOCOL: 'SASL_PLAINTEXT' })).toThrow(
+      'KAFKA_SECURITY_PROTOCOL must be one of PLAINTEXT, SSL, SASL_SSL, got "SASL_PLAINTEXT".'
+    )
+    expect(() => loadConfig({ ...sasl, KAFKA_SASL_MECHANISM: 'GSSAPI' })).toThrow(
+      'KAFKA_SASL_MECHANISM must be one of SCRAM-SHA-512, SCRAM-SHA-256, PLAIN, got "GSSAPI".'
+    )
+    expect(() => loadConfig({ ...sasl, KAFKA_SASL_USERNAME: '' })).toThrow(/^KAFKA_SECURITY_PROTOCOL=SASL_SSL needs KAFKA_SASL_USERNAME/)
+    expect(() => loadConfig({ ...sasl, KAFKA_SASL_PASSWORD: '' })).toThrow(/needs KAFKA_SASL_PASSWORD or KAFKA_SASL_PASSWORD_FILE/)
+    expect(() => loadConfig({ ...sasl, KAFKA_SASL_PASSWORD_FILE: join(dir, 'password') })).toThrow(
+      'Set KAFKA_SASL_PASSWORD or KAFKA_SASL_PASSWORD_FILE, not both.'
+    )
+    expect(() => loadConfig({ ...sasl, KAFKA_TLS_CA_FILE: join(dir, 'missing.pem') })).toThrow(
+      `KAFKA_TLS_CA_FILE: cannot read "${join(dir, 'missing.pem')}" (ENOENT).`
+    )
+    expect(() => loadConfig({ ...sasl, KAFKA_TLS_CA_FILE: file('not-pem', 'its-password') })).toThrow(
+      /^KAFKA_TLS_CA_FILE ".*" must hold PEM certificates/
+    )
+    expect(() => loadConfig({ KAFKA_SECURITY_PROTOCOL: 'SASL_SSL', KAFKA_SASL_USERNAME: 'u', KAFKA_SASL_PASSWORD: 'p' })).toThrow(
+      /^KAFKA_SECURITY_PROTOCOL=SASL_SSL needs KAFKA_BROKERS/
+    )
+    for (const env of [
+      { ...sasl, KAFKA_SASL_MECHANISM: 'GSSAPI' },
+      { ...sasl, KAFKA_TLS_CA_FILE: file('not-pem', 'its-password') }
+    ]) {
+      expect(() => loadConfig(env)).toThrow(expect.objectContaining({ message: expect.not.stringContaining('its-password') }))
+    }
+  })
+
+  it('in production, reaches Kafka in clear text only when told to', () => {
+    const production = { NODE_ENV: 'production', CIF_SOURCE_SYSTEMS: `crm=${hash}`, ...brokers }
+    expect(() => loadConfig(production)).toThrow(/^Set KAFKA_SECURITY_PROTOCOL \(SASL_SSL, or SSL\): in production/)
+    expect(loadConfig({ ...production, KAFKA_SECURITY_PROTOCOL: 'PLAINTEXT' }).kafkaSecurity).toEqual({})
+    expect(loadConfig({ ...production, ...sasl }).kafkaSecurity.sasl?.username).toBe('cif-service')
   })
 })

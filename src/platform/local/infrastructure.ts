@@ -1,16 +1,16 @@
 import { join } from 'node:path'
 import type { Migration } from 'kysely/migration'
 import { topicPartitions } from '../../contracts/topics.ts'
-import type { Config } from '../config.ts'
+import { type Config, configuredKafka } from '../config.ts'
 import { migrateToLatest, openDatabase } from '../database/index.ts'
-import { ensureTopics } from '../kafka.ts'
+import { ensureTopics, type KafkaCluster } from '../kafka.ts'
 import type { Logger } from '../logger.ts'
 import { type LocalKafka, startLocalKafka } from './kafka-broker.ts'
 import { type LocalPostgres, startLocalPostgres } from './postgres.ts'
 
 export interface Infrastructure {
   databaseUrl: string
-  kafkaBrokers: string[]
+  kafka: KafkaCluster
   /** Present when this process started them itself (fault tests stop and restart them). */
   localKafka: LocalKafka | undefined
   localPostgres: LocalPostgres | undefined
@@ -22,7 +22,7 @@ export interface Infrastructure {
  * (DATABASE_URL, KAFKA_BROKERS) or a local one started here, then the schema (`migrations`) and the topics.
  */
 export async function startInfrastructure(config: Config, log: Logger, migrations: Record<string, Migration>): Promise<Infrastructure> {
-  const [postgres, kafka] = await Promise.allSettled([
+  const [postgres, broker] = await Promise.allSettled([
     config.databaseUrl
       ? Promise.resolve<LocalPostgres | undefined>(undefined)
       : startLocalPostgres(join(config.dataDir, 'postgres'), config.localPostgresPort, log),
@@ -31,17 +31,17 @@ export async function startInfrastructure(config: Config, log: Logger, migration
       : startLocalKafka({ dir: join(config.dataDir, 'kafka'), port: config.localKafkaPort }, log)
   ])
   const localPostgres = postgres.status === 'fulfilled' ? postgres.value : undefined
-  const localKafka = kafka.status === 'fulfilled' ? kafka.value : undefined
+  const localKafka = broker.status === 'fulfilled' ? broker.value : undefined
   const stop = async (): Promise<void> => {
     await Promise.all([localKafka?.stop(), localPostgres?.stop()])
   }
-  if (postgres.status === 'rejected' || kafka.status === 'rejected') {
+  if (postgres.status === 'rejected' || broker.status === 'rejected') {
     await stop()
-    throw postgres.status === 'rejected' ? postgres.reason : (kafka as PromiseRejectedResult).reason
+    throw postgres.status === 'rejected' ? postgres.reason : (broker as PromiseRejectedResult).reason
   }
 
   const databaseUrl = config.databaseUrl ?? localPostgres!.url
-  const kafkaBrokers = config.kafkaBrokers ?? localKafka!.brokers
+  const kafka = configuredKafka(config) ?? localKafka!.cluster
   try {
     const database = openDatabase(databaseUrl, { maxConnections: 1 })
     try {
@@ -50,11 +50,11 @@ export async function startInfrastructure(config: Config, log: Logger, migration
     } finally {
       await database.close()
     }
-    const created = await ensureTopics(kafkaBrokers, topicPartitions)
+    const created = await ensureTopics(kafka, topicPartitions)
     if (created.length) log.info({ created }, 'Kafka topics created')
   } catch (error) {
     await stop()
     throw error
   }
-  return { databaseUrl, kafkaBrokers, localKafka, localPostgres, stop }
+  return { databaseUrl, kafka, localKafka, localPostgres, stop }
 }

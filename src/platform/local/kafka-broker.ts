@@ -5,7 +5,7 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
-import { createProbe, kafkaAnswers } from '../kafka.ts'
+import { createProbe, type KafkaCluster, kafkaAnswers } from '../kafka.ts'
 import type { Logger } from '../logger.ts'
 import { stopLeftover, terminate } from './processes.ts'
 
@@ -19,10 +19,28 @@ export interface LocalKafkaOptions {
   libDir?: string
   port: number
   controllerPort?: number
+  /**
+   * A SASL_SSL listener (SCRAM-SHA-512) with the authorizer on, instead of PLAINTEXT: a broker like a
+   * bank's, for the Kafka security test. `users` are created as the storage is formatted; the first is
+   * the broker's own login and a super user; the others may do what ACLs allow them, nothing more.
+   */
+  secured?: {
+    /** PEM: the broker's unencrypted private key (PKCS#8) followed by its certificate, for 127.0.0.1. */
+    keyAndCertificateFile: string
+    /** PEM: the CA that signed it, which clients (and the broker, calling itself) check it against. */
+    caFile: string
+    users: [SaslUser, ...SaslUser[]]
+  }
+}
+
+export interface SaslUser {
+  name: string
+  password: string
 }
 
 export interface LocalKafka {
-  brokers: string[]
+  /** How to reach the broker; for a secured one, as its super user. */
+  cluster: KafkaCluster
   /** The broker's process, while it runs. */
   pid(): number | undefined
   /**
@@ -79,16 +97,40 @@ async function ensureBrokerJars(libDir: string, log: Logger): Promise<void> {
   await writeFile(marker, pom)
 }
 
-function serverProperties(dir: string, port: number, controllerPort: number): string {
+/** The client listener: PLAINTEXT, or SASL_SSL with SCRAM and ACLs (see LocalKafkaOptions.secured). */
+function listenerProperties(port: number, controllerPort: number, secured: LocalKafkaOptions['secured']): string[] {
+  const listener = secured ? 'SASL_SSL' : 'PLAINTEXT'
+  const common = [
+    `listeners=${listener}://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort}`,
+    `advertised.listeners=${listener}://127.0.0.1:${port}`,
+    'controller.listener.names=CONTROLLER',
+    `listener.security.protocol.map=CONTROLLER:PLAINTEXT,${listener}:${listener}`,
+    `inter.broker.listener.name=${listener}`
+  ]
+  if (!secured) return common
+  const [broker] = secured.users
+  return [
+    ...common,
+    'sasl.enabled.mechanisms=SCRAM-SHA-512',
+    'sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512',
+    `listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="${broker.name}" password="${broker.password}";`,
+    'ssl.keystore.type=PEM',
+    `ssl.keystore.location=${secured.keyAndCertificateFile}`,
+    'ssl.truststore.type=PEM',
+    `ssl.truststore.location=${secured.caFile}`,
+    'authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer',
+    // The broker's own requests reach the controller as ANONYMOUS, on its PLAINTEXT listener: anyone on this
+    // machine could do the same there, which is fine for a test broker and is not how a bank's is set up.
+    `super.users=User:${broker.name};User:ANONYMOUS`
+  ]
+}
+
+function serverProperties(dir: string, port: number, controllerPort: number, secured: LocalKafkaOptions['secured']): string {
   return [
     'process.roles=broker,controller',
     'node.id=1',
     `controller.quorum.voters=1@127.0.0.1:${controllerPort}`,
-    `listeners=PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort}`,
-    `advertised.listeners=PLAINTEXT://127.0.0.1:${port}`,
-    'controller.listener.names=CONTROLLER',
-    'listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT',
-    'inter.broker.listener.name=PLAINTEXT',
+    ...listenerProperties(port, controllerPort, secured),
     `log.dirs=${join(dir, 'data')}`,
     // Topics are created by the project with explicit partition counts, never by a typo.
     'auto.create.topics.enable=false',
@@ -139,13 +181,13 @@ function java(libDir: string, dir: string, mainClass: string, args: string[], he
   ]
 }
 
-async function waitUntilReady(brokers: string[], child: ChildProcess, logFile: string, timeoutMs: number): Promise<void> {
+async function waitUntilReady(cluster: KafkaCluster, child: ChildProcess, logFile: string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs
   let exited = false
   child.once('exit', () => {
     exited = true
   })
-  const probe = createProbe(brokers, 2000)
+  const probe = createProbe(cluster, 2000)
   try {
     while (Date.now() < deadline && !exited) {
       if (await kafkaAnswers(probe)) return
@@ -157,7 +199,7 @@ async function waitUntilReady(brokers: string[], child: ChildProcess, logFile: s
   const tail = (await readFile(logFile, 'utf8').catch(() => '')).split('\n').slice(-30).join('\n')
   throw new LocalKafkaUnavailable(
     `The local Kafka broker ${exited ? 'exited' : `was not ready after ${timeoutMs / 1000} s`} ` +
-      `(log: ${logFile}). Is port ${brokers[0]} taken? Last lines:\n${tail}`
+      `(log: ${logFile}). Is port ${cluster.brokers[0]} taken? Last lines:\n${tail}`
   )
 }
 
@@ -166,24 +208,44 @@ async function waitUntilReady(brokers: string[], child: ChildProcess, logFile: s
  * formatting its storage on first use. The broker is a child of this process.
  */
 export async function startLocalKafka(options: LocalKafkaOptions, log: Logger): Promise<LocalKafka> {
-  const { dir, port } = options
+  const { dir, port, secured } = options
   const controllerPort = options.controllerPort ?? port + 1
   const libDir = options.libDir ?? join(repoRoot, '.local/kafka-lib')
-  const brokers = [`127.0.0.1:${port}`]
+  const cluster: KafkaCluster = {
+    brokers: [`127.0.0.1:${port}`],
+    security: secured
+      ? {
+          tls: { ca: await readFile(secured.caFile, 'utf8') },
+          sasl: { mechanism: 'SCRAM-SHA-512', username: secured.users[0].name, password: secured.users[0].password }
+        }
+      : {}
+  }
   const logFile = join(dir, 'broker.log')
   const pidFile = join(dir, 'broker.pid')
+  // They go into a JAAS line and the format tool's `[name=...,password=...]` unescaped.
+  if (secured?.users.some((user) => !/^[\w.-]+$/.test(user.name + user.password))) {
+    throw new LocalKafkaUnavailable('SCRAM user names and passwords of the local broker must be letters, digits, ".", "_" or "-".')
+  }
   checkJava()
   await ensureBrokerJars(libDir, log)
   await mkdir(dir, { recursive: true })
   const propertiesFile = join(dir, 'server.properties')
-  await writeFile(propertiesFile, serverProperties(dir, port, controllerPort))
+  await writeFile(propertiesFile, serverProperties(dir, port, controllerPort, secured))
   await writeFile(join(dir, 'log4j2.properties'), log4jProperties)
   if (await stopLeftover(pidFile, 'SIGTERM', 'kafka.Kafka')) log.warn({ dir }, 'stopped a Kafka broker left running by an earlier run')
 
   if (!existsSync(join(dir, 'data', 'meta.properties'))) {
     // `=`: a base64url id may start with "-", which the tool would read as an option.
     const clusterId = randomBytes(16).toString('base64url')
-    const [cmd, args] = java(libDir, dir, 'kafka.tools.StorageTool', ['format', `--cluster-id=${clusterId}`, `--config=${propertiesFile}`], 256)
+    // SCRAM credentials live in the cluster's metadata: written at format time, before any broker can check them.
+    const scram = (secured?.users ?? []).map(({ name, password }) => `--add-scram=SCRAM-SHA-512=[name=${name},password=${password}]`)
+    const [cmd, args] = java(
+      libDir,
+      dir,
+      'kafka.tools.StorageTool',
+      ['format', `--cluster-id=${clusterId}`, `--config=${propertiesFile}`, ...scram],
+      256
+    )
     const format = spawnSync(cmd, args, { encoding: 'utf8' })
     if (format.status !== 0) {
       throw new LocalKafkaUnavailable(`Formatting the Kafka storage in ${dir} failed:\n${format.stdout}${format.stderr}`)
@@ -200,7 +262,7 @@ export async function startLocalKafka(options: LocalKafkaOptions, log: Logger): 
     await writeFile(pidFile, `${started.pid}\n`)
     started.once('exit', () => out.end())
     try {
-      await waitUntilReady(brokers, started, logFile, 120_000)
+      await waitUntilReady(cluster, started, logFile, 120_000)
     } catch (error) {
       if (started.pid) await terminate(started.pid, 'SIGKILL', 0)
       throw error
@@ -213,5 +275,5 @@ export async function startLocalKafka(options: LocalKafkaOptions, log: Logger): 
     await rm(pidFile, { force: true })
   }
   await start()
-  return { brokers, start, stop, pid: () => child?.pid }
+  return { cluster, start, stop, pid: () => child?.pid }
 }

@@ -4,7 +4,7 @@ import type { TrustedEventKeys } from '../../contracts/event-signature.ts'
 import { topics } from '../../contracts/topics.ts'
 import { settleWithin, withDeadline } from '../../platform/deadline.ts'
 import { describeError } from '../../platform/errors.ts'
-import { createConsumer, createProbe, kafkaAnswers, type StringConsumer } from '../../platform/kafka.ts'
+import { createConsumer, createProbe, type KafkaCluster, kafkaAnswers, type StringConsumer } from '../../platform/kafka.ts'
 import type { Logger } from '../../platform/logger.ts'
 import { type Periodic, startPeriodic } from '../../platform/periodic.ts'
 import { type Backoff, backoffMs, FailureLog } from '../../platform/retry.ts'
@@ -14,7 +14,7 @@ import { judgeIntake } from './intake-watchdog.ts'
 
 export interface EventIntakeOptions {
   db: SyncerDb
-  brokers: string[]
+  kafka: KafkaCluster
   groupId: string
   endSystems: string[]
   /** The CIF service's keys: a message signed by none of them is kept as unreadable, never delivered. */
@@ -117,7 +117,7 @@ export class EventIntake {
   constructor(options: EventIntakeOptions) {
     this.#options = options
     this.#batchSize = options.batchSize ?? 500
-    this.#probe = createProbe(options.brokers, 2000)
+    this.#probe = createProbe(options.kafka, 2000)
   }
 
   /** Joins the group and starts consuming; fails if Kafka cannot be reached now (the process then does not start). */
@@ -191,7 +191,7 @@ export class EventIntake {
   }
 
   #newConsumer(): StringConsumer {
-    const consumer = createConsumer(this.#options.brokers, this.#options.groupId, 'cif-syncer-intake')
+    const consumer = createConsumer(this.#options.kafka, this.#options.groupId, 'cif-syncer-intake')
     // The client reports a group rejoin it gave up on here, on the consumer, not on the stream.
     consumer.on('error', (error) => {
       if (consumer === this.#consumer) this.#recover(`its consumer failed: ${describeError(error)}`, { replaceConsumer: true })
