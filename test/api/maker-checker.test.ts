@@ -3,9 +3,9 @@ import { cifIdFromNumber } from '../../src/contracts/cif-id.ts'
 import { httpProblems, type ProblemType, syncerProblems } from '../../src/contracts/problems.ts'
 import { apiKeyHash } from '../../src/platform/http/api-key-auth.ts'
 import type { HttpServer } from '../../src/platform/http/server.ts'
-import { claimDue, recordAttempts } from '../../src/syncer/delivery/delivery-store.ts'
+import { claimDue } from '../../src/syncer/delivery/delivery-store.ts'
 import { storeEvents } from '../../src/syncer/intake/event-store.ts'
-import { eventMessage } from '../store/fixtures.ts'
+import { decisions, eventMessage, record } from '../store/fixtures.ts'
 import { asSyncer } from '../support/database.ts'
 import { devTrustedKeys } from '../support/event-keys.ts'
 import { type OwnDatabase, ownDatabase } from '../support/own-database.ts'
@@ -54,22 +54,7 @@ async function failedIn(endSystem: string, count: number): Promise<string[]> {
   )
   const ids: string[] = []
   for (const delivery of await claimDue(db, endSystem, 100, () => 60_000)) {
-    const startedAt = new Date(Date.now() - 100)
-    await recordAttempts(db, [
-      {
-        delivery,
-        decision: { state: 'FAILED' },
-        attempt: {
-          status: 'ERROR',
-          httpStatus: 422,
-          message: 'HTTP 422',
-          remarks: 'the end system refused the request',
-          timeoutMs: 1000,
-          startedAt,
-          finishedAt: new Date(startedAt.getTime() + 100)
-        }
-      }
-    ])
+    await record(database.db, delivery, decisions.fail())
     ids.push(delivery.id)
   }
   return ids.sort((a, b) => Number(a) - Number(b))

@@ -4,10 +4,10 @@ import { httpProblems, type ProblemType, syncerProblems } from '../../src/contra
 import { apiKeyHash } from '../../src/platform/http/api-key-auth.ts'
 import type { HttpServer } from '../../src/platform/http/server.ts'
 import { findAttempts, findDeliveries } from '../../src/syncer/api/read-model.ts'
-import { claimDue, recordAttempts } from '../../src/syncer/delivery/delivery-store.ts'
+import { claimDue } from '../../src/syncer/delivery/delivery-store.ts'
 import { storeEvents } from '../../src/syncer/intake/event-store.ts'
 import { sequenceStatusUpdates } from '../../src/syncer/status/sync-status.ts'
-import { eventMessage } from '../store/fixtures.ts'
+import { decisions, eventMessage, record } from '../store/fixtures.ts'
 import { asSyncer } from '../support/database.ts'
 import { devTrustedKeys } from '../support/event-keys.ts'
 import { type OwnDatabase, ownDatabase } from '../support/own-database.ts'
@@ -42,22 +42,7 @@ beforeAll(async () => {
   const db = asSyncer(database.db)
   await storeEvents(db, [eventMessage(toRedrive, 1, PORTAL), eventMessage(toSkip, 1, PORTAL)], END_SYSTEMS, devTrustedKeys)
   for (const delivery of await claimDue(db, 'crm', 10, () => 60_000)) {
-    const startedAt = new Date(Date.now() - 100)
-    await recordAttempts(db, [
-      {
-        delivery,
-        decision: { state: 'FAILED' },
-        attempt: {
-          status: 'ERROR',
-          httpStatus: 422,
-          message: 'HTTP 422',
-          remarks: 'the end system refused the request',
-          timeoutMs: 1000,
-          startedAt,
-          finishedAt: new Date(startedAt.getTime() + 100)
-        }
-      }
-    ])
+    await record(database.db, delivery, decisions.fail())
     failed[delivery.cif_id === toRedrive ? 'redrive' : 'skip'] = delivery.id
   }
   await sequenceStatusUpdates(db)

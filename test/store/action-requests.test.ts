@@ -5,7 +5,7 @@ import { decideRequest, findRequests, requestBulkRedrive, requestById, requestSk
 import { redrive } from '../../src/syncer/delivery/operator-actions.ts'
 import { asSyncer } from '../support/database.ts'
 import { type OwnDatabase, ownDatabase } from '../support/own-database.ts'
-import { claimOne, decisions, deliveryById, deliveryOf, newCifId, newEndSystem, record, statusesOf, storeVersions } from './fixtures.ts'
+import { claimOne, decisions, deliveryById, deliveryOf, newCifId, newEndSystem, record, refusalOf, statusesOf, storeVersions } from './fixtures.ts'
 
 // Skips and bulk redrives as requests: one person asks, another decides, against the real PostgreSQL.
 
@@ -29,15 +29,6 @@ async function failedDeliveries(count: number, endSystem = newEndSystem('crm')):
   }
   const ids = await Promise.all(cifIds.map(async (cifId) => (await deliveryOf(database.db, cifId, endSystem, 1)).id))
   return { endSystem, ids, cifIds }
-}
-
-async function refusalOf(action: Promise<unknown>): Promise<Refusal> {
-  const error = await action.then(
-    () => undefined,
-    (e: unknown) => e
-  )
-  expect(error).toBeInstanceOf(Refusal)
-  return error as Refusal
 }
 
 const actionsOf = (requestId: string) =>

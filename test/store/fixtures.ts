@@ -1,7 +1,9 @@
 import { type Kysely, type KyselyPlugin, sql } from 'kysely'
+import { expect } from 'vitest'
 import { cifIdFromNumber } from '../../src/contracts/cif-id.ts'
 import type { Customer } from '../../src/contracts/customer.ts'
 import { customerEvent, customerEventTypes } from '../../src/contracts/customer-events.ts'
+import { Refusal } from '../../src/contracts/problems.ts'
 import { topics } from '../../src/contracts/topics.ts'
 import { decideRequest, requestSkip } from '../../src/syncer/api/action-request-store.ts'
 import type { ActionRequest } from '../../src/syncer/api/schemas.ts'
@@ -247,4 +249,14 @@ export async function skipApproved(
 ): Promise<ActionRequest> {
   const asked = await requestSkip(asSyncer(db), { ...request, expiresInMs: 60_000 })
   return decideRequest(asSyncer(db), { requestId: asked.requestId, decider: approver, verdict: 'approve' })
+}
+
+/** The refusal an operator's action is met with (it fails the test when the action goes through). */
+export async function refusalOf(action: Promise<unknown>): Promise<Refusal> {
+  const error = await action.then(
+    () => undefined,
+    (e: unknown) => e
+  )
+  expect(error).toBeInstanceOf(Refusal)
+  return error as Refusal
 }

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { Refusal, syncerProblems } from '../../src/contracts/problems.ts'
+import { syncerProblems } from '../../src/contracts/problems.ts'
 import { statusKinds } from '../../src/contracts/sync-status-events.ts'
 import { topics } from '../../src/contracts/topics.ts'
 import { type OperatorRequest, redrive } from '../../src/syncer/delivery/operator-actions.ts'
@@ -17,6 +17,7 @@ import {
   newEndSystem,
   OWNER,
   record,
+  refusalOf,
   skipApproved,
   statusesOf,
   storeVersions
@@ -51,15 +52,6 @@ async function failedCreate(versions = 3): Promise<{ cifId: string; crm: string;
   )
   await record(database.db, await claimOne(database.db, crm), decisions.fail())
   return { cifId, crm, cards, failed: await deliveryOf(database.db, cifId, crm, 1) }
-}
-
-async function refusalOf(action: Promise<unknown>): Promise<Refusal> {
-  const error = await action.then(
-    () => undefined,
-    (e: unknown) => e
-  )
-  expect(error).toBeInstanceOf(Refusal)
-  return error as Refusal
 }
 
 describe('blocking behind a FAILED version', () => {
