@@ -45,6 +45,30 @@ const personalDataOf = (event: RawBuilder<unknown>): RawBuilder<unknown> =>
   sql`jsonb_build_object(${sql.join(personalData.fields.map((field) => sql`${sql.lit(field)}::text, ${event}->'data'->${sql.lit(field)}`))})`
 
 /**
+ * The due deliveries of one end system, in due order, locked. "Every earlier version settled" is a scalar
+ * subquery, not NOT EXISTS, on purpose: PostgreSQL turns NOT EXISTS into an anti join whose plan follows the
+ * table's statistics, and while they still describe the table before a burst (a Kafka outage's backlog,
+ * the open deliveries estimated at one row) it scanned every open delivery of the system for each
+ * candidate, 1-3 s a claim for a minute (docs/reliability.md). A scalar subquery stays a probe of
+ * delivery_open_by_customer per candidate, whatever the statistics say.
+ */
+export function dueDeliveries(endSystem: string, limit: number): RawBuilder<{ id: string; round_attempts: number }> {
+  return sql<{ id: string; round_attempts: number }>`
+    select d.id, d.round_attempts from delivery d
+    where d.end_system = ${endSystem}
+      and d.state in (${stateList(waitingStates)})
+      and d.next_attempt_at <= now()
+      and (select true from delivery earlier
+           where earlier.cif_id = d.cif_id and earlier.end_system = d.end_system
+             and earlier.customer_version < d.customer_version
+             and earlier.state not in (${stateList(settledStates)})
+           limit 1) is null
+    order by d.next_attempt_at, d.id
+    limit ${limit}
+    for update skip locked`
+}
+
+/**
  * Takes up to `limit` due deliveries of one end system for an attempt each. A delivery is due only when
  * every earlier version for the same customer and system has succeeded or was skipped, so updates never
  * overtake their create. Row locks with SKIP LOCKED let several syncers share the work.
@@ -57,19 +81,7 @@ export async function claimDue(
 ): Promise<ClaimedDelivery[]> {
   if (limit <= 0) return []
   return db.transaction().execute(async (trx) => {
-    const { rows: due } = await sql<{ id: string; round_attempts: number }>`
-      select d.id, d.round_attempts from delivery d
-      where d.end_system = ${endSystem}
-        and d.state in (${stateList(waitingStates)})
-        and d.next_attempt_at <= now()
-        and not exists (
-          select 1 from delivery earlier
-          where earlier.cif_id = d.cif_id and earlier.end_system = d.end_system
-            and earlier.customer_version < d.customer_version
-            and earlier.state not in (${stateList(settledStates)}))
-      order by d.next_attempt_at, d.id
-      limit ${limit}
-      for update skip locked`.execute(trx)
+    const { rows: due } = await dueDeliveries(endSystem, limit).execute(trx)
     if (due.length === 0) return []
     const leases = due.map((row) => leaseMs(row.round_attempts + 1))
     const { rows } = await sql<ClaimedDelivery>`
