@@ -69,7 +69,9 @@ const MAX_RECEIPTS = 200_000
 export class SimulatedEndSystem {
   readonly shape: SimulatedSystemShape
   readonly records = new Map<string, StoredRecord>()
-  readonly receipts: Receipt[] = []
+  /** The last MAX_RECEIPTS receipts, a ring: the oldest is overwritten, nothing is shifted. */
+  #receipts: Receipt[] = []
+  #oldestReceipt = 0
   received = 0
   repeated = 0
   fault: Fault = { mode: 'none' }
@@ -122,11 +124,17 @@ export class SimulatedEndSystem {
 
   reset(): void {
     this.records.clear()
-    this.receipts.length = 0
+    this.#receipts = []
+    this.#oldestReceipt = 0
     this.#answers.clear()
     this.#byCifId.clear()
     this.received = 0
     this.repeated = 0
+  }
+
+  /** What was answered, oldest first (the last MAX_RECEIPTS calls). */
+  get receipts(): Receipt[] {
+    return [...this.#receipts.slice(this.#oldestReceipt), ...this.#receipts.slice(0, this.#oldestReceipt)]
   }
 
   recordForCif(cifId: string): StoredRecord | undefined {
@@ -205,8 +213,12 @@ export class SimulatedEndSystem {
   }
 
   #answer(req: IncomingMessage, res: ServerResponse, cifId: string | undefined, key: string | undefined, status: number, body: unknown): void {
-    if (this.receipts.length >= MAX_RECEIPTS) this.receipts.shift()
-    this.receipts.push({ at: Date.now(), method: req.method ?? '', path: req.url ?? '', cifId, idempotencyKey: key, status })
+    const receipt = { at: Date.now(), method: req.method ?? '', path: req.url ?? '', cifId, idempotencyKey: key, status }
+    if (this.#receipts.length < MAX_RECEIPTS) this.#receipts.push(receipt)
+    else {
+      this.#receipts[this.#oldestReceipt] = receipt
+      this.#oldestReceipt = (this.#oldestReceipt + 1) % MAX_RECEIPTS
+    }
     send(res, status, body)
   }
 }
@@ -216,10 +228,21 @@ function header(req: IncomingMessage, name: string): string | undefined {
   return Array.isArray(value) ? value[0] : value
 }
 
-async function readBody(req: IncomingMessage): Promise<string> {
-  const chunks: Buffer[] = []
-  for await (const chunk of req) chunks.push(chunk as Buffer)
-  return Buffer.concat(chunks).toString('utf8')
+/** By events rather than `for await`: the async iterator costs more than the rest of a small request. */
+function readBody(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let body = ''
+    req.setEncoding('utf8')
+    req.on('data', (chunk: string) => {
+      body += chunk
+    })
+    req.on('end', () => resolve(body))
+    req.on('error', reject)
+    req.on('close', () => {
+      // The caller went away mid-body (an Error only then: its stack trace would cost on every request).
+      if (!req.complete) reject(new Error('the request closed before its body ended'))
+    })
+  })
 }
 
 function send(res: ServerResponse, status: number, body: unknown): void {

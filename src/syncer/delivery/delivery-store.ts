@@ -256,10 +256,12 @@ async function reportInSyncIfComplete(trx: SyncerTx, eventIds: string[]): Promis
     .forUpdate()
     .execute()
   const deliveries = await trx.selectFrom('delivery').select(['event_id', 'end_system', 'state']).where('event_id', 'in', ids).execute()
+  // Grouped once: filtering all of a batch's deliveries for each of its events grew with the batch squared.
+  const byEvent = Map.groupBy(deliveries, (d) => d.event_id)
   await recordStatuses(
     trx,
     events
-      .map((event) => ({ event, mine: deliveries.filter((d) => d.event_id === event.event_id) }))
+      .map((event) => ({ event, mine: byEvent.get(event.event_id) ?? [] }))
       .filter(({ mine }) => mine.every((d) => d.state === transitions.succeed.to))
       .map(({ event, mine }) => ({
         owner: event.owner_source_system,

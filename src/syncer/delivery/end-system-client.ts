@@ -96,7 +96,10 @@ export class EndSystemClient {
   async #send(outgoing: OutgoingRequest): Promise<CallResult> {
     const started = Date.now()
     try {
-      return await timeout(outgoing.timeoutMs, TimeoutStrategy.Aggressive).execute(async (_context, signal) => {
+      // Aborted on timeout only, not also on return as by default: that abort costs a DOMException (a stack
+      // trace) and undici's abort handling on every call, and by then the answer is read (or its rest cut
+      // off by readCapped), so there is nothing left to stop.
+      return await timeout(outgoing.timeoutMs, { strategy: TimeoutStrategy.Aggressive, abortOnReturn: false }).execute(async (_context, signal) => {
         const response = await request(outgoing.url, {
           method: outgoing.method,
           dispatcher: this.#agent,
