@@ -4,6 +4,7 @@
 // is read from /proc for each process, so the cost of recording every attempt is a measured ratio.
 import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
+import { loadavg } from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { sql } from 'kysely'
@@ -87,6 +88,8 @@ interface Run {
     /** /proc/stat over the window: the benchmark's own process and anything else on the machine count too. */
     machine: number
   }
+  /** The 1-minute load average at the end: above 2 on this machine, something else was running too. */
+  loadAverageAtEnd: number
 }
 
 function measured(
@@ -108,10 +111,12 @@ function measured(
       pipe: per(cpuMs(processes.map((p) => p.name).filter((name) => name !== 'simulator' && name !== 'benchmark'))),
       simulator: per(cpuMs(['simulator'])),
       machine: per(machineMs)
-    }
+    },
+    loadAverageAtEnd: Number(loadavg()[0]!.toFixed(2))
   }
 }
 
+/** Sampled once a second (start with 1000): CPU time is cumulative, and reading /proc often costs the benchmark's process. */
 function monitor(stack: ProcessStack, pipe: Record<string, () => number | undefined>): ProcessMonitor {
   return new ProcessMonitor(
     {
@@ -142,7 +147,7 @@ async function drainWithSyncer(stack: ProcessStack, expected: number, timeoutMs:
   const since = new Date()
   const usage = monitor(stack, { syncer: () => stack.syncer.pid })
   const machineFrom = machineBusyMs()
-  usage.start()
+  usage.start(1000)
   const startedAt = Date.now()
   await stack.syncer.start()
   const deadline = startedAt + timeoutMs
@@ -169,7 +174,7 @@ async function drainWithBaseline(stack: ProcessStack, expected: number, timeoutM
   let pid: number | undefined
   const usage = monitor(stack, { 'baseline forwarder': () => pid })
   const machineFrom = machineBusyMs()
-  usage.start()
+  usage.start(1000)
   const startedAt = Date.now()
   const child = spawn(process.execPath, [script], {
     env: { ...process.env, ...stack.env, BASELINE_GROUP: `bench-baseline-${startedAt}`, BASELINE_DELIVERIES: String(expected) },

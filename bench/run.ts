@@ -99,13 +99,13 @@ const stack = await startProcessStack({
   nodeOptions: process.env.BENCH_NODE_OPTIONS ?? '--max-old-space-size=192'
 })
 try {
-  const { rows } = await sql<{ version: string }>`show server_version`.execute(stack.database.db)
+  const { rows } = await sql<{ server_version: string }>`show server_version`.execute(stack.database.db)
   results.machine = {
     cores: cpus().length,
     cpu: cpus()[0]?.model,
     memoryGiB: Math.round(totalmem() / 2 ** 30),
     node: process.version,
-    postgresql: rows[0]?.version,
+    postgresql: rows[0]?.server_version,
     kafka: '4.1.1 (single KRaft node)',
     note: 'Kafka, PostgreSQL, the services, the simulator and the load generator all share these cores'
   }
