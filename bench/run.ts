@@ -10,6 +10,7 @@ import { waitUntilDrained } from '../test/support/invariants.ts'
 import { type LoadOptions, type LoadResult, percentiles, runLoad } from '../test/support/load.ts'
 import { ProcessMonitor, type ProcessUsage } from '../test/support/process-stats.ts'
 import { type ProcessStack, setFault, sourceKey, startProcessStack } from '../test/support/stack.ts'
+import { drainPhase } from './drain.ts'
 
 const started = Date.now()
 const say = (text: string) => process.stdout.write(`[${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${text}\n`)
@@ -98,18 +99,24 @@ const stack = await startProcessStack({
   nodeOptions: process.env.BENCH_NODE_OPTIONS ?? '--max-old-space-size=192'
 })
 try {
-  const { rows } = await sql<{ version: string }>`show server_version`.execute(stack.database.db)
+  const { rows } = await sql<{ server_version: string }>`show server_version`.execute(stack.database.db)
   results.machine = {
     cores: cpus().length,
     cpu: cpus()[0]?.model,
     memoryGiB: Math.round(totalmem() / 2 ** 30),
     node: process.version,
-    postgresql: rows[0]?.version,
+    postgresql: rows[0]?.server_version,
     kafka: '4.1.1 (single KRaft node)',
     note: 'Kafka, PostgreSQL, the services, the simulator and the load generator all share these cores'
   }
-  say('warming up')
-  await load(stack, 'warm-up', { ratePerSecond: 100, durationMs: 5000 })
+  // 0. Drain: first, while the topic holds no other customer events (the baseline reads it from its start).
+  if (runs('drain')) results.drain = await drainPhase(stack, Math.round(15_000 * scale), say)
+
+  const loadPhases = ['rate', 'saturation', 'isolation', 'recovery'].filter(runs)
+  if (loadPhases.length > 0) {
+    say('warming up')
+    await load(stack, 'warm-up', { ratePerSecond: 100, durationMs: 5000 })
+  }
 
   await sql`create extension if not exists pg_stat_statements`.execute(stack.database.db)
   if (process.env.BENCH_DIAGNOSE_ASYNC_COMMIT) {
@@ -235,9 +242,16 @@ try {
 const file = new URL(`results/bench-${new Date().toISOString().replaceAll(':', '-')}.json`, import.meta.url)
 writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`)
 const usageTable = (processes: ProcessUsage[]) => processes.map((p) => `${p.name} ${p.peakRssMb} MB ${p.cpuCores} cores`).join('; ')
-const { fixedRates, saturation, isolation, recovery } = results as Record<string, any>
+const { drain, fixedRates, saturation, isolation, recovery } = results as Record<string, any>
 const pct = (p: { p50: number; p95: number; p99: number } | undefined) => (p ? `${p.p50} / ${p.p95} / ${p.p99}` : '-')
 console.table({
+  'drain: syncer deliveries/s (pipe CPU ms per delivery)': drain
+    ? `${drain.syncer.deliveriesPerSecond} (${drain.syncer.cpuMsPerDelivery.pipe})`
+    : '-',
+  'drain: baseline deliveries/s (pipe CPU ms per delivery)': drain
+    ? `${drain.baseline.deliveriesPerSecond} (${drain.baseline.cpuMsPerDelivery.pipe})`
+    : '-',
+  'drain: syncer / baseline deliveries/s': drain?.ratio.deliveriesPerSecond ?? '-',
   'create API at 100/s (p50/p95/p99 ms)': pct(fixedRates?.[100]?.createLatencyMs),
   'end to end at 100/s (p50/p95/p99 ms)': pct(fixedRates?.[100]?.endToEndMs),
   'create API at 200/s (p50/p95/p99 ms)': pct(fixedRates?.[200]?.createLatencyMs),
@@ -249,5 +263,6 @@ console.table({
   'recovery: backlog cleared after system back (ms)': recovery?.backlogClearedMsAfterSystemBack ?? '-',
   'recovery: final states': recovery ? JSON.stringify(recovery.finalStates) : '-'
 })
+if (drain) say(`processes in the drain: ${usageTable(drain.syncer.processes)}`)
 if (saturation) say(`processes at saturation: ${usageTable(saturation.processes)}`)
 say(`written to ${file.pathname}`)

@@ -33,7 +33,8 @@ export interface LoadResult extends LoadProgress {
 }
 
 let serial = 0
-function person(): Record<string, unknown> {
+/** A new customer as a branch would enter it: unique passport number and external id. */
+export function person(): Record<string, unknown> {
   const unique = `${process.pid.toString(36)}${(serial++).toString(36)}${randomUUID().slice(0, 8)}`.toUpperCase()
   return {
     legalForm: 'PERSON',

@@ -37,6 +37,8 @@ export interface ProcessStack {
   cifUrl: string
   syncerUrl: string
   simulatorUrl: string
+  /** The environment the services run with (a benchmark's own processes use it too). */
+  env: Record<string, string>
   /** Another syncer in the same consumer group, on a port of its own; not started. Stopped with the stack. */
   anotherSyncer(): Promise<ServiceProcess>
   stop(): Promise<void>
@@ -111,6 +113,7 @@ export async function startProcessStack(options: StackOptions = {}): Promise<Pro
     cifUrl,
     syncerUrl,
     simulatorUrl,
+    env,
     anotherSyncer: async () => {
       const port = await freePort()
       const name = `syncer-${extraSyncers.length + 2}`
