@@ -14,6 +14,13 @@ export { keys, newPerson, problemType } from '../integration/helpers.ts'
 
 export const operatorKey = 'test-operator-key'
 
+/** A second operator, with the role approver: the other person that a skip or a bulk redrive needs. */
+export const approverKey = 'test-approver-key'
+export const withApprover = {
+  SYNCER_OPERATORS: `test-operator=${apiKeyHash(operatorKey)},test-approver=${apiKeyHash(approverKey)}`,
+  SYNCER_OPERATOR_ROLES: 'test-approver:approver'
+}
+
 /** Two source systems and one operator, known by the hashes of their keys as in production. */
 export function testConfig(env: Record<string, string> = {}): Config {
   return loadConfig({

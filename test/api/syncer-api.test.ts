@@ -11,7 +11,7 @@ import { eventMessage } from '../store/fixtures.ts'
 import { asSyncer } from '../support/database.ts'
 import { devTrustedKeys } from '../support/event-keys.ts'
 import { type OwnDatabase, ownDatabase } from '../support/own-database.ts'
-import { call, keys, operatorKey, problemType, syncerApp, testConfig } from './helpers.ts'
+import { approverKey, call, keys, operatorKey, problemType, syncerApp, testConfig, withApprover } from './helpers.ts'
 
 // The syncer's callback and admin APIs on their edges, against PostgreSQL alone: the customers, deliveries,
 // attempts and statuses they serve are put in the database by the syncer's own stores, as its intake and
@@ -36,9 +36,6 @@ const stuck = newCifId()
 const theirs = newCifId()
 /** Well-formed, but no event ever named it. */
 const unknown = cifIdFromNumber(9_999_999_999)
-
-/** The second person, who approves a skip the test operator asked for. */
-const approverKey = 'test-approver-key'
 
 /** Takes every due delivery of one end system for an attempt, as its lane would; by CIF ID. */
 async function claim(endSystem: string): Promise<Map<string, ClaimedDelivery>> {
@@ -82,13 +79,7 @@ const deliveryId = async (cifId: string, endSystem: string, version: number): Pr
 
 beforeAll(async () => {
   database = await ownDatabase()
-  app = await syncerApp(
-    database,
-    testConfig({
-      SYNCER_OPERATORS: `test-operator=${apiKeyHash(operatorKey)},test-approver=${apiKeyHash(approverKey)}`,
-      SYNCER_OPERATOR_ROLES: 'test-approver:approver'
-    })
-  )
+  app = await syncerApp(database, testConfig(withApprover))
   const db = asSyncer(database.db)
   await storeEvents(
     db,

@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { cifIdFromNumber } from '../../src/contracts/cif-id.ts'
 import { httpProblems, type ProblemType, syncerProblems } from '../../src/contracts/problems.ts'
-import { apiKeyHash } from '../../src/platform/http/api-key-auth.ts'
 import type { HttpServer } from '../../src/platform/http/server.ts'
 import { findAttempts, findDeliveries } from '../../src/syncer/api/read-model.ts'
 import { claimDue } from '../../src/syncer/delivery/delivery-store.ts'
@@ -11,7 +10,7 @@ import { decisions, eventMessage, record } from '../store/fixtures.ts'
 import { asSyncer } from '../support/database.ts'
 import { devTrustedKeys } from '../support/event-keys.ts'
 import { type OwnDatabase, ownDatabase } from '../support/own-database.ts'
-import { call, keys, operatorKey, problemType, syncerApp, testConfig } from './helpers.ts'
+import { approverKey, call, keys, operatorKey, problemType, syncerApp, testConfig, withApprover } from './helpers.ts'
 
 // The syncer's admin and callback APIs against what a hostile or careless client sends: every input that
 // reaches PostgreSQL or a Date is refused at the edge with a 400 naming the field, never a 500, and a
@@ -25,20 +24,12 @@ const END_SYSTEMS = ['core-banking', 'crm']
 // The file has a database of its own, so CIF IDs need only differ within the file.
 const toRedrive = cifIdFromNumber(1_000_000_001)
 const toSkip = cifIdFromNumber(1_000_000_002)
-/** The second person, who approves the one skip asked for. */
-const approverKey = 'test-approver-key'
 /** The redrive target's CRM delivery and the skip target's, both FAILED after one attempt. */
 const failed = { redrive: '', skip: '' }
 
 beforeAll(async () => {
   database = await ownDatabase()
-  app = await syncerApp(
-    database,
-    testConfig({
-      SYNCER_OPERATORS: `test-operator=${apiKeyHash(operatorKey)},test-approver=${apiKeyHash(approverKey)}`,
-      SYNCER_OPERATOR_ROLES: 'test-approver:approver'
-    })
-  )
+  app = await syncerApp(database, testConfig(withApprover))
   const db = asSyncer(database.db)
   await storeEvents(db, [eventMessage(toRedrive, 1, PORTAL), eventMessage(toSkip, 1, PORTAL)], END_SYSTEMS, devTrustedKeys)
   for (const delivery of await claimDue(db, 'crm', 10, () => 60_000)) {
