@@ -131,7 +131,7 @@ const WRITING_SYSTEMS: Record<string, string[]> = {
   Bopomofo: ['Chinese']
 }
 const SHARED = /[\p{scx=Common}\p{scx=Inherited}]/u
-const ASCII = /^[\x00-\x7f]*$/
+const ASCII = /^[ -~]*$/
 
 /**
  * Whether a name mixes scripts (Unicode TS #39, mixed-script detection): the scripts of its letters, each
@@ -139,7 +139,7 @@ const ASCII = /^[\x00-\x7f]*$/
  * digits and punctuation are shared by all scripts.
  */
 export function isMixedScript(name: string): boolean {
-  // Most names are ASCII: their letters are all Latin, the rest shared by every script.
+  // Most names are printable ASCII: their letters are all Latin, the rest shared by every script.
   if (ASCII.test(name)) return false
   let common: Set<string> | undefined
   for (const char of name) {
