@@ -6,20 +6,11 @@ import { apiKeyHash } from '../../src/platform/http/api-key-auth.ts'
 import type { HttpServer } from '../../src/platform/http/server.ts'
 import { createLogger } from '../../src/platform/logger.ts'
 import { createSyncerApp } from '../../src/syncer/service.ts'
-import { keys } from '../integration/helpers.ts'
+import { keys, operatorKey } from '../integration/helpers.ts'
 import { asCif, asSyncer } from '../support/database.ts'
 import { type OwnDatabase, ownDatabase } from '../support/own-database.ts'
 
-export { keys, newPerson, problemType } from '../integration/helpers.ts'
-
-export const operatorKey = 'test-operator-key'
-
-/** A second operator, with the role approver: the other person that a skip or a bulk redrive needs. */
-export const approverKey = 'test-approver-key'
-export const withApprover = {
-  SYNCER_OPERATORS: `test-operator=${apiKeyHash(operatorKey)},test-approver=${apiKeyHash(approverKey)}`,
-  SYNCER_OPERATOR_ROLES: 'test-approver:approver'
-}
+export { approverKey, keys, newPerson, operatorKey, problemType, withApprover } from '../integration/helpers.ts'
 
 /** Two source systems and one operator, known by the hashes of their keys as in production. */
 export function testConfig(env: Record<string, string> = {}): Config {

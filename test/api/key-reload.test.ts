@@ -13,7 +13,7 @@ import { freePort } from '../integration/free-port.ts'
 import { type CertificateFiles, TestCertificates } from '../support/certificates.ts'
 import { type OwnDatabase, ownDatabase } from '../support/own-database.ts'
 import { ServiceProcess } from '../support/service-process.ts'
-import { call, syncerApp } from './helpers.ts'
+import { call, operatorKey, syncerApp } from './helpers.ts'
 
 // Keys rotated and revoked without a restart: the key files are read again on a reload (SIGHUP).
 let database: OwnDatabase
@@ -26,7 +26,6 @@ const files = {
 const write = (file: string, lines: string[]) => writeFileSync(file, `${lines.join('\n')}\n`)
 const unknownCifId = cifIdFromNumber(9_999_999_999)
 const sourceSystemKeys = { old: 'test-branch-portal-old-key', new: 'test-branch-portal-new-key', onboarding: 'test-onboarding-app-key' }
-const operatorKey = 'test-operator-key'
 
 beforeAll(async () => {
   database = await ownDatabase()

@@ -18,6 +18,13 @@ import { createLogger } from '../../src/platform/logger.ts'
 import { freePort } from './free-port.ts'
 
 export const keys = { branchPortal: 'test-branch-portal-key', onboardingApp: 'test-onboarding-app-key' }
+export const operatorKey = 'test-operator-key'
+/** A second operator, with the role approver: the other person that a skip or a bulk redrive needs. */
+export const approverKey = 'test-approver-key'
+export const withApprover = {
+  SYNCER_OPERATORS: `test-operator=${apiKeyHash(operatorKey)},test-approver=${apiKeyHash(approverKey)}`,
+  SYNCER_OPERATOR_ROLES: 'test-approver:approver'
+}
 
 export function connections(): Connections {
   return { databaseUrl: inject('databaseUrl'), kafka: inject('kafka') }

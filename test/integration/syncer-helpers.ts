@@ -8,11 +8,9 @@ import { type Simulator, startSimulator } from '../../src/simulator/service.ts'
 import { loadEndSystems, type RetryPolicy } from '../../src/syncer/delivery/end-systems-config.ts'
 import { type Syncer, startSyncer } from '../../src/syncer/service.ts'
 import type { TestDatabase } from '../support/database.ts'
-import { connections, keys } from './helpers.ts'
+import { connections, keys, withApprover } from './helpers.ts'
 
-export const operatorKey = 'test-operator-key'
-/** The second person, who approves what the test operator asks for (a skip). */
-export const approverKey = 'test-approver-key'
+export { approverKey, operatorKey } from './helpers.ts'
 export const CORE_BANKING_TOKEN = 'test-core-banking-token'
 
 /** Short enough that a test sees every retry; the shape (growth, jitter, budget) is the production one. */
@@ -44,8 +42,7 @@ export async function startTestSyncer(
     SYNCER_POLL_INTERVAL_MS: '50',
     OUTBOX_POLL_INTERVAL_MS: '100',
     CIF_SOURCE_SYSTEMS: `branch-portal=${apiKeyHash(keys.branchPortal)},onboarding-app=${apiKeyHash(keys.onboardingApp)}`,
-    SYNCER_OPERATORS: `test-operator=${apiKeyHash(operatorKey)},test-approver=${apiKeyHash(approverKey)}`,
-    SYNCER_OPERATOR_ROLES: 'test-approver:approver',
+    ...withApprover,
     ...overrides.env
   })
   const log = overrides.log ?? createLogger(process.env.LOG_LEVEL ?? 'warn', 'syncer-test')
