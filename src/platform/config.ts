@@ -116,6 +116,18 @@ function integer(env: Env, name: string, fallback: number, min: number, max: num
 }
 
 /**
+ * `text` is an ISO 8601 date-time with a zone, on a day the calendar has: `Date` reads 2027-02-30 as
+ * 2 March, and an expiry a month later than written is a key that works a month too long.
+ */
+function isDateTime(text: string, parsed: Date): boolean {
+  const match = /^(\d{4})-(\d{2})-(\d{2})T\d{2}:\d{2}(:\d{2})?(\.\d+)?(Z|[+-]\d{2}:\d{2})$/.exec(text)
+  if (!match || Number.isNaN(parsed.getTime())) return false
+  const [year, month, day] = match.slice(1, 4).map(Number) as [number, number, number]
+  const calendarDay = new Date(Date.UTC(year, month - 1, day))
+  return calendarDay.getUTCMonth() === month - 1 && calendarDay.getUTCDate() === day
+}
+
+/**
  * API keys are configured as `name=sha256hex` pairs separated by commas, each optionally with an expiry
  * (`name=sha256hex@2027-01-31T00:00:00Z`). A caller may have several keys, so that a new one can be given
  * out before the old one stops working. Only hashes are configured, so a leaked configuration does not
@@ -137,7 +149,7 @@ export function parseApiKeys(raw: string, variable: string): Map<string, ApiKey[
     if (seen.has(hash)) throw new ConfigError(`${variable} holds the key of "${name}" twice, or for two callers.`)
     seen.add(hash)
     const expiresAt = expiry === undefined ? undefined : new Date(expiry)
-    if (expiresAt && (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?(\.\d+)?(Z|[+-]\d{2}:\d{2})$/.test(expiry!) || Number.isNaN(expiresAt.getTime()))) {
+    if (expiresAt && !isDateTime(expiry!, expiresAt)) {
       throw new ConfigError(
         `${variable} entry of "${name}" has an expiry "${expiry!.slice(0, 40)}" that is not a date-time such as 2027-01-31T00:00:00Z.`
       )

@@ -47,6 +47,12 @@ describe('configuration', () => {
     expect(() => parseApiKeys(`crm=${hash},crm=${hash}`, 'CIF_SOURCE_SYSTEMS')).toThrow(/twice/)
     expect(() => parseApiKeys(`crm=${hash},cards=${hash}`, 'CIF_SOURCE_SYSTEMS')).toThrow(/two callers/)
     expect(() => parseApiKeys(`crm=${hash}@tomorrow`, 'CIF_SOURCE_SYSTEMS')).toThrow(/not a date-time/)
+    // Date would read these as 2 March and 1 May: a key working weeks longer than its owner wrote.
+    expect(() => parseApiKeys(`crm=${hash}@2027-02-30T00:00:00Z`, 'CIF_SOURCE_SYSTEMS')).toThrow(/not a date-time/)
+    expect(() => parseApiKeys(`crm=${hash}@2027-04-31T00:00:00Z`, 'CIF_SOURCE_SYSTEMS')).toThrow(/not a date-time/)
+    expect(parseApiKeys(`crm=${hash}@2028-02-29T00:00:00+01:00`, 'CIF_SOURCE_SYSTEMS').get('crm')).toEqual([
+      { hash, expiresAt: new Date('2028-02-28T23:00:00Z') }
+    ])
   })
 
   it('refuses the public dev key and an empty key list in production', () => {
