@@ -122,7 +122,10 @@ async function onStack(phases: string, run: (stack: ProcessStack) => Promise<voi
   const stack = await startProcessStack({
     retry: { retries: 20, backoffMs: 1000, maxBackoffMs: 10_000 },
     ...(process.env.BENCH_CONCURRENCY ? { concurrency: Number(process.env.BENCH_CONCURRENCY) } : {}),
-    nodeOptions: process.env.BENCH_NODE_OPTIONS ?? '--max-old-space-size=192'
+    // Heap limits as a deployment would set them (README, "Running in production"): without a cap on the young
+    // generation V8 grows it to 2 × 64 MB, and under a 192 MB cap a process holding as much as the simulator
+    // then runs a full collection every few requests (docs/performance.md, "Simulator").
+    nodeOptions: process.env.BENCH_NODE_OPTIONS ?? '--max-old-space-size=192 --max-semi-space-size=16'
   })
   try {
     const machine = await conditions(stack)
