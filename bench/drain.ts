@@ -143,7 +143,11 @@ async function resetSimulator(stack: ProcessStack): Promise<void> {
   }
 }
 
-async function drainWithSyncer(stack: ProcessStack, expected: number, timeoutMs: number): Promise<Run & { states: Record<string, number> }> {
+async function drainWithSyncer(
+  stack: ProcessStack,
+  expected: number,
+  timeoutMs: number
+): Promise<Run & { states: Record<string, number>; intake: Awaited<ReturnType<typeof intakeBatches>> }> {
   const since = new Date()
   const usage = monitor(stack, { syncer: () => stack.syncer.pid })
   const machineFrom = machineBusyMs()
@@ -166,7 +170,15 @@ async function drainWithSyncer(stack: ProcessStack, expected: number, timeoutMs:
     from delivery where created_at >= ${since}`.execute(stack.database.db)
   const states = Object.fromEntries(rows.map((r) => [r.state, Number(r.n)]))
   const window = { startedAt, firstAt: rows[0]!.first.getTime(), lastAt: rows[0]!.last.getTime() }
-  return { ...measured(done, window, processes, machineMs), states }
+  return { ...measured(done, window, processes, machineMs), states, intake: await intakeBatches(stack, since) }
+}
+
+/** The intake stores a batch of events in one transaction, so one batch's events share their `received_at` (now()). */
+async function intakeBatches(stack: ProcessStack, since: Date): Promise<{ transactions: number; eventsPerTransaction: number }> {
+  const { rows } = await sql<{ transactions: string; events: string }>`
+    select count(distinct received_at) as transactions, count(*) as events from sync_event where received_at >= ${since}`.execute(stack.database.db)
+  const transactions = Number(rows[0]!.transactions)
+  return { transactions, eventsPerTransaction: Math.round(Number(rows[0]!.events) / Math.max(1, transactions)) }
 }
 
 async function drainWithBaseline(stack: ProcessStack, expected: number, timeoutMs: number): Promise<Run & { calls: number }> {
@@ -204,9 +216,8 @@ async function drainWithBaseline(stack: ProcessStack, expected: number, timeoutM
 }
 
 /**
- * Runs on a stack whose topic holds no customer events yet (the benchmark's first phase): the baseline
- * reads the topic from its start. The syncer is stopped for the backlog and for the baseline's run, and
- * left running after.
+ * Runs on a stack of its own, whose topic holds no customer events yet: the baseline reads the topic from its
+ * start. The syncer is stopped for the backlog and for the baseline's run, and left stopped.
  */
 export async function drainPhase(stack: ProcessStack, customers: number, say: (text: string) => void): Promise<Record<string, unknown>> {
   const expected = customers * Object.keys(await simulatorRecords(stack)).length
@@ -220,7 +231,8 @@ export async function drainPhase(stack: ProcessStack, customers: number, say: (t
   const syncer = await drainWithSyncer(stack, expected, timeoutMs)
   const syncerRecords = await simulatorRecords(stack)
   say(
-    `drain: syncer ${syncer.deliveriesPerSecond} deliveries/s, CPU ms per delivery ${JSON.stringify(syncer.cpuMsPerDelivery)}; ${JSON.stringify(syncerRecords)}`
+    `drain: syncer ${syncer.deliveriesPerSecond} deliveries/s, CPU ms per delivery ${JSON.stringify(syncer.cpuMsPerDelivery)}, ` +
+      `intake ${syncer.intake.eventsPerTransaction} events per transaction; ${JSON.stringify(syncerRecords)}`
   )
   await stack.syncer.stop()
   await resetSimulator(stack)
@@ -230,7 +242,6 @@ export async function drainPhase(stack: ProcessStack, customers: number, say: (t
   say(
     `drain: baseline ${baseline.deliveriesPerSecond} deliveries/s, CPU ms per delivery ${JSON.stringify(baseline.cpuMsPerDelivery)}; ${JSON.stringify(baselineRecords)}`
   )
-  await stack.syncer.start()
 
   for (const [label, records] of [
     ['syncer', syncerRecords],

@@ -1,8 +1,11 @@
 // `npm run bench`: throughput and latency of the whole pipeline on this machine. Starts its own stack
 // (PostgreSQL, Kafka, and the CIF service, syncer and simulator as processes), drives the CIF API, and
 // writes a table and bench/results/<time>.json. Everything shares this machine's cores: say so with figures.
+import { spawnSync } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
-import { cpus, totalmem } from 'node:os'
+import { readFile } from 'node:fs/promises'
+import { cpus, loadavg, totalmem } from 'node:os'
+import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import * as hdr from 'hdr-histogram-js'
 import { sql } from 'kysely'
@@ -90,153 +93,191 @@ async function deliveriesDone(stack: ProcessStack, since: Date): Promise<number>
   return Number(n)
 }
 
-const results: Record<string, unknown> = {}
-say(`starting the stack (BENCH_SCALE=${scale})`)
-// The recovery scenario keeps one system down for a minute: a retry budget that outlasts it (policy is configuration).
-const stack = await startProcessStack({
-  retry: { retries: 20, backoffMs: 1000, maxBackoffMs: 10_000 },
-  ...(process.env.BENCH_CONCURRENCY ? { concurrency: Number(process.env.BENCH_CONCURRENCY) } : {}),
-  nodeOptions: process.env.BENCH_NODE_OPTIONS ?? '--max-old-space-size=192'
-})
-try {
+/** The machine and the versions of what runs on it, said next to every phase's figures. */
+async function conditions(stack: ProcessStack): Promise<Record<string, unknown>> {
   const { rows } = await sql<{ server_version: string }>`show server_version`.execute(stack.database.db)
-  results.machine = {
+  const brokerLog = await readFile(join(stack.dir, 'kafka', 'broker.log'), 'utf8').catch(() => '')
+  const java = spawnSync('java', ['-version'], { encoding: 'utf8' })
+  return {
     cores: cpus().length,
     cpu: cpus()[0]?.model,
     memoryGiB: Math.round(totalmem() / 2 ** 30),
     node: process.version,
     postgresql: rows[0]?.server_version,
-    kafka: '4.1.1 (single KRaft node)',
+    kafka: `${/Kafka version: (\S+)/.exec(brokerLog)?.[1] ?? 'unknown'} (single KRaft node), ${/^\S+ version "([^"]+)"/m.exec(java.stderr)?.[0] ?? 'java unknown'}`,
     note: 'Kafka, PostgreSQL, the services, the simulator and the load generator all share these cores'
   }
-  // 0. Drain: first, while the topic holds no other customer events (the baseline reads it from its start).
-  if (runs('drain')) results.drain = await drainPhase(stack, Math.round(15_000 * scale), say)
+}
 
-  const loadPhases = ['rate', 'saturation', 'isolation', 'recovery'].filter(runs)
-  if (loadPhases.length > 0) {
+const oneMinuteLoad = () => Number(loadavg()[0]!.toFixed(2))
+
+/**
+ * A stack of its own for `phases`: an empty database and an empty topic. The drain leaves 45,000 deliveries,
+ * 15,000 records per simulated system and tables for autovacuum to catch up with; on a shared stack the phases
+ * after it paid for them (create p50 2.4 s at 100/s instead of 0.35 s).
+ */
+async function onStack(phases: string, run: (stack: ProcessStack) => Promise<void>): Promise<void> {
+  say(`${phases}: starting a stack (BENCH_SCALE=${scale})`)
+  // The recovery scenario keeps one system down for a minute: a retry budget that outlasts it (policy is configuration).
+  const stack = await startProcessStack({
+    retry: { retries: 20, backoffMs: 1000, maxBackoffMs: 10_000 },
+    ...(process.env.BENCH_CONCURRENCY ? { concurrency: Number(process.env.BENCH_CONCURRENCY) } : {}),
+    // Heap limits as a deployment would set them (README, "Running in production"): without a cap on the young
+    // generation V8 grows it to 2 × 64 MB, and under a 192 MB cap a process holding as much as the simulator
+    // then runs a full collection every few requests (docs/performance.md, "Simulator").
+    nodeOptions: process.env.BENCH_NODE_OPTIONS ?? '--max-old-space-size=192 --max-semi-space-size=16'
+  })
+  try {
+    const machine = await conditions(stack)
+    const loadAverageAtStart = oneMinuteLoad()
+    say(`${phases}: ${machineLine(machine)}; 1-minute load average ${loadAverageAtStart}`)
+    const before = new Set(Object.keys(results))
+    await run(stack)
+    const loadAverageAtEnd = oneMinuteLoad()
+    say(`${phases}: done; 1-minute load average ${loadAverageAtEnd}`)
+    for (const phase of Object.keys(results).filter((name) => !before.has(name))) {
+      results[phase] = { machine: { ...machine, loadAverageAtStart, loadAverageAtEnd }, ...(results[phase] as object) }
+    }
+  } finally {
+    await stack.stop()
+  }
+}
+
+const machineLine = (m: Record<string, unknown>) =>
+  `${m.cores} × ${m.cpu}, ${m.memoryGiB} GiB, Node.js ${m.node}, PostgreSQL ${m.postgresql}, Kafka ${m.kafka}`
+
+/** Each phase's result has `machine`: the machine, the versions, and the 1-minute load average before and after (above the cores' count, something else ran too). */
+const results: Record<string, unknown> = {}
+if (runs('drain')) {
+  await onStack('drain', async (stack) => {
+    results.drain = await drainPhase(stack, Math.round(15_000 * scale), say)
+  })
+}
+
+const loadPhases = ['rate', 'saturation', 'isolation', 'recovery'].filter(runs)
+if (loadPhases.length > 0) {
+  await onStack(loadPhases.join(', '), async (stack) => {
     say('warming up')
     await load(stack, 'warm-up', { ratePerSecond: 100, durationMs: 5000 })
-  }
 
-  await sql`create extension if not exists pg_stat_statements`.execute(stack.database.db)
-  if (process.env.BENCH_DIAGNOSE_ASYNC_COMMIT) {
-    // A diagnosis only (how much of the time is waiting for the WAL flush), never a setting to run with.
-    await sql`alter system set synchronous_commit = off`.execute(stack.database.db)
-    await sql`select pg_reload_conf()`.execute(stack.database.db)
-    say('DIAGNOSIS: synchronous_commit = off')
-  }
+    await sql`create extension if not exists pg_stat_statements`.execute(stack.database.db)
+    if (process.env.BENCH_DIAGNOSE_ASYNC_COMMIT) {
+      // A diagnosis only (how much of the time is waiting for the WAL flush), never a setting to run with.
+      await sql`alter system set synchronous_commit = off`.execute(stack.database.db)
+      await sql`select pg_reload_conf()`.execute(stack.database.db)
+      say('DIAGNOSIS: synchronous_commit = off')
+    }
 
-  // 1. Fixed rates: latency of the API and end to end, below and at what this machine takes.
-  if (runs('rate')) {
-    const fixedRates: Record<string, unknown> = {}
-    for (const ratePerSecond of [100, 200]) {
+    // 1. Fixed rates: latency of the API and end to end, below and at what this machine takes.
+    if (runs('rate')) {
+      const fixedRates: Record<string, unknown> = {}
+      for (const ratePerSecond of [100, 200]) {
+        const since = new Date()
+        const usage = monitor(stack)
+        usage.start()
+        const traffic = await load(stack, `${ratePerSecond}/s`, { ratePerSecond, durationMs: seconds(20), updateShare: 0.2 })
+        const drainMs = await waitUntilDrained(stack, since, 120_000)
+        const e2e = await endToEnd(stack, traffic, since)
+        fixedRates[ratePerSecond] = {
+          ratePerSecond,
+          durationS: traffic.elapsedMs / 1000,
+          creates: traffic.creates,
+          updates: traffic.updates,
+          errors: traffic.errors,
+          createLatencyMs: percentiles(traffic.createLatency),
+          updateLatencyMs: percentiles(traffic.updateLatency),
+          endToEndMs: percentiles(e2e.latency),
+          unfinished: e2e.unfinished,
+          drainMs,
+          processes: usage.stop()
+        }
+        say(`${ratePerSecond}/s: create ${JSON.stringify(percentiles(traffic.createLatency))}, e2e ${JSON.stringify(percentiles(e2e.latency))}`)
+      }
+      results.fixedRates = fixedRates
+    }
+
+    // 2. Saturation: as many creates as the API takes, and whether the deliveries keep up.
+    if (runs('saturation')) {
+      await sql`select pg_stat_statements_reset()`.execute(stack.database.db)
       const since = new Date()
       const usage = monitor(stack)
       usage.start()
-      const traffic = await load(stack, `${ratePerSecond}/s`, { ratePerSecond, durationMs: seconds(20), updateShare: 0.2 })
-      const drainMs = await waitUntilDrained(stack, since, 120_000)
+      const traffic = await load(stack, 'saturation', { concurrency: 64, durationMs: seconds(30), updateShare: 0.2 })
+      const loadEnded = Date.now()
+      const deliveredDuringLoad = await deliveriesDone(stack, since)
+      const drainMs = await waitUntilDrained(stack, since, 600_000)
+      const delivered = await deliveriesDone(stack, since)
+      const processes = usage.stop()
       const e2e = await endToEnd(stack, traffic, since)
-      fixedRates[ratePerSecond] = {
-        ratePerSecond,
+      results.saturation = {
+        concurrency: 64,
         durationS: traffic.elapsedMs / 1000,
-        creates: traffic.creates,
-        updates: traffic.updates,
+        requestsPerSecond: Math.round(((traffic.creates + traffic.updates) / traffic.elapsedMs) * 1000),
+        createsPerSecond: Math.round((traffic.creates / traffic.elapsedMs) * 1000),
         errors: traffic.errors,
         createLatencyMs: percentiles(traffic.createLatency),
-        updateLatencyMs: percentiles(traffic.updateLatency),
+        deliveriesPerSecondDuringLoad: Math.round((deliveredDuringLoad / (loadEnded - since.getTime())) * 1000),
+        deliveriesPerSecondOverall: Math.round((delivered / (loadEnded - since.getTime() + Math.max(0, drainMs))) * 1000),
+        backlogDrainMs: drainMs,
         endToEndMs: percentiles(e2e.latency),
-        unfinished: e2e.unfinished,
-        drainMs,
-        processes: usage.stop()
-      }
-      say(`${ratePerSecond}/s: create ${JSON.stringify(percentiles(traffic.createLatency))}, e2e ${JSON.stringify(percentiles(e2e.latency))}`)
-    }
-    results.fixedRates = fixedRates
-  }
-
-  // 2. Saturation: as many creates as the API takes, and whether the deliveries keep up.
-  if (runs('saturation')) {
-    await sql`select pg_stat_statements_reset()`.execute(stack.database.db)
-    const since = new Date()
-    const usage = monitor(stack)
-    usage.start()
-    const traffic = await load(stack, 'saturation', { concurrency: 64, durationMs: seconds(30), updateShare: 0.2 })
-    const loadEnded = Date.now()
-    const deliveredDuringLoad = await deliveriesDone(stack, since)
-    const drainMs = await waitUntilDrained(stack, since, 600_000)
-    const delivered = await deliveriesDone(stack, since)
-    const processes = usage.stop()
-    const e2e = await endToEnd(stack, traffic, since)
-    results.saturation = {
-      concurrency: 64,
-      durationS: traffic.elapsedMs / 1000,
-      requestsPerSecond: Math.round(((traffic.creates + traffic.updates) / traffic.elapsedMs) * 1000),
-      createsPerSecond: Math.round((traffic.creates / traffic.elapsedMs) * 1000),
-      errors: traffic.errors,
-      createLatencyMs: percentiles(traffic.createLatency),
-      deliveriesPerSecondDuringLoad: Math.round((deliveredDuringLoad / (loadEnded - since.getTime())) * 1000),
-      deliveriesPerSecondOverall: Math.round((delivered / (loadEnded - since.getTime() + Math.max(0, drainMs))) * 1000),
-      backlogDrainMs: drainMs,
-      endToEndMs: percentiles(e2e.latency),
-      processes,
-      topStatements: (
-        await sql<{ query: string; calls: string; total_ms: number; mean_ms: number }>`
+        processes,
+        topStatements: (
+          await sql<{ query: string; calls: string; total_ms: number; mean_ms: number }>`
           select left(regexp_replace(query, '\\s+', ' ', 'g'), 160) as query, calls, round(total_exec_time) as total_ms,
                  round(mean_exec_time::numeric, 3) as mean_ms
           from pg_stat_statements order by total_exec_time desc limit 12`.execute(stack.database.db)
-      ).rows
+        ).rows
+      }
+      say(`saturation: ${JSON.stringify(results.saturation, null, 1)}`)
     }
-    say(`saturation: ${JSON.stringify(results.saturation, null, 1)}`)
-  }
 
-  // 3. Isolation: the healthy system's latency with another down and a third answering after 2 s.
-  if (runs('isolation')) {
-    const measure = async (label: string) => {
+    // 3. Isolation: the healthy system's latency with another down and a third answering after 2 s.
+    if (runs('isolation')) {
+      const measure = async (label: string) => {
+        const since = new Date()
+        const traffic = await load(stack, label, { ratePerSecond: 100, durationMs: seconds(20) })
+        await sleep(3000)
+        return percentiles((await endToEnd(stack, traffic, since, 'cards')).latency)
+      }
+      const baseline = await measure('isolation baseline')
+      await setFault(stack, 'crm', { mode: 'down' })
+      await setFault(stack, 'core-banking', { mode: 'slow', delayMs: 2000 })
+      const degraded = await measure('isolation, crm down, core banking slow')
+      await setFault(stack, 'crm', { mode: 'none' })
+      await setFault(stack, 'core-banking', { mode: 'none' })
+      await waitUntilDrained(stack, new Date(started), 600_000)
+      results.isolation = {
+        healthySystem: 'cards',
+        baselineMs: baseline,
+        degradedMs: degraded,
+        p99Ratio: Number((degraded.p99 / baseline.p99).toFixed(2))
+      }
+      say(`isolation: ${JSON.stringify(results.isolation)}`)
+    }
+
+    // 4. Recovery: one system down for 60 s under steady load, then back.
+    if (runs('recovery')) {
       const since = new Date()
-      const traffic = await load(stack, label, { ratePerSecond: 100, durationMs: seconds(20) })
-      await sleep(3000)
-      return percentiles((await endToEnd(stack, traffic, since, 'cards')).latency)
-    }
-    const baseline = await measure('isolation baseline')
-    await setFault(stack, 'crm', { mode: 'down' })
-    await setFault(stack, 'core-banking', { mode: 'slow', delayMs: 2000 })
-    const degraded = await measure('isolation, crm down, core banking slow')
-    await setFault(stack, 'crm', { mode: 'none' })
-    await setFault(stack, 'core-banking', { mode: 'none' })
-    await waitUntilDrained(stack, new Date(started), 600_000)
-    results.isolation = {
-      healthySystem: 'cards',
-      baselineMs: baseline,
-      degradedMs: degraded,
-      p99Ratio: Number((degraded.p99 / baseline.p99).toFixed(2))
-    }
-    say(`isolation: ${JSON.stringify(results.isolation)}`)
-  }
-
-  // 4. Recovery: one system down for 60 s under steady load, then back.
-  if (runs('recovery')) {
-    const since = new Date()
-    const traffic = load(stack, 'recovery', { ratePerSecond: 100, durationMs: seconds(90), updateShare: 0.2 })
-    await sleep(seconds(10))
-    await setFault(stack, 'crm', { mode: 'down' })
-    say('recovery: crm down')
-    await sleep(seconds(60))
-    await setFault(stack, 'crm', { mode: 'none' })
-    const backAt = Date.now()
-    say('recovery: crm back')
-    await traffic
-    const drainMs = await waitUntilDrained(stack, since, 600_000)
-    const { rows: states } = await sql<{ state: string; n: string }>`
+      const traffic = load(stack, 'recovery', { ratePerSecond: 100, durationMs: seconds(90), updateShare: 0.2 })
+      await sleep(seconds(10))
+      await setFault(stack, 'crm', { mode: 'down' })
+      say('recovery: crm down')
+      await sleep(seconds(60))
+      await setFault(stack, 'crm', { mode: 'none' })
+      const backAt = Date.now()
+      say('recovery: crm back')
+      await traffic
+      const drainMs = await waitUntilDrained(stack, since, 600_000)
+      const { rows: states } = await sql<{ state: string; n: string }>`
       select state, count(*) as n from delivery where created_at >= ${since} group by state`.execute(stack.database.db)
-    results.recovery = {
-      downForS: seconds(60) / 1000,
-      backlogClearedMsAfterSystemBack: drainMs < 0 ? null : Date.now() - backAt,
-      finalStates: Object.fromEntries(states.map((s) => [s.state, Number(s.n)]))
+      results.recovery = {
+        downForS: seconds(60) / 1000,
+        backlogClearedMsAfterSystemBack: drainMs < 0 ? null : Date.now() - backAt,
+        finalStates: Object.fromEntries(states.map((s) => [s.state, Number(s.n)]))
+      }
+      say(`recovery: ${JSON.stringify(results.recovery)}`)
     }
-    say(`recovery: ${JSON.stringify(results.recovery)}`)
-  }
-} finally {
-  await stack.stop()
+  })
 }
 
 const file = new URL(`results/bench-${new Date().toISOString().replaceAll(':', '-')}.json`, import.meta.url)

@@ -1,13 +1,14 @@
 import type { Message } from '@platformatic/kafka'
 import { Ajv2020 } from 'ajv/dist/2020.js'
 import addFormats from 'ajv-formats'
+import { sql } from 'kysely'
 import { type CustomerEvent, customerEventSchema, customerEventTypes } from '../../contracts/customer-events.ts'
 import { checkEventSignature, type TrustedEventKeys } from '../../contracts/event-signature.ts'
 import { lagRemark } from '../delivery/attempt-policy.ts'
 import { blockBehindFailures } from '../delivery/delivery-store.ts'
 import { initialState } from '../delivery/states.ts'
 import { erasedAmong } from '../erasure.ts'
-import type { SyncerDb } from '../tables.ts'
+import type { DeliveryOperation, SyncerDb } from '../tables.ts'
 
 // What the intake stores from Kafka, in one transaction per batch: each customer event once (a redelivered
 // one finds its id), with one delivery per end system, and each message that is not a readable customer
@@ -79,38 +80,40 @@ export async function storeEvents(db: SyncerDb, batch: StringMessage[], endSyste
     )
     const wanted = events.filter(({ event }) => !erased.has(event.subject))
     if (wanted.length === 0) return new Set<string>()
-    const stored = await trx
-      .insertInto('sync_event')
-      .values(
-        wanted.map(({ event, message }) => ({
-          event_id: event.id,
-          cif_id: event.subject,
-          event_type: event.type,
-          customer_version: event.customerversion,
-          owner_source_system: event.data.sourceSystem,
-          acting_source_system: event.sourcesystem,
-          event: JSON.stringify(event),
-          event_time: event.time,
-          kafka_partition: message.partition,
-          kafka_offset: message.offset
-        }))
-      )
-      .onConflict((oc) => oc.column('event_id').doNothing())
-      .returning(['event_id', 'cif_id', 'event_type', 'customer_version', 'event_time', 'received_at'])
-      .execute()
+    // One array per column, unnested: a statement of the same text and 10 parameters whatever the batch's
+    // size, where a multi-row VALUES list had 10 per event for Kysely to build and PostgreSQL to parse and plan.
+    const { rows: stored } = await sql<{
+      event_id: string
+      cif_id: string
+      event_type: string
+      customer_version: number
+      event_time: Date
+      received_at: Date
+    }>`
+      insert into sync_event (event_id, cif_id, event_type, customer_version, owner_source_system, acting_source_system,
+        event, event_time, kafka_partition, kafka_offset)
+      select * from unnest(
+        ${wanted.map(({ event }) => event.id)}::uuid[], ${wanted.map(({ event }) => event.subject)}::text[],
+        ${wanted.map(({ event }) => event.type)}::text[], ${wanted.map(({ event }) => event.customerversion)}::integer[],
+        ${wanted.map(({ event }) => event.data.sourceSystem)}::text[], ${wanted.map(({ event }) => event.sourcesystem)}::text[],
+        ${wanted.map(({ event }) => JSON.stringify(event))}::jsonb[], ${wanted.map(({ event }) => event.time)}::timestamptz[],
+        ${wanted.map(({ message }) => message.partition)}::integer[], ${wanted.map(({ message }) => String(message.offset))}::bigint[])
+      on conflict (event_id) do nothing
+      returning event_id, cif_id, event_type, customer_version, event_time, received_at`.execute(trx)
     if (stored.length === 0 || endSystems.length === 0) return new Set<string>()
-    const deliveries = stored.flatMap((event) =>
-      endSystems.map((endSystem) => ({
-        event_id: event.event_id,
-        cif_id: event.cif_id,
-        end_system: endSystem,
-        operation: event.event_type === customerEventTypes.created ? ('create' as const) : ('update' as const),
-        customer_version: event.customer_version,
-        state: initialState,
-        remarks: lagRemark(event.event_time, event.received_at)
-      }))
-    )
-    const ids = await trx.insertInto('delivery').values(deliveries).returning('id').execute()
+    // Each stored event once per end system, in that order (the ids ascend as they did, event by event).
+    const { rows: ids } = await sql<{ id: string }>`
+      insert into delivery (event_id, cif_id, end_system, operation, customer_version, state, remarks)
+      select e.event_id, e.cif_id, s.end_system, e.operation, e.customer_version, ${initialState}, e.remarks
+      from unnest(
+          ${stored.map((event) => event.event_id)}::uuid[], ${stored.map((event) => event.cif_id)}::text[],
+          ${stored.map((event) => (event.event_type === customerEventTypes.created ? 'create' : 'update') satisfies DeliveryOperation)}::text[],
+          ${stored.map((event) => event.customer_version)}::integer[],
+          ${stored.map((event) => lagRemark(event.event_time, event.received_at))}::text[]
+        ) with ordinality as e(event_id, cif_id, operation, customer_version, remarks, n)
+        cross join unnest(${endSystems}::text[]) with ordinality as s(end_system, n)
+      order by e.n, s.n
+      returning id`.execute(trx)
     await blockBehindFailures(trx, { deliveryIds: ids.map((row) => row.id) })
     return new Set(endSystems)
   })
