@@ -52,7 +52,7 @@ const personalDataOf = (event: RawBuilder<unknown>): RawBuilder<unknown> =>
  * candidate, 1-3 s a claim for a minute (docs/reliability.md). A scalar subquery stays a probe of
  * delivery_open_by_customer per candidate, whatever the statistics say.
  */
-export function dueDeliveries(endSystem: string, limit: number): RawBuilder<{ id: string; round_attempts: number }> {
+function dueDeliveries(endSystem: string, limit: number): RawBuilder<{ id: string; round_attempts: number }> {
   return sql<{ id: string; round_attempts: number }>`
     select d.id, d.round_attempts from delivery d
     where d.end_system = ${endSystem}
@@ -69,37 +69,44 @@ export function dueDeliveries(endSystem: string, limit: number): RawBuilder<{ id
 }
 
 /**
+ * Leases by attempt of a round: `leases[n - 1]` is the lease of attempt n, and the last one serves every
+ * attempt after (it must cover the longest timeout an attempt can get).
+ */
+export type LeaseTable = readonly number[]
+
+/**
  * Takes up to `limit` due deliveries of one end system for an attempt each. A delivery is due only when
  * every earlier version for the same customer and system has succeeded or was skipped, so updates never
  * overtake their create. Row locks with SKIP LOCKED let several syncers share the work.
+ *
+ * One statement, in no transaction of its own: the due selection, the lease and what the attempt needs,
+ * one round trip instead of four (begin, select, update, commit). Its row locks last as long as the
+ * statement, which is all the lease needs: once it commits, IN_FLIGHT keeps other claims away.
  */
-export async function claimDue(
-  db: SyncerDb,
-  endSystem: string,
-  limit: number,
-  leaseMs: (roundAttempts: number) => number
-): Promise<ClaimedDelivery[]> {
+export async function claimDue(db: SyncerDb, endSystem: string, limit: number, leases: LeaseTable): Promise<ClaimedDelivery[]> {
   if (limit <= 0) return []
-  return db.transaction().execute(async (trx) => {
-    const { rows: due } = await dueDeliveries(endSystem, limit).execute(trx)
-    if (due.length === 0) return []
-    const leases = due.map((row) => leaseMs(row.round_attempts + 1))
-    const { rows } = await sql<ClaimedDelivery>`
-      with lease as (select unnest(${due.map((r) => r.id)}::bigint[]) as id, unnest(${leases}::int[]) as ms),
-      claimed as (
-        update delivery d
-        set state = ${transitions.claim.to}, attempts = d.attempts + 1, round_attempts = d.round_attempts + 1,
-            lease_until = now() + make_interval(secs => lease.ms / 1000.0), updated_at = now()
-        from lease where d.id = lease.id and d.id = any(${due.map((r) => r.id)}::bigint[])
-        returning d.*)
-      select claimed.*, e.event, e.event_type, e.owner_source_system, x.external_id as xref_external_id,
-        (select jsonb_agg(distinct ${personalDataOf(sql.ref('other.event'))}) from sync_event other
-          where other.cif_id = claimed.cif_id and other.event_id <> claimed.event_id) as other_versions
-      from claimed
-      join sync_event e on e.event_id = claimed.event_id
-      left join customer_xref x on x.cif_id = claimed.cif_id and x.end_system = claimed.end_system`.execute(trx)
-    return rows
-  })
+  const { rows } = await claimStatement(endSystem, limit, leases).execute(db)
+  return rows
+}
+
+/** The claim's one statement (see claimDue). */
+export function claimStatement(endSystem: string, limit: number, leases: LeaseTable): RawBuilder<ClaimedDelivery> {
+  return sql<ClaimedDelivery>`
+    with due as materialized (${dueDeliveries(endSystem, limit)}),
+    claimed as (
+      update delivery d
+      set state = ${transitions.claim.to}, attempts = d.attempts + 1, round_attempts = d.round_attempts + 1,
+          lease_until = now() + make_interval(secs => (${leases}::int[])[least(due.round_attempts + 1, ${leases.length})] / 1000.0),
+          updated_at = now()
+      from due where d.id = due.id
+      returning d.*)
+    select claimed.*, e.event, e.event_type, e.owner_source_system, x.external_id as xref_external_id,
+      (select jsonb_agg(distinct ${personalDataOf(sql.ref('other.event'))}) from sync_event other
+        where other.cif_id = claimed.cif_id and other.event_id <> claimed.event_id) as other_versions
+    from claimed
+    join sync_event e on e.event_id = claimed.event_id
+    left join customer_xref x on x.cif_id = claimed.cif_id and x.end_system = claimed.end_system
+    order by claimed.next_attempt_at, claimed.id`
 }
 
 export interface AttemptRecord {
