@@ -1,4 +1,4 @@
-import { type Kysely, sql } from 'kysely'
+import { type Kysely, type RootOperationNode, sql } from 'kysely'
 import { expect } from 'vitest'
 import { cifIdFromNumber } from '../../src/contracts/cif-id.ts'
 import type { Customer } from '../../src/contracts/customer.ts'
@@ -218,6 +218,25 @@ export function claimHeldOpen(
     await released
   })
   return { claimed, release, done }
+}
+
+/**
+ * The same database, keeping every statement run through it (not BEGIN and COMMIT, which Kysely sends
+ * itself): its node, with the text of a raw `sql` one.
+ */
+export function statementsOf(db: Kysely<TestDatabase>): { db: Kysely<TestDatabase>; statements: { kind: string; text: string }[] } {
+  const statements: { kind: string; text: string }[] = []
+  const textOf = (node: RootOperationNode) => (node.kind === 'RawNode' ? node.sqlFragments.join('?') : '')
+  return {
+    db: db.withPlugin({
+      transformQuery: ({ node }) => {
+        statements.push({ kind: node.kind, text: textOf(node) })
+        return node
+      },
+      transformResult: async ({ result }) => result
+    }),
+    statements
+  }
 }
 
 /** Resolves as `promise` does, or rejects saying `what` if it takes longer than `ms`. */
