@@ -53,7 +53,7 @@ async function failedIn(endSystem: string, count: number): Promise<string[]> {
     devTrustedKeys
   )
   const ids: string[] = []
-  for (const delivery of await claimDue(db, endSystem, 100, () => 60_000)) {
+  for (const delivery of await claimDue(db, endSystem, 100, [60_000])) {
     await record(database.db, delivery, decisions.fail())
     ids.push(delivery.id)
   }

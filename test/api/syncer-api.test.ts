@@ -39,7 +39,7 @@ const unknown = cifIdFromNumber(9_999_999_999)
 
 /** Takes every due delivery of one end system for an attempt, as its lane would; by CIF ID. */
 async function claim(endSystem: string): Promise<Map<string, ClaimedDelivery>> {
-  const claimed = await claimDue(asSyncer(database.db), endSystem, 10, () => 60_000)
+  const claimed = await claimDue(asSyncer(database.db), endSystem, 10, [60_000])
   return new Map(claimed.map((delivery) => [delivery.cif_id, delivery]))
 }
 

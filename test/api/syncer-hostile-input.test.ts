@@ -32,7 +32,7 @@ beforeAll(async () => {
   app = await syncerApp(database, testConfig(withApprover))
   const db = asSyncer(database.db)
   await storeEvents(db, [eventMessage(toRedrive, 1, PORTAL), eventMessage(toSkip, 1, PORTAL)], END_SYSTEMS, devTrustedKeys)
-  for (const delivery of await claimDue(db, 'crm', 10, () => 60_000)) {
+  for (const delivery of await claimDue(db, 'crm', 10, [60_000])) {
     await record(database.db, delivery, decisions.fail())
     failed[delivery.cif_id === toRedrive ? 'redrive' : 'skip'] = delivery.id
   }

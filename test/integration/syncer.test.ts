@@ -452,7 +452,7 @@ describe('taking events from Kafka', () => {
       await stream.close()
       await doomed.close()
       // The doomed syncer takes the crm delivery for an attempt, then dies before recording an answer.
-      const [claimed] = await claimDue(asSyncer(database.db), 'crm', 1, () => 1)
+      const [claimed] = await claimDue(asSyncer(database.db), 'crm', 1, [1])
       expect(claimed!.cif_id).toBe(cifId)
       await new Promise((r) => setTimeout(r, 20))
       expect(await recoverExpiredLeases(asSyncer(database.db))).toBe(1)

@@ -1,10 +1,11 @@
 import { sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { claimDue, dueDeliveries } from '../../src/syncer/delivery/delivery-store.ts'
+import { claimDue, claimStatement } from '../../src/syncer/delivery/delivery-store.ts'
 import { asSyncer } from '../support/database.ts'
 import { type OwnDatabase, ownDatabase } from '../support/own-database.ts'
 import {
   claim,
+  claimHeldOpen,
   claimOne,
   decisions,
   deliveryById,
@@ -12,7 +13,6 @@ import {
   LEASE_MS,
   newCifId,
   newEndSystem,
-  pausedAfterFirstQuery,
   record,
   storeVersions,
   within
@@ -34,14 +34,9 @@ describe('claiming due deliveries', () => {
     const notDue = await deliveryOf(database.db, customers[3]!, crm, 1)
     await database.db.updateTable('delivery').set({ next_attempt_at: sql<Date>`now() + interval '1 hour'` }).where('id', '=', notDue.id).execute()
 
-    const leaseFor: number[] = []
-    const claimed = await claimDue(asSyncer(database.db), crm, 2, (roundAttempts) => {
-      leaseFor.push(roundAttempts)
-      return 45_000
-    })
+    // The lease is the one of the attempt about to be made: the first of its round.
+    const claimed = await claimDue(asSyncer(database.db), crm, 2, [45_000, 90_000])
     expect(claimed.map((d) => d.cif_id)).toEqual([customers[0], customers[1]])
-    // The lease is asked for the attempt about to be made: the first of its round.
-    expect(leaseFor).toEqual([1, 1])
     for (const d of claimed) {
       expect(d).toMatchObject({
         state: 'IN_FLIGHT',
@@ -90,19 +85,25 @@ describe('claiming due deliveries', () => {
     expect(await claim(database.db, crm, 1)).toHaveLength(1)
   })
 
-  it('counts attempts across claims, and asks the lease for the next attempt of the round', async () => {
+  it('counts attempts across claims, and leases the next attempt of the round for its own timeout, the last lease past the table', async () => {
     const crm = newEndSystem('crm')
     const cifId = newCifId()
     await storeVersions(database.db, cifId, [1], [crm])
-    const first = await claimOne(database.db, crm)
-    await record(database.db, first, decisions.retry(0))
-    const leaseFor: number[] = []
-    const [second] = await claimDue(asSyncer(database.db), crm, 10, (n) => {
-      leaseFor.push(n)
-      return LEASE_MS
-    })
-    expect(second).toMatchObject({ id: first.id, state: 'IN_FLIGHT', attempts: 2, round_attempts: 2 })
-    expect(leaseFor).toEqual([2])
+    const leases = [10_000, 20_000, 30_000]
+    const leaseOf = async (id: string) => {
+      const { rows } = await sql<{
+        ms: number
+      }>`select extract(epoch from lease_until - updated_at) * 1000 as ms from delivery where id = ${id}`.execute(database.db)
+      return Number(rows[0]!.ms)
+    }
+    const seen: number[] = []
+    for (let n = 1; n <= 4; n++) {
+      const [taken] = await claimDue(asSyncer(database.db), crm, 10, leases)
+      expect(taken).toMatchObject({ state: 'IN_FLIGHT', attempts: n, round_attempts: n })
+      seen.push(await leaseOf(taken!.id))
+      await record(database.db, taken!, decisions.retry(0))
+    }
+    expect(seen).toEqual([10_000, 20_000, 30_000, 30_000])
   })
 
   it('never takes a later version of a customer while an earlier one for the same system is not SUCCESS or SKIPPED', async () => {
@@ -153,19 +154,18 @@ describe('claims made at the same time', () => {
     const customers = [newCifId(), newCifId(), newCifId(), newCifId()]
     for (const cifId of customers) await storeVersions(database.db, cifId, [1], [crm])
 
-    // The first claim selects and locks two deliveries, then stalls before it commits.
-    const slow = pausedAfterFirstQuery(database.db)
-    const first = claimDue(asSyncer(slow.db), crm, 2, () => LEASE_MS)
+    // The first claim locks two deliveries and holds them, uncommitted.
+    const first = claimHeldOpen(database.db, crm, 2)
     try {
-      await within(slow.paused, 5000, 'the first claim never ran its query')
+      const taken = await within(first.claimed, 5000, 'the first claim never ran')
+      expect(taken.map((d) => d.cif_id)).toEqual([customers[0], customers[1]])
       // The second claim, on another connection, gets the other two at once.
       const second = await within(claim(database.db, crm), 5000, 'the second claim waited for the first one to commit')
       expect(second.map((d) => d.cif_id)).toEqual([customers[2], customers[3]])
     } finally {
-      slow.release()
+      first.release()
     }
-    const taken = await first
-    expect(taken.map((d) => d.cif_id)).toEqual([customers[0], customers[1]])
+    await first.done
     const rows = await database.db.selectFrom('delivery').select(['state', 'attempts']).where('end_system', '=', crm).execute()
     expect(rows.every((row) => row.state === 'IN_FLIGHT' && row.attempts === 1)).toBe(true)
   })
@@ -208,11 +208,13 @@ describe('the claim’s plan', () => {
     await sql`analyze delivery`.execute(database.db)
     await burst(10_001, 4000, 'PENDING').execute(database.db)
 
-    const { rows } = await sql<Record<string, unknown>>`explain (format json) ${dueDeliveries(system, 32)}`.execute(database.db)
+    const { rows } = await sql<Record<string, unknown>>`explain (format json) ${claimStatement(system, 32, [LEASE_MS])}`.execute(database.db)
     const plan = JSON.stringify(rows[0])
     // No join whose inner side the planner may choose to scan whole: a probe by customer for each candidate.
     expect(plan).not.toMatch(/"Join Type":"(Anti|Semi)"/)
     expect(plan).toMatch(/"Index Name":"delivery_open_by_customer"[^}]*"Index Cond":"\(\(cif_id = d\.cif_id\)/)
+    // The claim's update takes the chosen rows by primary key, not by a scan of the system's deliveries.
+    expect(plan).toMatch(/"Operation":"Update".*"CTE Name":"due".*"Index Name":"delivery_pkey"/)
     // And version 2 of a customer still waits for its version 1.
     const claimed = await claim(database.db, system, 100)
     expect(claimed).toHaveLength(100)

@@ -18,6 +18,7 @@ import {
   newEndSystem,
   OWNER,
   record,
+  statementsOf,
   statusesOf,
   storeVersions
 } from './fixtures.ts'
@@ -29,6 +30,35 @@ beforeAll(async () => {
 afterAll(async () => database?.close())
 
 const attemptsOf = (deliveryId: string) => attemptsOfIn(database.db, deliveryId)
+
+describe('recording a batch of attempts', () => {
+  it('takes the same few statements whatever the batch holds: successes with record ids, events now in sync, retries, failures', async () => {
+    const crm = newEndSystem('crm')
+    const customers = Array.from({ length: 12 }, () => newCifId())
+    for (const cifId of customers) await storeVersions(database.db, cifId, [1], [crm])
+    const claimed = await claim(database.db, crm, 12)
+    const outcomes = claimed.map((delivery, i) =>
+      finished(delivery, i < 6 ? decisions.success(`crm-${i}`) : i < 9 ? decisions.retry(60_000) : decisions.fail())
+    )
+    const counted = statementsOf(database.db)
+    expect(await recordAttempts(asSyncer(counted.db), outcomes)).toEqual(claimed.map(() => true))
+    // The attempts, the deliveries with their record ids, the failures' followers blocked, the events' locks,
+    // their deliveries, and the statuses in the feed and the outbox.
+    expect(counted.statements).toHaveLength(7)
+
+    const xrefs = await database.db
+      .selectFrom('customer_xref')
+      .select(['cif_id', 'external_id'])
+      .where('end_system', '=', crm)
+      .orderBy('external_id')
+      .execute()
+    expect(xrefs).toEqual(claimed.slice(0, 6).map((d, i) => ({ cif_id: d.cif_id, external_id: `crm-${i}` })))
+    const told = await Promise.all(claimed.map((d) => statusesOf(database.db, d.cif_id)))
+    const expected = claimed.map((_, i) => (i < 6 ? ['DELIVERED', 'IN_SYNC'] : i < 9 ? ['RETRYING'] : ['FAILED']))
+    expect(told.map(({ feed }) => feed.map((u) => u.kind))).toEqual(expected)
+    expect(told.map(({ outbox }) => outbox.map((u) => u.kind))).toEqual(expected)
+  })
+})
 
 describe('recording an attempt', () => {
   it('moves a delivery to SUCCESS, writes the attempt, keeps the record id and tells the owner DELIVERED', async () => {

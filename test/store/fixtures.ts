@@ -1,4 +1,4 @@
-import { type Kysely, type KyselyPlugin, sql } from 'kysely'
+import { type Kysely, type RootOperationNode, sql } from 'kysely'
 import { expect } from 'vitest'
 import { cifIdFromNumber } from '../../src/contracts/cif-id.ts'
 import type { Customer } from '../../src/contracts/customer.ts'
@@ -110,7 +110,7 @@ export const LEASE_MS = 60_000
 
 /** Takes due deliveries of one end system for an attempt each, as a lane does. */
 export function claim(db: Kysely<TestDatabase>, endSystem: string, limit = 10, leaseMs = LEASE_MS): Promise<ClaimedDelivery[]> {
-  return claimDue(asSyncer(db), endSystem, limit, () => leaseMs)
+  return claimDue(asSyncer(db), endSystem, limit, [leaseMs])
 }
 
 /** Claims the one due delivery of this end system, failing the test if there is not exactly one. */
@@ -201,27 +201,42 @@ export async function statusesOf(
 }
 
 /**
- * The same database, but the first query run through it waits, holding whatever it locked, until
- * `release()`: to hold a claim open between its locking SELECT and its commit, as a slow syncer would.
+ * A claim whose row locks stay held until `release()`: the claim runs in a transaction left open, as a
+ * claim statement still running would hold them. `claimed` resolves once it has claimed, `done` on commit.
  */
-export function pausedAfterFirstQuery(db: Kysely<TestDatabase>): { db: Kysely<TestDatabase>; paused: Promise<void>; release(): void } {
-  let pausedNow!: () => void
+export function claimHeldOpen(
+  db: Kysely<TestDatabase>,
+  endSystem: string,
+  limit: number
+): { claimed: Promise<ClaimedDelivery[]>; release(): void; done: Promise<void> } {
+  let claimedNow!: (rows: ClaimedDelivery[]) => void
   let release!: () => void
-  const paused = new Promise<void>((resolve) => (pausedNow = resolve))
+  const claimed = new Promise<ClaimedDelivery[]>((resolve) => (claimedNow = resolve))
   const released = new Promise<void>((resolve) => (release = resolve))
-  let first = true
-  const plugin: KyselyPlugin = {
-    transformQuery: ({ node }) => node,
-    transformResult: async ({ result }) => {
-      if (first) {
-        first = false
-        pausedNow()
-        await released
-      }
-      return result
-    }
+  const done = db.transaction().execute(async (trx) => {
+    claimedNow(await claimDue(asSyncer(trx), endSystem, limit, [LEASE_MS]))
+    await released
+  })
+  return { claimed, release, done }
+}
+
+/**
+ * The same database, keeping every statement run through it (not BEGIN and COMMIT, which Kysely sends
+ * itself): its node, with the text of a raw `sql` one.
+ */
+export function statementsOf(db: Kysely<TestDatabase>): { db: Kysely<TestDatabase>; statements: { kind: string; text: string }[] } {
+  const statements: { kind: string; text: string }[] = []
+  const textOf = (node: RootOperationNode) => (node.kind === 'RawNode' ? node.sqlFragments.join('?') : '')
+  return {
+    db: db.withPlugin({
+      transformQuery: ({ node }) => {
+        statements.push({ kind: node.kind, text: textOf(node) })
+        return node
+      },
+      transformResult: async ({ result }) => result
+    }),
+    statements
   }
-  return { db: db.withPlugin(plugin), paused, release }
 }
 
 /** Resolves as `promise` does, or rejects saying `what` if it takes longer than `ms`. */

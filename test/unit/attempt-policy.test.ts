@@ -1,13 +1,42 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { formatDuration } from '../../src/platform/duration.ts'
-import { attemptTimeoutMs, isTrouble, judgeCall, lagRemark, parseRetryAfter, retryDelayMs } from '../../src/syncer/delivery/attempt-policy.ts'
+import {
+  attemptLeases,
+  attemptTimeoutMs,
+  isTrouble,
+  judgeCall,
+  lagRemark,
+  parseRetryAfter,
+  retryDelayMs
+} from '../../src/syncer/delivery/attempt-policy.ts'
 import { defaultRetryPolicy } from '../../src/syncer/delivery/end-systems-config.ts'
 
 describe('timeouts and pauses', () => {
   it('grows the timeout on each retry, as the specification asks: 30 s, 60 s, 120 s, 240 s', () => {
     expect([1, 2, 3, 4].map((n) => attemptTimeoutMs(defaultRetryPolicy, n))).toEqual([30_000, 60_000, 120_000, 240_000])
     expect(attemptTimeoutMs(defaultRetryPolicy, 10)).toBe(defaultRetryPolicy.maxTimeoutMs)
+  })
+
+  it('leases every attempt, however far past the budget, for its timeout and the margin', () => {
+    fc.assert(
+      fc.property(
+        fc.record({
+          retries: fc.integer({ min: 0, max: 20 }),
+          timeoutMs: fc.integer({ min: 1, max: 60_000 }),
+          timeoutMultiplier: fc.double({ min: 1, max: 4, noNaN: true }),
+          maxTimeoutMs: fc.integer({ min: 60_000, max: 600_000 })
+        }),
+        fc.integer({ min: 1, max: 100 }),
+        (overrides, n) => {
+          const policy = { ...defaultRetryPolicy, ...overrides }
+          const leases = attemptLeases(policy, 5000)
+          // As the claim picks it: the attempt's own entry, or the last one.
+          const lease = leases[Math.min(n, leases.length) - 1]!
+          return lease >= attemptTimeoutMs(policy, n) + 5000 && (n > policy.retries + 1 || lease === attemptTimeoutMs(policy, n) + 5000)
+        }
+      )
+    )
   })
 
   it('pauses exponentially within ±20% jitter and never past the cap', () => {

@@ -8,6 +8,15 @@ export function attemptTimeoutMs(policy: RetryPolicy, n: number): number {
 }
 
 /**
+ * The lease of each attempt of a round, for the claim to pick by round attempt in SQL: attempt n's timeout
+ * plus `marginMs`, for every attempt the budget allows, then the longest timeout any attempt can get (a
+ * round may run past the budget when the end systems file lowers it).
+ */
+export function attemptLeases(policy: RetryPolicy, marginMs: number): number[] {
+  return [...Array.from({ length: policy.retries + 1 }, (_, i) => attemptTimeoutMs(policy, i + 1)), policy.maxTimeoutMs].map((ms) => ms + marginMs)
+}
+
+/**
  * The pause after failed attempt `n`: exponential from `backoffMs`, ±20% jitter so that retries of many
  * deliveries do not arrive together, capped; a Retry-After from the end system is honoured within the cap.
  */

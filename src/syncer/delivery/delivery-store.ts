@@ -52,7 +52,7 @@ const personalDataOf = (event: RawBuilder<unknown>): RawBuilder<unknown> =>
  * candidate, 1-3 s a claim for a minute (docs/reliability.md). A scalar subquery stays a probe of
  * delivery_open_by_customer per candidate, whatever the statistics say.
  */
-export function dueDeliveries(endSystem: string, limit: number): RawBuilder<{ id: string; round_attempts: number }> {
+function dueDeliveries(endSystem: string, limit: number): RawBuilder<{ id: string; round_attempts: number }> {
   return sql<{ id: string; round_attempts: number }>`
     select d.id, d.round_attempts from delivery d
     where d.end_system = ${endSystem}
@@ -69,37 +69,44 @@ export function dueDeliveries(endSystem: string, limit: number): RawBuilder<{ id
 }
 
 /**
+ * Leases by attempt of a round: `leases[n - 1]` is the lease of attempt n, and the last one serves every
+ * attempt after (it must cover the longest timeout an attempt can get).
+ */
+export type LeaseTable = readonly number[]
+
+/**
  * Takes up to `limit` due deliveries of one end system for an attempt each. A delivery is due only when
  * every earlier version for the same customer and system has succeeded or was skipped, so updates never
  * overtake their create. Row locks with SKIP LOCKED let several syncers share the work.
+ *
+ * One statement, in no transaction of its own: the due selection, the lease and what the attempt needs,
+ * one round trip instead of four (begin, select, update, commit). Its row locks last as long as the
+ * statement, which is all the lease needs: once it commits, IN_FLIGHT keeps other claims away.
  */
-export async function claimDue(
-  db: SyncerDb,
-  endSystem: string,
-  limit: number,
-  leaseMs: (roundAttempts: number) => number
-): Promise<ClaimedDelivery[]> {
+export async function claimDue(db: SyncerDb, endSystem: string, limit: number, leases: LeaseTable): Promise<ClaimedDelivery[]> {
   if (limit <= 0) return []
-  return db.transaction().execute(async (trx) => {
-    const { rows: due } = await dueDeliveries(endSystem, limit).execute(trx)
-    if (due.length === 0) return []
-    const leases = due.map((row) => leaseMs(row.round_attempts + 1))
-    const { rows } = await sql<ClaimedDelivery>`
-      with lease as (select unnest(${due.map((r) => r.id)}::bigint[]) as id, unnest(${leases}::int[]) as ms),
-      claimed as (
-        update delivery d
-        set state = ${transitions.claim.to}, attempts = d.attempts + 1, round_attempts = d.round_attempts + 1,
-            lease_until = now() + make_interval(secs => lease.ms / 1000.0), updated_at = now()
-        from lease where d.id = lease.id and d.id = any(${due.map((r) => r.id)}::bigint[])
-        returning d.*)
-      select claimed.*, e.event, e.event_type, e.owner_source_system, x.external_id as xref_external_id,
-        (select jsonb_agg(distinct ${personalDataOf(sql.ref('other.event'))}) from sync_event other
-          where other.cif_id = claimed.cif_id and other.event_id <> claimed.event_id) as other_versions
-      from claimed
-      join sync_event e on e.event_id = claimed.event_id
-      left join customer_xref x on x.cif_id = claimed.cif_id and x.end_system = claimed.end_system`.execute(trx)
-    return rows
-  })
+  const { rows } = await claimStatement(endSystem, limit, leases).execute(db)
+  return rows
+}
+
+/** The claim's one statement (see claimDue). */
+export function claimStatement(endSystem: string, limit: number, leases: LeaseTable): RawBuilder<ClaimedDelivery> {
+  return sql<ClaimedDelivery>`
+    with due as materialized (${dueDeliveries(endSystem, limit)}),
+    claimed as (
+      update delivery d
+      set state = ${transitions.claim.to}, attempts = d.attempts + 1, round_attempts = d.round_attempts + 1,
+          lease_until = now() + make_interval(secs => (${leases}::int[])[least(due.round_attempts + 1, ${leases.length})] / 1000.0),
+          updated_at = now()
+      from due where d.id = due.id
+      returning d.*)
+    select claimed.*, e.event, e.event_type, e.owner_source_system, x.external_id as xref_external_id,
+      (select jsonb_agg(distinct ${personalDataOf(sql.ref('other.event'))}) from sync_event other
+        where other.cif_id = claimed.cif_id and other.event_id <> claimed.event_id) as other_versions
+    from claimed
+    join sync_event e on e.event_id = claimed.event_id
+    left join customer_xref x on x.cif_id = claimed.cif_id and x.end_system = claimed.end_system
+    order by claimed.next_attempt_at, claimed.id`
 }
 
 export interface AttemptRecord {
@@ -199,55 +206,56 @@ export async function recordAttempts(db: SyncerDb, finished: FinishedAttempt[]):
     }))
     const { succeed, retry } = transitions
     const { rows: updated } = await sql<DeliveryRow>`
-      update delivery d set
-        state = v.state,
-        lease_until = null,
-        remarks = v.remarks,
-        external_id = case when v.state = ${succeed.to} then v.external_id else d.external_id end,
-        last_error = case when v.state = ${succeed.to} then d.last_error else v.last_error end,
-        next_attempt_at = case when v.state = ${retry.to} then now() + make_interval(secs => v.delay_ms / 1000.0) else d.next_attempt_at end,
-        completed_at = case when v.state = ${retry.to} then null else now() end,
-        updated_at = now()
-      from jsonb_to_recordset(${JSON.stringify(values)}::jsonb)
-        as v(id bigint, attempts int, state text, delay_ms int, external_id text, last_error text, remarks text)
-      -- Still this attempt's: in flight (the state every outcome leaves), and not claimed again since.
-      where d.id = v.id and d.state in (${stateList(succeed.from)}) and d.attempts = v.attempts
-        -- Names the rows for the planner: without it, it joins against a scan of the whole table.
-        and d.id = any(${values.map((v) => v.id)}::bigint[])
-      returning d.*`.execute(trx)
+      with moved as (
+        update delivery d set
+          state = v.state,
+          lease_until = null,
+          remarks = v.remarks,
+          external_id = case when v.state = ${succeed.to} then v.external_id else d.external_id end,
+          last_error = case when v.state = ${succeed.to} then d.last_error else v.last_error end,
+          next_attempt_at = case when v.state = ${retry.to} then now() + make_interval(secs => v.delay_ms / 1000.0) else d.next_attempt_at end,
+          completed_at = case when v.state = ${retry.to} then null else now() end,
+          updated_at = now()
+        from jsonb_to_recordset(${JSON.stringify(values)}::jsonb)
+          as v(id bigint, attempts int, state text, delay_ms int, external_id text, last_error text, remarks text)
+        -- Still this attempt's: in flight (the state every outcome leaves), and not claimed again since.
+        where d.id = v.id and d.state in (${stateList(succeed.from)}) and d.attempts = v.attempts
+          -- Names the rows for the planner: without it, it joins against a scan of the whole table.
+          and d.id = any(${values.map((v) => v.id)}::bigint[])
+        returning d.*),
+      -- The record id a create got is what the customer's updates to that system are sent to.
+      xref as (
+        insert into customer_xref (cif_id, end_system, external_id)
+        select cif_id, end_system, external_id from moved
+        where state = ${succeed.to} and operation = ${'create' satisfies DeliveryRow['operation']} and external_id is not null
+        on conflict (cif_id, end_system) do update set external_id = excluded.external_id)
+      select * from moved`.execute(trx)
     // By delivery and attempt: a batch may hold a stale attempt and the current one of the same delivery.
     const moved = new Set(updated.map((row) => `${row.id}:${row.attempts}`))
     const owners = new Map(finished.map(({ delivery }) => [delivery.id, delivery.owner_source_system]))
 
-    const xrefs = updated.filter((row) => row.state === succeed.to && row.operation === 'create' && row.external_id)
-    if (xrefs.length) {
-      await trx
-        .insertInto('customer_xref')
-        .values(xrefs.map((row) => ({ cif_id: row.cif_id, end_system: row.end_system, external_id: row.external_id! })))
-        .onConflict((oc) => oc.columns(['cif_id', 'end_system']).doUpdateSet((eb) => ({ external_id: eb.ref('excluded.external_id') })))
-        .execute()
-    }
-    await recordStatuses(
-      trx,
-      updated.map((row) => deliveryStatus(statusKindOf[row.state as Decision['state']], owners.get(row.id)!, row))
-    )
     const failed = updated.filter((row) => row.state === transitions.fail.to)
     if (failed.length) await blockBehindFailures(trx, { cifIds: [...new Set(failed.map((row) => row.cif_id))] })
-    await reportInSyncIfComplete(
-      trx,
-      updated.filter((row) => row.state === succeed.to).map((row) => row.event_id)
-    )
+    // Told in one go, each delivery's status before the "in sync" it completes.
+    await recordStatuses(trx, [
+      ...updated.map((row) => deliveryStatus(statusKindOf[row.state as Decision['state']], owners.get(row.id)!, row)),
+      ...(await nowInSync(
+        trx,
+        updated.filter((row) => row.state === succeed.to).map((row) => row.event_id)
+      ))
+    ])
     return finished.map(({ delivery }) => moved.has(`${delivery.id}:${delivery.attempts}`))
   })
 }
 
 /**
- * Once every end system holds an event's version, say so, once: the transaction that records the last
- * success sees all the others committed. Event row locks (taken in one order) serialize those checks.
+ * The events that every end system now holds, to be told once as IN_SYNC: the transaction that records
+ * the last success sees all the others committed. Event row locks (taken in one order, in a statement of
+ * their own so that the check after them sees what committed while they were awaited) serialize those checks.
  */
-async function reportInSyncIfComplete(trx: SyncerTx, eventIds: string[]): Promise<void> {
+async function nowInSync(trx: SyncerTx, eventIds: string[]): Promise<StatusChange[]> {
   const ids = [...new Set(eventIds)].sort()
-  if (ids.length === 0) return
+  if (ids.length === 0) return []
   const events = await trx
     .selectFrom('sync_event')
     .select(['event_id', 'cif_id', 'customer_version', 'owner_source_system'])
@@ -258,22 +266,19 @@ async function reportInSyncIfComplete(trx: SyncerTx, eventIds: string[]): Promis
   const deliveries = await trx.selectFrom('delivery').select(['event_id', 'end_system', 'state']).where('event_id', 'in', ids).execute()
   // Grouped once: filtering all of a batch's deliveries for each of its events grew with the batch squared.
   const byEvent = Map.groupBy(deliveries, (d) => d.event_id)
-  await recordStatuses(
-    trx,
-    events
-      .map((event) => ({ event, mine: byEvent.get(event.event_id) ?? [] }))
-      .filter(({ mine }) => mine.every((d) => d.state === transitions.succeed.to))
-      .map(({ event, mine }) => ({
-        owner: event.owner_source_system,
-        kind: 'IN_SYNC' as const,
-        status: {
-          cifId: event.cif_id,
-          customerVersion: event.customer_version,
-          eventId: event.event_id,
-          endSystems: mine.map((d) => d.end_system).sort()
-        }
-      }))
-  )
+  return events
+    .map((event) => ({ event, mine: byEvent.get(event.event_id) ?? [] }))
+    .filter(({ mine }) => mine.every((d) => d.state === transitions.succeed.to))
+    .map(({ event, mine }) => ({
+      owner: event.owner_source_system,
+      kind: 'IN_SYNC' as const,
+      status: {
+        cifId: event.cif_id,
+        customerVersion: event.customer_version,
+        eventId: event.event_id,
+        endSystems: mine.map((d) => d.end_system).sort()
+      }
+    }))
 }
 
 /**

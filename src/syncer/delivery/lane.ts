@@ -3,9 +3,18 @@ import { formatDuration } from '../../platform/duration.ts'
 import type { Logger } from '../../platform/logger.ts'
 import { FailureLog } from '../../platform/retry.ts'
 import type { SyncerDb } from '../tables.ts'
-import { attemptTimeoutMs, type CallResult, judgeCall, LAG_WORTH_A_REMARK_MS, MESSAGE_EXCERPT, retryDelayMs, type Verdict } from './attempt-policy.ts'
+import {
+  attemptLeases,
+  attemptTimeoutMs,
+  type CallResult,
+  judgeCall,
+  LAG_WORTH_A_REMARK_MS,
+  MESSAGE_EXCERPT,
+  retryDelayMs,
+  type Verdict
+} from './attempt-policy.ts'
 import type { AttemptRecorder } from './attempt-recorder.ts'
-import { type ClaimedDelivery, claimDue } from './delivery-store.ts'
+import { type ClaimedDelivery, claimDue, type LeaseTable } from './delivery-store.ts'
 import type { EndSystemClient } from './end-system-client.ts'
 import type { EndSystemConfig } from './end-systems-config.ts'
 import { type Masker, personalDataMasker } from './masking.ts'
@@ -47,6 +56,7 @@ export class DeliveryLane {
   readonly #db: SyncerDb
   readonly #client: EndSystemClient
   readonly #recorder: AttemptRecorder
+  readonly #leases: LeaseTable
   readonly #claiming: FailureLog
   readonly #recording: FailureLog
   #inFlight = 0
@@ -60,6 +70,7 @@ export class DeliveryLane {
     this.#db = db
     this.#client = client
     this.#recorder = recorder
+    this.#leases = attemptLeases(system.retry, LEASE_MARGIN_MS)
     this.#claiming = new FailureLog(log, 'cannot claim deliveries; will retry')
     this.#recording = new FailureLog(log, 'could not finish an attempt; its lease runs out and the delivery is tried again')
   }
@@ -92,12 +103,11 @@ export class DeliveryLane {
   }
 
   async #pump(): Promise<void> {
-    const policy = this.#system.retry
     try {
       while (!this.#stopped) {
         const allowed = this.#client.callsAllowed(this.#inFlight)
         if (allowed <= 0) return
-        const claimed = await claimDue(this.#db, this.#system.name, allowed, (n) => attemptTimeoutMs(policy, n) + LEASE_MARGIN_MS)
+        const claimed = await claimDue(this.#db, this.#system.name, allowed, this.#leases)
         this.#claiming.succeeded('claiming deliveries again')
         for (const delivery of claimed) {
           this.#inFlight++
