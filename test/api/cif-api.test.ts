@@ -197,6 +197,30 @@ describe('idempotent create', () => {
   })
 })
 
+describe("a create's round trips to PostgreSQL", () => {
+  it('is two statements, with an idempotency key or without', async () => {
+    const db = api.database.db
+    await sql`create extension if not exists pg_stat_statements`.execute(db)
+    // Counted in this file's own database only: other files run theirs at the same time.
+    const statements = async () => {
+      const { rows } = await sql<{ calls: number }>`
+        select coalesce(sum(calls), 0)::integer as calls from pg_stat_statements
+        where dbid = (select oid from pg_database where datname = current_database()) and query not like '%pg_stat_statements%'`.execute(db)
+      return rows[0]!.calls
+    }
+    const counted = async (create: () => Promise<unknown>) => {
+      await sql`select pg_stat_statements_reset(0, (select oid from pg_database where datname = current_database()), 0)`.execute(db)
+      await create()
+      return statements()
+    }
+    const person = newPerson()
+    expect(await counted(() => call(api.app, 'POST', '/v1/customers', { body: newPerson() }))).toBe(2)
+    expect(
+      await counted(() => call(api.app, 'POST', '/v1/customers', { body: person, headers: { 'idempotency-key': `count-${person.externalId}` } }))
+    ).toBe(2)
+  })
+})
+
 describe('one customer, one CIF', () => {
   it('refuses an identifier that already belongs to a customer, however it is written, naming that customer', async () => {
     const person = newPerson()
