@@ -10,7 +10,7 @@ import { type ApiKey, requireApiKey } from '../platform/http/api-key-auth.ts'
 import { problemOf } from '../platform/http/problem.ts'
 import { apiKeySecurity, type HttpServer, PROBLEM_JSON, problemResponses } from '../platform/http/server.ts'
 import { customerRuleErrors, reviewFlagsOf, todayUtc } from './customer-rules.ts'
-import { type Caller, type CreateOutcome, createCustomer, findCustomer, updateCustomer } from './customer-store.ts'
+import { type Caller, type CreateOutcome, CustomerCreator, findCustomer, updateCustomer } from './customer-store.ts'
 import { requestHash, storeRefusal } from './idempotency.ts'
 import type { CifDb } from './tables.ts'
 
@@ -41,6 +41,7 @@ function expectedVersion(ifMatch: string | undefined): number {
 export async function cifApi(app: HttpServer, options: CifApiOptions): Promise<void> {
   const { db, sourceSystemGrants, eventSigningKey } = options
   requireApiKey(app, options.sourceSystemKeyHashes)
+  const creator = new CustomerCreator(db, eventSigningKey)
   const callerOf = (request: FastifyRequest): Caller => ({
     sourceSystem: request.caller,
     may: (owner, access) => mayAccess(sourceSystemGrants, request.caller, owner, access)
@@ -72,11 +73,9 @@ export async function cifApi(app: HttpServer, options: CifApiOptions): Promise<v
       const headersOf = (customer: Customer) => ({ location: `/v1/customers/${customer.cifId}`, etag: etag(customer.version) })
       let outcome: CreateOutcome
       try {
-        outcome = await createCustomer(
-          db,
+        outcome = await creator.create(
           input,
           callerOf(request),
-          eventSigningKey,
           idempotency && { ...idempotency, answer: (customer) => ({ status: 201, body: customer, headers: headersOf(customer) }) }
         )
       } catch (error) {
