@@ -65,7 +65,6 @@ export async function eraseCustomer(db: CifDb, request: ErasureRequest): Promise
         response_body: JSON.stringify(answer),
         response_headers: JSON.stringify({ 'content-type': PROBLEM_JSON })
       })
-      .where('state', '=', 'COMPLETED')
       .where(sql<string>`response_body ->> 'cifId'`, '=', cifId)
       .executeTakeFirst()
     const outboxMessages = await trx

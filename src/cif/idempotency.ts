@@ -1,11 +1,7 @@
-import { createHash, randomUUID } from 'node:crypto'
+import { createHash } from 'node:crypto'
 import { sql } from 'kysely'
 import { canonicalJson } from '../contracts/canonical-json.ts'
 import { cifProblems, Refusal } from '../contracts/problems.ts'
-
-/** How long a request may hold its key before a retry may take over (its owner is presumed dead). */
-const LEASE_SECONDS = 60
-
 import type { CifDb } from './tables.ts'
 
 export interface StoredResponse {
@@ -14,46 +10,31 @@ export interface StoredResponse {
   headers: Record<string, string>
 }
 
-/** `first`: this request runs, holding the key with `token`; `replay`: answer what the first one was answered. */
-export type IdempotencyStart = { kind: 'first'; token: string } | { kind: 'replay'; response: StoredResponse }
+/**
+ * An idempotent create (as Fineract and Stripe do it): the key's row is written in the create's own
+ * transaction, with its answer. A concurrent retry with the key waits on the uncommitted row's unique
+ * index, then replays the answer once the first commits, or runs itself if the first rolled back.
+ */
+export interface IdempotentRequest {
+  key: string
+  requestHash: string
+}
 
 /** Key order does not make two bodies different requests. */
 export function requestHash(body: unknown): string {
   return createHash('sha256').update(canonicalJson(body)).digest('hex')
 }
 
-/**
- * Idempotent create (as Fineract and Stripe do it): the key is claimed in its own committed row, so a
- * concurrent retry sees it at once (409), and the response is stored in the create's transaction.
- */
-export async function startIdempotentRequest(db: CifDb, sourceSystem: string, key: string, hash: string): Promise<IdempotencyStart> {
-  const token = randomUUID()
-  const claimed = await db
-    .insertInto('idempotency_key')
-    .values({
-      source_system: sourceSystem,
-      key,
-      request_hash: hash,
-      state: 'IN_FLIGHT',
-      response_status: null,
-      response_body: null,
-      response_headers: null,
-      locked_until: sql<Date>`now() + make_interval(secs => ${LEASE_SECONDS})`,
-      owner_token: token
-    })
-    .onConflict((oc) => oc.doNothing())
-    .returning('key')
-    .executeTakeFirst()
-  if (claimed) return { kind: 'first', token }
-
-  const existing = await db
+/** The answer the key stands for, if it was used before; the same key with another body is refused (422). */
+export async function storedResponse(db: CifDb, sourceSystem: string, request: IdempotentRequest): Promise<StoredResponse | undefined> {
+  const stored = await db
     .selectFrom('idempotency_key')
-    .select(['request_hash', 'state', 'response_status', 'response_body', 'response_headers'])
+    .select(['request_hash', 'response_status', 'response_body', 'response_headers'])
     .where('source_system', '=', sourceSystem)
-    .where('key', '=', key)
+    .where('key', '=', request.key)
     .executeTakeFirst()
-  if (!existing) return startIdempotentRequest(db, sourceSystem, key, hash) // purged in between
-  if (existing.request_hash !== hash) {
+  if (!stored) return undefined
+  if (stored.request_hash !== request.requestHash) {
     throw new Refusal(
       cifProblems.idempotencyKeyReused,
       'This Idempotency-Key was used for a different request body; use a new key for a new request.',
@@ -62,64 +43,34 @@ export async function startIdempotentRequest(db: CifDb, sourceSystem: string, ke
       }
     )
   }
-  if (existing.state === 'COMPLETED') {
-    return {
-      kind: 'replay',
-      response: { status: existing.response_status!, body: existing.response_body, headers: existing.response_headers ?? {} }
-    }
-  }
-  const takenOver = await db
-    .updateTable('idempotency_key')
-    .set({ locked_until: sql<Date>`now() + make_interval(secs => ${LEASE_SECONDS})`, owner_token: token })
-    .where('source_system', '=', sourceSystem)
-    .where('key', '=', key)
-    .where('state', '=', 'IN_FLIGHT')
-    .where('locked_until', '<', sql<Date>`now()`)
-    .returning('key')
-    .executeTakeFirst()
-  if (takenOver) return { kind: 'first', token }
-  throw new Refusal(cifProblems.idempotencyKeyInUse, 'A request with this Idempotency-Key is still being processed; retry after it completes.', {
-    errors: [{ header: 'idempotency-key', detail: 'is in use by a request in progress' }]
-  })
+  return { status: stored.response_status, body: stored.response_body, headers: stored.response_headers }
 }
 
 /**
- * Stores the answer under the key, if this request still holds it; false when a retry took it over (the
- * create's transaction must then roll back, or the key would stand for two customers).
+ * Stores a refusal as the key's answer, after the create's transaction rolled back. A retry that ran in
+ * between may have stored its own answer first: that one is the key's, and is returned to be replayed.
  */
-export async function completeIdempotentRequest(
+export async function storeRefusal(
   db: CifDb,
   sourceSystem: string,
-  key: string,
-  token: string,
+  request: IdempotentRequest,
   response: StoredResponse
-): Promise<boolean> {
-  const result = await db
-    .updateTable('idempotency_key')
-    .set({
-      state: 'COMPLETED',
+): Promise<StoredResponse | undefined> {
+  const stored = await db
+    .insertInto('idempotency_key')
+    .values({
+      source_system: sourceSystem,
+      key: request.key,
+      request_hash: request.requestHash,
       response_status: response.status,
       response_body: JSON.stringify(response.body),
-      response_headers: JSON.stringify(response.headers),
-      locked_until: null
+      response_headers: JSON.stringify(response.headers)
     })
-    .where('source_system', '=', sourceSystem)
-    .where('key', '=', key)
-    .where('owner_token', '=', token)
-    .where('state', '=', 'IN_FLIGHT')
+    .onConflict((oc) => oc.doNothing())
+    .returning('key')
     .executeTakeFirst()
-  return Number(result.numUpdatedRows) === 1
-}
-
-/** The request failed in a way a retry may fix (not the caller's fault): free the key, if still ours. */
-export async function releaseIdempotencyKey(db: CifDb, sourceSystem: string, key: string, token: string): Promise<void> {
-  await db
-    .deleteFrom('idempotency_key')
-    .where('source_system', '=', sourceSystem)
-    .where('key', '=', key)
-    .where('owner_token', '=', token)
-    .where('state', '=', 'IN_FLIGHT')
-    .execute()
+  if (stored) return undefined
+  return storedResponse(db, sourceSystem, request)
 }
 
 /**

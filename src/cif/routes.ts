@@ -10,8 +10,8 @@ import { type ApiKey, requireApiKey } from '../platform/http/api-key-auth.ts'
 import { problemOf } from '../platform/http/problem.ts'
 import { apiKeySecurity, type HttpServer, PROBLEM_JSON, problemResponses } from '../platform/http/server.ts'
 import { customerRuleErrors, reviewFlagsOf, todayUtc } from './customer-rules.ts'
-import { type Caller, createCustomer, findCustomer, updateCustomer } from './customer-store.ts'
-import { completeIdempotentRequest, releaseIdempotencyKey, requestHash, type StoredResponse, startIdempotentRequest } from './idempotency.ts'
+import { type Caller, type CreateOutcome, CustomerCreator, findCustomer, updateCustomer } from './customer-store.ts'
+import { requestHash, storeRefusal } from './idempotency.ts'
 import type { CifDb } from './tables.ts'
 
 export interface CifApiOptions {
@@ -41,6 +41,7 @@ function expectedVersion(ifMatch: string | undefined): number {
 export async function cifApi(app: HttpServer, options: CifApiOptions): Promise<void> {
   const { db, sourceSystemGrants, eventSigningKey } = options
   requireApiKey(app, options.sourceSystemKeyHashes)
+  const creator = new CustomerCreator(db, eventSigningKey)
   const callerOf = (request: FastifyRequest): Caller => ({
     sourceSystem: request.caller,
     may: (owner, access) => mayAccess(sourceSystemGrants, request.caller, owner, access)
@@ -68,41 +69,37 @@ export async function cifApi(app: HttpServer, options: CifApiOptions): Promise<v
       if (ruleErrors.length) throw Refusal.invalid(ruleErrors)
 
       const key = request.headers['idempotency-key']
-      const source = request.caller
-      let held: { key: string; token: string } | undefined
-      if (key) {
-        const start = await startIdempotentRequest(db, source, key, requestHash(input))
-        if (start.kind === 'replay') {
-          // A replay answers what the first request was answered: the 201 or a problem.
-          const { status, headers, body } = start.response
-          return reply
-            .status(status as 201)
-            .headers({ ...headers, 'idempotent-replayed': 'true' })
-            .send(body as Customer)
-        }
-        held = { key, token: start.token }
-      }
+      const idempotency = key ? { key, requestHash: requestHash(input) } : undefined
+      const headersOf = (customer: Customer) => ({ location: `/v1/customers/${customer.cifId}`, etag: etag(customer.version) })
+      let outcome: CreateOutcome
       try {
-        const created = await db.transaction().execute(async (trx) => {
-          const customer = await createCustomer(trx, input, callerOf(request), eventSigningKey)
-          const headers = { location: `/v1/customers/${customer.cifId}`, etag: etag(customer.version) }
-          if (held && !(await completeIdempotentRequest(trx, source, held.key, held.token, { status: 201, body: customer, headers }))) {
-            throw new Refusal(
-              cifProblems.idempotencyKeyTakenOver,
-              'This request took so long that a retry with the same Idempotency-Key took it over; that retry answers it.',
-              {
-                errors: [{ header: 'idempotency-key', detail: 'was taken over by a retry' }]
-              }
-            )
-          }
-          return { customer, headers }
-        })
-        logReviewFlags(request, created.customer)
-        return reply.status(201).headers(created.headers).send(created.customer)
+        outcome = await creator.create(
+          input,
+          callerOf(request),
+          idempotency && { ...idempotency, answer: (customer) => ({ status: 201, body: customer, headers: headersOf(customer) }) }
+        )
       } catch (error) {
-        if (held) await settleFailedIdempotentRequest(db, source, held, error, request.url)
-        throw error
+        // A refusal (4xx) is the answer to that request and is replayed; anything else leaves the key free for a retry.
+        if (!(idempotency && error instanceof Refusal && error.type.status < 500 && error.type !== cifProblems.idempotencyKeyReused)) throw error
+        const response = {
+          status: error.type.status,
+          body: { ...problemOf(error), instance: request.url },
+          headers: { 'content-type': PROBLEM_JSON }
+        }
+        const first = await storeRefusal(db, request.caller, idempotency, response)
+        if (!first) throw error
+        outcome = { kind: 'replayed', response: first }
       }
+      if (outcome.kind === 'replayed') {
+        // A replay answers what the first request was answered: the 201 or a problem.
+        const { status, headers, body } = outcome.response
+        return reply
+          .status(status as 201)
+          .headers({ ...headers, 'idempotent-replayed': 'true' })
+          .send(body as Customer)
+      }
+      logReviewFlags(request, outcome.customer)
+      return reply.status(201).headers(headersOf(outcome.customer)).send(outcome.customer)
     }
   )
 
@@ -159,25 +156,5 @@ function logReviewFlags(request: FastifyRequest, customer: Customer): void {
   if (!customer.reviewFlags) return
   for (const { flag, fields } of reviewFlagsOf(customer)) {
     request.log.warn({ cifId: customer.cifId, version: customer.version, reviewFlag: flag, fields }, 'customer accepted with a flag for review')
-  }
-}
-
-/** A refusal (4xx) is the answer to that request and is replayed; anything else frees the key for a retry. */
-async function settleFailedIdempotentRequest(
-  db: CifDb,
-  source: string,
-  held: { key: string; token: string },
-  error: unknown,
-  url: string
-): Promise<void> {
-  if (error instanceof Refusal && error.type.status < 500) {
-    const response: StoredResponse = {
-      status: error.type.status,
-      body: { ...problemOf(error), instance: url },
-      headers: { 'content-type': PROBLEM_JSON }
-    }
-    await completeIdempotentRequest(db, source, held.key, held.token, response)
-  } else {
-    await releaseIdempotencyKey(db, source, held.key, held.token)
   }
 }

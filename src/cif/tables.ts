@@ -31,13 +31,10 @@ export interface IdempotencyKeyTable {
   source_system: string
   key: string
   request_hash: string
-  state: 'IN_FLIGHT' | 'COMPLETED'
-  response_status: number | null
-  response_body: ColumnType<unknown, string | null, string | null>
-  response_headers: ColumnType<Record<string, string> | null, string | null, string | null>
-  /** An IN_FLIGHT key whose owner crashed is taken over after this time. */
-  locked_until: Date | null
-  owner_token: string | null
+  /** The answer the key stands for, written in the same transaction as what it answers. */
+  response_status: number
+  response_body: ColumnType<unknown, string, string>
+  response_headers: ColumnType<Record<string, string>, string, string>
   created_at: DefaultedTimestamp
 }
 

@@ -131,12 +131,6 @@ export const cifProblems = {
     title: 'If-Match is required',
     description: 'Send `If-Match` with the ETag of the version you read, so that no concurrent change is overwritten.'
   },
-  idempotencyKeyInUse: {
-    code: 'idempotency-key-in-use',
-    status: 409,
-    title: 'A request with this Idempotency-Key is still being processed',
-    description: 'Retry after it completes: the retry then gets its answer.'
-  },
   idempotencyKeyReused: {
     code: 'idempotency-key-reused',
     status: 422,
@@ -149,13 +143,6 @@ export const cifProblems = {
     title: "The customer's personal data was erased",
     description:
       'The customer was erased on request (`erasedAt` says when): its CIF ID stays taken and is never given out again, but it can no longer be read or changed. A replayed create of it answers this too.'
-  },
-  idempotencyKeyTakenOver: {
-    code: 'idempotency-key-taken-over',
-    status: 409,
-    title: 'A retry took this request over',
-    description:
-      'This request took so long that a retry with the same Idempotency-Key took it over; that retry answers it, and nothing was created twice.'
   }
 } as const satisfies Record<string, ProblemType>
 

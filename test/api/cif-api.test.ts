@@ -1,12 +1,10 @@
 import { sql } from 'kysely'
 import { describe, expect, it } from 'vitest'
-import { completeIdempotentRequest, requestHash, startIdempotentRequest } from '../../src/cif/idempotency.ts'
 import { cifIdFromNumber } from '../../src/contracts/cif-id.ts'
 import { checkEventSignature } from '../../src/contracts/event-signature.ts'
 import { cifProblems, httpProblems } from '../../src/contracts/problems.ts'
-import { asCif } from '../support/database.ts'
 import { devTrustedKeys, newEventKeyPair } from '../support/event-keys.ts'
-import { call, cifApp, cifAppPerFile, keys, newPerson, problemType, testConfig } from './helpers.ts'
+import { type ApiResponse, call, cifApp, cifAppPerFile, keys, newPerson, problemType, testConfig } from './helpers.ts'
 
 // The CIF API's edges against PostgreSQL alone: what reaches Kafka is test/integration/cif-api.test.ts's.
 const api = cifAppPerFile()
@@ -125,51 +123,65 @@ describe('idempotent create', () => {
     expect(other.body.errors).toEqual([{ header: 'idempotency-key', detail: 'was used with another body' }])
   })
 
-  it('answers 409 while the first request with the key is still in flight', async () => {
+  /**
+   * Two creates with one key at once. An uncommitted identifier (another transaction's, `holding`) keeps
+   * the first create's statement open after it wrote its key; the second then waits on that key.
+   */
+  async function createTwiceAtOnce(holding: 'commit' | 'roll back') {
     const person = newPerson()
-    const key = `inflight-${person.externalId}`
-    // The state a concurrent first request is in between claiming the key and committing the customer.
+    const key = `at-once-${person.externalId}`
+    const { cifId: holderCifId } = (await call(api.app, 'POST', '/v1/customers', { body: newPerson() })).body
+    const identifier = person.identifiers[0]
+    const lockWaits = async () => {
+      const { rows } = await sql<{ waiting: string }>`
+        select count(*) as waiting from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`.execute(api.database.db)
+      return Number(rows[0]!.waiting)
+    }
+    const until = async (waiting: number) => {
+      while ((await lockWaits()) < waiting) await new Promise((resolve) => setTimeout(resolve, 10))
+    }
+    const create = () => call(api.app, 'POST', '/v1/customers', { body: person, headers: { 'idempotency-key': key } })
+    let answers: Promise<[ApiResponse, ApiResponse]> | undefined
     await api.database.db
-      .insertInto('idempotency_key')
-      .values({
-        source_system: 'branch-portal',
-        key,
-        request_hash: requestHash(person),
-        state: 'IN_FLIGHT',
-        response_status: null,
-        response_body: null,
-        response_headers: null,
-        locked_until: sql<Date>`now() + interval '1 minute'`
+      .transaction()
+      .execute(async (trx) => {
+        await trx
+          .insertInto('customer_identifier')
+          .values({ type: identifier.type, issuing_country: identifier.issuingCountry, normalized_value: identifier.value, cif_id: holderCifId })
+          .execute()
+        const first = create()
+        await until(1)
+        const second = create()
+        await until(2)
+        answers = Promise.all([first, second])
+        if (holding === 'roll back') throw new Error('roll back')
       })
-      .execute()
-    const retry = await call(api.app, 'POST', '/v1/customers', { body: person, headers: { 'idempotency-key': key } })
-    expect(retry.status).toBe(409)
-    expect(retry.body.type).toBe(problemType(cifProblems.idempotencyKeyInUse))
-    expect(retry.body.errors).toEqual([{ header: 'idempotency-key', detail: 'is in use by a request in progress' }])
-    expect(await api.database.db.selectFrom('customer').select('cif_id').where('external_id', '=', person.externalId).execute()).toEqual([])
+      .catch((error: Error) => {
+        if (error.message !== 'roll back') throw error
+      })
+    const [first, second] = await answers!
+    const customers = await api.database.db.selectFrom('customer').select('cif_id').where('external_id', '=', person.externalId).execute()
+    return { first, second, customers, holderCifId }
+  }
+
+  it('makes a retry that comes while the first is running wait for it, and answers both the same: one customer', async () => {
+    const { first, second, customers } = await createTwiceAtOnce('roll back')
+    expect(first.status).toBe(201)
+    expect(second.status).toBe(201)
+    expect(second.body).toEqual(first.body)
+    expect(second.headers.get('location')).toBe(first.headers.get('location'))
+    expect([first.headers.get('idempotent-replayed'), second.headers.get('idempotent-replayed')]).toEqual([null, 'true'])
+    expect(customers).toEqual([{ cif_id: first.body.cifId }])
+    expect(await outboxRowsFor(first.body.cifId)).toHaveLength(1)
   })
 
-  it('lets a retry take over a key whose first request died, and the first can no longer finish it', async () => {
-    const person = newPerson()
-    const key = `takeover-${person.externalId}`
-    const first = await startIdempotentRequest(asCif(api.database.db), 'branch-portal', key, requestHash(person))
-    expect(first.kind).toBe('first')
-    // The first request's lease runs out (its process hung or died).
-    await api.database.db
-      .updateTable('idempotency_key')
-      .set({ locked_until: sql<Date>`now() - interval '1 second'` })
-      .where('key', '=', key)
-      .execute()
-    const retry = await call(api.app, 'POST', '/v1/customers', { body: person, headers: { 'idempotency-key': key } })
-    expect(retry.status).toBe(201)
-    const late = await completeIdempotentRequest(asCif(api.database.db), 'branch-portal', key, (first as { token: string }).token, {
-      status: 201,
-      body: {},
-      headers: {}
-    })
-    expect(late).toBe(false)
-    const replay = await call(api.app, 'POST', '/v1/customers', { body: person, headers: { 'idempotency-key': key } })
-    expect(replay.body).toEqual(retry.body)
+  it('lets the retry run itself when the first failed, and stores one answer for the key', async () => {
+    const { first, second, customers, holderCifId } = await createTwiceAtOnce('commit')
+    expect(first.status).toBe(409)
+    expect(first.body).toMatchObject({ type: problemType(cifProblems.customerExists), cifId: holderCifId })
+    expect(second.status).toBe(409)
+    expect(second.body).toEqual(first.body)
+    expect(customers).toEqual([])
   })
 
   it('replays a refusal too: the same key and body get the same 409', async () => {
@@ -182,6 +194,30 @@ describe('idempotent create', () => {
     expect(again.status).toBe(409)
     expect(again.body).toEqual(first.body)
     expect(again.headers.get('content-type')).toMatch(/^application\/problem\+json/)
+  })
+})
+
+describe("a create's round trips to PostgreSQL", () => {
+  it('is two statements, with an idempotency key or without', async () => {
+    const db = api.database.db
+    await sql`create extension if not exists pg_stat_statements`.execute(db)
+    // Counted in this file's own database only: other files run theirs at the same time.
+    const statements = async () => {
+      const { rows } = await sql<{ calls: number }>`
+        select coalesce(sum(calls), 0)::integer as calls from pg_stat_statements
+        where dbid = (select oid from pg_database where datname = current_database()) and query not like '%pg_stat_statements%'`.execute(db)
+      return rows[0]!.calls
+    }
+    const counted = async (create: () => Promise<unknown>) => {
+      await sql`select pg_stat_statements_reset(0, (select oid from pg_database where datname = current_database()), 0)`.execute(db)
+      await create()
+      return statements()
+    }
+    const person = newPerson()
+    expect(await counted(() => call(api.app, 'POST', '/v1/customers', { body: newPerson() }))).toBe(2)
+    expect(
+      await counted(() => call(api.app, 'POST', '/v1/customers', { body: person, headers: { 'idempotency-key': `count-${person.externalId}` } }))
+    ).toBe(2)
   })
 })
 

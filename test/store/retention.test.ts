@@ -150,7 +150,6 @@ describe("the outbox's and the idempotency cache's retention", () => {
       source_system: 'branch-portal',
       key: name,
       request_hash: 'h',
-      state: 'COMPLETED' as const,
       response_status: 201,
       response_body: JSON.stringify({ firstName: 'Ada' }),
       response_headers: '{}',

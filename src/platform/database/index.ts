@@ -1,4 +1,4 @@
-import { type ColumnType, Kysely, PostgresDialect } from 'kysely'
+import { type ColumnType, type CompiledQuery, Kysely, PostgresDialect, type PostgresPool, type PostgresPoolClient, type QueryResult } from 'kysely'
 import { type Migration, type MigrationProvider, Migrator } from 'kysely/migration'
 import pg from 'pg'
 
@@ -25,8 +25,53 @@ export function openDatabase<DB>(connectionString: string, options: { maxConnect
   // statement fails, and the pool does not hand that client out again.
   pool.on('error', () => {})
   pool.on('connect', (client) => client.on('error', () => {}))
-  const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) })
+  const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool: preparing(pool), controlClient: pg.Client }) })
   return { db, pool, close: () => db.destroy() }
+}
+
+/** Statement text → the name it is prepared under on every connection (see executePrepared). */
+const preparedStatementNames = new Map<string, string>()
+
+/**
+ * Runs a hot statement as a named prepared statement: each connection parses and plans its text once, and
+ * from then on only binds and executes it. Only for statements whose text does not vary from call to call
+ * (arrays as one parameter, not IN-lists), since every connection keeps every prepared text for its lifetime;
+ * everything else runs as before, parsed and planned on each call.
+ */
+export function executePrepared<DB, R>(executor: Kysely<DB>, query: CompiledQuery<R>): Promise<QueryResult<R>> {
+  if (!preparedStatementNames.has(query.sql)) preparedStatementNames.set(query.sql, `prepared_${preparedStatementNames.size + 1}`)
+  return executor.executeQuery(query)
+}
+
+/**
+ * The pool as Kysely sees it, with clients that send a statement marked by executePrepared under its name
+ * (pg then parses it once per connection). Kysely's driver hands `pg` only the text and the parameters, so
+ * the name is added here, beneath it.
+ */
+function preparing(pool: pg.Pool): PostgresPool {
+  const clients = new WeakMap<pg.PoolClient, PostgresPoolClient>()
+  const wrap = (client: pg.PoolClient): PostgresPoolClient => ({
+    get processID() {
+      return (client as pg.PoolClient & { processID?: number }).processID
+    },
+    release: (destroy) => client.release(destroy),
+    query: ((text: string, values: unknown[]) => {
+      const name = preparedStatementNames.get(text)
+      return name ? client.query({ name, text, values }) : client.query(text, values)
+    }) as unknown as PostgresPoolClient['query']
+  })
+  return {
+    options: pool.options,
+    end: () => pool.end(),
+    connect: async () => {
+      const client = await pool.connect()
+      const known = clients.get(client)
+      if (known) return known
+      const wrapped = wrap(client)
+      clients.set(client, wrapped)
+      return wrapped
+    }
+  }
 }
 
 /**

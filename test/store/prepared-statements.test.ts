@@ -1,0 +1,67 @@
+import { type Kysely, sql } from 'kysely'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { CustomerCreator } from '../../src/cif/customer-store.ts'
+import { executePrepared } from '../../src/platform/database/index.ts'
+import { newPerson } from '../integration/helpers.ts'
+import { asCif } from '../support/database.ts'
+import { devSigningKey } from '../support/event-keys.ts'
+import { type OwnDatabase, ownDatabase } from '../support/own-database.ts'
+
+let database: OwnDatabase
+beforeAll(async () => {
+  database = await ownDatabase(2)
+})
+afterAll(async () => database?.close())
+
+/** The statements prepared on the connection `db` runs on, and how often each was executed since. */
+async function preparedOn<DB>(db: Kysely<DB>): Promise<{ statement: string; runs: number }[]> {
+  const { rows } = await sql<{ statement: string; runs: number }>`
+    select statement, (generic_plans + custom_plans)::integer as runs from pg_prepared_statements order by statement`.execute(db)
+  return rows
+}
+
+describe('prepared statements', () => {
+  it('prepares a statement run through executePrepared once per connection, and runs it again by name', async () => {
+    await database.db.connection().execute(async (connection) => {
+      const square = (n: number) => sql<{ square: number }>`select ${n}::integer * ${n}::integer as square`.compile(connection)
+      const answers = []
+      for (const n of [2, 3, 4]) answers.push((await executePrepared(connection, square(n))).rows[0]!.square)
+      expect(answers).toEqual([4, 9, 16])
+      expect((await preparedOn(connection)).filter((p) => p.statement === square(0).sql)).toEqual([{ statement: square(0).sql, runs: 3 }])
+    })
+  })
+
+  it('leaves every other statement unprepared', async () => {
+    await database.db.connection().execute(async (connection) => {
+      const before = await preparedOn(connection)
+      expect((await sql<{ n: number }>`select ${5}::integer as n`.execute(connection)).rows).toEqual([{ n: 5 }])
+      await connection.selectFrom('customer').select('cif_id').limit(1).execute()
+      expect(await preparedOn(connection)).toEqual(before)
+    })
+  })
+
+  it("runs a create's statements prepared, and still creates the customer", async () => {
+    await database.db.connection().execute(async (connection) => {
+      const caller = { sourceSystem: 'branch-portal', may: () => true }
+      const creator = new CustomerCreator(asCif(connection), devSigningKey)
+      const person = newPerson()
+      const created = await creator.create(person as never, caller)
+      await creator.create(newPerson() as never, caller, {
+        key: 'prepared-1',
+        requestHash: 'h',
+        answer: (customer) => ({ status: 201, body: customer, headers: {} })
+      })
+      const prepared = (await preparedOn(connection)).filter((p) => /\b(customer|cif_number_seq)\b/.test(p.statement))
+      expect(prepared).toHaveLength(2)
+      expect(prepared).toEqual(
+        expect.arrayContaining([
+          { statement: expect.stringContaining('insert into idempotency_key'), runs: 2 },
+          { statement: expect.stringContaining("nextval('cif_number_seq')"), runs: 2 }
+        ])
+      )
+      if (created.kind !== 'created') throw new Error('expected a new customer')
+      const stored = await connection.selectFrom('customer').select(['cif_id', 'external_id']).where('cif_id', '=', created.customer.cifId).execute()
+      expect(stored).toEqual([{ cif_id: created.customer.cifId, external_id: person.externalId }])
+    })
+  })
+})
