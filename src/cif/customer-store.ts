@@ -138,6 +138,7 @@ interface ReadyCreate {
  */
 const WRITERS = 4
 const MAX_GROUP = 32
+const MAX_RETRIES_AFTER_CONFLICT = 3
 
 /**
  * Creates customers, each with its `created` event signed with `signingKey` and, given an idempotency key,
@@ -217,7 +218,8 @@ export class CustomerCreator {
     })
   }
 
-  async #write(group: ReadyCreate[]): Promise<void> {
+  /** `retries`: how often this create met a holder that was gone when looked for (see #afterConflict). */
+  async #write(group: ReadyCreate[], retries = 0): Promise<void> {
     try {
       await executePrepared(this.#db, insertCreates(group).compile(this.#db))
     } catch (error) {
@@ -233,7 +235,9 @@ export class CustomerCreator {
         create.waiting.failed(refusal)
         return
       }
-      if (outcome === 'again') await this.#write(group)
+      // Bounded: a holder that keeps coming and going (erased, purged) must not hold a request forever.
+      if (outcome === 'again' && retries < MAX_RETRIES_AFTER_CONFLICT) await this.#write(group, retries + 1)
+      else if (outcome === 'again') create.waiting.failed(error)
       else create.waiting.answered(outcome)
       return
     }
