@@ -4,11 +4,12 @@ import { Migrator } from 'kysely/migration'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import { migrateToLatest, openDatabase } from '../../src/platform/database/index.ts'
 import { migrations } from '../../src/roles/migrations.ts'
+import { findAttempts } from '../../src/syncer/api/read-model.ts'
 import { recoverExpiredLeases } from '../../src/syncer/delivery/delivery-store.ts'
 import { attemptPartitionName, prepareAttemptMonths, retireAttemptMonths } from '../../src/syncer/retention.ts'
 import { asSyncer, type TestDatabase } from '../support/database.ts'
 import { type OwnDatabase, ownDatabase } from '../support/own-database.ts'
-import { claimOne, decisions, expireLease, newCifId, newEndSystem, record, storeVersions } from './fixtures.ts'
+import { claim, claimOne, decisions, expireLease, newCifId, newEndSystem, record, storeVersions } from './fixtures.ts'
 
 let database: OwnDatabase
 beforeAll(async () => {
@@ -128,6 +129,28 @@ describe("the transaction table's months", () => {
     await record(db(), await claimOne(db(), late.system), decisions.success('CRM-4'))
     expect(await prepareAttemptMonths(syncer())).toEqual([])
     expect(await whereAttemptsAre(late.id)).toEqual(['delivery_attempt_default'])
+  })
+})
+
+describe("the admin API's attempts of a customer or a delivery", () => {
+  it('come from every month its deliveries were made in, and none of another customer', async () => {
+    const cifId = newCifId()
+    const system = newEndSystem()
+    await storeVersions(db(), cifId, [1, 2], [system])
+    await storeVersions(db(), newCifId(), [1], [system])
+    const first = await db()
+      .updateTable('delivery')
+      .set({ created_at: '2020-08-10T00:00:00Z' })
+      .where('cif_id', '=', cifId)
+      .where('customer_version', '=', 1)
+      .returning('id')
+      .executeTakeFirstOrThrow()
+    for (let claimed = await claim(db(), system); claimed.length > 0; claimed = await claim(db(), system)) {
+      for (const delivery of claimed) await record(db(), delivery, decisions.success('X'))
+    }
+    expect((await findAttempts(syncer(), { cifId })).map((a) => a.customerVersion)).toEqual([1, 2])
+    expect((await findAttempts(syncer(), { deliveryId: first.id })).map((a) => a.deliveryId)).toEqual([first.id])
+    expect(await findAttempts(syncer(), { cifId: newCifId() })).toEqual([])
   })
 })
 

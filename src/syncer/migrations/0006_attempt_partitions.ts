@@ -76,11 +76,15 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       add unique (delivery_id, attempt_number, delivery_month);
     create index delivery_attempt_cif_id on delivery_attempt (cif_id, started_at);
     create index delivery_attempt_end_system on delivery_attempt (end_system, started_at);
+
+    -- The admin API's from/to filter on deliveries: without it, a scan of every delivery ever made.
+    create index delivery_created_at on delivery (created_at);
   `.execute(db)
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {
   await sql`
+    drop index delivery_created_at;
     alter table delivery_attempt rename to delivery_attempt_partitioned;
     create table delivery_attempt (
       id                bigint generated always as identity primary key,
