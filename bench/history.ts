@@ -53,13 +53,11 @@ async function measureClaim(stack: ProcessStack): Promise<{ latencyMs: Percentil
   try {
     const query = dueDeliveries(PROBE_SYSTEM, CLAIM_LIMIT).compile(db)
     const latencyMs = await timed(200, () => db.transaction().execute((trx) => trx.executeQuery(query)))
-    const plan = await db
-      .transaction()
-      .execute((trx) =>
-        sql<{
-          'QUERY PLAN': { Plan: Record<string, number> }[]
-        }>`explain (analyze, buffers, format json) ${dueDeliveries(PROBE_SYSTEM, CLAIM_LIMIT)}`.execute(trx)
-      )
+    const plan = await db.transaction().execute((trx) =>
+      sql<{
+        'QUERY PLAN': { Plan: Record<string, number> }[]
+      }>`explain (analyze, buffers, format json) ${dueDeliveries(PROBE_SYSTEM, CLAIM_LIMIT)}`.execute(trx)
+    )
     const root = plan.rows[0]!['QUERY PLAN'][0]!.Plan
     return { latencyMs, buffers: (root['Shared Hit Blocks'] ?? 0) + (root['Shared Read Blocks'] ?? 0) }
   } finally {
