@@ -79,11 +79,15 @@ export async function up(db: Kysely<unknown>): Promise<void> {
 
     -- The admin API's from/to filter on deliveries: without it, a scan of every delivery ever made.
     create index delivery_created_at on delivery (created_at);
+    -- The operators' list of FAILED deliveries (and a bulk redrive's selection), in id order: a page of it reads
+    -- that page, not every open delivery.
+    create index delivery_failed on delivery (id) where state = 'FAILED';
   `.execute(db)
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {
   await sql`
+    drop index delivery_failed;
     drop index delivery_created_at;
     alter table delivery_attempt rename to delivery_attempt_partitioned;
     create table delivery_attempt (
