@@ -57,11 +57,11 @@ export async function applyRetention(
 }
 
 // The transaction table is partitioned by the month (UTC) its attempts' deliveries were created in
-// (`delivery_month`, migration 0006). Each round makes the partitions of this month and the next ones before they are needed,
-// and retires months past the retention as whole partitions: no DELETE of millions of rows, no bloat.
+// (`delivery_month`, migration 0006). Each round makes the partitions of this month and the next ones before
+// they are needed, and retires months past the retention as whole partitions: no DELETE of millions of rows.
 
 /** Months made ahead of the current one, so that attempts never land in the default partition in passing. */
-export const ATTEMPT_MONTHS_AHEAD = 2
+const ATTEMPT_MONTHS_AHEAD = 2
 /** Any fixed number: one syncer at a time changes the transaction table's partitions. */
 const PARTITIONS_LOCK = 7_270_006
 /**

@@ -155,10 +155,10 @@ export type SyncerDb = Kysely<SyncerDatabase>
 export type SyncerTx = Transaction<SyncerDatabase>
 
 export type DeliveryRow = Selectable<DeliveryTable>
+export type ActionRequestRow = Selectable<ActionRequestTable>
 
 /** A delivery's month (`delivery_attempt.delivery_month`) from its creation time: `2026-11-01`. */
 export const deliveryMonth = (createdAt: Date): string => `${createdAt.toISOString().slice(0, 8)}01`
 /** The same in SQL, from a delivery's `created_at`. */
 export const deliveryMonthSql = (createdAt: RawBuilder<unknown>): RawBuilder<string> =>
   sql<string>`date_trunc('month', ${createdAt} at time zone 'UTC')::date`
-export type ActionRequestRow = Selectable<ActionRequestTable>
