@@ -14,6 +14,7 @@ import { type LoadOptions, type LoadResult, percentiles, runLoad } from '../test
 import { ProcessMonitor, type ProcessUsage } from '../test/support/process-stats.ts'
 import { type ProcessStack, setFault, sourceKey, startProcessStack } from '../test/support/stack.ts'
 import { drainPhase } from './drain.ts'
+import { historyPhase } from './history.ts'
 
 const started = Date.now()
 const say = (text: string) => process.stdout.write(`[${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${text}\n`)
@@ -280,10 +281,17 @@ if (loadPhases.length > 0) {
   })
 }
 
+// 5. History: on a stack of its own, last, since it leaves millions of rows behind it.
+if (runs('history')) {
+  await onStack('history', async (stack) => {
+    results.history = await historyPhase(stack, scale, say)
+  })
+}
+
 const file = new URL(`results/bench-${new Date().toISOString().replaceAll(':', '-')}.json`, import.meta.url)
 writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`)
 const usageTable = (processes: ProcessUsage[]) => processes.map((p) => `${p.name} ${p.peakRssMb} MB ${p.cpuCores} cores`).join('; ')
-const { drain, fixedRates, saturation, isolation, recovery } = results as Record<string, any>
+const { drain, fixedRates, saturation, isolation, recovery, history } = results as Record<string, any>
 const pct = (p: { p50: number; p95: number; p99: number } | undefined) => (p ? `${p.p50} / ${p.p95} / ${p.p99}` : '-')
 console.table({
   'drain: syncer deliveries/s (pipe CPU ms per delivery)': drain
@@ -302,7 +310,10 @@ console.table({
   'saturation: backlog drained after (ms)': saturation?.backlogDrainMs ?? '-',
   'isolation: healthy p99 ratio': isolation?.p99Ratio ?? '-',
   'recovery: backlog cleared after system back (ms)': recovery?.backlogClearedMsAfterSystemBack ?? '-',
-  'recovery: final states': recovery ? JSON.stringify(recovery.finalStates) : '-'
+  'recovery: final states': recovery ? JSON.stringify(recovery.finalStates) : '-',
+  'history: filled / empty (claim p50, drain rate, worst API p50)': history
+    ? `${history.ratios.claimP50}, ${history.ratios.drainDeliveriesPerSecond}, ${Math.max(...Object.values<number>(history.ratios.apiP50))}`
+    : '-'
 })
 if (drain) say(`processes in the drain: ${usageTable(drain.syncer.processes)}`)
 if (saturation) say(`processes at saturation: ${usageTable(saturation.processes)}`)

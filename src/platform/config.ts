@@ -75,7 +75,9 @@ export interface Config {
    * start (requireTrustedEventKeys). `actionRequestExpiryMs`: a skip or bulk redrive nobody approved or
    * rejected within this time expires; `bulkRedriveLimit`: the most deliveries one bulk redrive may select.
    * `eventPayloadRetentionHours`: how long an event's payload (the customer's data) is kept once every
-   * delivery of it is settled, and an unreadable message's content.
+   * delivery of it is settled, and an unreadable message's content. `attemptRetention`: how many whole months
+   * of the transaction table are kept before the current one (0: all, for ever), and whether an older month is
+   * detached (kept as a table of its own, out of the syncer's reach, for the bank to archive) or dropped.
    */
   syncer: {
     host: string
@@ -89,6 +91,7 @@ export interface Config {
     actionRequestExpiryMs: number
     bulkRedriveLimit: number
     eventPayloadRetentionHours: number
+    attemptRetention: { months: number; action: AttemptRetentionAction }
   }
   /** Operators allowed on the syncer's admin API: name → SHA-256 of their keys, and their pinned certificates. */
   operatorKeyHashes: Callers
@@ -500,6 +503,17 @@ export function requireTrustedEventKeys(config: Config): TrustedEventKeys {
   return config.syncer.trustedEventKeys
 }
 
+/** What the syncer does with a month of the transaction table past its retention (syncer/retention.ts). */
+export const attemptRetentionActions = ['detach', 'drop'] as const
+export type AttemptRetentionAction = (typeof attemptRetentionActions)[number]
+
+function attemptRetentionAction(env: Env): AttemptRetentionAction {
+  const value = env.SYNCER_ATTEMPT_RETENTION_ACTION || 'detach'
+  const action = attemptRetentionActions.find((known) => known === value)
+  if (!action) throw new ConfigError(`SYNCER_ATTEMPT_RETENTION_ACTION must be detach or drop, not ${JSON.stringify(value)}.`)
+  return action
+}
+
 function publicApiDocs(env: Env, production: boolean): boolean {
   const value = env.API_DOCS ?? (production ? 'off' : 'public')
   if (value !== 'public' && value !== 'off') throw new ConfigError(`API_DOCS must be public or off, not ${JSON.stringify(value)}.`)
@@ -673,7 +687,9 @@ export function loadConfig(env: Env = process.env): Config {
       // the requester has long forgotten.
       actionRequestExpiryMs: integer(env, 'SYNCER_ACTION_REQUEST_EXPIRY_MS', 24 * 3_600_000, 60_000, 30 * 24 * 3_600_000),
       bulkRedriveLimit: integer(env, 'SYNCER_BULK_REDRIVE_LIMIT', 500, 1, BULK_REDRIVE_LIMIT_MAX),
-      eventPayloadRetentionHours: integer(env, 'SYNCER_EVENT_PAYLOAD_RETENTION_HOURS', 168, 0, 24 * 3650)
+      eventPayloadRetentionHours: integer(env, 'SYNCER_EVENT_PAYLOAD_RETENTION_HOURS', 168, 0, 24 * 3650),
+      // The audit trail: kept for ever unless the bank sets its period (seven years is 84).
+      attemptRetention: { months: integer(env, 'SYNCER_ATTEMPT_RETENTION_MONTHS', 0, 0, 1200), action: attemptRetentionAction(env) }
     },
     operatorKeyHashes: access.operatorKeyHashes,
     operatorRoles: access.operatorRoles,

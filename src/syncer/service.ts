@@ -16,7 +16,7 @@ import { EndSystemClient } from './delivery/end-system-client.ts'
 import { type EndSystemConfig, loadEndSystems } from './delivery/end-systems-config.ts'
 import { DeliveryLane } from './delivery/lane.ts'
 import { EventIntake } from './intake/event-intake.ts'
-import { applyRetention } from './retention.ts'
+import { applyRetention, prepareAttemptMonths, retireAttemptMonths } from './retention.ts'
 import { sequenceStatusUpdates } from './status/sync-status.ts'
 import type { SyncerDatabase, SyncerDb, SyncerTables } from './tables.ts'
 
@@ -147,6 +147,8 @@ export async function startSyncer(
     )
   }, LEASE_CHECK_EVERY_MS)
   const retentionLog = new FailureLog(log, 'retention round failed')
+  // Without its round, attempts of a month with no partition go to the default one: nothing is lost.
+  const partitionLog = new FailureLog(log, 'transaction table partitions not maintained')
   const retention = startPeriodic(RETENTION_EVERY_MS, async () => {
     try {
       const purged = await applyRetention(db, config.syncer.eventPayloadRetentionHours, config.retentionBatchSize)
@@ -154,6 +156,15 @@ export async function startSyncer(
       if (purged.eventPayloads || purged.unreadableMessages) log.info(purged, 'purged payloads past retention')
     } catch (error) {
       retentionLog.failed(error)
+    }
+    try {
+      const made = await prepareAttemptMonths(db)
+      const retired = await retireAttemptMonths(db, config.syncer.attemptRetention)
+      partitionLog.succeeded()
+      if (made.length || retired.length)
+        log.info({ made, retired, action: config.syncer.attemptRetention.action }, 'transaction table months made or retired')
+    } catch (error) {
+      partitionLog.failed(error)
     }
   })
   wakeAll()

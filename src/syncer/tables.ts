@@ -1,4 +1,4 @@
-import type { ColumnType, Generated, Kysely, Selectable, Transaction } from 'kysely'
+import { type ColumnType, type Generated, type Kysely, type RawBuilder, type Selectable, sql, type Transaction } from 'kysely'
 import type { OutboxTables } from '../outbox/tables.ts'
 import type { DefaultedTimestamp } from '../platform/database/index.ts'
 import type { RequestKind, RequestState } from './delivery/four-eyes.ts'
@@ -59,6 +59,8 @@ export interface DeliveryTable {
 export interface DeliveryAttemptTable {
   id: Generated<string>
   delivery_id: string
+  /** The partition key (migration 0006): the first day of the month (UTC) the delivery was created in. */
+  delivery_month: ColumnType<Date, string, never>
   event_id: string
   cif_id: string
   event_type: string
@@ -154,3 +156,9 @@ export type SyncerTx = Transaction<SyncerDatabase>
 
 export type DeliveryRow = Selectable<DeliveryTable>
 export type ActionRequestRow = Selectable<ActionRequestTable>
+
+/** A delivery's month (`delivery_attempt.delivery_month`) from its creation time: `2026-11-01`. */
+export const deliveryMonth = (createdAt: Date): string => `${createdAt.toISOString().slice(0, 8)}01`
+/** The same in SQL, from a delivery's `created_at`. */
+export const deliveryMonthSql = (createdAt: RawBuilder<unknown>): RawBuilder<string> =>
+  sql<string>`date_trunc('month', ${createdAt} at time zone 'UTC')::date`

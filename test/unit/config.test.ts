@@ -128,6 +128,20 @@ describe('configuration', () => {
     )
     expect(() => loadConfig({ RETENTION_BATCH_SIZE: '0' })).toThrow('RETENTION_BATCH_SIZE must be a whole number from 1 to 100000')
   })
+
+  it('keeps the transaction table for ever unless told a number of months, and detaches rather than drops by default', () => {
+    expect(loadConfig({}).syncer.attemptRetention).toEqual({ months: 0, action: 'detach' })
+    expect(loadConfig({ SYNCER_ATTEMPT_RETENTION_MONTHS: '84', SYNCER_ATTEMPT_RETENTION_ACTION: 'drop' }).syncer.attemptRetention).toEqual({
+      months: 84,
+      action: 'drop'
+    })
+    expect(() => loadConfig({ SYNCER_ATTEMPT_RETENTION_ACTION: 'delete' })).toThrow(
+      'SYNCER_ATTEMPT_RETENTION_ACTION must be detach or drop, not "delete".'
+    )
+    expect(() => loadConfig({ SYNCER_ATTEMPT_RETENTION_MONTHS: '-1' })).toThrow(
+      'SYNCER_ATTEMPT_RETENTION_MONTHS must be a whole number from 0 to 1200'
+    )
+  })
 })
 
 describe('event signing keys', () => {

@@ -2,7 +2,7 @@ import { type ExpressionBuilder, type RawBuilder, sql } from 'kysely'
 import { Refusal } from '../../contracts/problems.ts'
 import type { StatusData } from '../../contracts/sync-status-events.ts'
 import { isWaiting, overallState } from '../delivery/states.ts'
-import type { DeliveryRow, SyncerDatabase, SyncerDb } from '../tables.ts'
+import { type DeliveryRow, deliveryMonthSql, type SyncerDatabase, type SyncerDb } from '../tables.ts'
 import {
   type Attempt,
   type AttemptFilters,
@@ -131,6 +131,19 @@ export async function findAttempts(db: SyncerDb, q: AttemptFilters): Promise<Att
   if (q.from) query = query.where('started_at', '>=', instant(q.from, 'from'))
   if (q.to) query = query.where('started_at', '<', instant(q.to, 'to'))
   if (q.after) query = query.where('id', '>', q.after)
+  if (q.cifId || q.deliveryId) {
+    // Named in the query, the months (partitions, migration 0006) of the customer's or the delivery's attempts
+    // are all the planner plans and reads; otherwise it probes every month kept.
+    let deliveries = db
+      .selectFrom('delivery')
+      .select(sql<string>`${deliveryMonthSql(sql.ref('created_at'))}::text`.as('month'))
+      .distinct()
+    if (q.cifId) deliveries = deliveries.where('cif_id', '=', q.cifId)
+    if (q.deliveryId) deliveries = deliveries.where('id', '=', q.deliveryId)
+    const months = (await deliveries.execute()).map((row) => row.month)
+    if (months.length === 0) return []
+    query = query.where(sql<boolean>`delivery_month = any(${months}::date[])`)
+  }
   const rows = await query.execute()
   return rows.map((a) => ({
     attemptId: a.id,

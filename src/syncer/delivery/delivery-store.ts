@@ -3,7 +3,7 @@ import { personalData } from '../../contracts/customer.ts'
 import type { CustomerEvent } from '../../contracts/customer-events.ts'
 import type { DeliveryStatusKind } from '../../contracts/sync-status-events.ts'
 import { recordStatuses, type StatusChange } from '../status/sync-status.ts'
-import type { DeliveryRow, SyncerDb, SyncerTx } from '../tables.ts'
+import { type DeliveryRow, deliveryMonth, deliveryMonthSql, type SyncerDb, type SyncerTx } from '../tables.ts'
 import {
   type AttemptStatus,
   type Decision,
@@ -163,6 +163,7 @@ export async function recordAttempts(db: SyncerDb, finished: FinishedAttempt[]):
       .values(
         finished.map(({ delivery, attempt }) => ({
           delivery_id: delivery.id,
+          delivery_month: deliveryMonth(delivery.created_at),
           event_id: delivery.event_id,
           cif_id: delivery.cif_id,
           event_type: delivery.event_type,
@@ -180,9 +181,9 @@ export async function recordAttempts(db: SyncerDb, finished: FinishedAttempt[]):
         }))
       )
       // Lease recovery may have written a placeholder for this attempt while it was still being recorded:
-      // the real answer replaces it.
+      // the real answer replaces it. Its delivery's month is the partition key (migration 0006).
       .onConflict((oc) =>
-        oc.columns(['delivery_id', 'attempt_number']).doUpdateSet((eb) => ({
+        oc.columns(['delivery_id', 'attempt_number', 'delivery_month']).doUpdateSet((eb) => ({
           status: eb.ref('excluded.status'),
           http_status: eb.ref('excluded.http_status'),
           response_message: eb.ref('excluded.response_message'),
@@ -322,12 +323,12 @@ export async function recoverExpiredLeases(db: SyncerDb): Promise<number> {
       select d.id from delivery d where d.state in (${stateList(recoverLease.from)}) and d.lease_until < now()
       for update skip locked),
     attempts as (
-      insert into delivery_attempt (delivery_id, event_id, cif_id, event_type, customer_version, end_system,
+      insert into delivery_attempt (delivery_id, delivery_month, event_id, cif_id, event_type, customer_version, end_system,
         attempt_number, status, http_status, response_message, remarks, timeout_ms, duration_ms, started_at, finished_at)
-      select d.id, d.event_id, d.cif_id, e.event_type, d.customer_version, d.end_system, d.attempts, ${'ERROR' satisfies AttemptStatus}, null,
+      select d.id, ${deliveryMonthSql(sql.ref('d.created_at'))}, d.event_id, d.cif_id, e.event_type, d.customer_version, d.end_system, d.attempts, ${'ERROR' satisfies AttemptStatus}, null,
         'no answer recorded', ${remarkTemplates.leaseLostAttempt}, 0, 0, d.updated_at, now()
       from delivery d join expired on expired.id = d.id join sync_event e on e.event_id = d.event_id
-      on conflict (delivery_id, attempt_number) do nothing)
+      on conflict (delivery_id, attempt_number, delivery_month) do nothing)
     update delivery d
     set state = ${recoverLease.to}, lease_until = null, next_attempt_at = now(), round_attempts = greatest(0, d.round_attempts - 1),
         remarks = ${remarkSql('leaseLost', { attempt: sql`d.attempts` })}, updated_at = now()

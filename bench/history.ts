@@ -1,0 +1,285 @@
+// The history phase of `npm run bench`: the same measures on the stack as it is, then again once the
+// transaction table holds years of a bank's attempts (10 million, 3 million deliveries, times BENCH_SCALE),
+// generated directly in PostgreSQL. What the syncer and the APIs do must cost what the due or returned work
+// costs, not what the table holds: each measure is printed with its ratio, filled to empty.
+import { loadavg } from 'node:os'
+import { performance } from 'node:perf_hooks'
+import * as hdr from 'hdr-histogram-js'
+import { type Kysely, sql } from 'kysely'
+import { claimStatement } from '../src/syncer/delivery/delivery-store.ts'
+import { attemptPartitionName } from '../src/syncer/retention.ts'
+import type { TestDatabase } from '../test/support/database.ts'
+import { waitUntilDrained } from '../test/support/invariants.ts'
+import { percentiles, runLoad } from '../test/support/load.ts'
+import { operatorKey, type ProcessStack, sourceKey } from '../test/support/stack.ts'
+
+type Say = (text: string) => void
+type Percentiles = ReturnType<typeof percentiles>
+
+/** An end system no lane serves: the claim's probe finds its due deliveries, and nobody takes them. */
+const PROBE_SYSTEM = 'history-claim-probe'
+const CLAIM_LIMIT = 32
+/** Far from the CIF service's numbers (1,000,000,000 on): the history's CIF IDs are its own. */
+const HISTORY_CIF_BASE = 60_000_000_000
+
+/** Latency percentiles (ms) of `runs` calls of `call`, one after the other. */
+async function timed(runs: number, call: (i: number) => Promise<unknown>): Promise<Percentiles> {
+  const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: 3 })
+  for (let i = 0; i < runs; i++) {
+    const start = performance.now()
+    await call(i)
+    histogram.recordValue(Math.max(1, Math.round((performance.now() - start) * 1000)))
+  }
+  return percentiles(histogram)
+}
+
+/**
+ * The claim (delivery-store.ts `claimStatement`) of 32 of 1,000 due deliveries of one system, half of them
+ * waiting behind an earlier version, rolled back each time so that every run finds the same work: its time,
+ * and the buffers its plan touches (which, unlike time, a noisy machine does not move).
+ */
+async function measureClaim(stack: ProcessStack): Promise<{ latencyMs: Percentiles; buffers: number }> {
+  const { db } = stack.database
+  await sql`
+    insert into sync_event (event_id, cif_id, event_type, customer_version, owner_source_system, acting_source_system, event,
+      event_time, kafka_partition, kafka_offset)
+    select md5('probe' || i)::uuid, (${HISTORY_CIF_BASE - 1_000_000}::bigint + (i + 1) / 2)::text, 'cif.customer.created', 2 - i % 2,
+      'branch-portal', 'branch-portal', null, now(), 0, i
+    from generate_series(1, 1000) i`.execute(db)
+  await sql`
+    insert into delivery (event_id, cif_id, end_system, operation, customer_version, state)
+    select event_id, cif_id, ${PROBE_SYSTEM}, case customer_version when 1 then 'create' else 'update' end, customer_version, 'PENDING'
+    from sync_event where event_id in (select md5('probe' || i)::uuid from generate_series(1, 1000) i)`.execute(db)
+  try {
+    const claim = claimStatement(PROBE_SYSTEM, CLAIM_LIMIT, [10_000])
+    const query = claim.compile(db)
+    const rolledBack = <T>(run: (trx: Kysely<TestDatabase>) => Promise<T>) =>
+      db.connection().execute(async (connection) => {
+        await sql`begin`.execute(connection)
+        try {
+          return await run(connection)
+        } finally {
+          await sql`rollback`.execute(connection)
+        }
+      })
+    const latencyMs = await timed(200, () => rolledBack((trx) => trx.executeQuery(query)))
+    const plan = await rolledBack((trx) =>
+      sql<{
+        'QUERY PLAN': { Plan: Record<string, number> }[]
+      }>`explain (analyze, buffers, format json) ${claim}`.execute(trx)
+    )
+    const root = plan.rows[0]!['QUERY PLAN'][0]!.Plan
+    return { latencyMs, buffers: (root['Shared Hit Blocks'] ?? 0) + (root['Shared Read Blocks'] ?? 0) }
+  } finally {
+    await sql`delete from delivery where end_system = ${PROBE_SYSTEM}`.execute(db)
+    await sql`delete from sync_event where event_id in (select md5('probe' || i)::uuid from generate_series(1, 1000) i)`.execute(db)
+  }
+}
+
+/**
+ * A backlog of `customers` new customers made through the CIF API while the syncer is stopped, then the
+ * syncer started and timed until every delivery of them is SUCCESS. The intake, the claims, the attempt
+ * records and the status messages all write into the tables the history fills.
+ */
+async function measureDrain(stack: ProcessStack, customers: number, say: Say) {
+  await stack.syncer.stop()
+  const since = new Date()
+  const traffic = await runLoad({ cifUrl: stack.cifUrl, apiKey: sourceKey, ratePerSecond: 200, durationMs: Math.ceil((customers / 200) * 1000) })
+  for (;;) {
+    const { rows } = await sql<{ n: string }>`select count(*) as n from outbox_message where status = 'PENDING'`.execute(stack.database.db)
+    if (Number(rows[0]!.n) === 0) break
+    await new Promise((resolve) => setTimeout(resolve, 250))
+  }
+  say(`history: ${traffic.creates} customers waiting on the topic; starting the syncer`)
+  const startedAt = Date.now()
+  await stack.syncer.start()
+  const drainMs = await waitUntilDrained(stack, since, 600_000)
+  if (drainMs < 0) throw new Error('the history drain did not finish in 10 minutes')
+  const { rows } = await sql<{ n: string; first: Date; last: Date }>`
+    select count(*) as n, min(d.completed_at) as first, max(d.completed_at) as last
+    from delivery d join customer c on c.cif_id = d.cif_id where c.created_at >= ${since}`.execute(stack.database.db)
+  const { n, first, last } = rows[0]!
+  const deliveries = Number(n)
+  const cifIds = [...traffic.requestedAt.keys()].map((key) => key.split(':')[0]!)
+  return {
+    customers: traffic.creates,
+    deliveries,
+    deliveriesPerSecond: Math.round((deliveries / (last.getTime() - startedAt)) * 1000),
+    deliveriesPerSecondRunning: Math.round((deliveries / Math.max(1, last.getTime() - first.getTime())) * 1000),
+    cifIds
+  }
+}
+
+/** Each API query the callback and admin APIs answer, one request after the other, against this drain's customers. */
+async function measureApis(stack: ProcessStack, cifIds: string[], cursor: string): Promise<Record<string, Percentiles>> {
+  const get = async (path: string, key: string) => {
+    const response = await fetch(`${stack.syncerUrl}${path}`, { headers: { authorization: `Bearer ${key}` } })
+    if (!response.ok) throw new Error(`GET ${path}: ${response.status} ${await response.text()}`)
+    await response.arrayBuffer()
+  }
+  const cif = (i: number) => cifIds[(i * 7919) % cifIds.length]!
+  const hourAgo = new Date(Date.now() - 3_600_000).toISOString()
+  const queries: Record<string, [runs: number, (i: number) => Promise<void>]> = {
+    'callback: customer': [200, (i) => get(`/v1/sync/customers/${cif(i)}`, sourceKey)],
+    'callback: updates after a cursor': [100, () => get(`/v1/sync/updates?after=${cursor}&limit=100`, sourceKey)],
+    'admin: attempts of a customer': [200, (i) => get(`/v1/admin/attempts?cifId=${cif(i)}`, operatorKey)],
+    'admin: ERROR attempts of a system': [50, () => get('/v1/admin/attempts?endSystem=crm&status=ERROR&limit=100', operatorKey)],
+    'admin: attempts of a system in the last hour': [50, () => get(`/v1/admin/attempts?endSystem=crm&from=${hourAgo}&limit=100`, operatorKey)],
+    'admin: deliveries of a customer': [200, (i) => get(`/v1/admin/deliveries?cifId=${cif(i)}`, operatorKey)],
+    'admin: FAILED deliveries': [50, () => get('/v1/admin/deliveries?state=FAILED&limit=100', operatorKey)],
+    'admin: deliveries of a system since an hour ago': [50, () => get(`/v1/admin/deliveries?endSystem=crm&from=${hourAgo}&limit=100`, operatorKey)],
+    'admin: summary': [10, () => get('/v1/admin/summary', operatorKey)]
+  }
+  const results: Record<string, Percentiles> = {}
+  for (const [name, [runs, call]] of Object.entries(queries)) results[name] = await timed(runs, call)
+  return results
+}
+
+async function feedCursor(stack: ProcessStack): Promise<string> {
+  const { rows } = await sql<{ seq: string | null }>`select max(seq)::text as seq from sync_status_update`.execute(stack.database.db)
+  return rows[0]!.seq ?? '0'
+}
+
+async function measureAll(stack: ProcessStack, customers: number, say: Say) {
+  const claim = await measureClaim(stack)
+  say(`history: claim p50 ${claim.latencyMs.p50} ms, ${claim.buffers} buffers`)
+  const cursor = await feedCursor(stack)
+  const { cifIds, ...drain } = await measureDrain(stack, customers, say)
+  say(`history: drain ${drain.deliveriesPerSecond} deliveries/s (${drain.deliveries})`)
+  const apis = await measureApis(stack, cifIds, cursor)
+  say(`history: APIs p50 ${JSON.stringify(Object.fromEntries(Object.entries(apis).map(([name, p]) => [name, p.p50])))}`)
+  return { claim, drain, apis, loadAverage: Number(loadavg()[0]!.toFixed(2)) }
+}
+
+/**
+ * Years of history, directly in PostgreSQL: `events` customer events (two versions per customer, spread over
+ * the last 24 months), three deliveries each (almost all SUCCESS; some FAILED, some SKIPPED), one in ten of
+ * them retried or redriven 24 times (an outage's worth), so about 3.4 attempts per delivery; a status update
+ * per successful delivery. The month partitions are made first, as the syncer would have made them.
+ */
+export async function fillHistory(db: Kysely<TestDatabase>, events: number, say: Say) {
+  const timings: Record<string, number> = {}
+  const step = async (name: string, query: ReturnType<typeof sql>) => {
+    const start = performance.now()
+    // Consistent by construction: no foreign key trigger per generated row (a bulk load's usual setting).
+    await db.connection().execute(async (connection) => {
+      await sql`set session_replication_role = replica`.execute(connection)
+      try {
+        await query.execute(connection)
+      } finally {
+        await sql`set session_replication_role = origin`.execute(connection)
+      }
+    })
+    timings[name] = Number(((performance.now() - start) / 1000).toFixed(1))
+    say(`history: ${name} in ${timings[name]} s`)
+  }
+  const { rows: months } = await sql<{ month: Date }>`
+    select generate_series(date_trunc('month', now() at time zone 'UTC') - interval '25 months', date_trunc('month', now() at time zone 'UTC'),
+      interval '1 month') at time zone 'UTC' as month`.execute(db)
+  for (const { month } of months) {
+    const next = new Date(Date.UTC(month.getUTCFullYear(), month.getUTCMonth() + 1, 1))
+    await sql`create table if not exists ${sql.id(attemptPartitionName(month))} partition of delivery_attempt
+      for values from (${sql.lit(month.toISOString().slice(0, 10))}) to (${sql.lit(next.toISOString().slice(0, 10))})`.execute(db)
+  }
+  const { rows } = await sql<{ id: string }>`select coalesce(max(id), 0)::text as id from delivery`.execute(db)
+  const after = rows[0]!.id
+  await step(
+    'events',
+    sql`
+      insert into sync_event (event_id, cif_id, event_type, customer_version, owner_source_system, acting_source_system, event,
+        event_time, received_at, kafka_partition, kafka_offset)
+      select md5('history' || i)::uuid, (${HISTORY_CIF_BASE}::bigint + (i + 1) / 2)::text,
+        case i % 2 when 1 then 'cif.customer.created' else 'cif.customer.updated' end, 2 - i % 2, 'branch-portal', 'branch-portal', null,
+        t, t, i % 12, i
+      from generate_series(1, ${events}) i, lateral (select now() - interval '1 day' - interval '730 days' * (1 - i::float8 / ${events}) as t) spread`
+  )
+  await step(
+    'deliveries',
+    sql`
+      insert into delivery (event_id, cif_id, end_system, operation, customer_version, state, attempts, round_attempts, next_attempt_at,
+        external_id, last_error, remarks, created_at, updated_at, completed_at)
+      select e.event_id, e.cif_id, s.name, case e.customer_version when 1 then 'create' else 'update' end, e.customer_version, v.state,
+        v.attempts, v.attempts, e.received_at, 'X-' || e.cif_id, null, 'delivered', e.received_at, e.received_at + interval '1 minute',
+        case when v.state = 'FAILED' then null else e.received_at + interval '1 minute' end
+      from generate_series(1, ${events}) i
+      join sync_event e on e.event_id = md5('history' || i)::uuid
+      cross join (values (0, 'core-banking'), (1, 'crm'), (2, 'cards')) s(n, name),
+      lateral (select i * 3 + s.n as j) k,
+      lateral (select
+        case when k.j % 400 = 0 and e.customer_version = 2 then 'FAILED' when k.j % 97 = 0 then 'SKIPPED' else 'SUCCESS' end as state,
+        case when k.j % 10 = 0 then 25 else 1 end as attempts) v
+      order by i, s.n`
+  )
+  await step(
+    'attempts',
+    sql`
+      insert into delivery_attempt (delivery_id, delivery_month, event_id, cif_id, event_type, customer_version, end_system, attempt_number,
+        status, http_status, response_message, remarks, timeout_ms, duration_ms, started_at, finished_at)
+      select d.id, date_trunc('month', d.created_at at time zone 'UTC')::date, d.event_id, d.cif_id,
+        case d.operation when 'create' then 'cif.customer.created' else 'cif.customer.updated' end, d.customer_version, d.end_system, n,
+        case when n = d.attempts and d.state = 'SUCCESS' then 'SUCCESS' else 'ERROR' end,
+        case when n = d.attempts and d.state = 'SUCCESS' then 201 else 503 end,
+        case when n = d.attempts and d.state = 'SUCCESS' then 'HTTP 201' else 'HTTP 503: {"error":"maintenance"}' end,
+        case when n = d.attempts and d.state = 'SUCCESS' then 'delivered'
+          else d.end_system || ' answered 503 (a fault on its side); retry ' || n || ' of 24 in 10 s' end,
+        30000, 40 + n, d.created_at + make_interval(secs => n * 10), d.created_at + make_interval(secs => n * 10) + interval '40 milliseconds'
+      from delivery d cross join lateral generate_series(1, d.attempts) n
+      where d.id > ${after}`
+  )
+  await step(
+    'status updates',
+    sql`
+      insert into sync_status_update (seq, owner_source_system, cif_id, kind, status, created_at)
+      select nextval('sync_status_seq'), 'branch-portal', d.cif_id, 'DELIVERED',
+        jsonb_build_object('kind', 'DELIVERED', 'cifId', d.cif_id, 'customerVersion', d.customer_version, 'eventId', d.event_id,
+          'endSystem', d.end_system, 'deliveryId', d.id::text, 'state', d.state, 'attempts', d.attempts, 'at', d.completed_at),
+        d.completed_at
+      from delivery d where d.id > ${after} and d.state = 'SUCCESS' order by d.id`
+  )
+  for (const table of ['sync_event', 'delivery', 'delivery_attempt', 'sync_status_update']) {
+    await step(`vacuum analyze ${table}`, sql`vacuum analyze ${sql.id(table)}`)
+  }
+  const tables: Record<string, { rows: number; mb: number }> = {}
+  for (const table of ['sync_event', 'delivery', 'delivery_attempt', 'sync_status_update']) {
+    const { rows: size } = await sql<{ rows: string; mb: string }>`
+      select (select count(*) from ${sql.id(table)})::text as rows,
+        (coalesce((select sum(pg_total_relation_size(relid)) from pg_partition_tree(${table}::regclass) where isleaf),
+          pg_total_relation_size(${table}::regclass)) / 1048576)::text as mb`.execute(db)
+    tables[table] = { rows: Number(size[0]!.rows), mb: Math.round(Number(size[0]!.mb)) }
+  }
+  return {
+    seconds: Number(
+      Object.values(timings)
+        .reduce((a, b) => a + b, 0)
+        .toFixed(1)
+    ),
+    steps: timings,
+    tables
+  }
+}
+
+const ratio = (filled: number, empty: number) => Number((filled / Math.max(empty, 0.001)).toFixed(2))
+
+export async function historyPhase(stack: ProcessStack, scale: number, say: Say): Promise<Record<string, unknown>> {
+  const events = Math.round(1_000_000 * scale)
+  const customers = Math.max(300, Math.round(3000 * scale))
+  say(`history: measuring before the fill (${customers} customers drained)`)
+  const empty = await measureAll(stack, customers, say)
+  say(`history: generating ${events} events, ${events * 3} deliveries and their attempts`)
+  const generation = await fillHistory(stack.database.db, events, say)
+  say(`history: generated in ${generation.seconds} s: ${JSON.stringify(generation.tables)}`)
+  const filled = await measureAll(stack, customers, say)
+  const apis = Object.fromEntries(Object.keys(empty.apis).map((name) => [name, ratio(filled.apis[name]!.p50, empty.apis[name]!.p50)]))
+  return {
+    generation,
+    empty,
+    filled,
+    ratios: {
+      claimP50: ratio(filled.claim.latencyMs.p50, empty.claim.latencyMs.p50),
+      claimBuffers: ratio(filled.claim.buffers, empty.claim.buffers),
+      drainDeliveriesPerSecond: ratio(empty.drain.deliveriesPerSecond, filled.drain.deliveriesPerSecond),
+      apiP50: apis
+    },
+    note: 'ratios are filled over empty for times and buffers, empty over filled for the drain rate: above 1 is slower with the history'
+  }
+}
