@@ -35,17 +35,18 @@ export async function up(db: Kysely<unknown>): Promise<void> {
   `.execute(db)
 
   // Statuses still waiting in the outbox are handed to their feed rows, which were written in the same
-  // transaction with the same data, owner and CIF ID: paired one to one in id order, the outbox's event id
-  // kept (it may have gone out just before the upgrade), then the outbox copy deleted.
+  // transaction with the same data, owner and CIF ID, and the outbox copy deleted; the outbox's event id is
+  // kept, as the message may have gone out just before the upgrade. Rows alike in all of that are paired
+  // one to one from the newest: a key's copies went out in id order, so the ones sent are the oldest.
   await sql`
     with pending as (
       select id, event_id, publish_attempts, last_error, message_key as cif_id,
         payload::jsonb ->> 'sourcesystem' as owner, payload::jsonb -> 'data' as status,
-        row_number() over (partition by message_key, payload::jsonb ->> 'sourcesystem', payload::jsonb -> 'data' order by id) as nth
+        row_number() over (partition by message_key, payload::jsonb ->> 'sourcesystem', payload::jsonb -> 'data' order by id desc) as nth
       from outbox_message where topic = ${topics.syncStatus} and status = 'PENDING'
     ), feed as (
       select id, cif_id, owner_source_system as owner, status,
-        row_number() over (partition by cif_id, owner_source_system, status order by id) as nth
+        row_number() over (partition by cif_id, owner_source_system, status order by id desc) as nth
       from sync_status_update where cif_id in (select cif_id from pending)
     ), paired as (
       select feed.id as feed_id, pending.id as outbox_id, pending.event_id, pending.publish_attempts, pending.last_error
