@@ -26,7 +26,7 @@ export interface ClaimedMessage {
  * and the message at once. Each call runs in the relay's transaction or on its pool, as typed.
  */
 export interface RelayQueue<DB> {
-  /** The channel an insert into the queue notifies at commit. */
+  /** The channel notified at commit when the queue has new messages to send. */
   channel: string
   /**
    * Up to `limit` unsent messages under row locks (FOR UPDATE SKIP LOCKED), in id order, none of whose key

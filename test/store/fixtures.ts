@@ -12,7 +12,7 @@ import type { ActionRequest } from '../../src/syncer/api/schemas.ts'
 import { type AttemptRecord, type ClaimedDelivery, claimDue, type FinishedAttempt, recordAttempts } from '../../src/syncer/delivery/delivery-store.ts'
 import type { Decision } from '../../src/syncer/delivery/states.ts'
 import { type StringMessage, storeEvents } from '../../src/syncer/intake/event-store.ts'
-import { statusQueue } from '../../src/syncer/status/sync-status.ts'
+import { sequenceStatusUpdates, statusQueue } from '../../src/syncer/status/sync-status.ts'
 import type { DeliveryRow } from '../../src/syncer/tables.ts'
 import { asSyncer, type TestDatabase } from '../support/database.ts'
 import { devSigningKey, devTrustedKeys } from '../support/event-keys.ts'
@@ -204,10 +204,12 @@ export async function statusesOf(
 }
 
 /**
- * What the status relay would publish for a customer, in the order it would: claimed and marked sent batch
- * by batch as the relay does, in a transaction rolled back at the end, so nothing is published for real.
+ * What the status relay would publish for a customer, in the order it would: the feed sequenced first, as
+ * the syncer does, then claimed and marked sent batch by batch as the relay does, in a transaction rolled
+ * back at the end, so nothing is published for real.
  */
 export async function statusMessagesOf(db: Kysely<TestDatabase>, cifId: string): Promise<ClaimedMessage[]> {
+  while ((await sequenceStatusUpdates(asSyncer(db))) > 0);
   const messages: ClaimedMessage[] = []
   const rolledBack = new Error('roll back')
   await asSyncer(db)

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { topics } from '../../src/contracts/topics.ts'
 import type { OutboxTables } from '../../src/outbox/tables.ts'
-import { recordStatuses, type StatusChange, statusQueue } from '../../src/syncer/status/sync-status.ts'
+import { recordStatuses, type StatusChange, sequenceStatusUpdates, statusQueue } from '../../src/syncer/status/sync-status.ts'
 import { asSyncer } from '../support/database.ts'
 import { type OwnDatabase, ownDatabase } from '../support/own-database.ts'
 import { newCifId } from './fixtures.ts'
@@ -27,6 +27,11 @@ const record = (changes: StatusChange[]) =>
   asSyncer(database.db)
     .transaction()
     .execute((trx) => recordStatuses(trx, changes))
+/** Recorded and given feed positions, as the syncer's sequencer does: what the relay can take. */
+const recordSequenced = async (changes: StatusChange[]) => {
+  await record(changes)
+  await sequenceStatusUpdates(asSyncer(database.db))
+}
 /** One relay's claim, rolled back: what it would send. */
 const claimOnce = async (limit = 100) => {
   let claimed: Awaited<ReturnType<typeof statusQueue.claim>> = []
@@ -43,7 +48,7 @@ const claimOnce = async (limit = 100) => {
 describe('the feed as the status relay queue', () => {
   it('sends each status as its row holds it, with the same id until it is marked sent', async () => {
     const cifId = newCifId()
-    await record([inSync(cifId)])
+    await recordSequenced([inSync(cifId)])
     const [first] = await claimOnce()
     expect(first).toMatchObject({
       topic: topics.syncStatus,
@@ -75,7 +80,7 @@ describe('the feed as the status relay queue', () => {
 
   it("takes a customer's next status only once the earlier one is sent, while relays race", async () => {
     const [a, b] = [newCifId(), newCifId()]
-    await record([inSync(a), inSync(a), inSync(b)])
+    await recordSequenced([inSync(a), inSync(a), inSync(b)])
     let release!: () => void
     const released = new Promise<void>((resolve) => (release = resolve))
     let heldNow!: (ids: string[]) => void
@@ -101,7 +106,7 @@ describe('the feed as the status relay queue', () => {
 
   it('records a failed send on the rows, which stay unsent', async () => {
     const cifId = newCifId()
-    await record([inSync(cifId)])
+    await recordSequenced([inSync(cifId)])
     const [claimed] = await claimOnce()
     await statusQueue.recordFailure(syncer(), [claimed!.id], 'Kafka away')
     await statusQueue.recordFailure(syncer(), [claimed!.id], 'Kafka still away')
@@ -112,5 +117,25 @@ describe('the feed as the status relay queue', () => {
       .executeTakeFirstOrThrow()
     expect(row).toEqual({ publish_attempts: 2, last_error: 'Kafka still away', published_at: null })
     expect(await claimOnce()).toEqual([claimed])
+  })
+
+  it('never holds up the feed positions: a claim held open leaves the rows without one alone', async () => {
+    await recordSequenced([inSync(newCifId())])
+    await record([inSync(newCifId())])
+    let release!: () => void
+    const released = new Promise<void>((resolve) => (release = resolve))
+    let heldNow!: (count: number) => void
+    const held = new Promise<number>((resolve) => (heldNow = resolve))
+    const relay = syncer()
+      .transaction()
+      .execute(async (trx) => {
+        heldNow((await statusQueue.claim(trx, 100)).length)
+        await released
+      })
+    expect(await held).toBe(1)
+    const waited = new Promise<string>((resolve) => setTimeout(() => resolve('waited for the relay'), 3000))
+    expect(await Promise.race([sequenceStatusUpdates(asSyncer(database.db)), waited])).toBe(1)
+    release()
+    await relay
   })
 })

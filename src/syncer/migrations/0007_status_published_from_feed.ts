@@ -25,12 +25,13 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     create index sync_status_update_unpublished on sync_status_update (id) where published_at is null;
     create index sync_status_update_unpublished_cif on sync_status_update (cif_id, id) where published_at is null;
 
+    -- The relay takes rows once they have their feed position: the sequencer's commit wakes it.
     create function notify_sync_status_update() returns trigger language plpgsql as $$
     begin
       perform pg_notify('sync_status_update', '');
       return null;
     end $$;
-    create trigger sync_status_update_inserted after insert on sync_status_update
+    create trigger sync_status_update_sequenced after update of seq on sync_status_update
       for each statement execute function notify_sync_status_update();
   `.execute(db)
 
@@ -76,7 +77,7 @@ export async function down(db: Kysely<unknown>): Promise<void> {
     select count(*)::text as waiting from sync_status_update where published_at is null`.execute(db)
   if (rows[0]?.waiting !== '0') throw new Error(`${rows[0]?.waiting} status updates are not yet published; let the status relay send them first`)
   await sql`
-    drop trigger sync_status_update_inserted on sync_status_update;
+    drop trigger sync_status_update_sequenced on sync_status_update;
     drop function notify_sync_status_update;
     drop index sync_status_update_unpublished_cif;
     drop index sync_status_update_unpublished;

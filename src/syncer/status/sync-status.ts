@@ -34,7 +34,9 @@ export async function recordStatuses(trx: SyncerTx, changes: StatusChange[]): Pr
 /**
  * The feed as the status relay's queue: unpublished rows, keyed by CIF ID. The message is built from the
  * row when it is sent, so a row erased before then goes out erased, and one sent again after a crash goes
- * out the same, with the same id.
+ * out the same, with the same id. Only rows with their feed position are taken: the relay holds its rows'
+ * locks while Kafka answers (up to its send timeout while Kafka is away), and the sequencer, which gives
+ * the positions, must never wait for that, or the callback feed would stop with Kafka.
  */
 export const statusQueue: RelayQueue<SyncerTables> = {
   channel: 'sync_status_update',
@@ -42,7 +44,7 @@ export const statusQueue: RelayQueue<SyncerTables> = {
     const { rows } = await sql<{ id: string; event_id: string; owner_source_system: string; cif_id: string; kind: StatusKind; status: StatusData }>`
       select id, event_id, owner_source_system, cif_id, kind, status
       from sync_status_update u
-      where published_at is null
+      where published_at is null and seq is not null
         and not exists (
           select 1 from sync_status_update earlier
           where earlier.published_at is null and earlier.cif_id = u.cif_id and earlier.id < u.id)
