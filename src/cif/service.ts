@@ -1,6 +1,6 @@
 import { cifProblems } from '../contracts/problems.ts'
 import { topics } from '../contracts/topics.ts'
-import { OutboxRelay } from '../outbox/relay.ts'
+import { OutboxRelay, outboxQueue } from '../outbox/relay.ts'
 import { type Config, type Connections, requireEventSigningKey, tlsOptions } from '../platform/config.ts'
 import { openDatabase } from '../platform/database/index.ts'
 import { dependencyChecks } from '../platform/health.ts'
@@ -61,7 +61,7 @@ export async function startCifService(config: Config, connections: Connections, 
     databaseUrl: connections.databaseUrl,
     kafka: connections.kafka,
     clientId: 'cif-service',
-    topics: [topics.customerEvents],
+    queue: outboxQueue([topics.customerEvents]),
     ...config.outbox,
     retentionBatchSize: config.retentionBatchSize,
     log: log.child({ component: 'outbox-relay' })

@@ -10,9 +10,14 @@ export interface CloudEventEnvelope {
 }
 
 /**
- * The outbox row that publishes `event` to `topic`, keyed by its subject, in the CloudEvents Kafka
- * binding's structured mode: the content type says so, and no `ce_` header is set (SDKs that auto-detect
- * the mode, Python's among them, read any `ce_` header as binary mode and then fail on the message).
+ * The CloudEvents Kafka binding's structured mode: the content type says so, and no `ce_` header is set
+ * (SDKs that auto-detect the mode, Python's among them, read any `ce_` header as binary mode and then fail
+ * on the message).
+ */
+export const structuredModeHeaders: Record<string, string> = { 'content-type': 'application/cloudevents+json; charset=utf-8' }
+
+/**
+ * The outbox row that publishes `event` to `topic`, keyed by its subject, in structured mode.
  */
 export function outboxMessage(topic: string, event: CloudEventEnvelope): NewOutboxMessage {
   return {
@@ -20,6 +25,6 @@ export function outboxMessage(topic: string, event: CloudEventEnvelope): NewOutb
     topic,
     message_key: event.subject,
     payload: JSON.stringify(event),
-    headers: JSON.stringify({ 'content-type': 'application/cloudevents+json; charset=utf-8' })
+    headers: JSON.stringify(structuredModeHeaders)
   }
 }

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Admin } from '@platformatic/kafka'
-import type { Kysely } from 'kysely'
+import type { Kysely, Transaction } from 'kysely'
 import { sql } from 'kysely'
 import pg from 'pg'
 import { DeadlineExceeded, withDeadline } from '../platform/deadline.ts'
@@ -12,15 +12,43 @@ import { type Backoff, backoffMs, FailureLog } from '../platform/retry.ts'
 import { judgeRelay, type RelayVerdict } from './relay-watchdog.ts'
 import type { OutboxTables } from './tables.ts'
 
-export interface OutboxRelayOptions {
-  db: Kysely<OutboxTables>
+/** A message as claimed from a queue: what to send, and the id its queue marks sent. */
+export interface ClaimedMessage {
+  id: string
+  topic: string
+  message_key: string
+  payload: string
+  headers: Record<string, string>
+}
+
+/**
+ * The table a relay publishes from: the outbox below, or a service's own table whose rows are the record
+ * and the message at once. Each call runs in the relay's transaction or on its pool, as typed.
+ */
+export interface RelayQueue<DB> {
+  /** The channel notified at commit when the queue has new messages to send. */
+  channel: string
+  /**
+   * Up to `limit` unsent messages under row locks (FOR UPDATE SKIP LOCKED), in id order, none of whose key
+   * has an earlier unsent message: a key's messages go out one after the other even when relays race.
+   */
+  claim(trx: Transaction<DB>, limit: number): Promise<ClaimedMessage[]>
+  markSent(trx: Transaction<DB>, ids: string[]): Promise<void>
+  recordFailure(db: Kysely<DB>, ids: string[], message: string): Promise<void>
+  /** When the oldest unsent message was written, if one waits. */
+  oldestUnsentAt(db: Kysely<DB>): Promise<Date | undefined>
+  /** Deletes up to `limit` messages sent more than `retentionHours` ago; a queue that is a record keeps them. */
+  purgeSent?(db: Kysely<DB>, retentionHours: number, limit: number): Promise<number>
+}
+
+export interface OutboxRelayOptions<DB> {
+  db: Kysely<DB>
+  queue: RelayQueue<DB>
   /** For the LISTEN connection, which must stay out of the pool. */
   databaseUrl: string
   kafka: KafkaCluster
   /** Names the relay's producer to the brokers. */
   clientId: string
-  /** The topics this relay publishes; another relay may serve the others from the same table. */
-  topics: string[]
   batchSize: number
   /** Fallback poll when no notification arrives (a missed one, or the LISTEN connection is down). */
   pollIntervalMs: number
@@ -48,7 +76,6 @@ export interface RelayHealth {
   lastRestart: { at: string; reason: string } | null
 }
 
-const NOTIFY_CHANNEL = 'outbox_message'
 /** A relay that cannot publish tries again at least every 2 s: each try is one claim and one send. */
 const RETRY_BACKOFF: Backoff = { initialMs: 100, maxMs: 2000 }
 /**
@@ -64,24 +91,16 @@ const MIN_BATCH_GAP_MS = 10
 const SEND_TIMEOUT_MS = 15_000
 const PURGE_EVERY_MS = 60_000
 
-interface ClaimedMessage {
-  id: string
-  topic: string
-  message_key: string
-  payload: string
-  headers: Record<string, string>
-}
-
 /**
- * Publishes outbox rows to Kafka, then marks them sent: at least once, in order per message key.
+ * Publishes a queue's rows to Kafka, then marks them sent: at least once, in order per message key.
  *
  * Rows are claimed by status under row locks (FOR UPDATE SKIP LOCKED), never by an id watermark, because
  * identity values are handed out before commit and transactions commit out of order. Several relays may
  * run; a row is taken only when no earlier row with its key is still pending, so a key's messages are
  * published one after the other even when relays race.
  */
-export class OutboxRelay {
-  readonly #options: OutboxRelayOptions
+export class OutboxRelay<DB = OutboxTables> {
+  readonly #options: OutboxRelayOptions<DB>
   #producer: StringProducer
   #running: Promise<void> | undefined
   #listening: Promise<void> | undefined
@@ -99,7 +118,7 @@ export class OutboxRelay {
   #lastRestart: { at: number; reason: string } | undefined
   #kafkaAnsweringSince: number | undefined
 
-  constructor(options: OutboxRelayOptions) {
+  constructor(options: OutboxRelayOptions<DB>) {
     this.#options = options
     this.#producer = createIdempotentProducer(options.kafka, options.clientId)
     this.#probe = createProbe(options.kafka, 2000)
@@ -141,11 +160,7 @@ export class OutboxRelay {
    * catches what it cannot see: a producer that keeps failing, or never answers, while Kafka is fine.
    */
   async #watch(): Promise<void> {
-    const { rows } = await sql<{ created_at: Date }>`
-      select created_at from outbox_message
-      where status = 'PENDING' and topic = any(${this.#options.topics}::text[])
-      order by id limit 1`.execute(this.#options.db)
-    const oldestUnsentAt = rows[0]?.created_at.getTime()
+    const oldestUnsentAt = (await this.#options.queue.oldestUnsentAt(this.#options.db))?.getTime()
     // Kafka is asked only when something waits: an idle relay costs the cluster nothing.
     const answers = oldestUnsentAt !== undefined && (await kafkaAnswers(this.#probe))
     const now = Date.now()
@@ -168,21 +183,12 @@ export class OutboxRelay {
 
   /** Publishes one batch; returns how many messages went out. */
   async publishBatch(): Promise<number> {
-    const { db, batchSize } = this.#options
+    const { db, queue, batchSize } = this.#options
     const producer = this.#producer
     let claimedIds: string[] = []
     try {
       return await db.transaction().execute(async (trx) => {
-        const { rows } = await sql<ClaimedMessage>`
-          select id, topic, message_key, payload, headers
-          from outbox_message o
-          where status = 'PENDING' and topic = any(${this.#options.topics}::text[])
-            and not exists (
-              select 1 from outbox_message earlier
-              where earlier.status = 'PENDING' and earlier.topic = o.topic and earlier.message_key = o.message_key and earlier.id < o.id)
-          order by id
-          limit ${batchSize}
-          for update skip locked`.execute(trx)
+        const rows = await queue.claim(trx, batchSize)
         if (rows.length === 0) return 0
         claimedIds = rows.map((row) => row.id)
         const sent = producer.send({
@@ -194,7 +200,7 @@ export class OutboxRelay {
           if (error instanceof DeadlineExceeded) this.#replaceProducer(producer, describeError(error))
           throw error
         }
-        await trx.updateTable('outbox_message').set({ status: 'SENT', sent_at: sql`now()` }).where('id', 'in', claimedIds).execute()
+        await queue.markSent(trx, claimedIds)
         return rows.length
       })
     } catch (error) {
@@ -215,18 +221,14 @@ export class OutboxRelay {
 
   /** Deletes sent rows older than the retention, in bounded batches; pending rows are never purged. */
   async purgeSent(): Promise<number> {
-    const { db, retentionHours, retentionBatchSize } = this.#options
-    return inBatches(() => purgeSentMessages(db, retentionHours, retentionBatchSize), retentionBatchSize)
+    const { db, queue, retentionHours, retentionBatchSize } = this.#options
+    const purge = queue.purgeSent
+    if (!purge) return 0
+    return inBatches(() => purge(db, retentionHours, retentionBatchSize), retentionBatchSize)
   }
 
   async #recordFailure(ids: string[], error: unknown): Promise<void> {
-    const message = describeError(error, 1000)
-    await this.#options.db
-      .updateTable('outbox_message')
-      .set((eb) => ({ publish_attempts: eb('publish_attempts', '+', 1), last_error: message }))
-      .where('id', 'in', ids)
-      .execute()
-      .catch(() => {}) // the database itself may be what failed; the rows stay pending either way
+    await this.#options.queue.recordFailure(this.#options.db, ids, describeError(error, 1000)).catch(() => {}) // the database itself may be what failed; the rows stay pending either way
   }
 
   async #loop(): Promise<void> {
@@ -289,7 +291,7 @@ export class OutboxRelay {
       })
       try {
         await client.connect()
-        await client.query(`listen ${NOTIFY_CHANNEL}`)
+        await client.query(`listen ${client.escapeIdentifier(this.#options.queue.channel)}`)
         if (this.#stopped) break
         this.#listener = client
         client.on('notification', this.#notified)
@@ -304,6 +306,44 @@ export class OutboxRelay {
       }
       if (!this.#stopped) await sleep(backoffMs(failures, RETRY_BACKOFF))
     }
+  }
+}
+
+/** The outbox's rows of `topics`; another relay may serve the others from the same table. */
+export function outboxQueue(topics: string[]): RelayQueue<OutboxTables> {
+  return {
+    channel: 'outbox_message',
+    async claim(trx, limit) {
+      const { rows } = await sql<ClaimedMessage>`
+        select id, topic, message_key, payload, headers
+        from outbox_message o
+        where status = 'PENDING' and topic = any(${topics}::text[])
+          and not exists (
+            select 1 from outbox_message earlier
+            where earlier.status = 'PENDING' and earlier.topic = o.topic and earlier.message_key = o.message_key and earlier.id < o.id)
+        order by id
+        limit ${limit}
+        for update skip locked`.execute(trx)
+      return rows
+    },
+    async markSent(trx, ids) {
+      await trx.updateTable('outbox_message').set({ status: 'SENT', sent_at: sql`now()` }).where('id', 'in', ids).execute()
+    },
+    async recordFailure(db, ids, message) {
+      await db
+        .updateTable('outbox_message')
+        .set((eb) => ({ publish_attempts: eb('publish_attempts', '+', 1), last_error: message }))
+        .where('id', 'in', ids)
+        .execute()
+    },
+    async oldestUnsentAt(db) {
+      const { rows } = await sql<{ created_at: Date }>`
+        select created_at from outbox_message
+        where status = 'PENDING' and topic = any(${topics}::text[])
+        order by id limit 1`.execute(db)
+      return rows[0]?.created_at
+    },
+    purgeSent: purgeSentMessages
   }
 }
 

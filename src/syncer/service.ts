@@ -1,6 +1,6 @@
 import { syncerProblems } from '../contracts/problems.ts'
-import { topics } from '../contracts/topics.ts'
 import { OutboxRelay } from '../outbox/relay.ts'
+import type { OutboxTables } from '../outbox/tables.ts'
 import { type Config, type Connections, requireTrustedEventKeys, tlsOptions } from '../platform/config.ts'
 import { openDatabase } from '../platform/database/index.ts'
 import { dependencyChecks } from '../platform/health.ts'
@@ -17,8 +17,8 @@ import { type EndSystemConfig, loadEndSystems } from './delivery/end-systems-con
 import { DeliveryLane } from './delivery/lane.ts'
 import { EventIntake } from './intake/event-intake.ts'
 import { applyRetention, prepareAttemptMonths, retireAttemptMonths } from './retention.ts'
-import { sequenceStatusUpdates } from './status/sync-status.ts'
-import type { SyncerDatabase, SyncerDb, SyncerTables } from './tables.ts'
+import { sequenceStatusUpdates, statusQueue } from './status/sync-status.ts'
+import type { SyncerDatabase, SyncerDb } from './tables.ts'
 
 export interface Syncer {
   app: HttpServer
@@ -106,11 +106,12 @@ export async function startSyncer(
   await intake.start()
 
   const relay = new OutboxRelay({
-    db: db.$omitTables<keyof SyncerTables>(),
+    // The feed is the queue: each status row is also its message.
+    db: db.$omitTables<keyof OutboxTables>(),
     databaseUrl: connections.databaseUrl,
     kafka: connections.kafka,
     clientId: 'cif-syncer-status',
-    topics: [topics.syncStatus],
+    queue: statusQueue,
     ...config.outbox,
     retentionBatchSize: config.retentionBatchSize,
     log: log.child({ component: 'status-relay' })

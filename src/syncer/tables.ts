@@ -92,6 +92,12 @@ export interface SyncStatusUpdateTable {
   kind: string
   status: ColumnType<Record<string, unknown>, string, never>
   created_at: DefaultedTimestamp
+  /** The CloudEvent id on `cif.sync.status`; null only on rows published from the outbox before 0007. */
+  event_id: ColumnType<string | null, never, never>
+  /** When the status relay published the row; null while it waits. */
+  published_at: ColumnType<Date | null, never, Date>
+  publish_attempts: ColumnType<number, never, number>
+  last_error: ColumnType<string | null, never, string | null>
 }
 
 export interface OperatorActionTable {

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { CifService } from '../../src/cif/service.ts'
 import { topics } from '../../src/contracts/topics.ts'
-import { OutboxRelay } from '../../src/outbox/relay.ts'
+import { OutboxRelay, outboxQueue } from '../../src/outbox/relay.ts'
 import { type DatabaseHandle, openDatabase } from '../../src/platform/database/index.ts'
 import type { LocalKafka } from '../../src/platform/local/kafka-broker.ts'
 import { createLogger } from '../../src/platform/logger.ts'
@@ -127,7 +127,7 @@ describe('several relays at once', () => {
           databaseUrl: connections().databaseUrl,
           kafka: connections().kafka,
           clientId: `extra-relay-${i}`,
-          topics: [topics.customerEvents],
+          queue: outboxQueue([topics.customerEvents]),
           batchSize: 7,
           pollIntervalMs: 20,
           retentionHours: 168,
@@ -168,7 +168,7 @@ describe('retention', () => {
       databaseUrl: connections().databaseUrl,
       kafka: connections().kafka,
       clientId: 'purge-test',
-      topics: [topics.customerEvents],
+      queue: outboxQueue([topics.customerEvents]),
       batchSize: 10,
       pollIntervalMs: 1000,
       retentionHours: 0,

@@ -43,8 +43,8 @@ describe('recording a batch of attempts', () => {
     const counted = statementsOf(database.db)
     expect(await recordAttempts(asSyncer(counted.db), outcomes)).toEqual(claimed.map(() => true))
     // The attempts, the deliveries with their record ids, the failures' followers blocked, the events' locks,
-    // their deliveries, and the statuses in the feed and the outbox.
-    expect(counted.statements).toHaveLength(7)
+    // their deliveries, and the statuses: one row each, the feed entry and the status message at once.
+    expect(counted.statements).toHaveLength(6)
 
     const xrefs = await database.db
       .selectFrom('customer_xref')

@@ -5,11 +5,14 @@ import type { Customer } from '../../src/contracts/customer.ts'
 import { customerEvent, customerEventTypes } from '../../src/contracts/customer-events.ts'
 import { Refusal } from '../../src/contracts/problems.ts'
 import { topics } from '../../src/contracts/topics.ts'
+import type { ClaimedMessage } from '../../src/outbox/relay.ts'
+import type { OutboxTables } from '../../src/outbox/tables.ts'
 import { decideRequest, requestSkip } from '../../src/syncer/api/action-request-store.ts'
 import type { ActionRequest } from '../../src/syncer/api/schemas.ts'
 import { type AttemptRecord, type ClaimedDelivery, claimDue, type FinishedAttempt, recordAttempts } from '../../src/syncer/delivery/delivery-store.ts'
 import type { Decision } from '../../src/syncer/delivery/states.ts'
 import { type StringMessage, storeEvents } from '../../src/syncer/intake/event-store.ts'
+import { sequenceStatusUpdates, statusQueue } from '../../src/syncer/status/sync-status.ts'
 import type { DeliveryRow } from '../../src/syncer/tables.ts'
 import { asSyncer, type TestDatabase } from '../support/database.ts'
 import { devSigningKey, devTrustedKeys } from '../support/event-keys.ts'
@@ -190,7 +193,7 @@ export async function statusesOf(
     .where('cif_id', '=', cifId)
     .orderBy('id')
     .execute()
-  const outbox = await db.selectFrom('outbox_message').select(['topic', 'payload']).where('message_key', '=', cifId).orderBy('id').execute()
+  const outbox = await statusMessagesOf(db, cifId)
   return {
     feed: feed.map((row) => ({ kind: row.kind, data: row.status })),
     outbox: outbox.map((row) => {
@@ -198,6 +201,36 @@ export async function statusesOf(
       return { topic: row.topic, type: event.type, sourcesystem: event.sourcesystem, kind: event.data.kind, data: event.data }
     })
   }
+}
+
+/**
+ * What the status relay would publish for a customer, in the order it would: the feed sequenced first, as
+ * the syncer does, then claimed and marked sent batch by batch as the relay does, in a transaction rolled
+ * back at the end, so nothing is published for real.
+ */
+export async function statusMessagesOf(db: Kysely<TestDatabase>, cifId: string): Promise<ClaimedMessage[]> {
+  while ((await sequenceStatusUpdates(asSyncer(db))) > 0);
+  const messages: ClaimedMessage[] = []
+  const rolledBack = new Error('roll back')
+  await asSyncer(db)
+    .$omitTables<keyof OutboxTables>()
+    .transaction()
+    .execute(async (syncer) => {
+      // Callers look at several customers at once; a claim skips the rows another holds.
+      await sql`select pg_advisory_xact_lock(7270002)`.execute(syncer)
+      for (let batch = await statusQueue.claim(syncer, 1000); batch.length > 0; batch = await statusQueue.claim(syncer, 1000)) {
+        messages.push(...batch.filter((message) => message.message_key === cifId))
+        await statusQueue.markSent(
+          syncer,
+          batch.map((message) => message.id)
+        )
+      }
+      throw rolledBack
+    })
+    .catch((error) => {
+      if (error !== rolledBack) throw error
+    })
+  return messages
 }
 
 /**

@@ -219,7 +219,8 @@ async function settled(stack: ProcessStack, timeoutMs: number): Promise<boolean>
     if (syncer.ok && cif.ok) {
       const { rows } = await sql<{ open: string }>`
         select (select count(*) from delivery where state in ('PENDING', 'IN_FLIGHT', 'RETRY_SCHEDULED'))
-             + (select count(*) from outbox_message where status = 'PENDING') as open`.execute(stack.database.db)
+             + (select count(*) from outbox_message where status = 'PENDING')
+             + (select count(*) from sync_status_update where published_at is null) as open`.execute(stack.database.db)
       if (Number(rows[0]!.open) === 0) return true
     }
     await sleep(500)

@@ -1,9 +1,9 @@
-import { randomUUID } from 'node:crypto'
 import { sql } from 'kysely'
 import { type StatusData, type StatusKind, statusEvent } from '../../contracts/sync-status-events.ts'
 import { topics } from '../../contracts/topics.ts'
-import { outboxMessage } from '../../outbox/messages.ts'
-import type { SyncerDb, SyncerTx } from '../tables.ts'
+import { structuredModeHeaders } from '../../outbox/messages.ts'
+import type { ClaimedMessage, RelayQueue } from '../../outbox/relay.ts'
+import type { SyncerDb, SyncerTables, SyncerTx } from '../tables.ts'
 
 /** One status to tell: of what kind, to which source system (the customer's owner), and what. */
 export type StatusChange = {
@@ -11,25 +11,76 @@ export type StatusChange = {
 }[StatusKind]
 
 /**
- * Records status changes twice, in the same transaction as the changes themselves: in the feed that the
- * callback API serves, and in the outbox that publishes `cif.sync.status` (key = CIF ID). So no status is
- * lost, and none is told that did not happen.
+ * Records status changes in the same transaction as the changes themselves, one row each: the callback
+ * API's feed entry and, through the status relay (see statusQueue), the message on `cif.sync.status`
+ * (key = CIF ID). So no status is lost, and none is told that did not happen.
  */
 export async function recordStatuses(trx: SyncerTx, changes: StatusChange[]): Promise<void> {
   if (changes.length === 0) return
   const at = new Date().toISOString()
-  const rows = changes.map(({ owner, kind, status }) => {
-    const data = { kind, ...status, at } as StatusData
-    return { owner, kind, data, event: statusEvent(kind, randomUUID(), owner, data as never) }
-  })
   await trx
     .insertInto('sync_status_update')
-    .values(rows.map(({ owner, kind, data }) => ({ owner_source_system: owner, cif_id: data.cifId, kind, status: JSON.stringify(data) })))
+    .values(
+      changes.map(({ owner, kind, status }) => ({
+        owner_source_system: owner,
+        cif_id: status.cifId,
+        kind,
+        status: JSON.stringify({ kind, ...status, at })
+      }))
+    )
     .execute()
-  await trx
-    .insertInto('outbox_message')
-    .values(rows.map(({ event }) => outboxMessage(topics.syncStatus, event)))
-    .execute()
+}
+
+/**
+ * The feed as the status relay's queue: unpublished rows, keyed by CIF ID. The message is built from the
+ * row when it is sent, so a row erased before then goes out erased, and one sent again after a crash goes
+ * out the same, with the same id. Only rows with their feed position are taken: the relay holds its rows'
+ * locks while Kafka answers (up to its send timeout while Kafka is away), and the sequencer, which gives
+ * the positions, must never wait for that, or the callback feed would stop with Kafka.
+ */
+export const statusQueue: RelayQueue<SyncerTables> = {
+  channel: 'sync_status_update',
+  async claim(trx, limit) {
+    const { rows } = await sql<{ id: string; event_id: string; owner_source_system: string; cif_id: string; kind: StatusKind; status: StatusData }>`
+      select id, event_id, owner_source_system, cif_id, kind, status
+      from sync_status_update u
+      where published_at is null and seq is not null
+        and not exists (
+          select 1 from sync_status_update earlier
+          where earlier.published_at is null and earlier.cif_id = u.cif_id and earlier.id < u.id)
+      order by id
+      limit ${limit}
+      for update skip locked`.execute(trx)
+    return rows.map(
+      (row): ClaimedMessage => ({
+        id: row.id,
+        topic: topics.syncStatus,
+        message_key: row.cif_id,
+        payload: JSON.stringify(statusEvent(row.kind, row.event_id, row.owner_source_system, row.status as never)),
+        headers: structuredModeHeaders
+      })
+    )
+  },
+  async markSent(trx, ids) {
+    await trx.updateTable('sync_status_update').set({ published_at: sql`now()` }).where('id', 'in', ids).execute()
+  },
+  async recordFailure(db, ids, message) {
+    await db
+      .updateTable('sync_status_update')
+      .set((eb) => ({ publish_attempts: eb('publish_attempts', '+', 1), last_error: message }))
+      .where('id', 'in', ids)
+      .execute()
+  },
+  async oldestUnsentAt(db) {
+    const row = await db
+      .selectFrom('sync_status_update')
+      .select('created_at')
+      .where('published_at', 'is', null)
+      .orderBy('id')
+      .limit(1)
+      .executeTakeFirst()
+    return row?.created_at
+  }
 }
 
 /** Any fixed number: the advisory lock that makes one sequencer at a time, across syncer instances. */
