@@ -8,7 +8,7 @@ import { loadavg } from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { sql } from 'kysely'
-import { toCustomer } from '../src/cif/customer-store.ts'
+import { newCustomer } from '../src/cif/customer-store.ts'
 import { cifIdFromNumber } from '../src/contracts/cif-id.ts'
 import { customerEvent, customerEventTypes } from '../src/contracts/customer-events.ts'
 import { topics } from '../src/contracts/topics.ts'
@@ -50,19 +50,7 @@ async function produceBacklog(stack: ProcessStack, customers: number): Promise<v
       const messages = []
       for (let i = from; i < Math.min(customers, from + 500); i++) {
         const input = person()
-        const customer = toCustomer({
-          cif_id: cifIdFromNumber(FIRST_NUMBER + i),
-          version: 1,
-          legal_form: 'PERSON',
-          source_system: SOURCE_SYSTEM,
-          external_id: String(input.externalId),
-          record: input,
-          created_at: now,
-          updated_at: now,
-          erased_at: null,
-          erased_by: null,
-          erasure_reason: null
-        })
+        const customer = newCustomer(cifIdFromNumber(FIRST_NUMBER + i), input, SOURCE_SYSTEM, now)
         const row = outboxMessage(topics.customerEvents, customerEvent(customerEventTypes.created, customer, SOURCE_SYSTEM, devSigningKey))
         messages.push({ topic: row.topic, key: row.message_key, value: row.payload, headers: JSON.parse(row.headers!) as Record<string, string> })
       }

@@ -105,6 +105,23 @@ async function claimIdentifiers(trx: CifTx, cifId: string, identifiers: Customer
   throw (await identifierConflict(trx, rows, caller)) ?? conflict('identifier', undefined, '/identifiers', caller)
 }
 
+/** The customer a create makes, as its row will read once written (its `created` event is signed over it). */
+export function newCustomer(cifId: string, input: CustomerInput, sourceSystem: string, at: Date): Customer {
+  return toCustomer({
+    cif_id: cifId,
+    version: 1,
+    legal_form: input.legalForm,
+    source_system: sourceSystem,
+    external_id: input.externalId ?? null,
+    record: input,
+    created_at: at,
+    updated_at: at,
+    erased_at: null,
+    erased_by: null,
+    erasure_reason: null
+  })
+}
+
 /** What a create answers: the customer it created, or, for a retry of an idempotent one, the first answer. */
 export type CreateOutcome = { kind: 'created'; customer: Customer } | { kind: 'replayed'; response: StoredResponse }
 
@@ -194,19 +211,7 @@ export class CustomerCreator {
     return group.map((waiting, i) => {
       const { input, caller, idempotency } = waiting
       const { next, now } = rows[i]!
-      const customer = toCustomer({
-        cif_id: cifIdFromNumber(next),
-        version: 1,
-        legal_form: input.legalForm,
-        source_system: caller.sourceSystem,
-        external_id: input.externalId ?? null,
-        record: input,
-        created_at: now,
-        updated_at: now,
-        erased_at: null,
-        erased_by: null,
-        erasure_reason: null
-      })
+      const customer = newCustomer(cifIdFromNumber(next), input, caller.sourceSystem, now)
       const event = customerEvent(customerEventTypes.created, customer, caller.sourceSystem, this.#signingKey)
       return {
         waiting,

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import * as hdr from 'hdr-histogram-js'
 import { Pool } from 'undici'
+import type { CustomerInput } from '../../src/contracts/customer.ts'
 
 export interface LoadOptions {
   cifUrl: string
@@ -34,7 +35,7 @@ export interface LoadResult extends LoadProgress {
 
 let serial = 0
 /** A new customer as a branch would enter it: unique passport number and external id. */
-export function person(): Record<string, unknown> {
+export function person(): CustomerInput {
   const unique = `${process.pid.toString(36)}${(serial++).toString(36)}${randomUUID().slice(0, 8)}`.toUpperCase()
   return {
     legalForm: 'PERSON',
