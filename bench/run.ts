@@ -9,6 +9,8 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import * as hdr from 'hdr-histogram-js'
 import { sql } from 'kysely'
+import { stateList } from '../src/syncer/delivery/delivery-store.ts'
+import { settledStates, transitions } from '../src/syncer/delivery/states.ts'
 import { waitUntilDrained } from '../test/support/invariants.ts'
 import { type LoadOptions, type LoadResult, percentiles, runLoad } from '../test/support/load.ts'
 import { ProcessMonitor, type ProcessUsage } from '../test/support/process-stats.ts'
@@ -51,10 +53,14 @@ async function endToEnd(
 
 /** Where work waits: events not yet on Kafka, events not yet taken by the syncer, deliveries not yet done. */
 async function backlog(stack: ProcessStack): Promise<string> {
-  const { rows } = await sql<{ outbox: string; deliveries: string }>`
+  const { rows } = await sql<{ outbox: string; statuses: string; deliveries: string }>`
     select (select count(*) from outbox_message where status = 'PENDING') as outbox,
-           (select count(*) from delivery where state not in ('SUCCESS', 'FAILED', 'SKIPPED')) as deliveries`.execute(stack.database.db)
-  return `outbox pending ${rows[0]!.outbox}, deliveries open ${rows[0]!.deliveries}`
+           (select count(*) from sync_status_update where published_at is null) as statuses,
+           (select count(*) from delivery where state not in (${stateList([...settledStates, transitions.fail.to])})) as deliveries`.execute(
+    stack.database.db
+  )
+  const { outbox, statuses, deliveries } = rows[0]!
+  return `outbox pending ${outbox}, statuses unpublished ${statuses}, deliveries open ${deliveries}`
 }
 
 async function load(stack: ProcessStack, label: string, options: Omit<LoadOptions, 'cifUrl' | 'apiKey'>): Promise<LoadResult> {
