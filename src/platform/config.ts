@@ -92,6 +92,11 @@ export interface Config {
     bulkRedriveLimit: number
     eventPayloadRetentionHours: number
     attemptRetention: { months: number; action: AttemptRetentionAction }
+    /**
+     * What signs the console's session cookies (SYNCER_CONSOLE_SESSION_SECRET); unset, each process makes its
+     * own, so sessions end with the process and one syncer does not know another's.
+     */
+    consoleSessionSecret: string | undefined
   }
   /** Operators allowed on the syncer's admin API: name → SHA-256 of their keys, and their pinned certificates. */
   operatorKeyHashes: Callers
@@ -503,6 +508,14 @@ export function requireTrustedEventKeys(config: Config): TrustedEventKeys {
   return config.syncer.trustedEventKeys
 }
 
+/** At least 32 characters: an HMAC key guessable in fewer would let anyone sign a session of their choosing. */
+function consoleSessionSecret(env: Env): string | undefined {
+  const secret = env.SYNCER_CONSOLE_SESSION_SECRET
+  if (secret === undefined || secret === '') return undefined
+  if (secret.length < 32) throw new ConfigError(`SYNCER_CONSOLE_SESSION_SECRET must be at least 32 characters, got ${secret.length}.`)
+  return secret
+}
+
 /** What the syncer does with a month of the transaction table past its retention (syncer/retention.ts). */
 export const attemptRetentionActions = ['detach', 'drop'] as const
 export type AttemptRetentionAction = (typeof attemptRetentionActions)[number]
@@ -689,7 +702,8 @@ export function loadConfig(env: Env = process.env): Config {
       bulkRedriveLimit: integer(env, 'SYNCER_BULK_REDRIVE_LIMIT', 500, 1, BULK_REDRIVE_LIMIT_MAX),
       eventPayloadRetentionHours: integer(env, 'SYNCER_EVENT_PAYLOAD_RETENTION_HOURS', 168, 0, 24 * 3650),
       // The audit trail: kept for ever unless the bank sets its period (seven years is 84).
-      attemptRetention: { months: integer(env, 'SYNCER_ATTEMPT_RETENTION_MONTHS', 0, 0, 1200), action: attemptRetentionAction(env) }
+      attemptRetention: { months: integer(env, 'SYNCER_ATTEMPT_RETENTION_MONTHS', 0, 0, 1200), action: attemptRetentionAction(env) },
+      consoleSessionSecret: consoleSessionSecret(env)
     },
     operatorKeyHashes: access.operatorKeyHashes,
     operatorRoles: access.operatorRoles,

@@ -10,6 +10,7 @@ import { startPeriodic } from '../platform/periodic.ts'
 import { FailureLog } from '../platform/retry.ts'
 import { adminApi } from './api/admin-api.ts'
 import { callbackApi } from './api/callback-api.ts'
+import { CONSOLE_PREFIX, type LiveState, operatorConsole } from './console/console.ts'
 import { AttemptRecorder } from './delivery/attempt-recorder.ts'
 import { recoverExpiredLeases } from './delivery/delivery-store.ts'
 import { EndSystemClient } from './delivery/end-system-client.ts'
@@ -29,12 +30,22 @@ export interface Syncer {
 const LEASE_CHECK_EVERY_MS = 5000
 const RETENTION_EVERY_MS = 60_000
 
-/** The syncer's HTTP APIs (callback and admin) on `db`, not yet listening (tests call it with `inject`). */
+/** What the operators' console shows of the running syncer: its end systems, and what it knows of itself now. */
+export interface ConsoleParts {
+  endSystems: readonly EndSystemConfig[]
+  live: () => LiveState
+}
+
+/**
+ * The syncer's HTTP APIs (callback and admin) on `db`, and with `consoleParts` the operators' console, not yet
+ * listening (tests call it with `inject`).
+ */
 export async function createSyncerApp(
   config: Config,
   db: SyncerDb,
   log: Logger,
-  readinessChecks: HttpServerOptions['readinessChecks']
+  readinessChecks: HttpServerOptions['readinessChecks'],
+  consoleParts?: ConsoleParts
 ): Promise<HttpServer> {
   const app = await createHttpServer({
     logger: log,
@@ -61,6 +72,19 @@ export async function createSyncerApp(
     actionRequestExpiryMs: config.syncer.actionRequestExpiryMs,
     bulkRedriveLimit: config.syncer.bulkRedriveLimit
   })
+  if (consoleParts) {
+    await app.register(operatorConsole, {
+      prefix: CONSOLE_PREFIX,
+      db,
+      operatorKeyHashes: config.operatorKeyHashes,
+      operatorRoles: config.operatorRoles,
+      actionRequestExpiryMs: config.syncer.actionRequestExpiryMs,
+      bulkRedriveLimit: config.syncer.bulkRedriveLimit,
+      sessionSecret: config.syncer.consoleSessionSecret,
+      secureCookies: config.tls !== undefined,
+      ...consoleParts
+    })
+  }
   return app
 }
 
@@ -171,11 +195,24 @@ export async function startSyncer(
   wakeAll()
 
   const dependencies = dependencyChecks(db, connections.kafka)
-  const app = await createSyncerApp(config, db, log, {
-    ...dependencies.checks,
-    intake: async () => intake.health(),
-    statusRelay: async () => relay.health()
-  })
+  const app = await createSyncerApp(
+    config,
+    db,
+    log,
+    {
+      ...dependencies.checks,
+      intake: async () => intake.health(),
+      statusRelay: async () => relay.health()
+    },
+    {
+      endSystems,
+      live: () => ({
+        circuits: new Map([...clients].map(([name, client]) => [name, client.circuitState])),
+        intake: intake.health(),
+        statusRelay: relay.health()
+      })
+    }
+  )
   const url = await app.listen({ host: config.syncer.host, port: config.syncer.port })
 
   return {

@@ -150,6 +150,34 @@ export function requireApiKey(scope: HttpServer, keyHashes: ReadonlyMap<string, 
   })
 }
 
+/**
+ * Who an operator signing in to a page (the syncer's console) is, by the key typed in and the client certificate
+ * of the connection, under the same rules as a request's `Authorization` header; with the key's expiry, which
+ * ends what the sign-in opens. A refusal counts towards the address's lockout, as any failed authentication.
+ */
+export function signIn(
+  scope: HttpServer,
+  keyHashes: ReadonlyMap<string, readonly ApiKey[]>,
+  key: string,
+  request: { ip: string; raw: { socket: Socket } }
+): { caller: string; expiresAt: Date | undefined } | { refused: string } {
+  const locked = scope.failedAuthentications.lockedFor(request.ip)
+  if (locked > 0) return { refused: `Too many failed sign-ins from your address; wait ${Math.ceil(locked / 1000)} s before trying again.` }
+  const callers = keyHashes instanceof Callers ? keyHashes : new Callers(keyHashes)
+  const certificate = verifiedCertificate(request.raw.socket)
+  const outcome = !KEY_SHAPE.test(key)
+    ? { refused: 'That is not an operator key: one is 8 to 200 visible ASCII characters.' }
+    : authenticate(callers, `Bearer ${key}`, certificate ? callers.byCertificate(certificate) : undefined)
+  if ('refused' in outcome) {
+    scope.failedAuthentications.failed(request.ip)
+    return outcome
+  }
+  return { caller: outcome.caller, expiresAt: callers.byKey(apiKeyHash(key))?.expiresAt }
+}
+
+/** What a key may look like: visible ASCII, 8 to 200 characters (as `authenticate` reads the header). */
+const KEY_SHAPE = /^[\x21-\x7e]{8,200}$/
+
 /** Who the request comes from, by its key and the caller its verified certificate is pinned for; or why it is refused. */
 function authenticate(
   callers: Callers,

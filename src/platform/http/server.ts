@@ -115,7 +115,7 @@ function problemSchema(types: ProblemType[]) {
 }
 
 /** Maps Fastify's own errors (parsing, limits, validation) to the problem types and words a caller can act on. */
-function problemFor(error: FastifyError): Problem {
+export function problemFor(error: FastifyError): Problem {
   if (error instanceof Refusal) return problemOf(error)
   if (error.validation) {
     return problemOf(Refusal.invalid(fieldErrorsFromAjv(error.validation as never, error.validationContext ?? 'body')))
