@@ -52,6 +52,7 @@ export async function runLocalStack(config: Config, log: Logger): Promise<void> 
       `CIF Syncer local stack is up (${((Date.now() - started) / 1000).toFixed(1)} s). Ctrl-C stops it.`,
       `  CIF API        ${cif.url}   ${docs(cif.url)}`,
       `  Syncer API     ${syncer.url}   ${docs(syncer.url)}`,
+      `  Console        ${syncer.url}/console   (sign in with the operator key below)`,
       `  Simulator      ${simulator.url}/systems   (${[...simulator.systems.values()].map((s) => `${s.shape.name} ${s.url}`).join(', ')})`,
       `  Kafka          ${infrastructure.kafka.brokers.join(',')}   topics: ${topics.customerEvents}, ${topics.syncStatus}`,
       `  PostgreSQL     ${infrastructure.databaseUrl.replace(/:[^:@/]+@/, ':***@')}`,

@@ -118,6 +118,14 @@ describe('configuration', () => {
     expect(() => loadConfig({ SYNCER_BULK_REDRIVE_LIMIT: '1001' })).toThrow(/SYNCER_BULK_REDRIVE_LIMIT must be a whole number from 1 to 1000/)
   })
 
+  it("takes the console's session secret only when long enough to sign with, and none (one per process) when unset", () => {
+    expect(loadConfig({}).syncer.consoleSessionSecret).toBeUndefined()
+    expect(loadConfig({ SYNCER_CONSOLE_SESSION_SECRET: 'x'.repeat(32) }).syncer.consoleSessionSecret).toBe('x'.repeat(32))
+    expect(() => loadConfig({ SYNCER_CONSOLE_SESSION_SECRET: 'too-short' })).toThrow(
+      /SYNCER_CONSOLE_SESSION_SECRET must be at least 32 characters, got 9/
+    )
+  })
+
   it('keeps personal data for the documented periods unless told otherwise, and an idempotency key at least an hour', () => {
     const defaults = loadConfig({})
     expect([defaults.cif.idempotencyRetentionHours, defaults.syncer.eventPayloadRetentionHours, defaults.retentionBatchSize]).toEqual([24, 168, 1000])

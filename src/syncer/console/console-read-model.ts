@@ -65,7 +65,8 @@ export async function customerVersions(db: SyncerDb, cifId: string): Promise<Cus
       'acting_source_system',
       'event_time',
       'received_at',
-      sql<string | null>`event->>'changedfields'`.as('changed_fields')
+      sql<string | null>`event->>'changedfields'`.as('changed_fields'),
+      sql<boolean>`event is not null`.as('payload_kept')
     ])
     .where('cif_id', '=', cifId)
     .orderBy('customer_version')
@@ -76,7 +77,8 @@ export async function customerVersions(db: SyncerDb, cifId: string): Promise<Cus
     eventType: row.event_type,
     ownerSourceSystem: row.owner_source_system,
     actingSourceSystem: row.acting_source_system,
-    changedFields: row.changed_fields === null ? null : row.changed_fields.split(',').filter(Boolean),
+    // A create names no changed fields: the whole customer is new.
+    changedFields: row.payload_kept ? (row.changed_fields?.split(',').filter(Boolean) ?? []) : null,
     eventTime: row.event_time,
     receivedAt: row.received_at
   }))
