@@ -18,7 +18,7 @@ import { deliveryCounts, findAttempts, findDeliveries, toDelivery } from '../api
 import type { EndSystemConfig } from '../delivery/end-systems-config.ts'
 import { requestStates } from '../delivery/four-eyes.ts'
 import { redrive } from '../delivery/operator-actions.ts'
-import { deliveryStates, operatorActions, settledStates, stateMeanings, transitions } from '../delivery/states.ts'
+import { deliveryStates, operatorActions, stateMeanings, transitions } from '../delivery/states.ts'
 import type { SyncerDb } from '../tables.ts'
 import {
   customerVersions,
@@ -31,7 +31,18 @@ import {
 } from './console-read-model.ts'
 import { endSystemView } from './end-systems-view.ts'
 import { format } from './format.ts'
-import { ActionsQuery, BulkForm, CifIdParams, CsrfOnly, CustomerQuery, DeliveriesQuery, IdParams, ReasonForm, SignInForm } from './schemas.ts'
+import {
+  ActionsQuery,
+  BulkForm,
+  CifIdParams,
+  CsrfOnly,
+  CustomerQuery,
+  DeliveriesQuery,
+  IdParams,
+  ReasonForm,
+  SignInForm,
+  SignInQuery
+} from './schemas.ts'
 import { checkSession, sessionCookieValue, sessionExpiry } from './session.ts'
 
 /** What the syncer knows of itself right now, beyond the database: shown on the overview. */
@@ -115,23 +126,19 @@ export async function operatorConsole(app: HttpServer, options: ConsoleOptions):
   await app.register(fastifyStatic, { root: [`${here}/assets`, htmxFolder], prefix: '/assets/', index: false, list: false })
   app.get('/', (_request, reply) => reply.redirect(`${CONSOLE_PREFIX}/overview`, 303))
 
-  app.get(
-    '/sign-in',
-    { schema: { querystring: { type: 'object', properties: { next: { type: 'string', maxLength: 2000 } } } } },
-    (request, reply) => {
-      const next = (request.query as { next?: string }).next
-      return page(reply, 'sign-in', {
-        title: 'Sign in',
-        csrfToken: reply.generateCsrf(),
-        next: next && isConsolePath(next) ? next : undefined,
-        refused: undefined
-      })
-    }
-  )
+  app.get('/sign-in', { schema: { querystring: SignInQuery } }, (request, reply) => {
+    const { next } = request.query
+    return page(reply, 'sign-in', {
+      title: 'Sign in',
+      csrfToken: reply.generateCsrf(),
+      next: next && isConsolePath(next) ? next : undefined,
+      refused: undefined
+    })
+  })
 
-  app.post('/sign-in', { schema: { body: SignInForm }, preValidation: app.csrfProtection }, (request, reply) => {
+  app.post('/sign-in', { schema: { querystring: SignInQuery, body: SignInForm }, preValidation: app.csrfProtection }, (request, reply) => {
     const outcome = signIn(app, operatorKeyHashes, request.body.key, request)
-    const next = (request.query as { next?: string } | undefined)?.next
+    const next = request.query.next && isConsolePath(request.query.next) ? request.query.next : undefined
     if ('refused' in outcome) {
       request.log.info({ ip: request.ip }, 'console sign-in refused')
       return page(reply.status(401), 'sign-in', { title: 'Sign in', csrfToken: reply.generateCsrf(), next, refused: outcome.refused })
@@ -143,7 +150,7 @@ export async function operatorConsole(app: HttpServer, options: ConsoleOptions):
       expires: expiresAt
     })
     request.log.info({ caller: outcome.caller }, 'operator signed in to the console')
-    return reply.redirect(next && isConsolePath(next) ? next : `${CONSOLE_PREFIX}/overview`, 303)
+    return reply.redirect(next ?? `${CONSOLE_PREFIX}/overview`, 303)
   })
 
   await app.register(async (pages: HttpServer) => {
@@ -217,7 +224,6 @@ export async function operatorConsole(app: HttpServer, options: ConsoleOptions):
         systems,
         states: deliveryStates,
         stateMeanings,
-        settledStates,
         live,
         activityMinutes: ACTIVITY_MINUTES,
         at: new Date()

@@ -10,6 +10,8 @@ import { operatorActions } from '../delivery/states.ts'
 const csrf = { _csrf: Type.String({ maxLength: 200 }) }
 const ID = Type.String({ pattern: '^[1-9][0-9]{0,17}$' })
 
+/** Where to go once signed in; only a console page is taken (console.ts). */
+export const SignInQuery = Type.Object({ next: Type.Optional(Type.String({ maxLength: 2000 })) }, { additionalProperties: false })
 export const SignInForm = Type.Object({ key: Type.String({ minLength: 1, maxLength: 300 }), ...csrf }, { additionalProperties: false })
 export const CsrfOnly = Type.Object(csrf, { additionalProperties: false })
 export const ReasonForm = Type.Object({ reason: Reason.properties.reason, ...csrf }, { additionalProperties: false })
