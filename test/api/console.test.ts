@@ -196,6 +196,7 @@ describe('acting', () => {
     const token = await browser.tokenOf(`/console/deliveries/${ids[0]}`)
     const forged = await browser.request('POST', `/console/deliveries/${ids[0]}/redrive`, { reason: 'crm is back' })
     expect(forged.statusCode).toBe(403)
+    expect(forged.body).toContain('The form did not come from this console')
     expect((await deliveryById(database.db, ids[0]!)).state).toBe('FAILED')
 
     const done = await browser.request('POST', `/console/deliveries/${ids[0]}/redrive`, { reason: 'crm is back', _csrf: token })

@@ -12,6 +12,7 @@ import { mayDo, type OperatorRight, type OperatorRole, operatorRights } from '..
 import { requireValidCifId } from '../../contracts/cif-id.ts'
 import { httpProblems, Refusal, syncerProblems } from '../../contracts/problems.ts'
 import { type ApiKey, signIn } from '../../platform/http/api-key-auth.ts'
+import { problemDocument } from '../../platform/http/problem.ts'
 import { type HttpServer, problemFor } from '../../platform/http/server.ts'
 import { decideRequest, findRequests, requestBulkRedrive, requestById, requestSkip } from '../api/action-request-store.ts'
 import { deliveryCounts, findAttempts, findDeliveries, toDelivery } from '../api/read-model.ts'
@@ -111,7 +112,9 @@ export async function operatorConsole(app: HttpServer, options: ConsoleOptions):
   })
   // A refusal is a page a person can read, with every field at fault, and the status it would have had.
   app.setErrorHandler((error: FastifyError, request, reply) => {
-    const problem = problemFor(error)
+    const problem = error.code?.startsWith('FST_CSRF_')
+      ? problemDocument(httpProblems.forbidden, 'The form did not come from this console, or has expired: open the page again and resend it.')
+      : problemFor(error)
     if (problem.status >= 500) request.log.error({ err: error }, 'request failed')
     else request.log.info({ status: problem.status, code: error.code }, problem.title)
     return reply
