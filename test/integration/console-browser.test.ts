@@ -24,6 +24,7 @@ let simulator: Simulator
 let syncer: Syncer
 let browser: Browser
 let page: Page
+const browserErrors: string[] = []
 
 beforeAll(async () => {
   database = openDatabase<TestDatabase>(connections().databaseUrl, { maxConnections: 2 })
@@ -53,6 +54,11 @@ beforeAll(async () => {
     ]
   })
   page = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage()
+  // Whatever the browser complains of (a script or style the Content-Security-Policy blocked, a failed load).
+  page.on('console', (message) => {
+    if (message.type() === 'error') browserErrors.push(message.text())
+  })
+  page.on('pageerror', (error) => browserErrors.push(error.message))
   if (screenshots) mkdirSync(screenshots, { recursive: true })
 })
 afterAll(async () => {
@@ -160,5 +166,10 @@ describe('the console in Chromium', () => {
     await page.waitForURL('**/console/end-systems')
     expect(await page.locator('main').textContent()).not.toContain(CORE_BANKING_TOKEN)
     await accessible('end-systems')
+  })
+
+  it('ran every page under the syncer’s Content-Security-Policy without the browser blocking or failing anything', () => {
+    // The refused sign-in's 401 is the one answer the browser reports as a failed load.
+    expect(browserErrors.filter((text) => !/status of 401/.test(text))).toEqual([])
   })
 })
