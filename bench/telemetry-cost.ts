@@ -3,7 +3,7 @@
 // observed (metrics served and scraped every 5 s, every span exported by OTLP to a sink in this process),
 // loaded in turn at saturation, alternating, so that both see the same machine and the same database.
 //
-//   node bench/telemetry-cost.ts            (TELEMETRY_COST_ROUNDS=3, TELEMETRY_COST_SECONDS=15)
+//   npx node bench/telemetry-cost.ts        (the project's Node; TELEMETRY_COST_ROUNDS=3, TELEMETRY_COST_SECONDS=15)
 import { createServer } from 'node:http'
 import { loadavg } from 'node:os'
 import { join } from 'node:path'
