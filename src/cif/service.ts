@@ -64,7 +64,7 @@ export async function startCifService(config: Config, connections: Connections, 
   const dependencies = dependencyChecks(database.db, connections.kafka)
   const telemetry: CifTelemetry = {
     metrics: cifMetrics(newMetricsRegistry('cif-service')),
-    tracing: startTracing('cif-service', config.telemetry.otlpTracesUrl)
+    tracing: await startTracing('cif-service', config.telemetry.otlpTracesUrl)
   }
   const relay = new OutboxRelay({
     // The relay sees the outbox table only.

@@ -1,6 +1,5 @@
 import { type Attributes, ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, TraceFlags, type Tracer, trace } from '@opentelemetry/api'
 import { parseTraceParent } from '@opentelemetry/core'
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http'
 import { resourceFromAttributes } from '@opentelemetry/resources'
 import {
   AlwaysOffSampler,
@@ -84,6 +83,10 @@ export function endSpan(span: Span, failure?: string): void {
  * The tracing a service runs with: spans sent in batches by OTLP/HTTP (JSON) to `otlpTracesUrl`
  * (platform/config.ts; the exporter reads OTEL_EXPORTER_OTLP_HEADERS and the timeout itself), or ids only.
  */
-export function startTracing(service: string, otlpTracesUrl: string | undefined): Tracing {
-  return new Tracing(service, otlpTracesUrl ? [new BatchSpanProcessor({ exporter: new OTLPTraceExporter({ url: otlpTracesUrl }) })] : [])
+export async function startTracing(service: string, otlpTracesUrl: string | undefined): Promise<Tracing> {
+  if (!otlpTracesUrl) return new Tracing(service, [])
+  // Imported only to export: with its encoders it took about a second to load on the shared 2-core machine,
+  // a second longer for every service start (a restart after a crash among them).
+  const { OTLPTraceExporter } = await import('@opentelemetry/exporter-trace-otlp-http')
+  return new Tracing(service, [new BatchSpanProcessor({ exporter: new OTLPTraceExporter({ url: otlpTracesUrl }) })])
 }

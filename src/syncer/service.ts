@@ -94,7 +94,7 @@ export async function startSyncer(
       consumerLag: () => intake?.lagByPartition()
       // overdueCustomers: the lifecycle store's count of customers past the in-sync deadline (issue 11) goes here.
     }),
-    tracing: startTracing('cif-syncer', config.telemetry.otlpTracesUrl)
+    tracing: await startTracing('cif-syncer', config.telemetry.otlpTracesUrl)
   }
   const lanes = new Map(
     endSystems.map((system) => [
