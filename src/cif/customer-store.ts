@@ -133,6 +133,8 @@ export interface IdempotentCreate extends IdempotentRequest {
 interface WaitingCreate {
   input: CustomerInput
   caller: Caller
+  /** The create's span, if traced: its event's outbox row carries it to Kafka. */
+  traceparent: string | undefined
   idempotency: IdempotentCreate | undefined
   answered(outcome: CreateOutcome): void
   failed(error: unknown): void
@@ -176,9 +178,9 @@ export class CustomerCreator {
     this.#signingKey = signingKey
   }
 
-  create(input: CustomerInput, caller: Caller, idempotency?: IdempotentCreate): Promise<CreateOutcome> {
+  create(input: CustomerInput, caller: Caller, idempotency?: IdempotentCreate, traceparent?: string): Promise<CreateOutcome> {
     return new Promise((answered, failed) => {
-      this.#waiting.push({ input, caller, idempotency, answered, failed })
+      this.#waiting.push({ input, caller, traceparent, idempotency, answered, failed })
       this.#writeNext()
     })
   }
@@ -209,14 +211,14 @@ export class CustomerCreator {
         select nextval('cif_number_seq')::text as next, now() as now from generate_series(1, ${group.length}::integer)`.compile(this.#db)
     )
     return group.map((waiting, i) => {
-      const { input, caller, idempotency } = waiting
+      const { input, caller, idempotency, traceparent } = waiting
       const { next, now } = rows[i]!
       const customer = newCustomer(cifIdFromNumber(next), input, caller.sourceSystem, now)
       const event = customerEvent(customerEventTypes.created, customer, caller.sourceSystem, this.#signingKey)
       return {
         waiting,
         customer,
-        message: outboxMessage(topics.customerEvents, event),
+        message: outboxMessage(topics.customerEvents, event, traceparent),
         identifiers: identifierRows(input.identifiers),
         answer: idempotency?.answer(customer)
       }
@@ -343,7 +345,8 @@ export async function updateCustomer(
   patch: CustomerPatch,
   expectedVersion: number,
   caller: Caller,
-  signingKey: EventSigningKey
+  signingKey: EventSigningKey,
+  traceparent?: string
 ): Promise<Customer> {
   const row = await trx.selectFrom('customer').selectAll().where('cif_id', '=', cifId).forUpdate().executeTakeFirst()
   // Checked before the version, so that a 412 does not tell another source system that the customer exists.
@@ -377,6 +380,9 @@ export async function updateCustomer(
     .executeTakeFirstOrThrow()
   const customer = toCustomer(updated)
   const event = customerEvent(customerEventTypes.updated, customer, caller.sourceSystem, signingKey, changed)
-  await trx.insertInto('outbox_message').values(outboxMessage(topics.customerEvents, event)).execute()
+  await trx
+    .insertInto('outbox_message')
+    .values(outboxMessage(topics.customerEvents, event, traceparent))
+    .execute()
   return customer
 }

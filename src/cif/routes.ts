@@ -1,5 +1,5 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import type { FastifyRequest } from 'fastify'
+import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
 import { mayAccess, type SourceSystemGrant } from '../contracts/access.ts'
 import { requireValidCifId } from '../contracts/cif-id.ts'
@@ -9,9 +9,12 @@ import { cifProblems, Refusal } from '../contracts/problems.ts'
 import { type ApiKey, requireApiKey } from '../platform/http/api-key-auth.ts'
 import { problemOf } from '../platform/http/problem.ts'
 import { apiKeySecurity, type HttpServer, PROBLEM_JSON, problemResponses } from '../platform/http/server.ts'
+import { seconds } from '../platform/metrics.ts'
+import { endSpan, SpanKind, TRACEPARENT, traceparentOf } from '../platform/tracing.ts'
 import { customerRuleErrors, reviewFlagsOf, todayUtc } from './customer-rules.ts'
 import { type Caller, type CreateOutcome, CustomerCreator, findCustomer, updateCustomer } from './customer-store.ts'
 import { requestHash, storeRefusal } from './idempotency.ts'
+import { type CifTelemetry, createOutcome } from './metrics.ts'
 import type { CifDb } from './tables.ts'
 
 export interface CifApiOptions {
@@ -20,6 +23,7 @@ export interface CifApiOptions {
   sourceSystemGrants: ReadonlyMap<string, ReadonlySet<SourceSystemGrant>>
   /** Signs every customer event, so that the syncer can tell the CIF service's events from forged ones. */
   eventSigningKey: EventSigningKey
+  telemetry: CifTelemetry
 }
 
 const problems = problemResponses(400, 401, 404, 409, 410, 412, 413, 415, 422, 428)
@@ -40,6 +44,7 @@ function expectedVersion(ifMatch: string | undefined): number {
 
 export async function cifApi(app: HttpServer, options: CifApiOptions): Promise<void> {
   const { db, sourceSystemGrants, eventSigningKey } = options
+  const { metrics, tracing } = options.telemetry
   requireApiKey(app, options.sourceSystemKeyHashes)
   const creator = new CustomerCreator(db, eventSigningKey)
   const callerOf = (request: FastifyRequest): Caller => ({
@@ -61,47 +66,76 @@ export async function cifApi(app: HttpServer, options: CifApiOptions): Promise<v
         }),
         body: CustomerInput,
         response: { 201: Customer, ...problems }
+      },
+      // Every answer is counted, those Fastify gives before the handler (a body that fails its schema) too.
+      onResponse: async (_request, reply) => {
+        const outcome = createOutcome(reply.statusCode, reply.getHeader('idempotent-replayed') === 'true')
+        metrics.createRequests.inc({ outcome, status: reply.statusCode })
+        metrics.createSeconds.observe({ outcome }, seconds(reply.elapsedTime))
       }
     },
     async (request, reply) => {
-      const input = request.body
-      const ruleErrors = customerRuleErrors(input, todayUtc())
-      if (ruleErrors.length) throw Refusal.invalid(ruleErrors)
-
-      const key = request.headers['idempotency-key']
-      const idempotency = key ? { key, requestHash: requestHash(input) } : undefined
-      const headersOf = (customer: Customer) => ({ location: `/v1/customers/${customer.cifId}`, etag: etag(customer.version) })
-      let outcome: CreateOutcome
+      // The span of the create: its traceparent goes into the outbox row, and on to every end system.
+      const span = tracing.start('create customer', SpanKind.SERVER, request.headers[TRACEPARENT], {
+        'http.request.method': 'POST',
+        'http.route': '/v1/customers',
+        'cif.source_system': request.caller
+      })
       try {
-        outcome = await creator.create(
-          input,
-          callerOf(request),
-          idempotency && { ...idempotency, answer: (customer) => ({ status: 201, body: customer, headers: headersOf(customer) }) }
-        )
+        const answer = await create(request, request.body, request.headers['idempotency-key'], reply, traceparentOf(span))
+        if (answer.cifId) span.setAttribute('cif.id', answer.cifId)
+        span.setAttribute('http.response.status_code', reply.statusCode)
+        endSpan(span)
+        return answer
       } catch (error) {
-        // A refusal (4xx) is the answer to that request and is replayed; anything else leaves the key free for a retry.
-        if (!(idempotency && error instanceof Refusal && error.type.status < 500 && error.type !== cifProblems.idempotencyKeyReused)) throw error
-        const response = {
-          status: error.type.status,
-          body: { ...problemOf(error), instance: request.url },
-          headers: { 'content-type': PROBLEM_JSON }
-        }
-        const first = await storeRefusal(db, request.caller, idempotency, response)
-        if (!first) throw error
-        outcome = { kind: 'replayed', response: first }
+        endSpan(span, error instanceof Refusal ? error.type.code : 'internal error')
+        throw error
       }
-      if (outcome.kind === 'replayed') {
-        // A replay answers what the first request was answered: the 201 or a problem.
-        const { status, headers, body } = outcome.response
-        return reply
-          .status(status as 201)
-          .headers({ ...headers, 'idempotent-replayed': 'true' })
-          .send(body as Customer)
-      }
-      logReviewFlags(request, outcome.customer)
-      return reply.status(201).headers(headersOf(outcome.customer)).send(outcome.customer)
     }
   )
+
+  async function create(
+    request: FastifyRequest,
+    input: CustomerInput,
+    key: string | undefined,
+    reply: FastifyReply,
+    traceparent: string
+  ): Promise<Customer> {
+    const ruleErrors = customerRuleErrors(input, todayUtc())
+    if (ruleErrors.length) throw Refusal.invalid(ruleErrors)
+
+    const idempotency = key ? { key, requestHash: requestHash(input) } : undefined
+    const headersOf = (customer: Customer) => ({ location: `/v1/customers/${customer.cifId}`, etag: etag(customer.version) })
+    let outcome: CreateOutcome
+    try {
+      outcome = await creator.create(
+        input,
+        callerOf(request),
+        idempotency && { ...idempotency, answer: (customer) => ({ status: 201, body: customer, headers: headersOf(customer) }) },
+        traceparent
+      )
+    } catch (error) {
+      // A refusal (4xx) is the answer to that request and is replayed; anything else leaves the key free for a retry.
+      if (!(idempotency && error instanceof Refusal && error.type.status < 500 && error.type !== cifProblems.idempotencyKeyReused)) throw error
+      const response = {
+        status: error.type.status,
+        body: { ...problemOf(error), instance: request.url },
+        headers: { 'content-type': PROBLEM_JSON }
+      }
+      const first = await storeRefusal(db, request.caller, idempotency, response)
+      if (!first) throw error
+      outcome = { kind: 'replayed', response: first }
+    }
+    if (outcome.kind === 'replayed') {
+      // A replay answers what the first request was answered: the 201 or a problem.
+      const { status, headers, body } = outcome.response
+      reply.status(status as 201).headers({ ...headers, 'idempotent-replayed': 'true' })
+      return body as Customer
+    }
+    logReviewFlags(request, outcome.customer)
+    reply.status(201).headers(headersOf(outcome.customer))
+    return outcome.customer
+  }
 
   app.get(
     '/customers/:cifId',
@@ -141,9 +175,24 @@ export async function cifApi(app: HttpServer, options: CifApiOptions): Promise<v
         if (immutable.length) {
           throw Refusal.invalid(immutable.map((field) => ({ pointer: `/${field}`, detail: 'cannot be changed after create' })))
         }
-        const customer = await db
-          .transaction()
-          .execute((trx) => updateCustomer(trx, request.params.cifId, request.body, version, callerOf(request), eventSigningKey))
+        const span = tracing.start('change customer', SpanKind.SERVER, request.headers[TRACEPARENT], {
+          'http.request.method': 'PATCH',
+          'http.route': '/v1/customers/{cifId}',
+          'cif.id': request.params.cifId,
+          'cif.source_system': request.caller
+        })
+        let customer: Customer
+        try {
+          customer = await db
+            .transaction()
+            .execute((trx) =>
+              updateCustomer(trx, request.params.cifId, request.body, version, callerOf(request), eventSigningKey, traceparentOf(span))
+            )
+          endSpan(span)
+        } catch (error) {
+          endSpan(span, error instanceof Refusal ? error.type.code : 'internal error')
+          throw error
+        }
         logReviewFlags(request, customer)
         return reply.header('etag', etag(customer.version)).send(customer)
       }

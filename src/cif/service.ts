@@ -6,9 +6,12 @@ import { openDatabase } from '../platform/database/index.ts'
 import { dependencyChecks } from '../platform/health.ts'
 import { createHttpServer, type HttpServer, type HttpServerOptions } from '../platform/http/server.ts'
 import type { Logger } from '../platform/logger.ts'
+import { type MetricsServer, newMetricsRegistry, startMetricsServer } from '../platform/metrics.ts'
 import { inBatches, startPeriodic } from '../platform/periodic.ts'
 import { FailureLog } from '../platform/retry.ts'
+import { startTracing } from '../platform/tracing.ts'
 import { purgeIdempotencyKeys } from './idempotency.ts'
+import { type CifTelemetry, cifMetrics, unobservedCifTelemetry } from './metrics.ts'
 import { cifApi } from './routes.ts'
 import type { CifDatabase, CifDb, CifTables } from './tables.ts'
 
@@ -16,6 +19,8 @@ export interface CifService {
   app: HttpServer
   /** Base URL the API listens on, e.g. http://127.0.0.1:8080 */
   url: string
+  /** Where Prometheus scrapes it, when CIF_METRICS_PORT is set. */
+  metricsUrl: string | undefined
   close(): Promise<void>
 }
 
@@ -26,7 +31,8 @@ export async function createCifApp(
   config: Config,
   db: CifDb,
   log: Logger,
-  readinessChecks: HttpServerOptions['readinessChecks']
+  readinessChecks: HttpServerOptions['readinessChecks'],
+  telemetry: CifTelemetry = unobservedCifTelemetry()
 ): Promise<HttpServer> {
   const app = await createHttpServer({
     logger: log,
@@ -44,7 +50,8 @@ export async function createCifApp(
     db,
     sourceSystemKeyHashes: config.sourceSystemKeyHashes,
     sourceSystemGrants: config.sourceSystemGrants,
-    eventSigningKey: requireEventSigningKey(config)
+    eventSigningKey: requireEventSigningKey(config),
+    telemetry
   })
   return app
 }
@@ -55,6 +62,10 @@ export async function startCifService(config: Config, connections: Connections, 
   requireEventSigningKey(config)
   const database = openDatabase<CifDatabase>(connections.databaseUrl, { maxConnections: 20 })
   const dependencies = dependencyChecks(database.db, connections.kafka)
+  const telemetry: CifTelemetry = {
+    metrics: cifMetrics(newMetricsRegistry('cif-service')),
+    tracing: await startTracing('cif-service', config.telemetry.otlpTracesUrl)
+  }
   const relay = new OutboxRelay({
     // The relay sees the outbox table only.
     db: database.db.$omitTables<keyof CifTables>(),
@@ -64,9 +75,10 @@ export async function startCifService(config: Config, connections: Connections, 
     queue: outboxQueue([topics.customerEvents]),
     ...config.outbox,
     retentionBatchSize: config.retentionBatchSize,
-    log: log.child({ component: 'outbox-relay' })
+    log: log.child({ component: 'outbox-relay' }),
+    telemetry: { registry: telemetry.metrics.registry, tracing: telemetry.tracing }
   })
-  const app = await createCifApp(config, database.db, log, { ...dependencies.checks, outboxRelay: async () => relay.health() })
+  const app = await createCifApp(config, database.db, log, { ...dependencies.checks, outboxRelay: async () => relay.health() }, telemetry)
 
   relay.start()
   const { idempotencyRetentionHours } = config.cif
@@ -83,13 +95,19 @@ export async function startCifService(config: Config, connections: Connections, 
   })
 
   const address = await app.listen({ host: config.cif.host, port: config.cif.port })
+  const { metricsHost, cifMetricsPort } = config.telemetry
+  const metricsServer: MetricsServer | undefined =
+    cifMetricsPort === undefined ? undefined : await startMetricsServer(telemetry.metrics.registry, metricsHost, cifMetricsPort, log)
   return {
     app,
     url: address,
+    metricsUrl: metricsServer?.url,
     close: async () => {
       await retention.stop()
+      await metricsServer?.close()
       await app.close()
       await relay.stop()
+      await telemetry.tracing.close()
       await dependencies.close()
       await database.close()
     }

@@ -1,3 +1,4 @@
+import { TRACEPARENT } from '../platform/tracing.ts'
 import type { NewOutboxMessage } from './tables.ts'
 
 /** What the outbox publishes: a CloudEvents 1.0 envelope (structured JSON mode). */
@@ -17,14 +18,15 @@ export interface CloudEventEnvelope {
 export const structuredModeHeaders: Record<string, string> = { 'content-type': 'application/cloudevents+json; charset=utf-8' }
 
 /**
- * The outbox row that publishes `event` to `topic`, keyed by its subject, in structured mode.
+ * The outbox row that publishes `event` to `topic`, keyed by its subject, in structured mode, with the
+ * W3C `traceparent` of the change it tells of, if it was traced (the relay publishes it in a span of its own under it).
  */
-export function outboxMessage(topic: string, event: CloudEventEnvelope): NewOutboxMessage {
+export function outboxMessage(topic: string, event: CloudEventEnvelope, traceparent?: string): NewOutboxMessage {
   return {
     event_id: event.id,
     topic,
     message_key: event.subject,
     payload: JSON.stringify(event),
-    headers: JSON.stringify(structuredModeHeaders)
+    headers: JSON.stringify(traceparent ? { ...structuredModeHeaders, [TRACEPARENT]: traceparent } : structuredModeHeaders)
   }
 }

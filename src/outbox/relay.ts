@@ -7,8 +7,10 @@ import { DeadlineExceeded, withDeadline } from '../platform/deadline.ts'
 import { describeError } from '../platform/errors.ts'
 import { createIdempotentProducer, createProbe, type KafkaCluster, kafkaAnswers, type StringProducer } from '../platform/kafka.ts'
 import type { Logger } from '../platform/logger.ts'
+import { Counter, Gauge, type Registry } from '../platform/metrics.ts'
 import { inBatches, type Periodic, startPeriodic } from '../platform/periodic.ts'
 import { type Backoff, backoffMs, FailureLog } from '../platform/retry.ts'
+import { endSpan, type Span, SpanKind, TRACEPARENT, type Tracing, traceparentOf } from '../platform/tracing.ts'
 import { judgeRelay, type RelayVerdict } from './relay-watchdog.ts'
 import type { OutboxTables } from './tables.ts'
 
@@ -37,6 +39,8 @@ export interface RelayQueue<DB> {
   recordFailure(db: Kysely<DB>, ids: string[], message: string): Promise<void>
   /** When the oldest unsent message was written, if one waits. */
   oldestUnsentAt(db: Kysely<DB>): Promise<Date | undefined>
+  /** How many messages wait, counted up to `cap` (a scrape must stay cheap during an outage's backlog). */
+  countUnsent(db: Kysely<DB>, cap: number): Promise<number>
   /** Deletes up to `limit` messages sent more than `retentionHours` ago; a queue that is a record keeps them. */
   purgeSent?(db: Kysely<DB>, retentionHours: number, limit: number): Promise<number>
 }
@@ -61,6 +65,8 @@ export interface OutboxRelayOptions<DB> {
   /** Readiness fails once the relay has been unable to publish for this long. */
   unreadyAfterMs: number
   log: Logger
+  /** Where its metrics are registered (relayMetrics), and the spans of what it publishes. */
+  telemetry?: { registry: Registry; tracing: Tracing } | undefined
 }
 
 /** What `/health/ready` says of a relay. */
@@ -91,6 +97,61 @@ const MIN_BATCH_GAP_MS = 10
 const SEND_TIMEOUT_MS = 15_000
 const PURGE_EVERY_MS = 60_000
 
+/** A backlog is counted up to this many messages per scrape; past it, the gauge says "at least this". */
+export const PENDING_COUNT_CAP = 1_000_000
+
+interface RelayMetrics {
+  published: Counter<'relay'>
+  failedBatches: Counter<'relay'>
+}
+
+/**
+ * The relay's metrics in `registry`, labelled with its name (its Kafka client id). The backlog and its age
+ * are read from the queue when scraped (two index probes), so they are right even while the relay is stuck;
+ * a database that does not answer leaves the last figures.
+ */
+function relayMetrics<DB>(registry: Registry, relay: string, db: Kysely<DB>, queue: RelayQueue<DB>): RelayMetrics {
+  const labels = { relay }
+  new Gauge({
+    name: 'outbox_pending_messages',
+    help: `Messages written and not yet published to Kafka (counted up to ${PENDING_COUNT_CAP})`,
+    labelNames: ['relay'],
+    registers: [registry],
+    async collect() {
+      await queue.countUnsent(db, PENDING_COUNT_CAP).then(
+        (waiting) => this.set(labels, waiting),
+        () => {}
+      )
+    }
+  })
+  new Gauge({
+    name: 'outbox_oldest_pending_age_seconds',
+    help: 'Age of the oldest message not yet published (0 when none waits)',
+    labelNames: ['relay'],
+    registers: [registry],
+    async collect() {
+      await queue.oldestUnsentAt(db).then(
+        (oldest) => this.set(labels, oldest ? Math.max(0, (Date.now() - oldest.getTime()) / 1000) : 0),
+        () => {}
+      )
+    }
+  })
+  return {
+    published: new Counter({
+      name: 'outbox_published_messages_total',
+      help: 'Messages published to Kafka and marked sent',
+      labelNames: ['relay'],
+      registers: [registry]
+    }),
+    failedBatches: new Counter({
+      name: 'outbox_publish_failures_total',
+      help: 'Batches that could not be published (Kafka or PostgreSQL away); their messages stay pending',
+      labelNames: ['relay'],
+      registers: [registry]
+    })
+  }
+}
+
 /**
  * Publishes a queue's rows to Kafka, then marks them sent: at least once, in order per message key.
  *
@@ -101,6 +162,7 @@ const PURGE_EVERY_MS = 60_000
  */
 export class OutboxRelay<DB = OutboxTables> {
   readonly #options: OutboxRelayOptions<DB>
+  readonly #metrics: RelayMetrics | undefined
   #producer: StringProducer
   #running: Promise<void> | undefined
   #listening: Promise<void> | undefined
@@ -120,6 +182,7 @@ export class OutboxRelay<DB = OutboxTables> {
 
   constructor(options: OutboxRelayOptions<DB>) {
     this.#options = options
+    this.#metrics = options.telemetry && relayMetrics(options.telemetry.registry, options.clientId, options.db, options.queue)
     this.#producer = createIdempotentProducer(options.kafka, options.clientId)
     this.#probe = createProbe(options.kafka, 2000)
   }
@@ -191,22 +254,45 @@ export class OutboxRelay<DB = OutboxTables> {
         const rows = await queue.claim(trx, batchSize)
         if (rows.length === 0) return 0
         claimedIds = rows.map((row) => row.id)
+        const publishing = rows.map((row) => this.#publishing(row))
         const sent = producer.send({
-          messages: rows.map((row) => ({ topic: row.topic, key: row.message_key, value: row.payload, headers: row.headers }))
+          messages: publishing.map(({ row, headers }) => ({ topic: row.topic, key: row.message_key, value: row.payload, headers }))
         })
         try {
           await withDeadline(sent, SEND_TIMEOUT_MS, 'Kafka acknowledgement')
+          await queue.markSent(trx, claimedIds)
         } catch (error) {
           if (error instanceof DeadlineExceeded) this.#replaceProducer(producer, describeError(error))
+          for (const { span } of publishing) if (span) endSpan(span, describeError(error, 200))
           throw error
         }
-        await queue.markSent(trx, claimedIds)
+        for (const { span } of publishing) span?.end()
         return rows.length
       })
     } catch (error) {
-      if (claimedIds.length) await this.#recordFailure(claimedIds, error)
+      if (claimedIds.length) {
+        this.#metrics?.failedBatches.inc({ relay: this.#options.clientId })
+        await this.#recordFailure(claimedIds, error)
+      }
       throw error
     }
+  }
+
+  /**
+   * A message with a trace (one its writer started) is published in a span of its own, and carries that
+   * span's traceparent to its consumers; the row keeps its writer's, so a retried send is a new span.
+   */
+  #publishing(row: ClaimedMessage): { row: ClaimedMessage; headers: Record<string, string>; span?: Span } {
+    const parent = row.headers[TRACEPARENT]
+    const tracing = this.#options.telemetry?.tracing
+    if (!parent || !tracing) return { row, headers: row.headers }
+    const span = tracing.start(`publish ${row.topic}`, SpanKind.PRODUCER, parent, {
+      'messaging.system': 'kafka',
+      'messaging.operation.type': 'send',
+      'messaging.destination.name': row.topic,
+      'cif.id': row.message_key
+    })
+    return { row, headers: { ...row.headers, [TRACEPARENT]: traceparentOf(span) }, span }
   }
 
   /** Logged once and counted: readiness shows how often, and the last reason. */
@@ -239,7 +325,10 @@ export class OutboxRelay<DB = OutboxTables> {
       try {
         this.#lastBatchAt = Date.now()
         published = await this.publishBatch()
-        if (published > 0) this.#lastPublishedAt = Date.now()
+        if (published > 0) {
+          this.#lastPublishedAt = Date.now()
+          this.#metrics?.published.inc({ relay: this.#options.clientId }, published)
+        }
         publishing.succeeded('outbox relay publishing again')
         if (Date.now() - this.#lastPurge > PURGE_EVERY_MS) {
           this.#lastPurge = Date.now()
@@ -342,6 +431,12 @@ export function outboxQueue(topics: string[]): RelayQueue<OutboxTables> {
         where status = 'PENDING' and topic = any(${topics}::text[])
         order by id limit 1`.execute(db)
       return rows[0]?.created_at
+    },
+    async countUnsent(db, cap) {
+      const { rows } = await sql<{ waiting: number }>`
+        select count(*)::integer as waiting from (
+          select 1 from outbox_message where status = 'PENDING' and topic = any(${topics}::text[]) limit ${cap}) pending`.execute(db)
+      return rows[0]?.waiting ?? 0
     },
     purgeSent: purgeSentMessages
   }

@@ -103,6 +103,13 @@ export interface Config {
   /** Each operator's role (contracts/access.ts): `operator` unless SYNCER_OPERATOR_ROLES says otherwise. */
   operatorRoles: Map<string, OperatorRole>
   simulator: { host: string; port: number }
+  /**
+   * Metrics and traces (docs/observability.md). `cifMetricsPort`, `syncerMetricsPort`: each service's
+   * `GET /metrics` on a port of its own at `metricsHost`, none when unset (`cif-syncer up` takes 9464 and
+   * 9465 then). `otlpTracesUrl`: where spans are sent by OTLP/HTTP (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, or
+   * OTEL_EXPORTER_OTLP_ENDPOINT, unless OTEL_SDK_DISABLED); none, and trace context still flows.
+   */
+  telemetry: { metricsHost: string; cifMetricsPort: number | undefined; syncerMetricsPort: number | undefined; otlpTracesUrl: string | undefined }
 }
 
 type Env = Record<string, string | undefined>
@@ -121,6 +128,29 @@ function integer(env: Env, name: string, fallback: number, min: number, max: num
     throw new ConfigError(`${name} must be a whole number from ${min} to ${max}, got "${raw}".`)
   }
   return value
+}
+
+function optionalPort(env: Env, name: string): number | undefined {
+  return env[name] ? integer(env, name, 0, 0, 65535) : undefined
+}
+
+/**
+ * Where spans are sent by OTLP/HTTP, as the OpenTelemetry specification reads its variables: the traces
+ * endpoint as given, or the base endpoint with /v1/traces; none when OTEL_SDK_DISABLED is true.
+ */
+function otlpTracesUrl(env: Env): string | undefined {
+  if (env.OTEL_SDK_DISABLED?.trim().toLowerCase() === 'true') return undefined
+  const [name, path] = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
+    ? ['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', '']
+    : env.OTEL_EXPORTER_OTLP_ENDPOINT
+      ? ['OTEL_EXPORTER_OTLP_ENDPOINT', 'v1/traces']
+      : []
+  if (!name) return undefined
+  const raw = env[name]!.trim()
+  if (!URL.canParse(raw) || !/^https?:$/.test(new URL(raw).protocol)) {
+    throw new ConfigError(`${name} must be an http(s) URL such as http://127.0.0.1:4318, got "${raw.slice(0, 80)}".`)
+  }
+  return path ? `${raw.replace(/\/+$/, '')}/${path}` : raw
 }
 
 /**
@@ -707,6 +737,12 @@ export function loadConfig(env: Env = process.env): Config {
     },
     operatorKeyHashes: access.operatorKeyHashes,
     operatorRoles: access.operatorRoles,
-    simulator: { host: env.SIMULATOR_HOST ?? '127.0.0.1', port: integer(env, 'SIMULATOR_PORT', 8090, 0, 65535) }
+    simulator: { host: env.SIMULATOR_HOST ?? '127.0.0.1', port: integer(env, 'SIMULATOR_PORT', 8090, 0, 65535) },
+    telemetry: {
+      metricsHost: env.METRICS_HOST ?? '127.0.0.1',
+      cifMetricsPort: optionalPort(env, 'CIF_METRICS_PORT'),
+      syncerMetricsPort: optionalPort(env, 'SYNCER_METRICS_PORT'),
+      otlpTracesUrl: otlpTracesUrl(env)
+    }
   }
 }

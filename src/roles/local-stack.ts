@@ -22,8 +22,20 @@ const demoCustomer = {
 /** The simulated core banking system wants a bearer token, as a real one would; locally it is this one. */
 const DEV_CORE_BANKING_TOKEN = 'local-core-banking-token'
 
+/** Where `cif-syncer up` serves each service's metrics unless CIF_METRICS_PORT or SYNCER_METRICS_PORT says otherwise. */
+const LOCAL_METRICS_PORTS = { cif: 9464, syncer: 9465 }
+
 /** `cif-syncer up`: PostgreSQL, Kafka, the CIF service, the syncer and the simulated end systems, wired together. */
-export async function runLocalStack(config: Config, log: Logger): Promise<void> {
+export async function runLocalStack(configured: Config, log: Logger): Promise<void> {
+  const { telemetry } = configured
+  const config: Config = {
+    ...configured,
+    telemetry: {
+      ...telemetry,
+      cifMetricsPort: telemetry.cifMetricsPort ?? LOCAL_METRICS_PORTS.cif,
+      syncerMetricsPort: telemetry.syncerMetricsPort ?? LOCAL_METRICS_PORTS.syncer
+    }
+  }
   const started = Date.now()
   process.env.CORE_BANKING_TOKEN ??= DEV_CORE_BANKING_TOKEN
   const infrastructure = await startInfrastructure(config, log, migrations)
@@ -54,6 +66,7 @@ export async function runLocalStack(config: Config, log: Logger): Promise<void> 
       `  Syncer API     ${syncer.url}   ${docs(syncer.url)}`,
       `  Console        ${syncer.url}/console   (sign in with the operator key below)`,
       `  Simulator      ${simulator.url}/systems   (${[...simulator.systems.values()].map((s) => `${s.shape.name} ${s.url}`).join(', ')})`,
+      `  Metrics        ${cif.metricsUrl}   ${syncer.metricsUrl}   (Prometheus text format)`,
       `  Kafka          ${infrastructure.kafka.brokers.join(',')}   topics: ${topics.customerEvents}, ${topics.syncStatus}`,
       `  PostgreSQL     ${infrastructure.databaseUrl.replace(/:[^:@/]+@/, ':***@')}`,
       `  API keys       source system "${devSourceSystem.name}": ${key}   operator "${devOperator.name}": ${operatorKey}   (local use only)`,

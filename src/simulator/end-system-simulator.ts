@@ -48,6 +48,8 @@ export interface StoredRecord {
   version: number
   createdAt: string
   updatedAt: string
+  /** The W3C traceparent the last write of this record came with, as a real system's tracing would see it. */
+  traceparent: string | null
 }
 
 export interface Receipt {
@@ -183,12 +185,12 @@ export class SimulatedEndSystem {
         return this.#answer(req, res, cifId, key, first.status, first.body)
       }
     }
-    const [status, answer] = this.#apply(req.method ?? 'GET', (req.url ?? '/').split('?')[0]!, payload, cifId)
+    const [status, answer] = this.#apply(req.method ?? 'GET', (req.url ?? '/').split('?')[0]!, payload, cifId, header(req, 'traceparent') ?? null)
     if (key && status < 500) this.#answers.set(key, { status, body: answer })
     return this.#answer(req, res, cifId, key, status, answer)
   }
 
-  #apply(method: string, path: string, payload: Record<string, unknown>, cifId: string | undefined): [number, unknown] {
+  #apply(method: string, path: string, payload: Record<string, unknown>, cifId: string | undefined, traceparent: string | null): [number, unknown] {
     const { collection } = this.shape
     const now = new Date().toISOString()
     if (method === 'POST' && path === collection) {
@@ -196,7 +198,7 @@ export class SimulatedEndSystem {
       const existing = this.#byCifId.get(cifId)
       if (existing) return [409, { error: 'this customer exists already', ...(this.shape.createdBody(existing) as object) }]
       const id = `${this.shape.idPrefix}-${String(this.#next++).padStart(7, '0')}`
-      this.records.set(id, { id, cifId, payload, version: Number(payload.version ?? 1), createdAt: now, updatedAt: now })
+      this.records.set(id, { id, cifId, payload, version: Number(payload.version ?? 1), createdAt: now, updatedAt: now, traceparent })
       this.#byCifId.set(cifId, id)
       return [201, this.shape.createdBody(id)]
     }
@@ -207,6 +209,7 @@ export class SimulatedEndSystem {
       record.payload = this.shape.updateMethod === 'PATCH' ? { ...record.payload, ...payload } : payload
       record.version = Number(payload.version ?? record.version + 1)
       record.updatedAt = now
+      record.traceparent = traceparent
       return [200, this.shape.createdBody(id)]
     }
     return [404, { error: `no route ${method} ${path}` }]

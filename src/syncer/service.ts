@@ -6,8 +6,10 @@ import { openDatabase } from '../platform/database/index.ts'
 import { dependencyChecks } from '../platform/health.ts'
 import { createHttpServer, type HttpServer, type HttpServerOptions } from '../platform/http/server.ts'
 import type { Logger } from '../platform/logger.ts'
+import { type MetricsServer, newMetricsRegistry, startMetricsServer } from '../platform/metrics.ts'
 import { startPeriodic } from '../platform/periodic.ts'
 import { FailureLog } from '../platform/retry.ts'
+import { startTracing } from '../platform/tracing.ts'
 import { adminApi } from './api/admin-api.ts'
 import { callbackApi } from './api/callback-api.ts'
 import { CONSOLE_PREFIX, type LiveState, operatorConsole } from './console/console.ts'
@@ -17,6 +19,7 @@ import { EndSystemClient } from './delivery/end-system-client.ts'
 import { type EndSystemConfig, loadEndSystems } from './delivery/end-systems-config.ts'
 import { DeliveryLane } from './delivery/lane.ts'
 import { EventIntake } from './intake/event-intake.ts'
+import { SyncerMetrics, type SyncerTelemetry } from './metrics.ts'
 import { applyRetention, prepareAttemptMonths, retireAttemptMonths } from './retention.ts'
 import { sequenceStatusUpdates, statusQueue } from './status/sync-status.ts'
 import type { SyncerDatabase, SyncerDb } from './tables.ts'
@@ -24,6 +27,8 @@ import type { SyncerDatabase, SyncerDb } from './tables.ts'
 export interface Syncer {
   app: HttpServer
   url: string
+  /** Where Prometheus scrapes it, when SYNCER_METRICS_PORT is set. */
+  metricsUrl: string | undefined
   close(): Promise<void>
 }
 
@@ -104,17 +109,28 @@ export async function startSyncer(
   const { db } = database
   const clients = new Map(endSystems.map((system) => [system.name, new EndSystemClient(system)]))
   const recorder = new AttemptRecorder(db)
+  let intake: EventIntake | undefined
+  const telemetry: SyncerTelemetry = {
+    metrics: new SyncerMetrics(newMetricsRegistry('cif-syncer'), {
+      db,
+      endSystems: endSystems.map((s) => s.name),
+      clients,
+      consumerLag: () => intake?.lagByPartition()
+      // overdueCustomers: the lifecycle store's count of customers past the in-sync deadline (issue 11) goes here.
+    }),
+    tracing: await startTracing('cif-syncer', config.telemetry.otlpTracesUrl)
+  }
   const lanes = new Map(
     endSystems.map((system) => [
       system.name,
-      new DeliveryLane(system, db, clients.get(system.name)!, recorder, log.child({ endSystem: system.name }))
+      new DeliveryLane(system, db, clients.get(system.name)!, recorder, log.child({ endSystem: system.name }), telemetry)
     ])
   )
   const wakeAll = (): void => {
     for (const lane of lanes.values()) lane.wake()
   }
 
-  const intake = new EventIntake({
+  intake = new EventIntake({
     db,
     kafka: connections.kafka,
     groupId: config.syncer.groupId,
@@ -125,7 +141,8 @@ export async function startSyncer(
       for (const name of systems) lanes.get(name)?.wake()
     },
     stallMs: config.syncer.intakeStallMs,
-    unreadyAfterMs: config.syncer.intakeUnreadyAfterMs
+    unreadyAfterMs: config.syncer.intakeUnreadyAfterMs,
+    telemetry
   })
   await intake.start()
 
@@ -138,7 +155,8 @@ export async function startSyncer(
     queue: statusQueue,
     ...config.outbox,
     retentionBatchSize: config.retentionBatchSize,
-    log: log.child({ component: 'status-relay' })
+    log: log.child({ component: 'status-relay' }),
+    telemetry: { registry: telemetry.metrics.registry, tracing: telemetry.tracing }
   })
   relay.start()
 
@@ -214,19 +232,25 @@ export async function startSyncer(
     }
   )
   const url = await app.listen({ host: config.syncer.host, port: config.syncer.port })
+  const { metricsHost, syncerMetricsPort } = config.telemetry
+  const metricsServer: MetricsServer | undefined =
+    syncerMetricsPort === undefined ? undefined : await startMetricsServer(telemetry.metrics.registry, metricsHost, syncerMetricsPort, log)
 
   return {
     app,
     url,
+    metricsUrl: metricsServer?.url,
     close: async () => {
       clearInterval(poll)
       clearInterval(leases)
       await retention.stop()
+      await metricsServer?.close()
       await app.close()
       await intake.stop()
       await Promise.all([...lanes.values()].map((lane) => lane.stop()))
       await relay.stop()
       await Promise.all([dependencies.close(), ...[...clients.values()].map((c) => c.close())])
+      await telemetry.tracing.close()
       await database.close()
     }
   }

@@ -22,6 +22,8 @@ export interface SyncEventTable {
   received_at: DefaultedTimestamp
   kafka_partition: number
   kafka_offset: ColumnType<string, string | bigint, never>
+  /** The intake's span for the event (migration 0012): each attempt's span is its child. */
+  traceparent: ColumnType<string | null, string | null | undefined, never>
 }
 
 export interface UnreadableMessageTable {
@@ -75,6 +77,8 @@ export interface DeliveryAttemptTable {
   duration_ms: number
   started_at: Date
   finished_at: Date
+  /** The attempt's span, as the end system received it (migration 0012). */
+  traceparent: ColumnType<string | null, string | null | undefined, string | null>
 }
 
 export interface CustomerXrefTable {

@@ -1,6 +1,7 @@
 import { type ExpressionBuilder, type RawBuilder, sql } from 'kysely'
 import { Refusal } from '../../contracts/problems.ts'
 import type { StatusData } from '../../contracts/sync-status-events.ts'
+import { spanIdOf, traceIdOf } from '../../platform/tracing.ts'
 import { isWaiting, overallState } from '../delivery/states.ts'
 import { type DeliveryRow, deliveryMonthSql, type SyncerDatabase, type SyncerDb } from '../tables.ts'
 import {
@@ -111,11 +112,13 @@ export async function findDeliveries(db: SyncerDb, q: DeliveryFilters): Promise<
   let query = db
     .selectFrom('delivery')
     .selectAll()
+    // The event's trace, one probe of its primary key per delivery on the page.
+    .select((eb) => eb.selectFrom('sync_event').select('traceparent').whereRef('sync_event.event_id', '=', 'delivery.event_id').as('traceparent'))
     .where(deliveriesMatching(q))
     .orderBy('id')
     .limit(Number(q.limit ?? 100))
   if (q.after) query = query.where('id', '>', q.after)
-  return (await query.execute()).map(toDelivery)
+  return (await query.execute()).map((row) => ({ ...toDelivery(row), traceId: traceIdOf(row.traceparent) }))
 }
 
 export async function findAttempts(db: SyncerDb, q: AttemptFilters): Promise<Attempt[]> {
@@ -161,7 +164,9 @@ export async function findAttempts(db: SyncerDb, q: AttemptFilters): Promise<Att
     timeoutMs: a.timeout_ms,
     durationMs: a.duration_ms,
     startedAt: a.started_at.toISOString(),
-    finishedAt: a.finished_at.toISOString()
+    finishedAt: a.finished_at.toISOString(),
+    traceId: traceIdOf(a.traceparent),
+    spanId: spanIdOf(a.traceparent)
   }))
 }
 

@@ -26,7 +26,13 @@ export const Delivery = Type.Object({
   nextAttemptAt: nullableString,
   createdAt: Type.String(),
   updatedAt: Type.String(),
-  completedAt: nullableString
+  completedAt: nullableString,
+  traceId: Type.Optional(
+    Type.Union([Type.String({ pattern: '^[0-9a-f]{32}$' }), Type.Null()], {
+      description:
+        "The trace (W3C Trace Context) of the change this delivery carries, from the CIF service's create or change on: find it in your tracing backend. In the admin API's lists; null for events stored untraced."
+    })
+  )
 })
 export type Delivery = Static<typeof Delivery>
 
@@ -46,7 +52,11 @@ export const Attempt = Type.Object({
   timeoutMs: Type.Integer(),
   durationMs: Type.Integer(),
   startedAt: Type.String(),
-  finishedAt: Type.String()
+  finishedAt: Type.String(),
+  traceId: Type.Union([Type.String({ pattern: '^[0-9a-f]{32}$' }), Type.Null()], {
+    description: "The trace of the change (the create's), as the end system received it in `traceparent`; null for attempts recorded untraced"
+  }),
+  spanId: Type.Union([Type.String({ pattern: '^[0-9a-f]{16}$' }), Type.Null()], { description: "The attempt's own span in that trace" })
 })
 export type Attempt = Static<typeof Attempt>
 

@@ -32,6 +32,8 @@ export interface ClaimedDelivery extends DeliveryRow {
   event: CustomerEvent
   event_type: string
   owner_source_system: string
+  /** The intake's span of the event: each attempt's span is its child. */
+  event_traceparent: string | null
   xref_external_id: string | null
   /**
    * The personal data of the customer's other versions the syncer holds, each distinct set once: an end
@@ -100,7 +102,7 @@ export function claimStatement(endSystem: string, limit: number, leases: LeaseTa
           updated_at = now()
       from due where d.id = due.id
       returning d.*)
-    select claimed.*, e.event, e.event_type, e.owner_source_system, x.external_id as xref_external_id,
+    select claimed.*, e.event, e.event_type, e.owner_source_system, e.traceparent as event_traceparent, x.external_id as xref_external_id,
       (select jsonb_agg(distinct ${personalDataOf(sql.ref('other.event'))}) from sync_event other
         where other.cif_id = claimed.cif_id and other.event_id <> claimed.event_id) as other_versions
     from claimed
@@ -117,6 +119,8 @@ export interface AttemptRecord {
   timeoutMs: number
   startedAt: Date
   finishedAt: Date
+  /** The attempt's span, as the end system received it. */
+  traceparent?: string | undefined
 }
 
 /** The status message of a delivery that moved to the state of `kind`. */
@@ -177,7 +181,8 @@ export async function recordAttempts(db: SyncerDb, finished: FinishedAttempt[]):
           timeout_ms: attempt.timeoutMs,
           duration_ms: attempt.finishedAt.getTime() - attempt.startedAt.getTime(),
           started_at: attempt.startedAt,
-          finished_at: attempt.finishedAt
+          finished_at: attempt.finishedAt,
+          traceparent: attempt.traceparent ?? null
         }))
       )
       // Lease recovery may have written a placeholder for this attempt while it was still being recorded:
@@ -191,7 +196,8 @@ export async function recordAttempts(db: SyncerDb, finished: FinishedAttempt[]):
           timeout_ms: eb.ref('excluded.timeout_ms'),
           duration_ms: eb.ref('excluded.duration_ms'),
           started_at: eb.ref('excluded.started_at'),
-          finished_at: eb.ref('excluded.finished_at')
+          finished_at: eb.ref('excluded.finished_at'),
+          traceparent: eb.ref('excluded.traceparent')
         }))
       )
       .execute()

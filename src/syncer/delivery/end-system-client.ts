@@ -23,6 +23,8 @@ export interface OutgoingRequest {
   idempotencyKey: string
   body: string
   timeoutMs: number
+  /** The attempt's span (W3C Trace Context), so the end system's own trace continues the create's. */
+  traceparent: string
 }
 
 /**
@@ -109,6 +111,7 @@ export class EndSystemClient {
             accept: 'application/json',
             'idempotency-key': outgoing.idempotencyKey,
             'user-agent': 'cif-syncer',
+            traceparent: outgoing.traceparent,
             ...this.#system.authHeaders
           },
           body: outgoing.body

@@ -2,6 +2,8 @@ import type { CustomerEvent } from '../../contracts/customer-events.ts'
 import { formatDuration } from '../../platform/duration.ts'
 import type { Logger } from '../../platform/logger.ts'
 import { FailureLog } from '../../platform/retry.ts'
+import { endSpan, SpanKind, traceparentOf } from '../../platform/tracing.ts'
+import type { SyncerTelemetry } from '../metrics.ts'
 import type { SyncerDb } from '../tables.ts'
 import {
   attemptLeases,
@@ -59,14 +61,16 @@ export class DeliveryLane {
   readonly #leases: LeaseTable
   readonly #claiming: FailureLog
   readonly #recording: FailureLog
+  readonly #telemetry: SyncerTelemetry
   #inFlight = 0
   #pumping: Promise<void> | undefined
   #again = false
   #stopped = false
   readonly #attempts = new Set<Promise<void>>()
 
-  constructor(system: EndSystemConfig, db: SyncerDb, client: EndSystemClient, recorder: AttemptRecorder, log: Logger) {
+  constructor(system: EndSystemConfig, db: SyncerDb, client: EndSystemClient, recorder: AttemptRecorder, log: Logger, telemetry: SyncerTelemetry) {
     this.#system = system
+    this.#telemetry = telemetry
     this.#db = db
     this.#client = client
     this.#recorder = recorder
@@ -143,11 +147,25 @@ export class DeliveryLane {
     const system = this.#system
     const input = mappingInput(delivery.event)
     const timeoutMs = attemptTimeoutMs(system.retry, delivery.round_attempts)
+    const { metrics, tracing } = this.#telemetry
+    const span = tracing.start(`${delivery.operation} ${system.name}`, SpanKind.CLIENT, delivery.event_traceparent, {
+      'cif.id': delivery.cif_id,
+      'cif.end_system': system.name,
+      'cif.customer_version': delivery.customer_version,
+      'cif.delivery_id': delivery.id,
+      'cif.attempt': delivery.attempts
+    })
+    const traceparent = traceparentOf(span)
     const startedAt = new Date()
     const mask = personalDataMasker(input.customer, delivery.other_versions ?? [])
-    const { verdict, externalId } = await this.#call(delivery, input, timeoutMs, mask)
+    const { verdict, externalId } = await this.#call(delivery, input, timeoutMs, mask, traceparent)
     const finishedAt = new Date()
     callDone()
+    if (verdict.httpStatus !== null) span.setAttribute('http.response.status_code', verdict.httpStatus)
+    // The verdict's remarks name the failure in plain words, masked, never the customer's data.
+    endSpan(span, verdict.outcome === 'success' ? undefined : verdict.remarks)
+    const outcome = verdict.outcome === 'success' ? 'success' : 'error'
+    metrics.attempted(system.name, outcome, finishedAt.getTime() - startedAt.getTime())
 
     const lateBy = startedAt.getTime() - delivery.created_at.getTime()
     const { decision, remark: decided } = decideAfterAttempt(verdict.outcome, delivery.round_attempts, system.retry.retries, externalId, () =>
@@ -159,7 +177,7 @@ export class DeliveryLane {
       delivery.attempts === 1 ? delivery.remarks : null,
       decided
     ]
-    await this.#recorder.record({
+    const current = await this.#recorder.record({
       delivery,
       attempt: {
         status: verdict.outcome === 'success' ? 'SUCCESS' : 'ERROR',
@@ -169,10 +187,13 @@ export class DeliveryLane {
         remarks: remarks.filter(Boolean).join('; '),
         timeoutMs,
         startedAt,
-        finishedAt
+        finishedAt,
+        traceparent
       },
       decision
     })
+    // A stale attempt (its lease ran out and a newer one took the delivery) moved nothing.
+    if (current) metrics.moved(system.name, decision.state, new Date(delivery.event.time), finishedAt)
   }
 
   /**
@@ -184,7 +205,8 @@ export class DeliveryLane {
     delivery: ClaimedDelivery,
     input: MappingInput,
     timeoutMs: number,
-    mask: Masker
+    mask: Masker,
+    traceparent: string
   ): Promise<{ verdict: Verdict; externalId: string | null }> {
     const system = this.#system
     const operation = system.operations[delivery.operation]
@@ -208,7 +230,8 @@ export class DeliveryLane {
       url: system.baseUrl + requestPath(operation.path, { cifId: delivery.cif_id, externalId }),
       idempotencyKey: `${delivery.event_id}:${system.name}`,
       body,
-      timeoutMs
+      timeoutMs,
+      traceparent
     })
     const verdict = judgeCall(maskedAnswer(result, mask), system.name, delivery.operation, system.createConflictMeansExists)
     if (verdict.outcome !== 'success' || delivery.operation !== 'create' || result.kind !== 'response') return { verdict, externalId }

@@ -8,6 +8,8 @@ import { createConsumer, createProbe, type KafkaCluster, kafkaAnswers, type Stri
 import type { Logger } from '../../platform/logger.ts'
 import { type Periodic, startPeriodic } from '../../platform/periodic.ts'
 import { type Backoff, backoffMs, FailureLog } from '../../platform/retry.ts'
+import { endSpan, type Span, SpanKind, TRACEPARENT, traceparentOf } from '../../platform/tracing.ts'
+import type { SyncerTelemetry } from '../metrics.ts'
 import type { SyncerDb } from '../tables.ts'
 import { isDataError, keepUnreadable, type StringMessage, storeEvents } from './event-store.ts'
 import { judgeIntake } from './intake-watchdog.ts'
@@ -26,6 +28,7 @@ export interface EventIntakeOptions {
   stallMs: number
   /** Readiness fails once the intake has been unable to consume for this long. */
   unreadyAfterMs: number
+  telemetry: SyncerTelemetry
   batchSize?: number
 }
 
@@ -110,7 +113,7 @@ export class EventIntake {
   #consumerToReplace: StringConsumer | undefined
   #restarts = 0
   #lastRestart: { at: number; reason: string } | undefined
-  #lag: { waiting: number; committed: string; committedMovedAt: number } | undefined
+  #lag: { waiting: number; byPartition: Map<number, number>; committed: string; committedMovedAt: number } | undefined
   #kafkaAnsweringSince: number | undefined
   #watchdog: Periodic | undefined
 
@@ -167,6 +170,11 @@ export class EventIntake {
       restarts: this.#restarts,
       lastRestart: this.#lastRestart ? { at: new Date(this.#lastRestart.at).toISOString(), reason: this.#lastRestart.reason } : null
     }
+  }
+
+  /** Messages waiting per partition of this syncer's at the watchdog's last look; undefined when Kafka could not say. */
+  lagByPartition(): ReadonlyMap<number, number> | undefined {
+    return this.#lag?.byPartition
   }
 
   /** Since when a stream with partitions to read, not busy with a batch, has had no fetch answered. */
@@ -354,7 +362,7 @@ export class EventIntake {
     const partitions = this.#assignedPartitions()
     const now = Date.now()
     if (partitions.length === 0) {
-      this.#lag = { waiting: 0, committed: '', committedMovedAt: now }
+      this.#lag = { waiting: 0, byPartition: new Map(), committed: '', committedMovedAt: now }
       return
     }
     try {
@@ -374,14 +382,21 @@ export class EventIntake {
       const start = byPartition(starts)
       const committed = new Map(groups[0]?.topics.find((t) => t.name === name)?.partitions.map((p) => [p.partitionIndex, p.committedOffset]))
       let waiting = 0n
+      const waitingByPartition = new Map<number, number>()
       for (const [partition, end] of byPartition(ends)) {
         // Nothing committed yet: the consumer starts from the earliest offset still on the partition.
         const from = [committed.get(partition) ?? -1n, start.get(partition) ?? 0n].reduce((a, b) => (a > b ? a : b))
+        waitingByPartition.set(partition, end > from ? Number(end - from) : 0)
         if (end > from) waiting += end - from
       }
       const fingerprint = partitions.map((p) => `${p}:${committed.get(p) ?? -1n}`).join(',')
       const moved = !this.#lag || this.#lag.committed !== fingerprint || waiting === 0n
-      this.#lag = { waiting: Number(waiting), committed: fingerprint, committedMovedAt: moved ? now : this.#lag!.committedMovedAt }
+      this.#lag = {
+        waiting: Number(waiting),
+        byPartition: waitingByPartition,
+        committed: fingerprint,
+        committedMovedAt: moved ? now : this.#lag!.committedMovedAt
+      }
     } catch {
       // Kafka cannot say now; a broker away is not the consumer's fault, and readiness reports Kafka itself.
       this.#lag = undefined
@@ -410,9 +425,25 @@ export class EventIntake {
    * unreadable, so that one bad message never stops the topic.
    */
   async #storeUntilDone(session: IntakeSession, batch: StringMessage[]): Promise<boolean> {
-    const { db, endSystems, trustedEventKeys, log, onStored } = this.#options
+    const { db, endSystems, trustedEventKeys, log, onStored, telemetry } = this.#options
+    // A span per message, under the publisher's: its traceparent is stored with the event, so each attempt,
+    // however much later, continues the create's trace.
+    const spans = new Map<StringMessage, Span>(
+      batch.map((message) => [
+        message,
+        telemetry.tracing.start(`receive ${message.topic}`, SpanKind.CONSUMER, message.headers.get(TRACEPARENT), {
+          'messaging.system': 'kafka',
+          'messaging.operation.type': 'receive',
+          'messaging.destination.name': message.topic,
+          'messaging.destination.partition.id': String(message.partition),
+          'messaging.kafka.offset': Number(message.offset),
+          'cif.id': message.key?.slice(0, 64) ?? ''
+        })
+      ])
+    )
+    const traceparents = new Map([...spans].map(([message, span]) => [message, traceparentOf(span)]))
     const store = async (messages: StringMessage[]): Promise<void> => {
-      const stored = await storeEvents(db, messages, endSystems, trustedEventKeys)
+      const stored = await storeEvents(db, messages, endSystems, trustedEventKeys, traceparents)
       for (const { message, reason } of stored.notSigned) {
         // Someone produced to the topic who is not the CIF service, or its key is not trusted here yet.
         // Where, and why; never the payload.
@@ -447,6 +478,8 @@ export class EventIntake {
           }
           session.lastStoredAt = Date.now()
           storing.succeeded('storing events again')
+          telemetry.metrics.eventsConsumed.inc(batch.length)
+          for (const span of spans.values()) span.end()
           return true
         } catch (error) {
           storing.failed(error)
@@ -454,6 +487,7 @@ export class EventIntake {
         }
       }
       // Stopping, or the stream was replaced: the batch is not committed, so it is read again.
+      for (const span of spans.values()) endSpan(span, 'not stored: the intake stopped or started over; read again')
       return false
     } finally {
       session.storingSince = undefined

@@ -58,8 +58,17 @@ export interface StoredBatch {
   ofErased: { message: StringMessage; eventId: string }[]
 }
 
-/** Stores a batch of messages, reading as events only those signed by one of `trustedKeys`. */
-export async function storeEvents(db: SyncerDb, batch: StringMessage[], endSystems: string[], trustedKeys: TrustedEventKeys): Promise<StoredBatch> {
+/**
+ * Stores a batch of messages, reading as events only those signed by one of `trustedKeys`; each event with
+ * its message's traceparent in `traceparents` (the intake's span).
+ */
+export async function storeEvents(
+  db: SyncerDb,
+  batch: StringMessage[],
+  endSystems: string[],
+  trustedKeys: TrustedEventKeys,
+  traceparents?: ReadonlyMap<StringMessage, string>
+): Promise<StoredBatch> {
   const events: { event: CustomerEvent; message: StringMessage }[] = []
   const unreadable: { message: StringMessage; reason: string }[] = []
   const notSigned: StoredBatch['notSigned'] = []
@@ -80,7 +89,7 @@ export async function storeEvents(db: SyncerDb, batch: StringMessage[], endSyste
     )
     const wanted = events.filter(({ event }) => !erased.has(event.subject))
     if (wanted.length === 0) return new Set<string>()
-    // One array per column, unnested: a statement of the same text and 10 parameters whatever the batch's
+    // One array per column, unnested: a statement of the same text and 11 parameters whatever the batch's
     // size, where a multi-row VALUES list had 10 per event for Kysely to build and PostgreSQL to parse and plan.
     const { rows: stored } = await sql<{
       event_id: string
@@ -91,13 +100,14 @@ export async function storeEvents(db: SyncerDb, batch: StringMessage[], endSyste
       received_at: Date
     }>`
       insert into sync_event (event_id, cif_id, event_type, customer_version, owner_source_system, acting_source_system,
-        event, event_time, kafka_partition, kafka_offset)
+        event, event_time, kafka_partition, kafka_offset, traceparent)
       select * from unnest(
         ${wanted.map(({ event }) => event.id)}::uuid[], ${wanted.map(({ event }) => event.subject)}::text[],
         ${wanted.map(({ event }) => event.type)}::text[], ${wanted.map(({ event }) => event.customerversion)}::integer[],
         ${wanted.map(({ event }) => event.data.sourceSystem)}::text[], ${wanted.map(({ event }) => event.sourcesystem)}::text[],
         ${wanted.map(({ event }) => JSON.stringify(event))}::jsonb[], ${wanted.map(({ event }) => event.time)}::timestamptz[],
-        ${wanted.map(({ message }) => message.partition)}::integer[], ${wanted.map(({ message }) => String(message.offset))}::bigint[])
+        ${wanted.map(({ message }) => message.partition)}::integer[], ${wanted.map(({ message }) => String(message.offset))}::bigint[],
+        ${wanted.map(({ message }) => traceparents?.get(message) ?? null)}::text[])
       on conflict (event_id) do nothing
       returning event_id, cif_id, event_type, customer_version, event_time, received_at`.execute(trx)
     if (stored.length === 0 || endSystems.length === 0) return new Set<string>()

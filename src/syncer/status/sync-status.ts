@@ -80,6 +80,11 @@ export const statusQueue: RelayQueue<SyncerTables> = {
       .limit(1)
       .executeTakeFirst()
     return row?.created_at
+  },
+  async countUnsent(db, cap) {
+    const { rows } = await sql<{ waiting: number }>`
+      select count(*)::integer as waiting from (select 1 from sync_status_update where published_at is null limit ${cap}) unpublished`.execute(db)
+    return rows[0]?.waiting ?? 0
   }
 }
 
