@@ -37,7 +37,8 @@ export async function createCifApp(
     title: 'CIF service',
     description: 'Create and change customers under a CIF ID; every change is published to Kafka (cif.customer.events).',
     readinessChecks,
-    problemTypes: cifProblems
+    problemTypes: cifProblems,
+    apiKeySchemes: ['sourceSystemKey']
   })
   await app.register(cifApi, {
     prefix: '/v1',

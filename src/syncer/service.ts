@@ -45,7 +45,8 @@ export async function createSyncerApp(
     title: 'CIF Syncer',
     description: 'Where each customer stands in every end system: callback API for source systems, admin API for operators.',
     readinessChecks,
-    problemTypes: syncerProblems
+    problemTypes: syncerProblems,
+    apiKeySchemes: ['sourceSystemKey', 'operatorKey']
   })
   await app.register(callbackApi, {
     prefix: '/v1/sync',

@@ -67,6 +67,8 @@ export interface HttpServerOptions {
   readinessChecks: Record<string, () => Promise<boolean | ReadinessDetail>>
   /** The service's own problem types, documented in its OpenAPI beside the ones every API has. */
   problemTypes?: Record<string, ProblemType>
+  /** The API keys its routes take (apiKeySecurity); none: a documentation page with no Authorize. */
+  apiKeySchemes?: ApiKeyScheme[]
 }
 
 /** A check's answer with details: `up`, and whatever else an operator should see. */
@@ -86,8 +88,18 @@ export function problemResponses(...statuses: number[]): Record<string, unknown>
   )
 }
 
-/** The OpenAPI security requirement of a route behind an API key (api-key-auth.ts). */
-export const apiKeySecurity = [{ apiKey: [] }]
+/**
+ * The API keys a route may ask for (api-key-auth.ts), as OpenAPI security schemes: each API declares the
+ * ones its routes take, so its documentation page offers exactly those (and no Authorize at all for none).
+ */
+export const apiKeySchemes = {
+  sourceSystemKey: "A source system's API key (CIF_SOURCE_SYSTEMS)",
+  operatorKey: "An operator's API key (SYNCER_OPERATORS), for the admin API"
+} as const
+export type ApiKeyScheme = keyof typeof apiKeySchemes
+
+/** The OpenAPI security requirement of a route behind that kind of key. */
+export const apiKeySecurity = (scheme: ApiKeyScheme): Partial<Record<ApiKeyScheme, string[]>>[] => [{ [scheme]: [] }]
 
 /** RFC 9457 problem details, with the problem types the service answers with listed for its callers. */
 function problemSchema(types: ProblemType[]) {
@@ -237,7 +249,9 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
       openapi: '3.1.0',
       info: { title: options.title, description: options.description, version: '1' },
       components: {
-        securitySchemes: { apiKey: { type: 'http', scheme: 'bearer', description: "The source system's API key" } }
+        securitySchemes: Object.fromEntries(
+          (options.apiKeySchemes ?? []).map((scheme) => [scheme, { type: 'http' as const, scheme: 'bearer', description: apiKeySchemes[scheme] }])
+        )
       }
     },
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`) }
