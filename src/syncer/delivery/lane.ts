@@ -18,7 +18,7 @@ import { type ClaimedDelivery, claimDue, type LeaseTable } from './delivery-stor
 import type { EndSystemClient } from './end-system-client.ts'
 import type { EndSystemConfig } from './end-systems-config.ts'
 import { type Masker, personalDataMasker } from './masking.ts'
-import { decideAfterAttempt, remark } from './states.ts'
+import { type Decision, decideAfterAttempt, remark } from './states.ts'
 
 /** An attempt's lease outlives its timeout by this much before another syncer may presume it lost. */
 const LEASE_MARGIN_MS = 5000
@@ -59,6 +59,9 @@ export class DeliveryLane {
   readonly #leases: LeaseTable
   readonly #claiming: FailureLog
   readonly #recording: FailureLog
+  readonly #log: Logger
+  /** When the circuit opened, while it is open: re-opening after a failed trial call is not news. */
+  #circuitOpenSince: number | undefined
   #inFlight = 0
   #pumping: Promise<void> | undefined
   #again = false
@@ -73,6 +76,21 @@ export class DeliveryLane {
     this.#leases = attemptLeases(system.retry, LEASE_MARGIN_MS)
     this.#claiming = new FailureLog(log, 'cannot claim deliveries; will retry')
     this.#recording = new FailureLog(log, 'could not finish an attempt; its lease runs out and the delivery is tried again')
+    this.#log = log
+    client.onCircuitChange((change) => {
+      if (change === 'opened' && this.#circuitOpenSince === undefined) {
+        this.#circuitOpenSince = Date.now()
+        const { consecutiveFailures, halfOpenAfterMs } = system.circuitBreaker
+        log.warn(
+          { circuit: 'open', failedInARow: consecutiveFailures, trialCallEveryMs: halfOpenAfterMs },
+          `circuit open: ${system.name} keeps failing; calls paused but for a trial call now and then`
+        )
+      } else if (change === 'closed' && this.#circuitOpenSince !== undefined) {
+        const openFor = formatDuration(Date.now() - this.#circuitOpenSince)
+        this.#circuitOpenSince = undefined
+        log.warn({ circuit: 'closed', openFor }, `circuit closed: ${system.name} answers again; calls resume`)
+      }
+    })
   }
 
   get inFlight(): number {
@@ -159,7 +177,7 @@ export class DeliveryLane {
       delivery.attempts === 1 ? delivery.remarks : null,
       decided
     ]
-    await this.#recorder.record({
+    const current = await this.#recorder.record({
       delivery,
       attempt: {
         status: verdict.outcome === 'success' ? 'SUCCESS' : 'ERROR',
@@ -173,6 +191,30 @@ export class DeliveryLane {
       },
       decision
     })
+    // Told once, as the delivery moves: a stale attempt (its delivery taken by a newer one) moved nothing.
+    if (current) this.#logMove(delivery, decision, verdict)
+  }
+
+  /**
+   * Retries and failures at warn, with the CIF ID and the end system (the logger's) and the reason in plain
+   * words; never the end system's answer, which may quote the customer. Successes are the attempts table's.
+   */
+  #logMove(delivery: ClaimedDelivery, decision: Decision, verdict: Verdict): void {
+    if (decision.state === 'SUCCESS') return
+    const about = {
+      cifId: delivery.cif_id,
+      customerVersion: delivery.customer_version,
+      operation: delivery.operation,
+      deliveryId: delivery.id,
+      attempt: delivery.round_attempts,
+      httpStatus: verdict.httpStatus,
+      reason: verdict.remarks
+    }
+    if (decision.state === 'RETRY_SCHEDULED') {
+      this.#log.warn({ ...about, retryIn: formatDuration(decision.delayMs) }, 'delivery will be retried')
+    } else {
+      this.#log.warn(about, 'delivery FAILED: an operator must redrive or skip it')
+    }
   }
 
   /**
