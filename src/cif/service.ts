@@ -38,7 +38,8 @@ export async function createCifApp(
     description: 'Create and change customers under a CIF ID; every change is published to Kafka (cif.customer.events).',
     readinessChecks,
     problemTypes: cifProblems,
-    apiKeySchemes: ['sourceSystemKey']
+    apiKeySchemes: ['sourceSystemKey'],
+    logEveryRequest: config.logFormat !== 'pretty'
   })
   await app.register(cifApi, {
     prefix: '/v1',

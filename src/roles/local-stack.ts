@@ -28,7 +28,11 @@ export async function runLocalStack(config: Config, log: Logger): Promise<void> 
   process.env.CORE_BANKING_TOKEN ??= DEV_CORE_BANKING_TOKEN
   const infrastructure = await startInfrastructure(config, log, migrations)
   const simulator = await startSimulator(
-    { ...config.simulator, requiredAuthorization: { 'core-banking': `Bearer ${process.env.CORE_BANKING_TOKEN}` } },
+    {
+      ...config.simulator,
+      requiredAuthorization: { 'core-banking': `Bearer ${process.env.CORE_BANKING_TOKEN}` },
+      logEveryRequest: config.logFormat !== 'pretty'
+    },
     log.child({ service: 'simulator' })
   )
   const cif = await startCifService(config, infrastructure, log.child({ service: 'cif-service' }))

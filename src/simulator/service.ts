@@ -10,6 +10,8 @@ export interface SimulatorOptions {
   port: number
   /** Authorization header value a system demands, by system name. */
   requiredAuthorization?: Record<string, string>
+  /** The control API's successful requests at info (default) or debug (createHttpServer). */
+  logEveryRequest?: boolean
 }
 
 export interface Simulator {
@@ -53,7 +55,8 @@ export async function startSimulator(options: SimulatorOptions, log: Logger): Pr
     bodyLimitBytes: 16 * 1024,
     title: 'End system simulator',
     description: 'Three simulated end systems (core banking, CRM, cards) and the switches that make them fail.',
-    readinessChecks: {}
+    readinessChecks: {},
+    logEveryRequest: options.logEveryRequest
   })
   const find = (name: string): SimulatedEndSystem => {
     const system = systems.get(name)

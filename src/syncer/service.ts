@@ -46,7 +46,8 @@ export async function createSyncerApp(
     description: 'Where each customer stands in every end system: callback API for source systems, admin API for operators.',
     readinessChecks,
     problemTypes: syncerProblems,
-    apiKeySchemes: ['sourceSystemKey', 'operatorKey']
+    apiKeySchemes: ['sourceSystemKey', 'operatorKey'],
+    logEveryRequest: config.logFormat !== 'pretty'
   })
   await app.register(callbackApi, {
     prefix: '/v1/sync',
