@@ -5,7 +5,15 @@ import rateLimit from '@fastify/rate-limit'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type RawServerDefault } from 'fastify'
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  LogController,
+  type RawServerDefault
+} from 'fastify'
 import { Type } from 'typebox'
 import { httpProblems, type ProblemType, problemTypeUri, Refusal } from '../../contracts/problems.ts'
 import type { Logger } from '../logger.ts'
@@ -155,14 +163,34 @@ function problemFor(error: FastifyError): Problem {
   return problemDocument(httpProblems.internalError, 'An unexpected error occurred.')
 }
 
+/**
+ * The access log: one line per request once answered, with the request and the answer, instead of
+ * Fastify's two ("incoming request" as well). Successful requests at debug unless `everyRequest`.
+ */
+class AccessLog extends LogController {
+  readonly #everyRequest: boolean
+
+  constructor(everyRequest: boolean) {
+    super()
+    this.#everyRequest = everyRequest
+  }
+
+  override incomingRequest(): void {}
+
+  override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
+    const line = { req: request, res: reply, responseTime: reply.elapsedTime }
+    if (error) reply.log.error({ ...line, err: error }, 'request errored')
+    else reply.log[this.#everyRequest || reply.statusCode >= 400 ? 'info' : 'debug'](line, 'request completed')
+  }
+}
+
 export async function createHttpServer(options: HttpServerOptions): Promise<HttpServer> {
   const limits = options.limits ?? defaultHttpLimits
   const requestTimeout = { requestTimeout: limits.requestTimeoutMs, connectionsCheckingInterval: 1000 }
   const app = Fastify({
     loggerInstance: options.logger as FastifyBaseLogger,
     bodyLimit: options.bodyLimitBytes,
-    // One access log line per request, written below, instead of Fastify's two ("incoming request" too).
-    disableRequestLogging: true,
+    logController: new AccessLog(options.logEveryRequest ?? true),
     // Node cuts a request that has not fully arrived (a slow body) only when its server was created with the
     // timeout, checking on this beat (30 s by default): within a second of the timeout, with a 408.
     ...(options.tls
@@ -215,11 +243,6 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
     allowList: (request) => request.url.startsWith('/health/'),
     errorResponseBuilder: (_request, context) =>
       new Refusal(httpProblems.tooManyRequests, `More than ${context.max} requests a minute; retry after ${context.after}.`)
-  })
-  const logEveryRequest = options.logEveryRequest ?? true
-  app.addHook('onResponse', async (request, reply) => {
-    const level = logEveryRequest || reply.statusCode >= 400 ? 'info' : 'debug'
-    request.log[level]({ req: request, res: reply, responseTime: reply.elapsedTime }, 'request completed')
   })
   // This API speaks JSON only; a text body is the wrong media type, not a malformed document.
   app.removeContentTypeParser('text/plain')
