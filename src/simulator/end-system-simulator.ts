@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
+import type { RecordJournal } from './record-journal.ts'
 
 /** The shape of one simulated end system's API: its own paths, payloads and record ids. */
 export interface SimulatedSystemShape {
@@ -82,13 +83,29 @@ export class SimulatedEndSystem {
   #host: string
   #port: number
   readonly #requiredAuthorization: string | undefined
+  readonly #journal: RecordJournal | undefined
 
-  constructor(shape: SimulatedSystemShape, host: string, port: number, requiredAuthorization?: string) {
+  /** With `journal`, the records are kept across restarts (record-journal.ts); without, in memory only. */
+  constructor(shape: SimulatedSystemShape, host: string, port: number, requiredAuthorization?: string, journal?: RecordJournal) {
     this.shape = shape
     this.#host = host
     this.#port = port
     this.#requiredAuthorization = requiredAuthorization
+    this.#journal = journal
+    for (const record of journal?.load() ?? []) this.#keep(record)
     this.#server = this.#newServer()
+  }
+
+  #keep(record: StoredRecord): void {
+    this.records.set(record.id, record)
+    this.#byCifId.set(record.cifId, record.id)
+    const number = Number(record.id.slice(this.shape.idPrefix.length + 1))
+    if (Number.isInteger(number) && number >= this.#next) this.#next = number + 1
+  }
+
+  /** Lets the journal write what it holds (the simulator is stopping). */
+  async closeJournal(): Promise<void> {
+    await this.#journal?.close()
   }
 
   get url(): string {
@@ -122,7 +139,8 @@ export class SimulatedEndSystem {
     }
   }
 
-  reset(): void {
+  async reset(): Promise<void> {
+    await this.#journal?.clear()
     this.records.clear()
     this.#receipts = []
     this.#oldestReceipt = 0
@@ -196,8 +214,9 @@ export class SimulatedEndSystem {
       const existing = this.#byCifId.get(cifId)
       if (existing) return [409, { error: 'this customer exists already', ...(this.shape.createdBody(existing) as object) }]
       const id = `${this.shape.idPrefix}-${String(this.#next++).padStart(7, '0')}`
-      this.records.set(id, { id, cifId, payload, version: Number(payload.version ?? 1), createdAt: now, updatedAt: now })
-      this.#byCifId.set(cifId, id)
+      const record = { id, cifId, payload, version: Number(payload.version ?? 1), createdAt: now, updatedAt: now }
+      this.#keep(record)
+      this.#journal?.write(record)
       return [201, this.shape.createdBody(id)]
     }
     if (method === this.shape.updateMethod && path.startsWith(`${collection}/`)) {
@@ -207,6 +226,7 @@ export class SimulatedEndSystem {
       record.payload = this.shape.updateMethod === 'PATCH' ? { ...record.payload, ...payload } : payload
       record.version = Number(payload.version ?? record.version + 1)
       record.updatedAt = now
+      this.#journal?.write(record)
       return [200, this.shape.createdBody(id)]
     }
     return [404, { error: `no route ${method} ${path}` }]

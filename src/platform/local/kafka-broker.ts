@@ -257,7 +257,8 @@ export async function startLocalKafka(options: LocalKafkaOptions, log: Logger): 
     const out = createWriteStream(logFile, { flags: 'a' })
     await new Promise((resolveOpen) => out.once('open', resolveOpen))
     const [cmd, args] = java(libDir, dir, 'kafka.Kafka', [propertiesFile], 768)
-    const started = spawn(cmd, args, { stdio: ['ignore', out, out] })
+    // A session of its own: a terminal's Ctrl-C reaches this process alone, which stops the broker after its clients.
+    const started = spawn(cmd, args, { stdio: ['ignore', out, out], detached: true })
     child = started
     await writeFile(pidFile, `${started.pid}\n`)
     started.once('exit', () => out.end())
