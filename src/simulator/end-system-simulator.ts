@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { RecordJournal } from './record-journal.ts'
+import type { RecordJournal, StoredRecord } from './record-journal.ts'
 
 /** The shape of one simulated end system's API: its own paths, payloads and record ids. */
 export interface SimulatedSystemShape {
@@ -41,15 +41,6 @@ export type Fault =
   | { mode: 'status'; status: number; message?: string | undefined }
   | { mode: 'slow'; delayMs: number }
   | { mode: 'fail-next'; count: number; status: number; message?: string | undefined }
-
-export interface StoredRecord {
-  id: string
-  cifId: string
-  payload: Record<string, unknown>
-  version: number
-  createdAt: string
-  updatedAt: string
-}
 
 export interface Receipt {
   at: number

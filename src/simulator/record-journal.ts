@@ -1,6 +1,15 @@
 import { createWriteStream, existsSync, mkdirSync, readFileSync, renameSync, type WriteStream, writeFileSync } from 'node:fs'
 import { dirname } from 'node:path'
-import type { StoredRecord } from './end-system-simulator.ts'
+
+/** One record a simulated end system holds. */
+export interface StoredRecord {
+  id: string
+  cifId: string
+  payload: Record<string, unknown>
+  version: number
+  createdAt: string
+  updatedAt: string
+}
 
 /**
  * What a simulated end system holds, kept in a file so that it survives a restart of the local stack (a
