@@ -50,8 +50,10 @@ function required(config: Config): Connections {
 
 async function main(argv: string[]): Promise<void> {
   const [command, ...args] = argv
-  const config = loadConfig()
-  const log = createLogger(config.logLevel, command ?? 'cif-syncer')
+  const loaded = loadConfig()
+  // A person watches the local stack; a process role's log goes to machines.
+  const config: Config = { ...loaded, logFormat: loaded.logFormat ?? (command === 'up' ? 'pretty' : 'json') }
+  const log = createLogger(config.logLevel, command ?? 'cif-syncer', config.logFormat)
   switch (command) {
     case 'up':
       return runLocalStack(config, log)

@@ -27,7 +27,7 @@ export interface CifApiOptions {
 }
 
 const problems = problemResponses(400, 401, 404, 409, 410, 412, 413, 415, 422, 428)
-const security = apiKeySecurity
+const security = apiKeySecurity('sourceSystemKey')
 const etag = (version: number) => `"${version}"`
 
 /** `If-Match: "<version>"`, as the ETag of the last read gave it. */

@@ -43,7 +43,9 @@ export async function createCifApp(
     title: 'CIF service',
     description: 'Create and change customers under a CIF ID; every change is published to Kafka (cif.customer.events).',
     readinessChecks,
-    problemTypes: cifProblems
+    problemTypes: cifProblems,
+    apiKeySchemes: ['sourceSystemKey'],
+    logEveryRequest: config.logFormat !== 'pretty'
   })
   await app.register(cifApi, {
     prefix: '/v1',

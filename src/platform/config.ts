@@ -6,6 +6,7 @@ import { type EventSigningKey, SIGNING_KEY_ID_PATTERN, type TrustedEventKeys } f
 import { type ApiKey, apiKeyHash, Callers, certificateFingerprint } from './http/api-key-auth.ts'
 import { defaultHttpLimits, type HttpLimits } from './http/server.ts'
 import { type KafkaCluster, type KafkaSaslMechanism, type KafkaSecurity, kafkaSaslMechanisms } from './kafka.ts'
+import { type LogFormat, logFormats } from './logger.ts'
 
 /** Why the process cannot start: a wrong setting, named so an operator can fix it in one go. */
 export class ConfigError extends Error {
@@ -21,6 +22,8 @@ export interface Connections {
 export interface Config {
   production: boolean
   logLevel: string
+  /** LOG_FORMAT; unset, each command chooses (cli.ts): pretty for the local stack, JSON for the process roles. */
+  logFormat: LogFormat | undefined
   /** Where the local stack keeps PostgreSQL data and the Kafka broker (jars, storage, logs). */
   dataDir: string
   /**
@@ -557,6 +560,14 @@ function attemptRetentionAction(env: Env): AttemptRetentionAction {
   return action
 }
 
+function logFormat(env: Env): LogFormat | undefined {
+  const value = env.LOG_FORMAT || undefined
+  if (value === undefined) return undefined
+  const format = logFormats.find((known) => known === value)
+  if (!format) throw new ConfigError(`LOG_FORMAT must be ${logFormats.join(' or ')}, not ${JSON.stringify(value)}.`)
+  return format
+}
+
 function publicApiDocs(env: Env, production: boolean): boolean {
   const value = env.API_DOCS ?? (production ? 'off' : 'public')
   if (value !== 'public' && value !== 'off') throw new ConfigError(`API_DOCS must be public or off, not ${JSON.stringify(value)}.`)
@@ -682,6 +693,7 @@ export function loadConfig(env: Env = process.env): Config {
   return {
     production,
     logLevel: env.LOG_LEVEL ?? 'info',
+    logFormat: logFormat(env),
     dataDir: resolve(env.CIF_DATA_DIR ?? '.local'),
     cif: {
       host: env.CIF_HOST ?? '127.0.0.1',

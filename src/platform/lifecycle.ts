@@ -18,3 +18,19 @@ export function onShutdown(log: Logger, shutdown: () => Promise<void>): void {
   process.once('SIGINT', handler)
   process.once('SIGTERM', handler)
 }
+
+/**
+ * Stops this process (as SIGTERM would, through onShutdown) once the process that started it is gone:
+ * npm, told to stop, exits without stopping its script, which would otherwise run on as an orphan holding
+ * every port of the local stack, and its servers with it.
+ */
+export function stopWithParent(log: Logger, everyMs = 500): void {
+  const parent = process.ppid
+  const watch = setInterval(() => {
+    if (process.ppid === parent) return
+    clearInterval(watch)
+    log.warn({ parent }, 'the process that started this one is gone: stopping')
+    process.kill(process.pid, 'SIGTERM')
+  }, everyMs)
+  watch.unref()
+}

@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
+import type { RecordJournal, StoredRecord } from './record-journal.ts'
 
 /** The shape of one simulated end system's API: its own paths, payloads and record ids. */
 export interface SimulatedSystemShape {
@@ -41,17 +42,6 @@ export type Fault =
   | { mode: 'slow'; delayMs: number }
   | { mode: 'fail-next'; count: number; status: number; message?: string | undefined }
 
-export interface StoredRecord {
-  id: string
-  cifId: string
-  payload: Record<string, unknown>
-  version: number
-  createdAt: string
-  updatedAt: string
-  /** The W3C traceparent the last write of this record came with, as a real system's tracing would see it. */
-  traceparent: string | null
-}
-
 export interface Receipt {
   at: number
   method: string
@@ -84,13 +74,29 @@ export class SimulatedEndSystem {
   #host: string
   #port: number
   readonly #requiredAuthorization: string | undefined
+  readonly #journal: RecordJournal | undefined
 
-  constructor(shape: SimulatedSystemShape, host: string, port: number, requiredAuthorization?: string) {
+  /** With `journal`, the records are kept across restarts (record-journal.ts); without, in memory only. */
+  constructor(shape: SimulatedSystemShape, host: string, port: number, requiredAuthorization?: string, journal?: RecordJournal) {
     this.shape = shape
     this.#host = host
     this.#port = port
     this.#requiredAuthorization = requiredAuthorization
+    this.#journal = journal
+    for (const record of journal?.load() ?? []) this.#keep(record)
     this.#server = this.#newServer()
+  }
+
+  #keep(record: StoredRecord): void {
+    this.records.set(record.id, record)
+    this.#byCifId.set(record.cifId, record.id)
+    const number = Number(record.id.slice(this.shape.idPrefix.length + 1))
+    if (Number.isInteger(number) && number >= this.#next) this.#next = number + 1
+  }
+
+  /** Lets the journal write what it holds (the simulator is stopping). */
+  async closeJournal(): Promise<void> {
+    await this.#journal?.close()
   }
 
   get url(): string {
@@ -124,7 +130,8 @@ export class SimulatedEndSystem {
     }
   }
 
-  reset(): void {
+  async reset(): Promise<void> {
+    await this.#journal?.clear()
     this.records.clear()
     this.#receipts = []
     this.#oldestReceipt = 0
@@ -198,8 +205,9 @@ export class SimulatedEndSystem {
       const existing = this.#byCifId.get(cifId)
       if (existing) return [409, { error: 'this customer exists already', ...(this.shape.createdBody(existing) as object) }]
       const id = `${this.shape.idPrefix}-${String(this.#next++).padStart(7, '0')}`
-      this.records.set(id, { id, cifId, payload, version: Number(payload.version ?? 1), createdAt: now, updatedAt: now, traceparent })
-      this.#byCifId.set(cifId, id)
+      const record = { id, cifId, payload, version: Number(payload.version ?? 1), createdAt: now, updatedAt: now, traceparent }
+      this.#keep(record)
+      this.#journal?.write(record)
       return [201, this.shape.createdBody(id)]
     }
     if (method === this.shape.updateMethod && path.startsWith(`${collection}/`)) {
@@ -210,6 +218,7 @@ export class SimulatedEndSystem {
       record.version = Number(payload.version ?? record.version + 1)
       record.updatedAt = now
       record.traceparent = traceparent
+      this.#journal?.write(record)
       return [200, this.shape.createdBody(id)]
     }
     return [404, { error: `no route ${method} ${path}` }]

@@ -1,8 +1,10 @@
+import { join } from 'node:path'
 import { Type } from 'typebox'
 import { httpProblems, Refusal } from '../contracts/problems.ts'
 import { createHttpServer, type HttpServer } from '../platform/http/server.ts'
 import type { Logger } from '../platform/logger.ts'
 import { type Fault, SimulatedEndSystem, simulatedSystems } from './end-system-simulator.ts'
+import { RecordJournal } from './record-journal.ts'
 
 export interface SimulatorOptions {
   host: string
@@ -10,6 +12,10 @@ export interface SimulatorOptions {
   port: number
   /** Authorization header value a system demands, by system name. */
   requiredAuthorization?: Record<string, string>
+  /** The control API's successful requests at info (default) or debug (createHttpServer). */
+  logEveryRequest?: boolean
+  /** Where each system keeps its records across restarts (`<name>.jsonl`); unset, in memory only. */
+  dataDir?: string
 }
 
 export interface Simulator {
@@ -43,7 +49,13 @@ export async function startSimulator(options: SimulatorOptions, log: Logger): Pr
   const systems = new Map(
     simulatedSystems.map((shape, i) => [
       shape.name,
-      new SimulatedEndSystem(shape, options.host, options.port === 0 ? 0 : options.port + i + 1, options.requiredAuthorization?.[shape.name])
+      new SimulatedEndSystem(
+        shape,
+        options.host,
+        options.port === 0 ? 0 : options.port + i + 1,
+        options.requiredAuthorization?.[shape.name],
+        options.dataDir ? new RecordJournal(join(options.dataDir, `${shape.name}.jsonl`)) : undefined
+      )
     ])
   )
   await Promise.all([...systems.values()].map((system) => system.start()))
@@ -53,7 +65,8 @@ export async function startSimulator(options: SimulatorOptions, log: Logger): Pr
     bodyLimitBytes: 16 * 1024,
     title: 'End system simulator',
     description: 'Three simulated end systems (core banking, CRM, cards) and the switches that make them fail.',
-    readinessChecks: {}
+    readinessChecks: {},
+    logEveryRequest: options.logEveryRequest
   })
   const find = (name: string): SimulatedEndSystem => {
     const system = systems.get(name)
@@ -107,11 +120,15 @@ export async function startSimulator(options: SimulatorOptions, log: Logger): Pr
       return [...system.records.values()]
     }
   )
-  app.post('/systems/:name/reset', { schema: { tags: ['simulator'], summary: 'Forget every record and count', params: NameParams } }, (request) => {
-    const system = find(request.params.name)
-    system.reset()
-    return describe(system)
-  })
+  app.post(
+    '/systems/:name/reset',
+    { schema: { tags: ['simulator'], summary: 'Forget every record and count', params: NameParams } },
+    async (request) => {
+      const system = find(request.params.name)
+      await system.reset()
+      return describe(system)
+    }
+  )
 
   const url = await app.listen({ host: options.host, port: options.port })
   return {
@@ -120,7 +137,7 @@ export async function startSimulator(options: SimulatorOptions, log: Logger): Pr
     systems,
     close: async () => {
       await app.close()
-      await Promise.all([...systems.values()].map((system) => system.stop()))
+      await Promise.all([...systems.values()].map(async (system) => Promise.all([system.stop(), system.closeJournal()])))
     }
   }
 }

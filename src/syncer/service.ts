@@ -61,7 +61,9 @@ export async function createSyncerApp(
     title: 'CIF Syncer',
     description: 'Where each customer stands in every end system: callback API for source systems, admin API for operators.',
     readinessChecks,
-    problemTypes: syncerProblems
+    problemTypes: syncerProblems,
+    apiKeySchemes: ['sourceSystemKey', 'operatorKey'],
+    logEveryRequest: config.logFormat !== 'pretty'
   })
   await app.register(callbackApi, {
     prefix: '/v1/sync',

@@ -289,6 +289,8 @@ describe('lookups and authentication', () => {
     const openapi = await call(api.app, 'GET', '/openapi.json', { key: null })
     expect(openapi.status).toBe(200)
     expect(openapi.body.paths['/v1/customers'].post).toBeDefined()
+    expect(Object.keys(openapi.body.components.securitySchemes)).toEqual(['sourceSystemKey'])
+    expect(openapi.body.paths['/v1/customers'].post.security).toEqual([{ sourceSystemKey: [] }])
     expect((await call(api.app, 'GET', '/health/live', { key: null })).status).toBe(200)
     // No dependency to check here; readiness with PostgreSQL, Kafka and the relay is the integration test's.
     const ready = await call(api.app, 'GET', '/health/ready', { key: null })

@@ -259,6 +259,17 @@ describe('admin API: who may use it', () => {
   })
 })
 
+describe('the OpenAPI document', () => {
+  it('says which key each API takes: the admin API an operator’s, the callback API a source system’s', async () => {
+    const { body } = await call(app, 'GET', '/openapi.json', { key: null })
+    expect(Object.keys(body.components.securitySchemes).sort()).toEqual(['operatorKey', 'sourceSystemKey'])
+    const security = (path: string) => Object.values<{ security?: unknown }>(body.paths[path]).map((operation) => operation.security)
+    expect(security('/v1/admin/deliveries')).toEqual([[{ operatorKey: [] }]])
+    expect(security('/v1/admin/deliveries/{id}/redrive')).toEqual([[{ operatorKey: [] }]])
+    expect(security('/v1/sync/customers/{cifId}')).toEqual([[{ sourceSystemKey: [] }]])
+  })
+})
+
 describe('admin API: finding deliveries and attempts', () => {
   it('filters deliveries by state, end system and CIF ID', async () => {
     const failed = await admin('GET', '/v1/admin/deliveries?state=FAILED')

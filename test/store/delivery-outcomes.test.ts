@@ -166,6 +166,22 @@ describe('recording an attempt', () => {
     expect(outbox.map((m) => [m.topic, m.type, m.data])).toEqual([[topics.syncStatus, statusKinds.RETRYING.type, feed[0]!.data]])
   })
 
+  it('clears the last error once a retry succeeds: the delivery and its DELIVERED status carry no error it no longer has', async () => {
+    const crm = newEndSystem('crm')
+    const cifId = newCifId()
+    await storeVersions(database.db, cifId, [1], [crm])
+    const delivery = await claimOne(database.db, crm)
+    await record(database.db, delivery, decisions.retry(0))
+    expect(await deliveryById(database.db, delivery.id)).toMatchObject({ last_error: 'HTTP 503: {"error":"maintenance"}' })
+    await record(database.db, await claimOne(database.db, crm), decisions.success('CRM-9'))
+
+    expect(await deliveryById(database.db, delivery.id)).toMatchObject({ state: 'SUCCESS', last_error: null })
+    const { feed } = await statusesOf(database.db, cifId)
+    expect(feed.find((s) => s.kind === 'DELIVERED')!.data).toMatchObject({ lastError: null })
+    // The transaction table keeps every error.
+    expect((await attemptsOf(delivery.id)).map((a) => a.status)).toEqual(['ERROR', 'SUCCESS'])
+  })
+
   it('fails a delivery, keeping the error, and tells the owner FAILED', async () => {
     const crm = newEndSystem('crm')
     const cifId = newCifId()

@@ -3,17 +3,14 @@ import { createServer, type Server } from 'node:https'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createLogger } from '../../src/platform/logger.ts'
-import { Registry } from '../../src/platform/metrics.ts'
-import { Tracing } from '../../src/platform/tracing.ts'
 import { AttemptRecorder } from '../../src/syncer/delivery/attempt-recorder.ts'
 import { EndSystemClient } from '../../src/syncer/delivery/end-system-client.ts'
 import { loadEndSystems } from '../../src/syncer/delivery/end-systems-config.ts'
 import { DeliveryLane } from '../../src/syncer/delivery/lane.ts'
-import { SyncerMetrics } from '../../src/syncer/metrics.ts'
 import { type CertificateFiles, TestCertificates } from '../support/certificates.ts'
 import { asSyncer } from '../support/database.ts'
 import { type OwnDatabase, ownDatabase } from '../support/own-database.ts'
-import { attemptsOf, deliveriesOf, newCifId, newEndSystem, storeVersions } from './fixtures.ts'
+import { attemptsOf, deliveriesOf, laneTelemetry, newCifId, newEndSystem, storeVersions } from './fixtures.ts'
 
 // An end system that takes only callers with a client certificate of its own authority, over HTTPS with a
 // server certificate of that authority: the syncer reaches it only with the tls settings of the end systems file.
@@ -82,15 +79,7 @@ async function deliverWith(tls: (name: string) => string) {
   const cifId = newCifId()
   await storeVersions(database.db, cifId, [1], [name])
   const client = new EndSystemClient(system!)
-  const telemetry = {
-    metrics: new SyncerMetrics(new Registry(), {
-      db: asSyncer(database.db),
-      endSystems: [name],
-      clients: new Map([[name, client]]),
-      consumerLag: () => undefined
-    }),
-    tracing: new Tracing('cif-syncer', [])
-  }
+  const telemetry = laneTelemetry(database.db, name, client)
   const lane = new DeliveryLane(
     system!,
     asSyncer(database.db),

@@ -7,11 +7,15 @@ import { Refusal } from '../../src/contracts/problems.ts'
 import { topics } from '../../src/contracts/topics.ts'
 import type { ClaimedMessage } from '../../src/outbox/relay.ts'
 import type { OutboxTables } from '../../src/outbox/tables.ts'
+import { Registry } from '../../src/platform/metrics.ts'
+import { Tracing } from '../../src/platform/tracing.ts'
 import { decideRequest, requestSkip } from '../../src/syncer/api/action-request-store.ts'
 import type { ActionRequest } from '../../src/syncer/api/schemas.ts'
 import { type AttemptRecord, type ClaimedDelivery, claimDue, type FinishedAttempt, recordAttempts } from '../../src/syncer/delivery/delivery-store.ts'
+import type { EndSystemClient } from '../../src/syncer/delivery/end-system-client.ts'
 import type { Decision } from '../../src/syncer/delivery/states.ts'
 import { type StringMessage, storeEvents } from '../../src/syncer/intake/event-store.ts'
+import { SyncerMetrics, type SyncerTelemetry } from '../../src/syncer/metrics.ts'
 import { sequenceStatusUpdates, statusQueue } from '../../src/syncer/status/sync-status.ts'
 import type { DeliveryRow } from '../../src/syncer/tables.ts'
 import { asSyncer, type TestDatabase } from '../support/database.ts'
@@ -307,4 +311,17 @@ export async function refusalOf(action: Promise<unknown>): Promise<Refusal> {
   )
   expect(error).toBeInstanceOf(Refusal)
   return error as Refusal
+}
+
+/** A lane's metrics and tracing, as service.ts makes them, for a lane of one end system driven by a test. */
+export function laneTelemetry(db: Kysely<TestDatabase>, endSystem: string, client: EndSystemClient): SyncerTelemetry {
+  return {
+    metrics: new SyncerMetrics(new Registry(), {
+      db: asSyncer(db),
+      endSystems: [endSystem],
+      clients: new Map([[endSystem, client]]),
+      consumerLag: () => undefined
+    }),
+    tracing: new Tracing('cif-syncer', [])
+  }
 }

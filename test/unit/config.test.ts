@@ -69,6 +69,9 @@ describe('configuration', () => {
     expect(loadConfig({ ...production, API_DOCS: 'public' }).publicApiDocs).toBe(true)
     expect(loadConfig({ API_DOCS: 'off' }).publicApiDocs).toBe(false)
     expect(() => loadConfig({ API_DOCS: 'private' })).toThrow('API_DOCS must be public or off, not "private".')
+    expect(loadConfig({}).logFormat).toBeUndefined()
+    expect(loadConfig({ LOG_FORMAT: 'json' }).logFormat).toBe('json')
+    expect(() => loadConfig({ LOG_FORMAT: 'text' })).toThrow('LOG_FORMAT must be json or pretty, not "text".')
   })
 
   it('reads pinned client certificates as name=<SHA-256 fingerprint>, with or without colons, and checks they can be used', () => {

@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream'
 import { pino } from 'pino'
 import { describe, expect, it } from 'vitest'
-import { redactPaths } from '../../src/platform/logger.ts'
+import { createLogger, redactPaths } from '../../src/platform/logger.ts'
 
 describe('log redaction', () => {
   it('never writes a customer’s personal data or an API key, at the top level or nested', () => {
@@ -24,5 +24,25 @@ describe('log redaction', () => {
     const line = lines.join('')
     for (const secret of ['Ada', 'Lovelace', 'ada@example.com', '+6591234567', 'S1234567D', 'secret-key']) expect(line).not.toContain(secret)
     expect(line).toContain('[redacted]')
+  })
+})
+
+describe('the local stack’s log, for a person', () => {
+  it('writes time, level, service and message first, the other fields after on the same line, redacted as JSON is', () => {
+    let text = ''
+    const sink = new Writable({
+      write: (chunk, _encoding, done) => {
+        text += String(chunk)
+        done()
+      }
+    })
+    const log = createLogger('info', 'up', 'pretty', sink).child({ service: 'syncer' }).child({ endSystem: 'crm' })
+    log.warn({ cifId: '10000000009', lastName: 'Lovelace' }, 'delivery will be retried')
+    log.debug('not at info')
+    const lines = text.trimEnd().split('\n')
+    expect(lines).toHaveLength(1)
+    expect(lines[0]).toMatch(
+      /^\[\d\d:\d\d:\d\d\.\d{3}\] WARN: syncer: delivery will be retried \{"endSystem":"crm","cifId":"10000000009","lastName":"\[redacted\]"\}$/
+    )
   })
 })

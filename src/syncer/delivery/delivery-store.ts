@@ -219,7 +219,8 @@ export async function recordAttempts(db: SyncerDb, finished: FinishedAttempt[]):
           lease_until = null,
           remarks = v.remarks,
           external_id = case when v.state = ${succeed.to} then v.external_id else d.external_id end,
-          last_error = case when v.state = ${succeed.to} then d.last_error else v.last_error end,
+          -- A success clears it: an error the end system no longer has would send a reader looking for a fault.
+          last_error = v.last_error,
           next_attempt_at = case when v.state = ${retry.to} then now() + make_interval(secs => v.delay_ms / 1000.0) else d.next_attempt_at end,
           completed_at = case when v.state = ${retry.to} then null else now() end,
           updated_at = now()

@@ -69,6 +69,12 @@ export class EndSystemClient {
     })
   }
 
+  /** Calls `listener` each time the circuit opens (the system keeps failing) or closes (a trial call succeeded). */
+  onCircuitChange(listener: (change: 'opened' | 'closed') => void): void {
+    this.#breaker.onBreak(() => listener('opened'))
+    this.#breaker.onReset(() => listener('closed'))
+  }
+
   /** How many calls may start now: all slots when healthy, one trial call once an open circuit may half-open. */
   callsAllowed(inFlight: number): number {
     switch (this.#breaker.state) {

@@ -20,7 +20,7 @@ import { type ClaimedDelivery, claimDue, type LeaseTable } from './delivery-stor
 import type { EndSystemClient } from './end-system-client.ts'
 import type { EndSystemConfig } from './end-systems-config.ts'
 import { type Masker, personalDataMasker } from './masking.ts'
-import { decideAfterAttempt, remark } from './states.ts'
+import { type Decision, decideAfterAttempt, remark } from './states.ts'
 
 /** An attempt's lease outlives its timeout by this much before another syncer may presume it lost. */
 const LEASE_MARGIN_MS = 5000
@@ -62,6 +62,9 @@ export class DeliveryLane {
   readonly #claiming: FailureLog
   readonly #recording: FailureLog
   readonly #telemetry: SyncerTelemetry
+  readonly #log: Logger
+  /** When the circuit opened, while it is open: re-opening after a failed trial call is not news. */
+  #circuitOpenSince: number | undefined
   #inFlight = 0
   #pumping: Promise<void> | undefined
   #again = false
@@ -77,6 +80,21 @@ export class DeliveryLane {
     this.#leases = attemptLeases(system.retry, LEASE_MARGIN_MS)
     this.#claiming = new FailureLog(log, 'cannot claim deliveries; will retry')
     this.#recording = new FailureLog(log, 'could not finish an attempt; its lease runs out and the delivery is tried again')
+    this.#log = log
+    client.onCircuitChange((change) => {
+      if (change === 'opened' && this.#circuitOpenSince === undefined) {
+        this.#circuitOpenSince = Date.now()
+        const { consecutiveFailures, halfOpenAfterMs } = system.circuitBreaker
+        log.warn(
+          { circuit: 'open', failedInARow: consecutiveFailures, trialCallEveryMs: halfOpenAfterMs },
+          `circuit open: ${system.name} keeps failing; calls paused but for a trial call now and then`
+        )
+      } else if (change === 'closed' && this.#circuitOpenSince !== undefined) {
+        const openFor = formatDuration(Date.now() - this.#circuitOpenSince)
+        this.#circuitOpenSince = undefined
+        log.warn({ circuit: 'closed', openFor }, `circuit closed: ${system.name} answers again; calls resume`)
+      }
+    })
   }
 
   get inFlight(): number {
@@ -192,8 +210,34 @@ export class DeliveryLane {
       },
       decision
     })
-    // A stale attempt (its lease ran out and a newer one took the delivery) moved nothing.
-    if (current) metrics.moved(system.name, decision.state, new Date(delivery.event.time), finishedAt)
+    // Counted and told once, as the delivery moves: a stale attempt (its lease ran out and a newer one took the
+    // delivery) moved nothing.
+    if (current) {
+      metrics.moved(system.name, decision.state, new Date(delivery.event.time), finishedAt)
+      this.#logMove(delivery, decision, verdict)
+    }
+  }
+
+  /**
+   * Retries and failures at warn, with the CIF ID and the end system (the logger's) and the reason in plain
+   * words; never the end system's answer, which may quote the customer. Successes are the attempts table's.
+   */
+  #logMove(delivery: ClaimedDelivery, decision: Decision, verdict: Verdict): void {
+    if (decision.state === 'SUCCESS') return
+    const about = {
+      cifId: delivery.cif_id,
+      customerVersion: delivery.customer_version,
+      operation: delivery.operation,
+      deliveryId: delivery.id,
+      attempt: delivery.round_attempts,
+      httpStatus: verdict.httpStatus,
+      reason: verdict.remarks
+    }
+    if (decision.state === 'RETRY_SCHEDULED') {
+      this.#log.warn({ ...about, retryIn: formatDuration(decision.delayMs) }, 'delivery will be retried')
+    } else {
+      this.#log.warn(about, 'delivery FAILED: an operator must redrive or skip it')
+    }
   }
 
   /**

@@ -1,0 +1,69 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, describe, expect, it } from 'vitest'
+import { createLogger } from '../../src/platform/logger.ts'
+import { type Simulator, startSimulator } from '../../src/simulator/service.ts'
+
+// The simulated end systems as the local stack runs them: with their records in its data folder.
+const dataDir = mkdtempSync(join(tmpdir(), 'cif-syncer-simulator-'))
+afterAll(() => rmSync(dataDir, { recursive: true, force: true }))
+
+const start = (withDataDir = true): Promise<Simulator> =>
+  startSimulator({ host: '127.0.0.1', port: 0, ...(withDataDir ? { dataDir } : {}) }, createLogger('silent', 'test'))
+
+async function send(simulator: Simulator, method: string, path: string, body: unknown) {
+  const response = await fetch(`${simulator.systems.get('core-banking')!.url}${path}`, {
+    method,
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body)
+  })
+  return { status: response.status, body: (await response.json()) as Record<string, unknown> }
+}
+
+const records = async (simulator: Simulator) => (await simulator.app.inject({ method: 'GET', url: '/systems/core-banking/records' })).json()
+
+describe('the simulator', () => {
+  it('keeps its records across a restart: an earlier customer can still be updated, and new ids carry on', async () => {
+    const first = await start()
+    expect(await send(first, 'POST', '/customers', { customerNumber: '10000000009', version: 1 })).toEqual({
+      status: 201,
+      body: { customerId: 'CB-0000001', status: 'ACTIVE' }
+    })
+    expect((await send(first, 'PUT', '/customers/CB-0000001', { customerNumber: '10000000009', version: 2 })).status).toBe(200)
+    await first.close()
+
+    const second = await start()
+    try {
+      expect(await records(second)).toEqual([
+        expect.objectContaining({ id: 'CB-0000001', cifId: '10000000009', version: 2, payload: { customerNumber: '10000000009', version: 2 } })
+      ])
+      expect((await send(second, 'PUT', '/customers/CB-0000001', { customerNumber: '10000000009', version: 3 })).status).toBe(200)
+      expect((await send(second, 'POST', '/customers', { customerNumber: '10000000009', version: 1 })).status).toBe(409)
+      expect((await send(second, 'POST', '/customers', { customerNumber: '10000000017', version: 1 })).body.customerId).toBe('CB-0000002')
+      // A reset forgets them for good.
+      expect((await second.app.inject({ method: 'POST', url: '/systems/core-banking/reset' })).statusCode).toBe(200)
+    } finally {
+      await second.close()
+    }
+    const third = await start()
+    expect(await records(third)).toEqual([])
+    await third.close()
+  })
+
+  it('keeps nothing without a data folder (tests and the benchmark)', async () => {
+    const first = await start(false)
+    await send(first, 'POST', '/customers', { customerNumber: '10000000025', version: 1 })
+    await first.close()
+    const second = await start(false)
+    expect(await records(second)).toEqual([])
+    await second.close()
+  })
+
+  it('documents a control API that takes no key: no Authorize on its page', async () => {
+    const simulator = await start(false)
+    const openapi = (await simulator.app.inject({ method: 'GET', url: '/openapi.json' })).json()
+    expect(openapi.components.securitySchemes).toEqual({})
+    await simulator.close()
+  })
+})
