@@ -78,6 +78,8 @@ export interface Config {
    * delivery of it is settled, and an unreadable message's content. `attemptRetention`: how many whole months
    * of the transaction table are kept before the current one (0: all, for ever), and whether an older month is
    * detached (kept as a table of its own, out of the syncer's reach, for the bank to archive) or dropped.
+   * `inSyncDeadlineMs`: how long after its creation a customer version may take to be held by every end
+   * system before it is told overdue (syncer/status/overdue.ts).
    */
   syncer: {
     host: string
@@ -92,6 +94,7 @@ export interface Config {
     bulkRedriveLimit: number
     eventPayloadRetentionHours: number
     attemptRetention: { months: number; action: AttemptRetentionAction }
+    inSyncDeadlineMs: number
   }
   /** Operators allowed on the syncer's admin API: name → SHA-256 of their keys, and their pinned certificates. */
   operatorKeyHashes: Callers
@@ -689,7 +692,9 @@ export function loadConfig(env: Env = process.env): Config {
       bulkRedriveLimit: integer(env, 'SYNCER_BULK_REDRIVE_LIMIT', 500, 1, BULK_REDRIVE_LIMIT_MAX),
       eventPayloadRetentionHours: integer(env, 'SYNCER_EVENT_PAYLOAD_RETENTION_HOURS', 168, 0, 24 * 3650),
       // The audit trail: kept for ever unless the bank sets its period (seven years is 84).
-      attemptRetention: { months: integer(env, 'SYNCER_ATTEMPT_RETENTION_MONTHS', 0, 0, 1200), action: attemptRetentionAction(env) }
+      attemptRetention: { months: integer(env, 'SYNCER_ATTEMPT_RETENTION_MONTHS', 0, 0, 1200), action: attemptRetentionAction(env) },
+      // A second at least (tests); a week at most: a version later than that is a failure, not a delay.
+      inSyncDeadlineMs: integer(env, 'SYNCER_IN_SYNC_DEADLINE_MS', 5 * 60_000, 1000, 7 * 24 * 3_600_000)
     },
     operatorKeyHashes: access.operatorKeyHashes,
     operatorRoles: access.operatorRoles,

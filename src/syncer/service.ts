@@ -13,10 +13,12 @@ import { callbackApi } from './api/callback-api.ts'
 import { AttemptRecorder } from './delivery/attempt-recorder.ts'
 import { recoverExpiredLeases } from './delivery/delivery-store.ts'
 import { EndSystemClient } from './delivery/end-system-client.ts'
+import { retireRemovedEndSystems } from './delivery/end-system-store.ts'
 import { type EndSystemConfig, loadEndSystems } from './delivery/end-systems-config.ts'
 import { DeliveryLane } from './delivery/lane.ts'
 import { EventIntake } from './intake/event-intake.ts'
 import { applyRetention, prepareAttemptMonths, retireAttemptMonths } from './retention.ts'
+import { tellOverdue } from './status/overdue.ts'
 import { sequenceStatusUpdates, statusQueue } from './status/sync-status.ts'
 import type { SyncerDatabase, SyncerDb } from './tables.ts'
 
@@ -28,13 +30,19 @@ export interface Syncer {
 
 const LEASE_CHECK_EVERY_MS = 5000
 const RETENTION_EVERY_MS = 60_000
+/** How often versions past the in-sync deadline are looked for: often enough to tell one within 10 s of it. */
+const OVERDUE_CHECK_EVERY_MS = 10_000
 
-/** The syncer's HTTP APIs (callback and admin) on `db`, not yet listening (tests call it with `inject`). */
+/**
+ * The syncer's HTTP APIs (callback and admin) on `db`, not yet listening (tests call it with `inject`);
+ * `endSystems`, those the syncer delivers to, are the ones an operator may pause.
+ */
 export async function createSyncerApp(
   config: Config,
   db: SyncerDb,
   log: Logger,
-  readinessChecks: HttpServerOptions['readinessChecks']
+  readinessChecks: HttpServerOptions['readinessChecks'],
+  endSystems: readonly Pick<EndSystemConfig, 'name' | 'coalesce'>[]
 ): Promise<HttpServer> {
   const app = await createHttpServer({
     logger: log,
@@ -59,7 +67,9 @@ export async function createSyncerApp(
     operatorKeyHashes: config.operatorKeyHashes,
     operatorRoles: config.operatorRoles,
     actionRequestExpiryMs: config.syncer.actionRequestExpiryMs,
-    bulkRedriveLimit: config.syncer.bulkRedriveLimit
+    bulkRedriveLimit: config.syncer.bulkRedriveLimit,
+    endSystems,
+    inSyncDeadlineMs: config.syncer.inSyncDeadlineMs
   })
   return app
 }
@@ -78,6 +88,13 @@ export async function startSyncer(
   const trustedEventKeys = requireTrustedEventKeys(config)
   const database = openDatabase<SyncerDatabase>(connections.databaseUrl, { maxConnections: 20 })
   const { db } = database
+  // Before any lane runs: nothing waits for ever on a system no syncer will deliver to again.
+  for (const [endSystem, deliveries] of await retireRemovedEndSystems(
+    db,
+    endSystems.map((s) => s.name)
+  )) {
+    log.warn({ endSystem, deliveries }, 'end system no longer configured: its open deliveries are RETIRED')
+  }
   const clients = new Map(endSystems.map((system) => [system.name, new EndSystemClient(system)]))
   const recorder = new AttemptRecorder(db)
   const lanes = new Map(
@@ -168,14 +185,30 @@ export async function startSyncer(
       partitionLog.failed(error)
     }
   })
+  const deadlineLog = new FailureLog(log, 'cannot look for versions past the in-sync deadline')
+  const overdue = startPeriodic(Math.min(OVERDUE_CHECK_EVERY_MS, config.syncer.inSyncDeadlineMs), async () => {
+    try {
+      const told = await tellOverdue(db, config.syncer.inSyncDeadlineMs)
+      deadlineLog.succeeded()
+      if (told) log.warn({ versions: told, deadlineMs: config.syncer.inSyncDeadlineMs }, 'customer versions past the in-sync deadline')
+    } catch (error) {
+      deadlineLog.failed(error)
+    }
+  })
   wakeAll()
 
   const dependencies = dependencyChecks(db, connections.kafka)
-  const app = await createSyncerApp(config, db, log, {
-    ...dependencies.checks,
-    intake: async () => intake.health(),
-    statusRelay: async () => relay.health()
-  })
+  const app = await createSyncerApp(
+    config,
+    db,
+    log,
+    {
+      ...dependencies.checks,
+      intake: async () => intake.health(),
+      statusRelay: async () => relay.health()
+    },
+    endSystems
+  )
   const url = await app.listen({ host: config.syncer.host, port: config.syncer.port })
 
   return {
@@ -185,6 +218,7 @@ export async function startSyncer(
       clearInterval(poll)
       clearInterval(leases)
       await retention.stop()
+      await overdue.stop()
       await app.close()
       await intake.stop()
       await Promise.all([...lanes.values()].map((lane) => lane.stop()))
