@@ -88,13 +88,6 @@ export async function startSyncer(
   const trustedEventKeys = requireTrustedEventKeys(config)
   const database = openDatabase<SyncerDatabase>(connections.databaseUrl, { maxConnections: 20 })
   const { db } = database
-  // Before any lane runs: nothing waits for ever on a system no syncer will deliver to again.
-  for (const [endSystem, deliveries] of await retireRemovedEndSystems(
-    db,
-    endSystems.map((s) => s.name)
-  )) {
-    log.warn({ endSystem, deliveries }, 'end system no longer configured: its open deliveries are RETIRED')
-  }
   const clients = new Map(endSystems.map((system) => [system.name, new EndSystemClient(system)]))
   const recorder = new AttemptRecorder(db)
   const lanes = new Map(
@@ -185,6 +178,29 @@ export async function startSyncer(
       partitionLog.failed(error)
     }
   })
+  // Nothing waits for ever on a system no syncer will deliver to again. Beside the lanes, not before them
+  // (they serve configured systems only), and tried again until PostgreSQL answers, so that a syncer starts
+  // while it is away, as it otherwise does. Safe to overlap: each delivery is retired once.
+  let retired = false
+  const retireLog = new FailureLog(log, 'cannot retire the deliveries of end systems no longer configured')
+  const retireRemoved = async (): Promise<void> => {
+    if (retired) return
+    try {
+      const removed = await retireRemovedEndSystems(
+        db,
+        endSystems.map((s) => s.name)
+      )
+      retired = true
+      retireLog.succeeded()
+      for (const [endSystem, deliveries] of removed) {
+        log.warn({ endSystem, deliveries }, 'end system no longer configured: its open deliveries are RETIRED')
+      }
+    } catch (error) {
+      retireLog.failed(error)
+    }
+  }
+  const retirement = startPeriodic(LEASE_CHECK_EVERY_MS, retireRemoved)
+  const firstRetirement = retireRemoved()
   const deadlineLog = new FailureLog(log, 'cannot look for versions past the in-sync deadline')
   const overdue = startPeriodic(Math.min(OVERDUE_CHECK_EVERY_MS, config.syncer.inSyncDeadlineMs), async () => {
     try {
@@ -219,6 +235,8 @@ export async function startSyncer(
       clearInterval(leases)
       await retention.stop()
       await overdue.stop()
+      await retirement.stop()
+      await firstRetirement
       await app.close()
       await intake.stop()
       await Promise.all([...lanes.values()].map((lane) => lane.stop()))

@@ -144,7 +144,12 @@ describe('retiring an end system removed from the configuration', () => {
     await syncer.close()
     syncer = await startSyncer((systems) => coalescingCards(systems).filter((s) => s.name !== 'crm'))
     try {
-      const [crm] = of('crm')(await deliveriesOf(database, cifId))
+      const [crm] = of('crm')(
+        await eventually(
+          () => deliveriesOf(database, cifId),
+          (all) => of('crm')(all)[0]!.state !== 'PENDING' && of('crm')(all)[0]!.state !== 'RETRY_SCHEDULED'
+        )
+      )
       expect(crm).toMatchObject({ state: 'RETIRED', remarks: 'retired: crm is no longer in the end systems file, so this was never sent' })
       await status.waitFor(() => status.forKey(cifId).some((m) => m.value.type === 'cif.sync.customer.in-sync'), 30_000)
       const types = status.forKey(cifId).map((m) => m.value.type)
