@@ -19,8 +19,10 @@ let database: DatabaseHandle<TestDatabase>
 let status: TopicReader
 
 const coalescingCards = (systems: EndSystemConfig[]) => systems.map((s) => (s.name === 'cards' ? { ...s, coalesce: true } : s))
-// Retries enough to outlast the outages here: a create must not go FAILED while its system is down.
-const startSyncer = (systems = coalescingCards) => startTestSyncer(simulator, { retries: 100 }, { systems })
+// Retries enough to outlast the outages here: a create must not go FAILED while its system is down. A
+// deadline of a second, so that a pause makes a version overdue.
+const startSyncer = (systems = coalescingCards) =>
+  startTestSyncer(simulator, { retries: 100 }, { systems, env: { SYNCER_IN_SYNC_DEADLINE_MS: '1000' } })
 
 beforeAll(async () => {
   database = openDatabase<TestDatabase>(connections().databaseUrl, { maxConnections: 4 })
@@ -121,6 +123,18 @@ describe('pausing an end system', () => {
     expect(rows.filter((d) => d.end_system !== 'crm')).toHaveLength(4)
     expect(simulator.systems.get('crm')!.receipts.filter((r) => r.cifId === cifId)).toEqual([])
     expect((await admin('GET', '/v1/admin/summary')).body.paused).toEqual([paused.body.paused])
+    // Past the deadline while crm waits: the owner is told once per version, naming crm.
+    await status.waitFor(() => status.forKey(cifId).filter((m) => m.value.type === 'cif.sync.customer.overdue').length === 2, 15_000)
+    const overdue = status.forKey(cifId).filter((m) => m.value.type === 'cif.sync.customer.overdue')
+    // On a busy machine the other systems may not have had it yet either when it was told.
+    expect(
+      overdue.map((m) => [m.value.data.customerVersion, m.value.data.waitingFor.includes('crm'), m.value.data.deadlineMs]).sort((a, b) => a[0] - b[0])
+    ).toEqual([
+      [1, true, 1000],
+      [2, true, 1000]
+    ])
+    for (const message of overdue) expect(await eventSchemaErrors(message.value)).toEqual([])
+    expect((await admin('GET', '/v1/admin/summary')).body.overdue.count).toBeGreaterThanOrEqual(2)
 
     expect((await admin('POST', '/v1/admin/end-systems/crm/resume', { reason: 'upgrade done' })).status).toBe(200)
     await eventually(() => deliveriesOf(database, cifId), settled(['SUCCESS']))
