@@ -20,7 +20,7 @@ export type CustomerAccess = 'read' | 'update' | 'name-duplicate'
  */
 export const operatorRoles = {
   viewer: 'find deliveries, attempts and action requests, and count them: read only',
-  operator: 'also redrive one delivery, and request a skip or a bulk redrive (which another person approves)',
+  operator: 'also redrive one delivery, pause and resume an end system, and request a skip or a bulk redrive (which another person approves)',
   approver: "also approve or reject other people's requests, never their own"
 } as const
 export type OperatorRole = keyof typeof operatorRoles

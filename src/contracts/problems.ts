@@ -172,5 +172,17 @@ export const syncerProblems = {
     status: 403,
     title: 'Another person must decide this',
     description: 'You made this request yourself: another operator with the role approver approves or rejects it.'
+  },
+  endSystemNotFound: {
+    code: 'end-system-not-found',
+    status: 404,
+    title: 'No such end system',
+    description: 'No end system of this name is in the end systems file this syncer runs with.'
+  },
+  endSystemStateConflict: {
+    code: 'end-system-state-conflict',
+    status: 409,
+    title: 'The end system is not in a state this action applies to',
+    description: '`paused` says whether it is paused: a pause needs it running, a resume paused.'
   }
 } as const satisfies Record<string, ProblemType>

@@ -18,10 +18,25 @@ export const statusKinds = {
     state: 'SKIPPED',
     description: 'An operator gave up on this delivery on purpose, or the customer was erased before it went (remarks say which)'
   },
-  IN_SYNC: { type: 'cif.sync.customer.in-sync', description: 'Every end system holds this version of the customer' }
+  SUPERSEDED: {
+    type: 'cif.sync.delivery.superseded',
+    state: 'SUPERSEDED',
+    description: 'Not sent: the end system takes the full record, and a newer version queued behind this one is sent instead (remarks name it)'
+  },
+  RETIRED: {
+    type: 'cif.sync.delivery.retired',
+    state: 'RETIRED',
+    description: 'Not sent: the end system was removed from the configuration'
+  },
+  IN_SYNC: { type: 'cif.sync.customer.in-sync', description: 'Every end system holds this version of the customer' },
+  OVERDUE: {
+    type: 'cif.sync.customer.overdue',
+    description: 'This version is not yet held by every end system, longer after its creation than the in-sync deadline allows'
+  }
 } as const
 export type StatusKind = keyof typeof statusKinds
-export type DeliveryStatusKind = Exclude<StatusKind, 'IN_SYNC'>
+/** The kinds that tell of one delivery (the others tell of a customer version as a whole). */
+export type DeliveryStatusKind = Exclude<StatusKind, 'IN_SYNC' | 'OVERDUE'>
 export type StatusEventType = (typeof statusKinds)[StatusKind]['type']
 
 export const STATUS_SOURCE = 'urn:cif-syncer:syncer'
@@ -57,6 +72,8 @@ export const statusData = {
   ),
   FAILED: Type.Object(deliveryStatusFields('FAILED'), { additionalProperties: false }),
   SKIPPED: Type.Object(deliveryStatusFields('SKIPPED'), { additionalProperties: false }),
+  SUPERSEDED: Type.Object(deliveryStatusFields('SUPERSEDED'), { additionalProperties: false }),
+  RETIRED: Type.Object(deliveryStatusFields('RETIRED'), { additionalProperties: false }),
   IN_SYNC: Type.Object(
     {
       kind: Type.Literal('IN_SYNC'),
@@ -65,12 +82,32 @@ export const statusData = {
       at: Type.String({ format: 'date-time' })
     },
     { additionalProperties: false }
+  ),
+  OVERDUE: Type.Object(
+    {
+      kind: Type.Literal('OVERDUE'),
+      ...common,
+      createdAt: Type.String({ format: 'date-time', description: 'When the CIF service made this version: the deadline counts from here' }),
+      deadlineMs: Type.Integer({ minimum: 1, description: 'The in-sync deadline it missed (SYNCER_IN_SYNC_DEADLINE_MS)' }),
+      waitingFor: Type.Array(Type.String(), { description: 'The end systems whose delivery of this version is still open' }),
+      at: Type.String({ format: 'date-time' })
+    },
+    { additionalProperties: false }
   )
 } as const satisfies Record<StatusKind, TSchema>
 export type StatusData<K extends StatusKind = StatusKind> = Static<(typeof statusData)[K]>
 
 /** Any kind's `data`, e.g. an entry of the callback API's updates feed. */
-export const AnyStatusData = Type.Union([statusData.DELIVERED, statusData.RETRYING, statusData.FAILED, statusData.SKIPPED, statusData.IN_SYNC])
+export const AnyStatusData = Type.Union([
+  statusData.DELIVERED,
+  statusData.RETRYING,
+  statusData.FAILED,
+  statusData.SKIPPED,
+  statusData.SUPERSEDED,
+  statusData.RETIRED,
+  statusData.IN_SYNC,
+  statusData.OVERDUE
+])
 
 /** A status message's envelope (CloudEvents 1.0, structured JSON), as published and as its JSON Schema says. */
 export interface StatusEvent<K extends StatusKind = StatusKind> {

@@ -81,6 +81,8 @@ export interface Config {
    * delivery of it is settled, and an unreadable message's content. `attemptRetention`: how many whole months
    * of the transaction table are kept before the current one (0: all, for ever), and whether an older month is
    * detached (kept as a table of its own, out of the syncer's reach, for the bank to archive) or dropped.
+   * `inSyncDeadlineMs`: how long after its creation a customer version may take to be held by every end
+   * system before it is told overdue (syncer/status/overdue.ts).
    */
   syncer: {
     host: string
@@ -100,6 +102,7 @@ export interface Config {
      * own, so sessions end with the process and one syncer does not know another's.
      */
     consoleSessionSecret: string | undefined
+    inSyncDeadlineMs: number
   }
   /** Operators allowed on the syncer's admin API: name → SHA-256 of their keys, and their pinned certificates. */
   operatorKeyHashes: Callers
@@ -745,7 +748,9 @@ export function loadConfig(env: Env = process.env): Config {
       eventPayloadRetentionHours: integer(env, 'SYNCER_EVENT_PAYLOAD_RETENTION_HOURS', 168, 0, 24 * 3650),
       // The audit trail: kept for ever unless the bank sets its period (seven years is 84).
       attemptRetention: { months: integer(env, 'SYNCER_ATTEMPT_RETENTION_MONTHS', 0, 0, 1200), action: attemptRetentionAction(env) },
-      consoleSessionSecret: consoleSessionSecret(env)
+      consoleSessionSecret: consoleSessionSecret(env),
+      // A second at least (tests); a week at most: a version later than that is a failure, not a delay.
+      inSyncDeadlineMs: integer(env, 'SYNCER_IN_SYNC_DEADLINE_MS', 5 * 60_000, 1000, 7 * 24 * 3_600_000)
     },
     operatorKeyHashes: access.operatorKeyHashes,
     operatorRoles: access.operatorRoles,

@@ -16,11 +16,13 @@ import { CONSOLE_PREFIX, type LiveState, operatorConsole } from './console/conso
 import { AttemptRecorder } from './delivery/attempt-recorder.ts'
 import { recoverExpiredLeases } from './delivery/delivery-store.ts'
 import { EndSystemClient } from './delivery/end-system-client.ts'
+import { retireRemovedEndSystems } from './delivery/end-system-store.ts'
 import { type EndSystemConfig, loadEndSystems } from './delivery/end-systems-config.ts'
 import { DeliveryLane } from './delivery/lane.ts'
 import { EventIntake } from './intake/event-intake.ts'
 import { SyncerMetrics, type SyncerTelemetry } from './metrics.ts'
 import { applyRetention, prepareAttemptMonths, retireAttemptMonths } from './retention.ts'
+import { tellOverdue } from './status/overdue.ts'
 import { sequenceStatusUpdates, statusQueue } from './status/sync-status.ts'
 import type { SyncerDatabase, SyncerDb } from './tables.ts'
 
@@ -34,6 +36,8 @@ export interface Syncer {
 
 const LEASE_CHECK_EVERY_MS = 5000
 const RETENTION_EVERY_MS = 60_000
+/** How often versions past the in-sync deadline are looked for: often enough to tell one within 10 s of it. */
+const OVERDUE_CHECK_EVERY_MS = 10_000
 
 /** What the operators' console shows of the running syncer: its end systems, and what it knows of itself now. */
 export interface ConsoleParts {
@@ -43,13 +47,15 @@ export interface ConsoleParts {
 
 /**
  * The syncer's HTTP APIs (callback and admin) on `db`, and with `consoleParts` the operators' console, not yet
- * listening (tests call it with `inject`).
+ * listening (tests call it with `inject`); `endSystems`, those the syncer delivers to, are the ones an operator
+ * may pause.
  */
 export async function createSyncerApp(
   config: Config,
   db: SyncerDb,
   log: Logger,
   readinessChecks: HttpServerOptions['readinessChecks'],
+  endSystems: readonly Pick<EndSystemConfig, 'name' | 'coalesce'>[],
   consoleParts?: ConsoleParts
 ): Promise<HttpServer> {
   const app = await createHttpServer({
@@ -77,7 +83,9 @@ export async function createSyncerApp(
     operatorKeyHashes: config.operatorKeyHashes,
     operatorRoles: config.operatorRoles,
     actionRequestExpiryMs: config.syncer.actionRequestExpiryMs,
-    bulkRedriveLimit: config.syncer.bulkRedriveLimit
+    bulkRedriveLimit: config.syncer.bulkRedriveLimit,
+    endSystems,
+    inSyncDeadlineMs: config.syncer.inSyncDeadlineMs
   })
   if (consoleParts) {
     await app.register(operatorConsole, {
@@ -212,6 +220,39 @@ export async function startSyncer(
       partitionLog.failed(error)
     }
   })
+  // Nothing waits for ever on a system no syncer will deliver to again. Beside the lanes, not before them
+  // (they serve configured systems only), and tried again until PostgreSQL answers, so that a syncer starts
+  // while it is away, as it otherwise does. Safe to overlap: each delivery is retired once.
+  let retired = false
+  const retireLog = new FailureLog(log, 'cannot retire the deliveries of end systems no longer configured')
+  const retireRemoved = async (): Promise<void> => {
+    if (retired) return
+    try {
+      const removed = await retireRemovedEndSystems(
+        db,
+        endSystems.map((s) => s.name)
+      )
+      retired = true
+      retireLog.succeeded()
+      for (const [endSystem, deliveries] of removed) {
+        log.warn({ endSystem, deliveries }, 'end system no longer configured: its open deliveries are RETIRED')
+      }
+    } catch (error) {
+      retireLog.failed(error)
+    }
+  }
+  const retirement = startPeriodic(LEASE_CHECK_EVERY_MS, retireRemoved)
+  const firstRetirement = retireRemoved()
+  const deadlineLog = new FailureLog(log, 'cannot look for versions past the in-sync deadline')
+  const overdue = startPeriodic(Math.min(OVERDUE_CHECK_EVERY_MS, config.syncer.inSyncDeadlineMs), async () => {
+    try {
+      const told = await tellOverdue(db, config.syncer.inSyncDeadlineMs)
+      deadlineLog.succeeded()
+      if (told) log.warn({ versions: told, deadlineMs: config.syncer.inSyncDeadlineMs }, 'customer versions past the in-sync deadline')
+    } catch (error) {
+      deadlineLog.failed(error)
+    }
+  })
   wakeAll()
 
   const dependencies = dependencyChecks(db, connections.kafka)
@@ -224,6 +265,7 @@ export async function startSyncer(
       intake: async () => intake.health(),
       statusRelay: async () => relay.health()
     },
+    endSystems,
     {
       endSystems,
       live: () => ({
@@ -247,6 +289,9 @@ export async function startSyncer(
       clearInterval(leases)
       await retention.stop()
       await metricsServer?.close()
+      await overdue.stop()
+      await retirement.stop()
+      await firstRetirement
       await app.close()
       await intake.stop()
       await Promise.all([...lanes.values()].map((lane) => lane.stop()))

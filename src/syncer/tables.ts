@@ -24,6 +24,8 @@ export interface SyncEventTable {
   kafka_offset: ColumnType<string, string | bigint, never>
   /** The intake's span for the event (migration 0012): each attempt's span is its child. */
   traceparent: ColumnType<string | null, string | null | undefined, never>
+  /** When its owner was told this version missed the in-sync deadline (status/overdue.ts); null until then. */
+  overdue_at: ColumnType<Date | null, never, Date>
 }
 
 export interface UnreadableMessageTable {
@@ -104,13 +106,15 @@ export interface SyncStatusUpdateTable {
   last_error: ColumnType<string | null, never, string | null>
 }
 
+/** One action of an operator, on a delivery (redrive, skip) or on an end system (pause, resume), never both. */
 export interface OperatorActionTable {
   id: Generated<string>
-  delivery_id: string
+  delivery_id: string | null
+  end_system: string | null
   action: OperatorAction
   operator: string
   reason: string
-  from_state: DeliveryState
+  from_state: DeliveryState | null
   created_at: DefaultedTimestamp
   /** Set when the action was requested by `operator` and approved by another person. */
   request_id: string | null
@@ -144,6 +148,14 @@ export interface CustomerErasureTable {
   erased_at: DefaultedTimestamp
 }
 
+/** A paused end system: who paused it, when and why (delivery/end-system-store.ts). */
+export interface EndSystemPauseTable {
+  end_system: string
+  paused_by: string
+  reason: string
+  paused_at: DefaultedTimestamp
+}
+
 /** The syncer's tables; migrations in ./migrations. */
 export interface SyncerTables {
   sync_event: SyncEventTable
@@ -156,6 +168,7 @@ export interface SyncerTables {
   action_request: ActionRequestTable
   action_request_delivery: ActionRequestDeliveryTable
   customer_erasure: CustomerErasureTable
+  end_system_pause: EndSystemPauseTable
 }
 
 /** What the syncer's code may touch: its tables and the outbox that publishes its status messages. */

@@ -28,9 +28,16 @@ export async function cifApp(database: OwnDatabase, config = testConfig(), logge
   return createCifApp(config, asCif(database.db), logger, {})
 }
 
+/** The end systems the syncer's APIs are told of: the three the shipped file has, cards coalescing. */
+export const testEndSystems = [
+  { name: 'core-banking', coalesce: false },
+  { name: 'crm', coalesce: false },
+  { name: 'cards', coalesce: true }
+]
+
 /** The syncer's callback and admin APIs on the file's own database, without Kafka, not listening. */
 export async function syncerApp(database: OwnDatabase, config = testConfig()): Promise<HttpServer> {
-  return createSyncerApp(config, asSyncer(database.db), log(), {})
+  return createSyncerApp(config, asSyncer(database.db), log(), {}, testEndSystems)
 }
 
 export interface ApiResponse {

@@ -5,7 +5,7 @@ import type { DatabaseHandle } from '../../src/platform/database/index.ts'
 import { apiKeyHash } from '../../src/platform/http/api-key-auth.ts'
 import { createLogger, type Logger } from '../../src/platform/logger.ts'
 import { type Simulator, startSimulator } from '../../src/simulator/service.ts'
-import { loadEndSystems, type RetryPolicy } from '../../src/syncer/delivery/end-systems-config.ts'
+import { type EndSystemConfig, loadEndSystems, type RetryPolicy } from '../../src/syncer/delivery/end-systems-config.ts'
 import { type Syncer, startSyncer } from '../../src/syncer/service.ts'
 import type { TestDatabase } from '../support/database.ts'
 import { connections, keys, withApprover } from './helpers.ts'
@@ -23,11 +23,19 @@ export async function startTestSimulator(): Promise<Simulator> {
   )
 }
 
-/** The syncer with the shipped end systems file, pointed at `simulator`, with `retry` for every system. */
+/**
+ * The syncer with the shipped end systems file, pointed at `simulator`, with `retry` for every system;
+ * `systems` changes the file's systems as a test needs (one removed, one coalescing).
+ */
 export async function startTestSyncer(
   simulator: Simulator,
   retry: Partial<RetryPolicy> = {},
-  overrides: { connections?: Partial<Connections>; env?: Record<string, string>; log?: Logger } = {}
+  overrides: {
+    connections?: Partial<Connections>
+    env?: Record<string, string>
+    log?: Logger
+    systems?: (systems: EndSystemConfig[]) => EndSystemConfig[]
+  } = {}
 ): Promise<Syncer> {
   const url = (name: string) => simulator.systems.get(name)!.url
   const env = { CORE_BANKING_URL: url('core-banking'), CRM_URL: url('crm'), CARDS_URL: url('cards'), CORE_BANKING_TOKEN }
@@ -46,7 +54,7 @@ export async function startTestSyncer(
     ...overrides.env
   })
   const log = overrides.log ?? createLogger(process.env.LOG_LEVEL ?? 'warn', 'syncer-test')
-  return startSyncer(config, { ...connections(), ...overrides.connections }, log, endSystems)
+  return startSyncer(config, { ...connections(), ...overrides.connections }, log, overrides.systems?.(endSystems) ?? endSystems)
 }
 
 export async function eventually<T>(probe: () => Promise<T>, done: (value: T) => boolean, timeoutMs = 20_000): Promise<T> {

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Refusal, syncerProblems } from '../../src/contracts/problems.ts'
 import { recoverExpiredLeases, unblock } from '../../src/syncer/delivery/delivery-store.ts'
+import { retireRemovedEndSystems, supersedeQueued } from '../../src/syncer/delivery/end-system-store.ts'
 import { redrive } from '../../src/syncer/delivery/operator-actions.ts'
 import { type DeliveryState, deliveryStates, type TransitionName, transitions } from '../../src/syncer/delivery/states.ts'
 import { eraseCustomerData } from '../../src/syncer/erasure.ts'
@@ -54,7 +55,23 @@ const arrive: Record<DeliveryState, (cifId: string, system: string) => Promise<v
   SKIPPED: async (cifId, system) => {
     await record(database.db, await claimOne(database.db, system), decisions.fail())
     await skipApproved(database.db, operator((await deliveryOf(database.db, cifId, system, VERSION)).id))
+  },
+  SUPERSEDED: async (cifId, system) => {
+    await storeVersions(database.db, cifId, [VERSION + 1], [system])
+    await supersedeQueued(asSyncer(database.db), system, 10)
+  },
+  RETIRED: async (_cifId, system) => {
+    await retireOnly(system)
   }
+}
+
+/** A syncer starting without `system` in its end systems file (and with every other this file made). */
+async function retireOnly(system: string): Promise<void> {
+  const others = await database.db.selectFrom('delivery').select('end_system').distinct().where('end_system', '<>', system).execute()
+  await retireRemovedEndSystems(
+    asSyncer(database.db),
+    others.map((row) => row.end_system)
+  )
 }
 
 async function deliveryIn(state: DeliveryState): Promise<DeliveryRow> {
@@ -122,7 +139,13 @@ const moves: Record<TransitionName, (d: DeliveryRow) => Promise<void>> = {
   skip: (d) => unlessRefused(skipApproved(database.db, operator(d.id))),
   erase: async (d) => {
     await eraseCustomerData(asSyncer(database.db), { cifId: d.cif_id, by: 'ops.tan', reason: 'walking the state machine' })
-  }
+  },
+  supersede: async (d) => {
+    // A newer version queues behind it for a system that coalesces.
+    await storeVersions(database.db, d.cif_id, [d.customer_version + 1], [d.end_system])
+    await supersedeQueued(asSyncer(database.db), d.end_system, 100)
+  },
+  retire: (d) => retireOnly(d.end_system)
 }
 
 const named = Object.entries(transitions) as [TransitionName, { from: readonly DeliveryState[]; to: DeliveryState }][]

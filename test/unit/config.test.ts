@@ -140,6 +140,12 @@ describe('configuration', () => {
     expect(() => loadConfig({ RETENTION_BATCH_SIZE: '0' })).toThrow('RETENTION_BATCH_SIZE must be a whole number from 1 to 100000')
   })
 
+  it('gives a customer version five minutes to be in every end system unless told otherwise', () => {
+    expect(loadConfig({}).syncer.inSyncDeadlineMs).toBe(300_000)
+    expect(loadConfig({ SYNCER_IN_SYNC_DEADLINE_MS: '60000' }).syncer.inSyncDeadlineMs).toBe(60_000)
+    expect(() => loadConfig({ SYNCER_IN_SYNC_DEADLINE_MS: '0' })).toThrow('SYNCER_IN_SYNC_DEADLINE_MS must be a whole number from 1000 to 604800000')
+  })
+
   it('keeps the transaction table for ever unless told a number of months, and detaches rather than drops by default', () => {
     expect(loadConfig({}).syncer.attemptRetention).toEqual({ months: 0, action: 'detach' })
     expect(loadConfig({ SYNCER_ATTEMPT_RETENTION_MONTHS: '84', SYNCER_ATTEMPT_RETENTION_ACTION: 'drop' }).syncer.attemptRetention).toEqual({

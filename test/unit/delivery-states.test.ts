@@ -52,6 +52,14 @@ describe('the delivery state machine', () => {
     expect(statusKinds.FAILED.state).toBe(transitions.fail.to)
     expect(statusKinds.SKIPPED.state).toBe(transitions.skip.to)
     expect(statusKinds.SKIPPED.state).toBe(transitions.erase.to)
+    expect(statusKinds.SUPERSEDED.state).toBe(transitions.supersede.to)
+    expect(statusKinds.RETIRED.state).toBe(transitions.retire.to)
+  })
+
+  it('retires every open delivery: the store selects them as the states not settled, as the open deliveries’ index does', () => {
+    expect([...transitions.retire.from].sort()).toEqual(deliveryStates.filter((s) => !(settledStates as readonly string[]).includes(s)).sort())
+    // Only a delivery still waiting its turn can be superseded: one in flight is being sent already.
+    expect(transitions.supersede.from).toEqual(waitingStates)
   })
 
   it('decides after an attempt: success, a retry while the budget lasts, then FAILED', () => {

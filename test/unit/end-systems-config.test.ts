@@ -32,6 +32,15 @@ describe('end systems file', () => {
     expect(ledger!.retry).toMatchObject({ retries: 5, timeoutMs: 30_000 })
   })
 
+  it('coalesces a system’s queued versions only when told to, and names the line of a wrong setting', () => {
+    expect(parseEndSystems(minimal(good), 'test.yaml', { LEDGER_KEY: 'k' })[0]!.coalesce).toBe(false)
+    const coalescing = good.replace('    retry:', '    coalesce: true\n    retry:')
+    expect(parseEndSystems(minimal(coalescing), 'test.yaml', { LEDGER_KEY: 'k' })[0]!.coalesce).toBe(true)
+    expect(() =>
+      parseEndSystems(minimal(good.replace('    retry:', '    coalesce: yes please\n    retry:')), 'test.yaml', { LEDGER_KEY: 'k' })
+    ).toThrow('test.yaml:6: /endSystems/0/coalesce must be boolean')
+  })
+
   it('names the line of every problem, all at once', () => {
     const text = minimal(`  - name: ledger
     baseUrl: http://127.0.0.1:9000

@@ -9,7 +9,10 @@ describe('a customer’s overall sync state', () => {
     [[d('SUCCESS'), d('SUCCESS', 1)], 'IN_PROGRESS'],
     [[d('SUCCESS'), d('FAILED')], 'NEEDS_ATTENTION'],
     [[d('BLOCKED'), d('IN_FLIGHT')], 'NEEDS_ATTENTION'],
-    [[d('SUCCESS'), d('SKIPPED')], 'PARTIAL']
+    [[d('SUCCESS'), d('SKIPPED')], 'PARTIAL'],
+    // A system removed from the configuration no longer counts, at whatever version it stopped.
+    [[d('SUCCESS'), d('RETIRED', 1)], 'IN_SYNC'],
+    [[d('RETRY_SCHEDULED'), d('RETIRED')], 'IN_PROGRESS']
   ])('%j is %s', (latest, state) => {
     expect(overallState(latest, 2)).toBe(state)
   })

@@ -1,10 +1,13 @@
 import { Type } from 'typebox'
 import { mayDo, type OperatorRight, type OperatorRole, operatorRights } from '../../contracts/access.ts'
 import { isValidCifId, requireValidCifId } from '../../contracts/cif-id.ts'
-import { httpProblems, Refusal } from '../../contracts/problems.ts'
+import { httpProblems, Refusal, syncerProblems } from '../../contracts/problems.ts'
 import { type ApiKey, requireApiKey } from '../../platform/http/api-key-auth.ts'
 import { apiKeySecurity, type HttpServer, problemResponses } from '../../platform/http/server.ts'
+import { pausedEndSystems, pauseEndSystem, resumeEndSystem } from '../delivery/end-system-store.ts'
+import type { EndSystemConfig } from '../delivery/end-systems-config.ts'
 import { redrive } from '../delivery/operator-actions.ts'
+import { overdueVersions } from '../status/overdue.ts'
 import type { SyncerDb } from '../tables.ts'
 import { decideRequest, findRequests, requestBulkRedrive, requestById, requestSkip } from './action-request-store.ts'
 import { deliveryCounts, findAttempts, findDeliveries, toDelivery } from './read-model.ts'
@@ -16,6 +19,8 @@ import {
   Delivery,
   DeliveryCounts,
   DeliveryFilters,
+  EndSystem,
+  EndSystemParams,
   IdParams,
   NoQuery,
   Reason,
@@ -32,6 +37,10 @@ export interface AdminApiOptions {
   actionRequestExpiryMs: number
   /** The most deliveries one bulk redrive may select (SYNCER_BULK_REDRIVE_LIMIT). */
   bulkRedriveLimit: number
+  /** The end systems this syncer delivers to: those an operator may pause and resume. */
+  endSystems: readonly Pick<EndSystemConfig, 'name' | 'coalesce'>[]
+  /** SYNCER_IN_SYNC_DEADLINE_MS, for the summary's count of overdue versions. */
+  inSyncDeadlineMs: number
 }
 
 /**
@@ -48,7 +57,7 @@ function checkCifId(filters: { cifId?: string | undefined }): void {
  */
 export async function adminApi(
   app: HttpServer,
-  { db, operatorKeyHashes, operatorRoles, actionRequestExpiryMs, bulkRedriveLimit }: AdminApiOptions
+  { db, operatorKeyHashes, operatorRoles, actionRequestExpiryMs, bulkRedriveLimit, endSystems, inSyncDeadlineMs }: AdminApiOptions
 ): Promise<void> {
   requireApiKey(app, operatorKeyHashes)
 
@@ -97,14 +106,73 @@ export async function adminApi(
     {
       schema: {
         tags: ['admin'],
-        summary: 'Deliveries counted by end system and state',
+        summary: 'Deliveries counted by end system and state, the paused end systems, and the versions past the in-sync deadline',
         security,
         querystring: NoQuery,
         response: { 200: DeliveryCounts, ...problemResponses(400, 401) }
       }
     },
-    async () => deliveryCounts(db)
+    async () => ({
+      ...(await deliveryCounts(db)),
+      paused: await pausedEndSystems(db),
+      overdue: { ...(await overdueVersions(db, inSyncDeadlineMs)), deadlineMs: inSyncDeadlineMs }
+    })
   )
+
+  /** The configured end system of this name, as the API shows it, with its pause if any. */
+  const endSystemNamed = async (name: string): Promise<EndSystem> => {
+    const system = endSystems.find((s) => s.name === name)
+    if (!system) throw new Refusal(syncerProblems.endSystemNotFound, `No end system named ${name} is in this syncer's end systems file.`)
+    const paused = (await pausedEndSystems(db)).find((p) => p.endSystem === name) ?? null
+    return { name, coalesce: system.coalesce, paused }
+  }
+
+  app.get(
+    '/end-systems',
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'The end systems this syncer delivers to, and which are paused',
+        security,
+        querystring: NoQuery,
+        response: { 200: Type.Object({ endSystems: Type.Array(EndSystem) }), ...problemResponses(400, 401) }
+      }
+    },
+    async () => {
+      const paused = new Map((await pausedEndSystems(db)).map((p) => [p.endSystem, p]))
+      return { endSystems: endSystems.map(({ name, coalesce }) => ({ name, coalesce, paused: paused.get(name) ?? null })) }
+    }
+  )
+
+  for (const [action, summary, run] of [
+    [
+      'pause',
+      'Pause an end system (a maintenance window): its deliveries wait unattempted, spending no retries, until it is resumed',
+      pauseEndSystem
+    ],
+    ['resume', 'Resume a paused end system: its deliveries go again, in order, with their retry budgets as they were', resumeEndSystem]
+  ] as const) {
+    app.post(
+      `/end-systems/:name/${action}`,
+      {
+        schema: {
+          tags: ['admin'],
+          summary,
+          security,
+          params: EndSystemParams,
+          body: Reason,
+          response: { 200: EndSystem, ...problemResponses(400, 401, 403, 404, 409) }
+        }
+      },
+      async (request) => {
+        requireRight(request.caller, 'act', `${action} an end system`)
+        const { name } = request.params
+        await endSystemNamed(name)
+        await run(db, { endSystem: name, operator: request.caller, reason: request.body.reason })
+        return endSystemNamed(name)
+      }
+    )
+  }
 
   app.post(
     '/deliveries/:id/redrive',

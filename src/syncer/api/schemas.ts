@@ -2,6 +2,7 @@ import { type Static, Type } from 'typebox'
 import { CIF_ID_PATTERN } from '../../contracts/cif-id.ts'
 import { AnyStatusData } from '../../contracts/sync-status-events.ts'
 import { BULK_REDRIVE_LIMIT_MAX } from '../../platform/config.ts'
+import { END_SYSTEM_NAME_PATTERN } from '../delivery/end-systems-config.ts'
 import { requestKinds, requestStateMeanings, requestStates } from '../delivery/four-eyes.ts'
 import { attemptStatuses, customerSyncStates, deliveryStates, stateMeanings, transitions } from '../delivery/states.ts'
 
@@ -134,8 +135,30 @@ export const AttemptFilters = Type.Object(
 )
 export type AttemptFilters = Static<typeof AttemptFilters>
 
+export const EndSystemPause = Type.Object({ endSystem: Type.String(), pausedBy: Type.String(), reason: Type.String(), pausedAt: Type.String() })
+
+export const EndSystem = Type.Object({
+  name: Type.String(),
+  coalesce: Type.Boolean({ description: 'Of a customer’s queued versions only the newest is sent (creates always go)' }),
+  paused: Type.Union([EndSystemPause, Type.Null()], { description: 'Who paused it, when and why; null while it runs' })
+})
+export type EndSystem = Static<typeof EndSystem>
+
+export const EndSystemParams = Type.Object({
+  name: Type.String({ pattern: END_SYSTEM_NAME_PATTERN, description: 'As the end systems file names it' })
+})
+
 export const DeliveryCounts = Type.Object({
-  counts: Type.Array(Type.Object({ endSystem: Type.String(), state: Type.Enum([...deliveryStates]), count: Type.Integer() }))
+  counts: Type.Array(Type.Object({ endSystem: Type.String(), state: Type.Enum([...deliveryStates]), count: Type.Integer() })),
+  paused: Type.Array(EndSystemPause, { description: 'The end systems paused now: their deliveries wait unattempted' }),
+  overdue: Type.Object(
+    {
+      count: Type.Integer({ description: 'Customer versions not yet in every end system, past the in-sync deadline after their creation' }),
+      oldestCreatedAt: Type.Union([Type.String(), Type.Null()], { description: 'When the oldest of them was made' }),
+      deadlineMs: Type.Integer({ description: 'SYNCER_IN_SYNC_DEADLINE_MS' })
+    },
+    { description: 'The in-sync deadline' }
+  )
 })
 
 const reason = Type.String({

@@ -133,18 +133,22 @@ export interface ActionLogEntry {
   approvedBy: string | null
   requestId: string | null
   reason: string
-  fromState: string
-  deliveryId: string
-  cifId: string
+  /** Null for an action on a whole end system (pause, resume), which names no delivery. */
+  fromState: string | null
+  deliveryId: string | null
+  cifId: string | null
   endSystem: string
-  customerVersion: number
+  customerVersion: number | null
 }
 
-/** Who did what to which delivery, when and why: the operator action log, newest first, a page at a time. */
+/**
+ * Who did what to which delivery or end system, when and why: the operator action log, newest first, a page at a
+ * time.
+ */
 export async function operatorActionLog(db: SyncerDb, q: ActionLogFilters, limit: number): Promise<ActionLogEntry[]> {
   let query = db
     .selectFrom('operator_action')
-    .innerJoin('delivery', 'delivery.id', 'operator_action.delivery_id')
+    .leftJoin('delivery', 'delivery.id', 'operator_action.delivery_id')
     .select([
       'operator_action.id',
       'operator_action.created_at',
@@ -156,7 +160,7 @@ export async function operatorActionLog(db: SyncerDb, q: ActionLogFilters, limit
       'operator_action.from_state',
       'operator_action.delivery_id',
       'delivery.cif_id',
-      'delivery.end_system',
+      (eb) => eb.fn.coalesce('operator_action.end_system', 'delivery.end_system').$notNull().as('end_system'),
       'delivery.customer_version'
     ])
     .orderBy('operator_action.id', 'desc')

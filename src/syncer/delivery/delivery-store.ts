@@ -52,14 +52,16 @@ const personalDataOf = (event: RawBuilder<unknown>): RawBuilder<unknown> =>
  * table's statistics, and while they still describe the table before a burst (a Kafka outage's backlog,
  * the open deliveries estimated at one row) it scanned every open delivery of the system for each
  * candidate, 1-3 s a claim for a minute (docs/reliability.md). A scalar subquery stays a probe of
- * delivery_open_by_customer per candidate, whatever the statistics say.
+ * delivery_open_by_customer per candidate, whatever the statistics say. Nothing is due while an operator
+ * has the system paused (end-system-store.ts).
  */
-function dueDeliveries(endSystem: string, limit: number): RawBuilder<{ id: string; round_attempts: number }> {
+export function dueDeliveries(endSystem: string, limit: number): RawBuilder<{ id: string; round_attempts: number }> {
   return sql<{ id: string; round_attempts: number }>`
     select d.id, d.round_attempts from delivery d
     where d.end_system = ${endSystem}
       and d.state in (${stateList(waitingStates)})
       and d.next_attempt_at <= now()
+      and not exists (select 1 from end_system_pause p where p.end_system = ${endSystem})
       and (select true from delivery earlier
            where earlier.cif_id = d.cif_id and earlier.end_system = d.end_system
              and earlier.customer_version < d.customer_version
@@ -258,10 +260,11 @@ export async function recordAttempts(db: SyncerDb, finished: FinishedAttempt[]):
 
 /**
  * The events that every end system now holds, to be told once as IN_SYNC: the transaction that records
- * the last success sees all the others committed. Event row locks (taken in one order, in a statement of
- * their own so that the check after them sees what committed while they were awaited) serialize those checks.
+ * the last success (or retires the last system missing) sees all the others committed. Event row locks (taken
+ * in one order, in a statement of their own so that the check after them sees what committed while they were
+ * awaited) serialize those checks. A system removed from the configuration (RETIRED) no longer counts.
  */
-async function nowInSync(trx: SyncerTx, eventIds: string[]): Promise<StatusChange[]> {
+export async function nowInSync(trx: SyncerTx, eventIds: string[]): Promise<StatusChange[]> {
   const ids = [...new Set(eventIds)].sort()
   if (ids.length === 0) return []
   const events = await trx
@@ -275,8 +278,8 @@ async function nowInSync(trx: SyncerTx, eventIds: string[]): Promise<StatusChang
   // Grouped once: filtering all of a batch's deliveries for each of its events grew with the batch squared.
   const byEvent = Map.groupBy(deliveries, (d) => d.event_id)
   return events
-    .map((event) => ({ event, mine: byEvent.get(event.event_id) ?? [] }))
-    .filter(({ mine }) => mine.every((d) => d.state === transitions.succeed.to))
+    .map((event) => ({ event, mine: (byEvent.get(event.event_id) ?? []).filter((d) => d.state !== transitions.retire.to) }))
+    .filter(({ mine }) => mine.length > 0 && mine.every((d) => d.state === transitions.succeed.to))
     .map(({ event, mine }) => ({
       owner: event.owner_source_system,
       kind: 'IN_SYNC' as const,

@@ -61,14 +61,22 @@ const Operation = Type.Object(
   { additionalProperties: false }
 )
 
+/** What an end system may be named: also what the admin API takes as one. */
+export const END_SYSTEM_NAME_PATTERN = '^[a-z][a-z0-9-]{1,40}$'
+
 const EndSystem = Type.Object(
   {
-    name: Type.String({ pattern: '^[a-z][a-z0-9-]{1,40}$' }),
+    name: Type.String({ pattern: END_SYSTEM_NAME_PATTERN }),
     // biome-ignore lint/suspicious/noTemplateCurlyInString: the description shows the file's own ${NAME} syntax
     baseUrl: Type.String({ minLength: 1, description: 'http(s) URL; ${NAME} or ${NAME:-default} take it from the environment' }),
     auth: Type.Optional(Auth),
     tls: Type.Optional(Tls),
     createConflictMeansExists: Type.Optional(Type.Boolean({ description: 'A 409 on create means the record is there already' })),
+    coalesce: Type.Optional(
+      Type.Boolean({
+        description: 'The system takes the full record on every update: of a customer’s queued versions only the newest is sent (default false)'
+      })
+    ),
     operations: Type.Object({ create: Operation, update: Operation }, { additionalProperties: false }),
     ...Tunables
   },
@@ -104,6 +112,8 @@ export interface EndSystemConfig {
   /** How the syncer's connections to this system are secured: undici's `connect` options, files already read. */
   tls: EndSystemTls | undefined
   createConflictMeansExists: boolean
+  /** Queued updates of a customer are coalesced: only the newest is sent (delivery/coalescing.ts). */
+  coalesce: boolean
   concurrency: number
   retry: RetryPolicy
   circuitBreaker: CircuitBreakerPolicy
@@ -269,6 +279,7 @@ export function parseEndSystems(text: string, fileName: string, env: Env = proce
       authHeaders: authHeaders(system.auth, env, problem(['auth'])),
       tls: tlsOptions(system.tls, baseUrl, fileName, problem),
       createConflictMeansExists: system.createConflictMeansExists ?? false,
+      coalesce: system.coalesce ?? false,
       concurrency: system.concurrency ?? file.defaults?.concurrency ?? DEFAULT_CONCURRENCY,
       retry: { ...defaultRetryPolicy, ...file.defaults?.retry, ...system.retry },
       circuitBreaker: system.circuitBreaker ?? file.defaults?.circuitBreaker ?? defaultCircuitBreaker,

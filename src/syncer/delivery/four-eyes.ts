@@ -1,4 +1,4 @@
-import type { operatorActions, TransitionName } from './states.ts'
+import type { deliveryActions, TransitionName } from './states.ts'
 
 /**
  * Maker-checker for the operator actions that give up on data or move many customers at once: one person
@@ -26,7 +26,7 @@ export const requestStateMeanings: Record<RequestState, string> = {
 export const requestKinds = {
   SKIP: 'skip',
   BULK_REDRIVE: 'redrive'
-} as const satisfies Record<string, TransitionName & keyof typeof operatorActions>
+} as const satisfies Record<string, TransitionName & keyof typeof deliveryActions>
 export type RequestKind = keyof typeof requestKinds
 
 export type Verdict = 'approve' | 'reject'

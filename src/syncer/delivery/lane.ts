@@ -18,6 +18,7 @@ import {
 import type { AttemptRecorder } from './attempt-recorder.ts'
 import { type ClaimedDelivery, claimDue, type LeaseTable } from './delivery-store.ts'
 import type { EndSystemClient } from './end-system-client.ts'
+import { supersedeQueued } from './end-system-store.ts'
 import type { EndSystemConfig } from './end-systems-config.ts'
 import { type Masker, personalDataMasker } from './masking.ts'
 import { type Decision, decideAfterAttempt, remark } from './states.ts'
@@ -129,6 +130,7 @@ export class DeliveryLane {
       while (!this.#stopped) {
         const allowed = this.#client.callsAllowed(this.#inFlight)
         if (allowed <= 0) return
+        if (this.#system.coalesce) await supersedeQueued(this.#db, this.#system.name, allowed)
         const claimed = await claimDue(this.#db, this.#system.name, allowed, this.#leases)
         this.#claiming.succeeded('claiming deliveries again')
         for (const delivery of claimed) {

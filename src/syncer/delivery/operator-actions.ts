@@ -3,9 +3,9 @@ import { Refusal, syncerProblems } from '../../contracts/problems.ts'
 import { recordStatuses } from '../status/sync-status.ts'
 import type { DeliveryRow, SyncerDb, SyncerTx } from '../tables.ts'
 import { deliveryStatus, unblock } from './delivery-store.ts'
-import { type DeliveryState, operatorActions, remark, transitions } from './states.ts'
+import { type DeliveryState, deliveryActions, remark, transitions } from './states.ts'
 
-export type ManualAction = keyof typeof operatorActions
+export type ManualAction = keyof typeof deliveryActions
 
 export interface OperatorRequest {
   deliveryId: string
@@ -62,7 +62,7 @@ async function move(trx: SyncerTx, action: ManualAction, row: LockedDelivery, ac
     .insertInto('operator_action')
     .values({
       delivery_id: row.id,
-      action: operatorActions[action],
+      action: deliveryActions[action],
       operator: actor.operator,
       reason: actor.reason,
       from_state: row.state,

@@ -9,7 +9,7 @@ import { formatDuration } from '../../platform/duration.ts'
  */
 
 /** One delivery per (event, end system): what must reach that system, and where it stands. */
-export const deliveryStates = ['PENDING', 'IN_FLIGHT', 'RETRY_SCHEDULED', 'SUCCESS', 'FAILED', 'BLOCKED', 'SKIPPED'] as const
+export const deliveryStates = ['PENDING', 'IN_FLIGHT', 'RETRY_SCHEDULED', 'SUCCESS', 'FAILED', 'BLOCKED', 'SKIPPED', 'SUPERSEDED', 'RETIRED'] as const
 export type DeliveryState = (typeof deliveryStates)[number]
 
 export const stateMeanings: Record<DeliveryState, string> = {
@@ -19,7 +19,9 @@ export const stateMeanings: Record<DeliveryState, string> = {
   SUCCESS: 'the end system holds this version',
   FAILED: 'retrying cannot help or the retries ran out; an operator redrives or skips it',
   BLOCKED: 'waits behind an earlier version of the same customer that FAILED',
-  SKIPPED: 'an operator gave up on it on purpose, or the customer was erased before it went'
+  SKIPPED: 'an operator gave up on it on purpose, or the customer was erased before it went',
+  SUPERSEDED: 'not sent: the end system takes the full record (coalesce) and a newer version queued behind it is sent instead',
+  RETIRED: 'not sent: its end system was removed from the end systems file'
 }
 
 interface Transition {
@@ -52,6 +54,16 @@ export const transitions = {
     from: ['PENDING', 'IN_FLIGHT', 'RETRY_SCHEDULED', 'FAILED', 'BLOCKED'],
     to: 'SKIPPED',
     cause: "the customer's personal data was erased: nothing of it may be sent any more"
+  },
+  supersede: {
+    from: ['PENDING', 'RETRY_SCHEDULED'],
+    to: 'SUPERSEDED',
+    cause: 'a newer version of the customer is queued for the same end system, which takes the full record (coalesce)'
+  },
+  retire: {
+    from: ['PENDING', 'IN_FLIGHT', 'RETRY_SCHEDULED', 'FAILED', 'BLOCKED'],
+    to: 'RETIRED',
+    cause: 'a syncer started without its end system in the end systems file'
   }
 } as const satisfies Record<string, Transition>
 export type TransitionName = keyof typeof transitions
@@ -61,7 +73,14 @@ export const attemptStatuses = ['SUCCESS', 'ERROR'] as const
 export type AttemptStatus = (typeof attemptStatuses)[number]
 
 /** What an operator can do to a delivery (each recorded, with who and why). */
-export const operatorActions = { redrive: 'REDRIVE', skip: 'SKIP' } as const satisfies Partial<Record<TransitionName, string>>
+export const deliveryActions = { redrive: 'REDRIVE', skip: 'SKIP' } as const satisfies Partial<Record<TransitionName, string>>
+/**
+ * What an operator can do to an end system as a whole: a pause holds its deliveries unattempted (the claim
+ * passes them over) until a resume; no delivery changes state for it.
+ */
+export const endSystemActions = { pause: 'PAUSE', resume: 'RESUME' } as const
+/** Every action the operator action log records. */
+export const operatorActions = { ...deliveryActions, ...endSystemActions } as const
 export type OperatorAction = (typeof operatorActions)[keyof typeof operatorActions]
 
 /** A new delivery starts here, or BLOCKED when an earlier version already FAILED. */
@@ -73,7 +92,7 @@ export const waitingStates = transitions.claim.from
  * States that let later versions of the customer go: the end system holds this one, or nobody wants it to.
  * No move leaves them, so an event whose deliveries are all settled needs its payload no more (retention).
  */
-export const settledStates = ['SUCCESS', 'SKIPPED'] as const satisfies readonly DeliveryState[]
+export const settledStates = ['SUCCESS', 'SKIPPED', 'SUPERSEDED', 'RETIRED'] as const satisfies readonly DeliveryState[]
 /** States a person must act on. */
 export const attentionStates = ['FAILED', 'BLOCKED'] as const satisfies readonly DeliveryState[]
 
@@ -94,7 +113,11 @@ export const remarkTemplates = {
   erased: 'not delivered: the customer was erased by {operator}: {reason}',
   retryScheduled: 'retry {retry} of {retries} in {delay}',
   gaveUp: 'gave up after {attempts} attempts',
-  firstAttemptLate: 'first attempt {late} after the event was stored (syncer busy or down)'
+  firstAttemptLate: 'first attempt {late} after the event was stored (syncer busy or down)',
+  paused: 'paused by {operator}: {reason}',
+  resumed: 'waited while {system} was paused; resumed by {operator}: {reason}',
+  superseded: 'superseded by version {version} (delivery {delivery}): {system} takes the full record, so only the newest queued version is sent',
+  retired: 'retired: {system} is no longer in the end systems file, so this was never sent'
 } as const
 export type RemarkTemplate = keyof typeof remarkTemplates
 
@@ -139,9 +162,13 @@ export const customerSyncStates = {
 } as const
 export type CustomerSyncState = keyof typeof customerSyncStates
 
-/** Per end system its latest delivery: all SUCCESS at the latest version is in sync; a FAILED or BLOCKED one needs a person. */
-export function overallState(latest: { state: DeliveryState; customer_version: number }[], latestVersion: number): CustomerSyncState {
+/**
+ * Per end system its latest delivery: all SUCCESS at the latest version is in sync; a FAILED or BLOCKED one needs a
+ * person. A system removed from the configuration (its delivery RETIRED) no longer counts.
+ */
+export function overallState(all: { state: DeliveryState; customer_version: number }[], latestVersion: number): CustomerSyncState {
   const among = (states: readonly DeliveryState[], state: DeliveryState): boolean => states.includes(state)
+  const latest = all.filter((d) => d.state !== transitions.retire.to)
   if (latest.some((d) => among(attentionStates, d.state))) return 'NEEDS_ATTENTION'
   if (latest.some((d) => d.customer_version !== latestVersion || !among(settledStates, d.state))) return 'IN_PROGRESS'
   return latest.every((d) => d.state === transitions.succeed.to) ? 'IN_SYNC' : 'PARTIAL'

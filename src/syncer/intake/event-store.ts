@@ -5,7 +5,7 @@ import { sql } from 'kysely'
 import { type CustomerEvent, customerEventSchema, customerEventTypes } from '../../contracts/customer-events.ts'
 import { checkEventSignature, type TrustedEventKeys } from '../../contracts/event-signature.ts'
 import { lagRemark } from '../delivery/attempt-policy.ts'
-import { blockBehindFailures } from '../delivery/delivery-store.ts'
+import { blockBehindFailures, remarkSql } from '../delivery/delivery-store.ts'
 import { initialState } from '../delivery/states.ts'
 import { erasedAmong } from '../erasure.ts'
 import type { DeliveryOperation, SyncerDb } from '../tables.ts'
@@ -111,10 +111,13 @@ export async function storeEvents(
       on conflict (event_id) do nothing
       returning event_id, cif_id, event_type, customer_version, event_time, received_at`.execute(trx)
     if (stored.length === 0 || endSystems.length === 0) return new Set<string>()
-    // Each stored event once per end system, in that order (the ids ascend as they did, event by event).
+    // Each stored event once per end system, in that order (the ids ascend as they did, event by event). One
+    // for a paused system says so from the start.
     const { rows: ids } = await sql<{ id: string }>`
       insert into delivery (event_id, cif_id, end_system, operation, customer_version, state, remarks)
-      select e.event_id, e.cif_id, s.end_system, e.operation, e.customer_version, ${initialState}, e.remarks
+      select e.event_id, e.cif_id, s.end_system, e.operation, e.customer_version, ${initialState},
+        coalesce((select ${remarkSql('paused', { operator: sql`p.paused_by`, reason: sql`p.reason` })}
+                  from end_system_pause p where p.end_system = s.end_system), e.remarks)
       from unnest(
           ${stored.map((event) => event.event_id)}::uuid[], ${stored.map((event) => event.cif_id)}::text[],
           ${stored.map((event) => (event.event_type === customerEventTypes.created ? 'create' : 'update') satisfies DeliveryOperation)}::text[],

@@ -4,6 +4,7 @@ import * as actionRequests from './0003_action_requests.ts'
 import * as retentionAndErasure from './0005_syncer_retention_and_erasure.ts'
 import * as attemptPartitions from './0006_attempt_partitions.ts'
 import * as statusPublishedFromFeed from './0007_status_published_from_feed.ts'
+import * as endSystemLifecycle from './0010_end_system_lifecycle.ts'
 import * as traceContext from './0012_trace_context.ts'
 
 /** The syncer's migrations. Names are versions: never rename or edit a released one, add a new one. */
@@ -13,5 +14,6 @@ export const syncerMigrations: Record<string, Migration> = {
   '0005_syncer_retention_and_erasure': retentionAndErasure,
   '0006_attempt_partitions': attemptPartitions,
   '0007_status_published_from_feed': statusPublishedFromFeed,
+  '0010_end_system_lifecycle': endSystemLifecycle,
   '0012_trace_context': traceContext
 }
