@@ -64,4 +64,29 @@ describe('prepared statements', () => {
       expect(stored).toEqual([{ cif_id: created.customer.cifId, external_id: person.externalId }])
     })
   })
+
+  it('prepares a statement again once a migration changed what it returns, outside a transaction at once', async () => {
+    await database.db.connection().execute(async (connection) => {
+      await sql`create table reshaped_outside (id integer)`.execute(connection)
+      await sql`insert into reshaped_outside values (1)`.execute(connection)
+      const all = sql<Record<string, unknown>>`select * from reshaped_outside where id = ${1}`.compile(connection)
+      expect((await executePrepared(connection, all)).rows).toEqual([{ id: 1 }])
+      await sql`alter table reshaped_outside add column note text default 'added'`.execute(connection)
+      expect((await executePrepared(connection, all)).rows).toEqual([{ id: 1, note: 'added' }])
+      expect((await executePrepared(connection, all)).rows).toEqual([{ id: 1, note: 'added' }])
+    })
+  })
+
+  it('inside a transaction, fails that transaction only: the next one finds the statement prepared again', async () => {
+    await database.db.connection().execute(async (connection) => {
+      await sql`create table reshaped_inside (id integer)`.execute(connection)
+      await sql`insert into reshaped_inside values (1)`.execute(connection)
+      const all = sql<Record<string, unknown>>`select * from reshaped_inside where id = ${1}`.compile(connection)
+      expect((await executePrepared(connection, all)).rows).toEqual([{ id: 1 }])
+      await sql`alter table reshaped_inside add column note text default 'added'`.execute(connection)
+      const read = () => connection.transaction().execute(async (trx) => (await executePrepared(trx, all)).rows)
+      await expect(read()).rejects.toThrow(/cached plan must not change result type/)
+      expect(await read()).toEqual([{ id: 1, note: 'added' }])
+    })
+  })
 })

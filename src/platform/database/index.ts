@@ -29,6 +29,11 @@ export function openDatabase<DB>(connectionString: string, options: { maxConnect
   return { db, pool, close: () => db.destroy() }
 }
 
+/** A Kysely instance, a transaction or a connection: whatever runs a compiled query. */
+export interface QueryRunner {
+  executeQuery<R>(query: CompiledQuery<R>): Promise<QueryResult<R>>
+}
+
 /** Statement text → the name it is prepared under on every connection (see executePrepared). */
 const preparedStatementNames = new Map<string, string>()
 
@@ -38,9 +43,21 @@ const preparedStatementNames = new Map<string, string>()
  * (arrays as one parameter, not IN-lists), since every connection keeps every prepared text for its lifetime;
  * everything else runs as before, parsed and planned on each call.
  */
-export function executePrepared<DB, R>(executor: Kysely<DB>, query: CompiledQuery<R>): Promise<QueryResult<R>> {
+export function executePrepared<R>(executor: QueryRunner, query: CompiledQuery<R>): Promise<QueryResult<R>> {
   if (!preparedStatementNames.has(query.sql)) preparedStatementNames.set(query.sql, `prepared_${preparedStatementNames.size + 1}`)
   return executor.executeQuery(query)
+}
+
+/** Names given to statements prepared again after a migration, so that each is new on its connection. */
+let restatements = 0
+
+/**
+ * A migration that changes a table's columns (`returning *`, `select t.*`) makes the plan a connection
+ * prepared before it return rows of another shape, which PostgreSQL refuses until the statement is prepared
+ * again: "cached plan must not change result type".
+ */
+function isStalePlan(error: unknown): boolean {
+  return error instanceof pg.DatabaseError && error.code === '0A000' && /cached plan must not change result type/.test(error.message)
 }
 
 /**
@@ -50,16 +67,37 @@ export function executePrepared<DB, R>(executor: Kysely<DB>, query: CompiledQuer
  */
 function preparing(pool: pg.Pool): PostgresPool {
   const clients = new WeakMap<pg.PoolClient, PostgresPoolClient>()
-  const wrap = (client: pg.PoolClient): PostgresPoolClient => ({
-    get processID() {
-      return (client as pg.PoolClient & { processID?: number }).processID
-    },
-    release: (destroy) => client.release(destroy),
-    query: ((text: string, values: unknown[]) => {
-      const name = preparedStatementNames.get(text)
-      return name ? client.query({ name, text, values }) : client.query(text, values)
-    }) as unknown as PostgresPoolClient['query']
-  })
+  const wrap = (client: pg.PoolClient): PostgresPoolClient => {
+    // Statements this connection prepared before a migration changed what they return, under the name they
+    // are prepared under again here.
+    const renamed = new Map<string, string>()
+    const runPrepared = async (name: string, text: string, values: unknown[]) => {
+      const current = renamed.get(text) ?? name
+      try {
+        return await client.query({ name: current, text, values })
+      } catch (error) {
+        if (!isStalePlan(error)) throw error
+        // PostgreSQL refuses to run the old plan and keeps the statement: a new name parses the text again
+        // (the old one stays unused until the connection closes). The refusal comes before anything ran, so
+        // outside a transaction the statement is simply run again; inside one the transaction is aborted
+        // and fails, and the caller's retry finds the statement prepared anew.
+        const again = `${name}_${++restatements}`
+        renamed.set(text, again)
+        if (client.getTransactionStatus() !== 'I') throw error
+        return client.query({ name: again, text, values })
+      }
+    }
+    return {
+      get processID() {
+        return (client as pg.PoolClient & { processID?: number }).processID
+      },
+      release: (destroy) => client.release(destroy),
+      query: ((text: string, values: unknown[]) => {
+        const name = preparedStatementNames.get(text)
+        return name ? runPrepared(name, text, values) : client.query(text, values)
+      }) as unknown as PostgresPoolClient['query']
+    }
+  }
   return {
     options: pool.options,
     end: () => pool.end(),
