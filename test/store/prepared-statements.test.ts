@@ -2,10 +2,12 @@ import { type Kysely, sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { CustomerCreator } from '../../src/cif/customer-store.ts'
 import { executePrepared } from '../../src/platform/database/index.ts'
+import { recordAttempts } from '../../src/syncer/delivery/delivery-store.ts'
 import { newPerson } from '../integration/helpers.ts'
-import { asCif } from '../support/database.ts'
+import { asCif, asSyncer } from '../support/database.ts'
 import { devSigningKey } from '../support/event-keys.ts'
 import { type OwnDatabase, ownDatabase } from '../support/own-database.ts'
+import { claim, decisions, finished, newCifId, newEndSystem, storeVersions } from './fixtures.ts'
 
 let database: OwnDatabase
 beforeAll(async () => {
@@ -87,6 +89,28 @@ describe('prepared statements', () => {
       const read = () => connection.transaction().execute(async (trx) => (await executePrepared(trx, all)).rows)
       await expect(read()).rejects.toThrow(/cached plan must not change result type/)
       expect(await read()).toEqual([{ id: 1, note: 'added' }])
+    })
+  })
+
+  it("runs the syncer's claim, attempt batch and status statements prepared, whatever the batch's size", async () => {
+    const crm = newEndSystem('crm')
+    const customers = [newCifId(), newCifId(), newCifId()]
+    for (const cifId of customers) await storeVersions(database.db, cifId, [1], [crm])
+    await database.db.connection().execute(async (connection) => {
+      const before = new Set((await preparedOn(connection)).map((p) => p.statement))
+      const [one, ...two] = await claim(connection, crm, 1).then(async (first) => [...first, ...(await claim(connection, crm, 2))])
+      await recordAttempts(asSyncer(connection), [finished(one!, decisions.retry(0))])
+      await recordAttempts(
+        asSyncer(connection),
+        two.map((delivery) => finished(delivery, decisions.success()))
+      )
+      const prepared = (await preparedOn(connection)).filter((p) => !before.has(p.statement))
+      const runsOf = (pattern: RegExp) => prepared.filter((p) => pattern.test(p.statement)).map((p) => p.runs)
+      expect(runsOf(/with due as materialized/)).toEqual([2])
+      expect(runsOf(/insert into delivery_attempt/)).toEqual([2])
+      expect(runsOf(/with moved as/)).toEqual([2])
+      expect(runsOf(/insert into sync_status_update/)).toEqual([2])
+      expect(runsOf(/from "sync_event" .* for update/)).toEqual([1])
     })
   })
 })
