@@ -143,11 +143,12 @@ export async function findAttempts(db: SyncerDb, q: AttemptFilters): Promise<Att
 
 /**
  * The day after `to` (UTC), bounding the delivery months whose attempts can have started before `to`;
- * undefined for an instant JavaScript does not read (the filter then reads every month, as before).
+ * undefined for an instant JavaScript does not read, or a day outside years 1-9999, which a date parameter
+ * could not name (the filter then reads every month, as before).
  */
 function dayAfter(to: string): string | undefined {
-  const time = new Date(to).getTime() + 24 * 3600 * 1000
-  return Number.isNaN(time) ? undefined : new Date(time).toISOString().slice(0, 10)
+  const day = new Date(new Date(to).getTime() + 24 * 3600 * 1000)
+  return Number.isNaN(day.getTime()) || day.getUTCFullYear() < 1 || day.getUTCFullYear() > 9999 ? undefined : day.toISOString().slice(0, 10)
 }
 
 /** The query behind findAttempts; undefined when the customer or delivery named has no deliveries. */
