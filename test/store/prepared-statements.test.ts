@@ -92,6 +92,32 @@ describe('prepared statements', () => {
     })
   })
 
+  it('after one connection meets a plan made stale by a migration, prepares again on every connection', async () => {
+    await sql`create table reshaped_everywhere (id integer)`.execute(database.db)
+    await sql`insert into reshaped_everywhere values (1)`.execute(database.db)
+    const all = sql<Record<string, unknown>>`select * from reshaped_everywhere where id = ${1}`.compile(database.db)
+    let firstDone!: () => void
+    const firstReady = new Promise<void>((resolve) => (firstDone = resolve))
+    let altered!: () => void
+    const alteredNow = new Promise<void>((resolve) => (altered = resolve))
+    // Two connections of the pool (it has two), each with the statement prepared before the migration.
+    const second = database.db.connection().execute(async (connection) => {
+      expect((await executePrepared(connection, all)).rows).toEqual([{ id: 1 }])
+      firstDone()
+      await alteredNow
+      return connection.transaction().execute(async (trx) => (await executePrepared(trx, all)).rows)
+    })
+    await database.db.connection().execute(async (connection) => {
+      expect((await executePrepared(connection, all)).rows).toEqual([{ id: 1 }])
+      await firstReady
+      await sql`alter table reshaped_everywhere add column note text default 'added'`.execute(connection)
+      const read = () => connection.transaction().execute(async (trx) => (await executePrepared(trx, all)).rows)
+      await expect(read()).rejects.toThrow(/cached plan must not change result type/)
+      altered()
+    })
+    expect(await second).toEqual([{ id: 1, note: 'added' }])
+  })
+
   it("runs the syncer's claim, attempt batch and status statements prepared, whatever the batch's size", async () => {
     const crm = newEndSystem('crm')
     const customers = [newCifId(), newCifId(), newCifId()]

@@ -48,9 +48,12 @@ export function executePrepared<R>(executor: QueryRunner, query: CompiledQuery<R
   return executor.executeQuery(query)
 }
 
-/** Names given to statements prepared again after a migration, so that each is new on its connection. */
-let restatements = 0
-
+/**
+ * Bumped when PostgreSQL refuses a prepared plan as stale (a migration ran): from then on every statement is
+ * prepared again under a name of the new generation, on every connection, as it is next used. So each
+ * statement text fails at most once in the process after a migration, not once on each connection.
+ */
+let generation = 0
 /**
  * A migration that changes a table's columns (`returning *`, `select t.*`) makes the plan a connection
  * prepared before it return rows of another shape, which PostgreSQL refuses until the statement is prepared
@@ -68,23 +71,19 @@ function isStalePlan(error: unknown): boolean {
 function preparing(pool: pg.Pool): PostgresPool {
   const clients = new WeakMap<pg.PoolClient, PostgresPoolClient>()
   const wrap = (client: pg.PoolClient): PostgresPoolClient => {
-    // Statements this connection prepared before a migration changed what they return, under the name they
-    // are prepared under again here.
-    const renamed = new Map<string, string>()
     const runPrepared = async (name: string, text: string, values: unknown[]) => {
-      const current = renamed.get(text) ?? name
+      const tried = generation
       try {
-        return await client.query({ name: current, text, values })
+        return await client.query({ name: `${name}_${tried}`, text, values })
       } catch (error) {
         if (!isStalePlan(error)) throw error
         // PostgreSQL refuses to run the old plan and keeps the statement: a new name parses the text again
-        // (the old one stays unused until the connection closes). The refusal comes before anything ran, so
+        // (old ones stay unused until their connection closes). The refusal comes before anything ran, so
         // outside a transaction the statement is simply run again; inside one the transaction is aborted
         // and fails, and the caller's retry finds the statement prepared anew.
-        const again = `${name}_${++restatements}`
-        renamed.set(text, again)
+        if (generation === tried) generation++
         if (client.getTransactionStatus() !== 'I') throw error
-        return client.query({ name: again, text, values })
+        return client.query({ name: `${name}_${generation}`, text, values })
       }
     }
     return {
