@@ -38,8 +38,8 @@ export async function recordStatuses(trx: SyncerTx, changes: StatusChange[], pos
   // they still follow commit order: a later position is only given once this transaction has committed
   // (or rolled back, leaving a gap). This saves the sequencer's write of each row, and a status reaches
   // the relay (woken at commit, migration 0009) without waiting for the sequencer's next round. Only for a
-  // transaction whose last statement this is: it must take no lock after the sequencer's, which waits for
-  // nothing while held, so no transaction waiting on this one can hold up the sequencer.
+  // transaction whose last statement this is: one that went on to wait for a row lock while holding the
+  // sequencer's could deadlock with a recorder holding that row and waiting for the sequencer's lock.
   await executePrepared(
     trx,
     sql`
