@@ -4,7 +4,7 @@ import { Migrator } from 'kysely/migration'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import { migrateToLatest, openDatabase } from '../../src/platform/database/index.ts'
 import { migrations } from '../../src/roles/migrations.ts'
-import { findAttempts } from '../../src/syncer/api/read-model.ts'
+import { attemptsQuery, findAttempts } from '../../src/syncer/api/read-model.ts'
 import { recoverExpiredLeases } from '../../src/syncer/delivery/delivery-store.ts'
 import { attemptPartitionName, prepareAttemptMonths, retireAttemptMonths } from '../../src/syncer/retention.ts'
 import { asSyncer, type TestDatabase } from '../support/database.ts'
@@ -151,6 +151,26 @@ describe("the admin API's attempts of a customer or a delivery", () => {
     expect((await findAttempts(syncer(), { cifId })).map((a) => a.customerVersion)).toEqual([1, 2])
     expect((await findAttempts(syncer(), { deliveryId: first.id })).map((a) => a.deliveryId)).toEqual([first.id])
     expect(await findAttempts(syncer(), { cifId: newCifId() })).toEqual([])
+  })
+})
+
+describe("the admin API's attempts up to an instant", () => {
+  it('plan and read only the months up to it, and still find an attempt that started then', async () => {
+    const old = await deliveryCreatedOn('2020-08-10T00:00:00Z')
+    const delivery = await claimOne(db(), old.system)
+    await record(db(), delivery, decisions.success('X'), {
+      startedAt: new Date('2020-08-20T00:00:00Z'),
+      finishedAt: new Date('2020-08-20T00:00:01Z')
+    })
+    const filters = { endSystem: old.system, to: '2020-09-01T00:00:00Z' }
+    expect((await findAttempts(syncer(), filters)).map((a) => a.deliveryId)).toEqual([old.id])
+    const plan = JSON.stringify(await (await attemptsQuery(syncer(), filters))!.explain('json'))
+    const thisMonth = attemptPartitionName(monthFromNow(0))
+    expect(await tableExists(thisMonth)).toBe(true)
+    expect(plan).not.toContain(thisMonth)
+    expect(plan).toContain('delivery_attempt_default')
+    const unbounded = JSON.stringify(await (await attemptsQuery(syncer(), { endSystem: old.system }))!.explain('json'))
+    expect(unbounded).toContain(thisMonth)
   })
 })
 

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto'
+import pg from 'pg'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { topics } from '../../src/contracts/topics.ts'
 import type { OutboxTables } from '../../src/outbox/tables.ts'
@@ -27,6 +28,11 @@ const record = (changes: StatusChange[]) =>
   asSyncer(database.db)
     .transaction()
     .execute((trx) => recordStatuses(trx, changes))
+/** Recorded with their feed positions at once, as the attempt recorder does. */
+const recordPositioned = (changes: StatusChange[]) =>
+  asSyncer(database.db)
+    .transaction()
+    .execute((trx) => recordStatuses(trx, changes, 'positioned now, committed next'))
 /** Recorded and given feed positions, as the syncer's sequencer does: what the relay can take. */
 const recordSequenced = async (changes: StatusChange[]) => {
   await record(changes)
@@ -137,5 +143,80 @@ describe('the feed as the status relay queue', () => {
     expect(await Promise.race([sequenceStatusUpdates(asSyncer(database.db)), waited])).toBe(1)
     release()
     await relay
+  })
+
+  it('wakes the relay when statuses are recorded with their feed positions, no sequencer round needed', async () => {
+    const listener = new pg.Client({ connectionString: database.url })
+    await listener.connect()
+    try {
+      const notified = new Promise<string>((resolve) => listener.on('notification', (n) => resolve(n.channel)))
+      await listener.query(`listen ${statusQueue.channel}`)
+      const cifId = newCifId()
+      await recordPositioned([inSync(cifId)])
+      expect(await notified).toBe(statusQueue.channel)
+      expect((await claimOnce()).map((m) => m.message_key)).toEqual([cifId])
+    } finally {
+      await listener.end()
+    }
+  })
+})
+
+describe('feed positions given as statuses are recorded', () => {
+  it('follow commit order: a second transaction gets its positions only once the first has committed', async () => {
+    const [first, second] = [newCifId(), newCifId()]
+    let commit!: () => void
+    const committing = new Promise<void>((resolve) => (commit = resolve))
+    let positioned!: () => void
+    const firstPositioned = new Promise<void>((resolve) => (positioned = resolve))
+    const firstTransaction = asSyncer(database.db)
+      .transaction()
+      .execute(async (trx) => {
+        await recordStatuses(trx, [inSync(first)], 'positioned now, committed next')
+        positioned()
+        await committing
+      })
+    await firstPositioned
+    let secondDone = false
+    const secondTransaction = recordPositioned([inSync(second), inSync(second)]).then(() => {
+      secondDone = true
+    })
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    expect(secondDone).toBe(false)
+    commit()
+    await Promise.all([firstTransaction, secondTransaction])
+    const rows = await database.db
+      .selectFrom('sync_status_update')
+      .select(['cif_id', 'seq'])
+      .where('cif_id', 'in', [first, second])
+      .orderBy('id')
+      .execute()
+    expect(rows.map((r) => r.cif_id)).toEqual([first, second, second])
+    const seqs = rows.map((r) => Number(r.seq))
+    expect(seqs.every((seq) => seq > 0)).toBe(true)
+    expect([...seqs].sort((a, b) => a - b)).toEqual(seqs)
+    expect(await sequenceStatusUpdates(asSyncer(database.db))).toBe(0)
+  })
+
+  it('leave an erasure holding rows without a position alone: the sequencer takes the others', async () => {
+    const [erased, other] = [newCifId(), newCifId()]
+    await record([inSync(erased)])
+    await record([inSync(other)])
+    let release!: () => void
+    const released = new Promise<void>((resolve) => (release = resolve))
+    let lockedNow!: () => void
+    const locked = new Promise<void>((resolve) => (lockedNow = resolve))
+    const erasure = asSyncer(database.db)
+      .transaction()
+      .execute(async (trx) => {
+        await trx.updateTable('sync_status_update').set({ last_error: null }).where('cif_id', '=', erased).execute()
+        lockedNow()
+        await released
+      })
+    await locked
+    const waited = new Promise<string>((resolve) => setTimeout(() => resolve('waited for the erasure'), 3000))
+    expect(await Promise.race([sequenceStatusUpdates(asSyncer(database.db)), waited])).toBe(1)
+    release()
+    await erasure
+    expect(await sequenceStatusUpdates(asSyncer(database.db))).toBe(1)
   })
 })

@@ -29,6 +29,11 @@ export function openDatabase<DB>(connectionString: string, options: { maxConnect
   return { db, pool, close: () => db.destroy() }
 }
 
+/** A Kysely instance, a transaction or a connection: whatever runs a compiled query. */
+export interface QueryRunner {
+  executeQuery<R>(query: CompiledQuery<R>): Promise<QueryResult<R>>
+}
+
 /** Statement text → the name it is prepared under on every connection (see executePrepared). */
 const preparedStatementNames = new Map<string, string>()
 
@@ -38,9 +43,24 @@ const preparedStatementNames = new Map<string, string>()
  * (arrays as one parameter, not IN-lists), since every connection keeps every prepared text for its lifetime;
  * everything else runs as before, parsed and planned on each call.
  */
-export function executePrepared<DB, R>(executor: Kysely<DB>, query: CompiledQuery<R>): Promise<QueryResult<R>> {
+export function executePrepared<R>(executor: QueryRunner, query: CompiledQuery<R>): Promise<QueryResult<R>> {
   if (!preparedStatementNames.has(query.sql)) preparedStatementNames.set(query.sql, `prepared_${preparedStatementNames.size + 1}`)
   return executor.executeQuery(query)
+}
+
+/**
+ * Bumped when PostgreSQL refuses a prepared plan as stale (a migration ran): from then on every statement is
+ * prepared again under a name of the new generation, on every connection, as it is next used. So each
+ * statement text fails at most once in the process after a migration, not once on each connection.
+ */
+let generation = 0
+/**
+ * A migration that changes a table's columns (`returning *`, `select t.*`) makes the plan a connection
+ * prepared before it return rows of another shape, which PostgreSQL refuses until the statement is prepared
+ * again: "cached plan must not change result type".
+ */
+function isStalePlan(error: unknown): boolean {
+  return error instanceof pg.DatabaseError && error.code === '0A000' && /cached plan must not change result type/.test(error.message)
 }
 
 /**
@@ -50,16 +70,33 @@ export function executePrepared<DB, R>(executor: Kysely<DB>, query: CompiledQuer
  */
 function preparing(pool: pg.Pool): PostgresPool {
   const clients = new WeakMap<pg.PoolClient, PostgresPoolClient>()
-  const wrap = (client: pg.PoolClient): PostgresPoolClient => ({
-    get processID() {
-      return (client as pg.PoolClient & { processID?: number }).processID
-    },
-    release: (destroy) => client.release(destroy),
-    query: ((text: string, values: unknown[]) => {
-      const name = preparedStatementNames.get(text)
-      return name ? client.query({ name, text, values }) : client.query(text, values)
-    }) as unknown as PostgresPoolClient['query']
-  })
+  const wrap = (client: pg.PoolClient): PostgresPoolClient => {
+    const runPrepared = async (name: string, text: string, values: unknown[]) => {
+      const tried = generation
+      try {
+        return await client.query({ name: `${name}_${tried}`, text, values })
+      } catch (error) {
+        if (!isStalePlan(error)) throw error
+        // PostgreSQL refuses to run the old plan and keeps the statement: a new name parses the text again
+        // (old ones stay unused until their connection closes). The refusal comes before anything ran, so
+        // outside a transaction the statement is simply run again; inside one the transaction is aborted
+        // and fails, and the caller's retry finds the statement prepared anew.
+        if (generation === tried) generation++
+        if (client.getTransactionStatus() !== 'I') throw error
+        return client.query({ name: `${name}_${generation}`, text, values })
+      }
+    }
+    return {
+      get processID() {
+        return (client as pg.PoolClient & { processID?: number }).processID
+      },
+      release: (destroy) => client.release(destroy),
+      query: ((text: string, values: unknown[]) => {
+        const name = preparedStatementNames.get(text)
+        return name ? runPrepared(name, text, values) : client.query(text, values)
+      }) as unknown as PostgresPoolClient['query']
+    }
+  }
   return {
     options: pool.options,
     end: () => pool.end(),

@@ -122,32 +122,8 @@ export async function findDeliveries(db: SyncerDb, q: DeliveryFilters): Promise<
 }
 
 export async function findAttempts(db: SyncerDb, q: AttemptFilters): Promise<Attempt[]> {
-  let query = db
-    .selectFrom('delivery_attempt')
-    .selectAll()
-    .orderBy('id')
-    .limit(Number(q.limit ?? 100))
-  if (q.cifId) query = query.where('cif_id', '=', q.cifId)
-  if (q.endSystem) query = query.where('end_system', '=', q.endSystem)
-  if (q.status) query = query.where('status', '=', q.status)
-  if (q.deliveryId) query = query.where('delivery_id', '=', q.deliveryId)
-  if (q.from) query = query.where('started_at', '>=', instant(q.from, 'from'))
-  if (q.to) query = query.where('started_at', '<', instant(q.to, 'to'))
-  if (q.after) query = query.where('id', '>', q.after)
-  if (q.cifId || q.deliveryId) {
-    // Named in the query, the months (partitions, migration 0006) of the customer's or the delivery's attempts
-    // are all the planner plans and reads; otherwise it probes every month kept.
-    let deliveries = db
-      .selectFrom('delivery')
-      .select(sql<string>`${deliveryMonthSql(sql.ref('created_at'))}::text`.as('month'))
-      .distinct()
-    if (q.cifId) deliveries = deliveries.where('cif_id', '=', q.cifId)
-    if (q.deliveryId) deliveries = deliveries.where('id', '=', q.deliveryId)
-    const months = (await deliveries.execute()).map((row) => row.month)
-    if (months.length === 0) return []
-    query = query.where(sql<boolean>`delivery_month = any(${months}::date[])`)
-  }
-  const rows = await query.execute()
+  const query = await attemptsQuery(db, q)
+  const rows = query ? await query.execute() : []
   return rows.map((a) => ({
     attemptId: a.id,
     deliveryId: a.delivery_id,
@@ -168,6 +144,54 @@ export async function findAttempts(db: SyncerDb, q: AttemptFilters): Promise<Att
     traceId: traceIdOf(a.traceparent),
     spanId: spanIdOf(a.traceparent)
   }))
+}
+
+/**
+ * The day after `to` (UTC), bounding the delivery months whose attempts can have started before `to`;
+ * undefined for an instant JavaScript does not read, or a day outside years 1-9999, which a date parameter
+ * could not name (the filter then reads every month, as before).
+ */
+function dayAfter(to: string): string | undefined {
+  const day = new Date(new Date(to).getTime() + 24 * 3600 * 1000)
+  return Number.isNaN(day.getTime()) || day.getUTCFullYear() < 1 || day.getUTCFullYear() > 9999 ? undefined : day.toISOString().slice(0, 10)
+}
+
+/** The query behind findAttempts; undefined when the customer or delivery named has no deliveries. */
+export async function attemptsQuery(db: SyncerDb, q: AttemptFilters) {
+  let query = db
+    .selectFrom('delivery_attempt')
+    .selectAll()
+    .orderBy('id')
+    .limit(Number(q.limit ?? 100))
+  if (q.cifId) query = query.where('cif_id', '=', q.cifId)
+  if (q.endSystem) query = query.where('end_system', '=', q.endSystem)
+  if (q.status) query = query.where('status', '=', q.status)
+  if (q.deliveryId) query = query.where('delivery_id', '=', q.deliveryId)
+  if (q.from) query = query.where('started_at', '>=', instant(q.from, 'from'))
+  if (q.to) {
+    // An attempt starts after its delivery was made, so its delivery month (the partition, migration 0006)
+    // is at most the month `to` falls in: named, the later months are not planned or read. A day's margin
+    // for the syncer's clock (started_at) against PostgreSQL's (created_at). There is no such bound below
+    // `from`: a delivery made years ago may be redriven today.
+    query = query.where('started_at', '<', instant(q.to, 'to'))
+    const bound = dayAfter(q.to)
+    if (bound) query = query.where('delivery_month', '<=', sql<Date>`${bound}::date`)
+  }
+  if (q.after) query = query.where('id', '>', q.after)
+  if (q.cifId || q.deliveryId) {
+    // Named in the query, the months (partitions, migration 0006) of the customer's or the delivery's attempts
+    // are all the planner plans and reads; otherwise it probes every month kept.
+    let deliveries = db
+      .selectFrom('delivery')
+      .select(sql<string>`${deliveryMonthSql(sql.ref('created_at'))}::text`.as('month'))
+      .distinct()
+    if (q.cifId) deliveries = deliveries.where('cif_id', '=', q.cifId)
+    if (q.deliveryId) deliveries = deliveries.where('id', '=', q.deliveryId)
+    const months = (await deliveries.execute()).map((row) => row.month)
+    if (months.length === 0) return undefined
+    query = query.where(sql<boolean>`delivery_month = any(${months}::date[])`)
+  }
+  return query
 }
 
 /** Deliveries counted by end system and state. */

@@ -2,6 +2,7 @@ import { type RawBuilder, sql } from 'kysely'
 import { personalData } from '../../contracts/customer.ts'
 import type { CustomerEvent } from '../../contracts/customer-events.ts'
 import type { DeliveryStatusKind } from '../../contracts/sync-status-events.ts'
+import { executePrepared } from '../../platform/database/index.ts'
 import { recordStatuses, type StatusChange } from '../status/sync-status.ts'
 import { type DeliveryRow, deliveryMonth, deliveryMonthSql, type SyncerDb, type SyncerTx } from '../tables.ts'
 import {
@@ -89,7 +90,8 @@ export type LeaseTable = readonly number[]
  */
 export async function claimDue(db: SyncerDb, endSystem: string, limit: number, leases: LeaseTable): Promise<ClaimedDelivery[]> {
   if (limit <= 0) return []
-  const { rows } = await claimStatement(endSystem, limit, leases).execute(db)
+  // Prepared: the same text for every claim of the system (the limit and the leases are parameters).
+  const { rows } = await executePrepared(db, claimStatement(endSystem, limit, leases).compile(db))
   return rows
 }
 
@@ -164,45 +166,43 @@ export interface FinishedAttempt {
 export async function recordAttempts(db: SyncerDb, finished: FinishedAttempt[]): Promise<boolean[]> {
   if (finished.length === 0) return []
   return db.transaction().execute(async (trx) => {
-    await trx
-      .insertInto('delivery_attempt')
-      .values(
-        finished.map(({ delivery, attempt }) => ({
-          delivery_id: delivery.id,
-          delivery_month: deliveryMonth(delivery.created_at),
-          event_id: delivery.event_id,
-          cif_id: delivery.cif_id,
-          event_type: delivery.event_type,
-          customer_version: delivery.customer_version,
-          end_system: delivery.end_system,
-          attempt_number: delivery.attempts,
-          status: attempt.status,
-          http_status: attempt.httpStatus,
-          response_message: attempt.message,
-          remarks: attempt.remarks,
-          timeout_ms: attempt.timeoutMs,
-          duration_ms: attempt.finishedAt.getTime() - attempt.startedAt.getTime(),
-          started_at: attempt.startedAt,
-          finished_at: attempt.finishedAt,
-          traceparent: attempt.traceparent ?? null
-        }))
-      )
-      // Lease recovery may have written a placeholder for this attempt while it was still being recorded:
-      // the real answer replaces it. Its delivery's month is the partition key (migration 0006).
-      .onConflict((oc) =>
-        oc.columns(['delivery_id', 'attempt_number', 'delivery_month']).doUpdateSet((eb) => ({
-          status: eb.ref('excluded.status'),
-          http_status: eb.ref('excluded.http_status'),
-          response_message: eb.ref('excluded.response_message'),
-          remarks: eb.ref('excluded.remarks'),
-          timeout_ms: eb.ref('excluded.timeout_ms'),
-          duration_ms: eb.ref('excluded.duration_ms'),
-          started_at: eb.ref('excluded.started_at'),
-          finished_at: eb.ref('excluded.finished_at'),
-          traceparent: eb.ref('excluded.traceparent')
-        }))
-      )
-      .execute()
+    const attempts = finished.map(({ delivery, attempt }) => ({
+      delivery_id: delivery.id,
+      delivery_month: deliveryMonth(delivery.created_at),
+      event_id: delivery.event_id,
+      cif_id: delivery.cif_id,
+      event_type: delivery.event_type,
+      customer_version: delivery.customer_version,
+      end_system: delivery.end_system,
+      attempt_number: delivery.attempts,
+      status: attempt.status,
+      http_status: attempt.httpStatus,
+      response_message: attempt.message,
+      remarks: attempt.remarks,
+      timeout_ms: attempt.timeoutMs,
+      duration_ms: attempt.finishedAt.getTime() - attempt.startedAt.getTime(),
+      started_at: attempt.startedAt,
+      finished_at: attempt.finishedAt,
+      traceparent: attempt.traceparent ?? null
+    }))
+    // The batch as one JSON parameter, so that the statement's text is the same whatever its size and is
+    // prepared once per connection (a multi-row VALUES list was parsed and planned for every batch).
+    await executePrepared(
+      trx,
+      sql`
+        insert into delivery_attempt (delivery_id, delivery_month, event_id, cif_id, event_type, customer_version, end_system,
+          attempt_number, status, http_status, response_message, remarks, timeout_ms, duration_ms, started_at, finished_at, traceparent)
+        select * from jsonb_to_recordset(${JSON.stringify(attempts)}::jsonb) as a(delivery_id bigint, delivery_month date, event_id uuid,
+          cif_id text, event_type text, customer_version integer, end_system text, attempt_number integer, status text,
+          http_status integer, response_message text, remarks text, timeout_ms integer, duration_ms integer,
+          started_at timestamptz, finished_at timestamptz, traceparent text)
+        -- Lease recovery may have written a placeholder for this attempt while it was still being recorded:
+        -- the real answer replaces it. Its delivery's month is the partition key (migration 0006).
+        on conflict (delivery_id, attempt_number, delivery_month) do update set
+          status = excluded.status, http_status = excluded.http_status, response_message = excluded.response_message,
+          remarks = excluded.remarks, timeout_ms = excluded.timeout_ms, duration_ms = excluded.duration_ms,
+          started_at = excluded.started_at, finished_at = excluded.finished_at, traceparent = excluded.traceparent`.compile(trx)
+    )
 
     const values = finished.map(({ delivery, attempt, decision }) => ({
       id: delivery.id,
@@ -214,7 +214,9 @@ export async function recordAttempts(db: SyncerDb, finished: FinishedAttempt[]):
       remarks: attempt.remarks
     }))
     const { succeed, retry } = transitions
-    const { rows: updated } = await sql<DeliveryRow>`
+    const { rows: updated } = await executePrepared(
+      trx,
+      sql<DeliveryRow>`
       with moved as (
         update delivery d set
           state = v.state,
@@ -239,7 +241,8 @@ export async function recordAttempts(db: SyncerDb, finished: FinishedAttempt[]):
         select cif_id, end_system, external_id from moved
         where state = ${succeed.to} and operation = ${'create' satisfies DeliveryRow['operation']} and external_id is not null
         on conflict (cif_id, end_system) do update set external_id = excluded.external_id)
-      select * from moved`.execute(trx)
+      select * from moved`.compile(trx)
+    )
     // By delivery and attempt: a batch may hold a stale attempt and the current one of the same delivery.
     const moved = new Set(updated.map((row) => `${row.id}:${row.attempts}`))
     const owners = new Map(finished.map(({ delivery }) => [delivery.id, delivery.owner_source_system]))
@@ -247,13 +250,18 @@ export async function recordAttempts(db: SyncerDb, finished: FinishedAttempt[]):
     const failed = updated.filter((row) => row.state === transitions.fail.to)
     if (failed.length) await blockBehindFailures(trx, { cifIds: [...new Set(failed.map((row) => row.cif_id))] })
     // Told in one go, each delivery's status before the "in sync" it completes.
-    await recordStatuses(trx, [
-      ...updated.map((row) => deliveryStatus(statusKindOf[row.state as Decision['state']], owners.get(row.id)!, row)),
-      ...(await nowInSync(
-        trx,
-        updated.filter((row) => row.state === succeed.to).map((row) => row.event_id)
-      ))
-    ])
+    // The transaction's last statement: the statuses take their feed positions as they are written.
+    await recordStatuses(
+      trx,
+      [
+        ...updated.map((row) => deliveryStatus(statusKindOf[row.state as Decision['state']], owners.get(row.id)!, row)),
+        ...(await nowInSync(
+          trx,
+          updated.filter((row) => row.state === succeed.to).map((row) => row.event_id)
+        ))
+      ],
+      'positioned now, committed next'
+    )
     return finished.map(({ delivery }) => moved.has(`${delivery.id}:${delivery.attempts}`))
   })
 }
@@ -267,14 +275,21 @@ export async function recordAttempts(db: SyncerDb, finished: FinishedAttempt[]):
 export async function nowInSync(trx: SyncerTx, eventIds: string[]): Promise<StatusChange[]> {
   const ids = [...new Set(eventIds)].sort()
   if (ids.length === 0) return []
-  const events = await trx
-    .selectFrom('sync_event')
-    .select(['event_id', 'cif_id', 'customer_version', 'owner_source_system'])
-    .where('event_id', 'in', ids)
-    .orderBy('event_id')
-    .forUpdate()
-    .execute()
-  const deliveries = await trx.selectFrom('delivery').select(['event_id', 'end_system', 'state']).where('event_id', 'in', ids).execute()
+  // The ids as one array (not an IN list), so that each statement is prepared once per connection.
+  const { rows: events } = await executePrepared(
+    trx,
+    trx
+      .selectFrom('sync_event')
+      .select(['event_id', 'cif_id', 'customer_version', 'owner_source_system'])
+      .where('event_id', '=', sql<string>`any(${ids}::uuid[])`)
+      .orderBy('event_id')
+      .forUpdate()
+      .compile()
+  )
+  const { rows: deliveries } = await executePrepared(
+    trx,
+    trx.selectFrom('delivery').select(['event_id', 'end_system', 'state']).where('event_id', '=', sql<string>`any(${ids}::uuid[])`).compile()
+  )
   // Grouped once: filtering all of a batch's deliveries for each of its events grew with the batch squared.
   const byEvent = Map.groupBy(deliveries, (d) => d.event_id)
   return events
@@ -301,13 +316,16 @@ export async function blockBehindFailures(trx: SyncerTx, which: { cifIds: string
   if (('cifIds' in which ? which.cifIds : which.deliveryIds).length === 0) return
   const chosen = 'cifIds' in which ? sql`d.cif_id = any(${which.cifIds}::text[])` : sql`d.id = any(${which.deliveryIds}::bigint[])`
   const { block, fail } = transitions
-  await sql`
+  await executePrepared(
+    trx,
+    sql`
     update delivery d
     set state = ${block.to}, updated_at = now(),
         remarks = ${remarkSql('waitsBehind', { delivery: sql`f.id`, version: sql`f.customer_version` })}
     from delivery f
     where ${chosen} and d.state in (${stateList(block.from)})
-      and f.cif_id = d.cif_id and f.end_system = d.end_system and f.customer_version < d.customer_version and f.state = ${fail.to}`.execute(trx)
+      and f.cif_id = d.cif_id and f.end_system = d.end_system and f.customer_version < d.customer_version and f.state = ${fail.to}`.compile(trx)
+  )
 }
 
 /** BLOCKED deliveries with no FAILED one before them any more may go. */

@@ -307,10 +307,48 @@ export function maskedAnswer(result: CallResult, mask: Masker): CallResult {
   return { ...result, body: head.replace(/\s+/g, ' ').length >= 4 * MESSAGE_EXCERPT ? head : mask(body) }
 }
 
-async function readExternalId(expression: EndSystemConfig['operations']['create']['externalId'], body: string): Promise<string | null> {
+type Expression = NonNullable<EndSystemConfig['operations']['create']['externalId']>
+
+/** The field names of a mapping that is only a path of names (`contact.id`), else undefined; once per expression. */
+const plainPaths = new WeakMap<Expression, readonly string[] | undefined>()
+function plainPathOf(expression: Expression): readonly string[] | undefined {
+  if (plainPaths.has(expression)) return plainPaths.get(expression)
+  const ast = expression.ast() as { type: string; steps?: { type: string; value: unknown }[] }
+  // Only bare names: a step with anything else (a filter, a group, a focus) has JSONata's meaning to keep.
+  const steps = ast.steps ?? []
+  const plain =
+    ast.type === 'path' &&
+    steps.length > 0 &&
+    steps.every((step) => step.type === 'name' && Object.keys(step).every((key) => ['type', 'value', 'position'].includes(key)))
+      ? steps.map((step) => String(step.value))
+      : undefined
+  plainPaths.set(expression, plain)
+  return plain
+}
+
+/**
+ * A plain path read directly, or `fallback` where JSONata's meaning differs from a plain read: an array on
+ * the way (JSONata maps the rest of the path over it).
+ */
+function readPlainPath(value: unknown, path: readonly string[]): { value: unknown } | undefined {
+  let at = value
+  for (const name of path) {
+    if (Array.isArray(at)) return undefined
+    if (at === null || typeof at !== 'object') return { value: undefined }
+    at = (at as Record<string, unknown>)[name]
+  }
+  return { value: at }
+}
+
+/** The record id an end system's answer to a create holds, where `expression` says; null if none. */
+export async function readExternalId(expression: EndSystemConfig['operations']['create']['externalId'], body: string): Promise<string | null> {
   if (!expression) return null
   try {
-    const value = await expression.evaluate(JSON.parse(body))
+    const answer: unknown = JSON.parse(body)
+    // A record id is nearly always a field of the answer: read directly, it costs no JSONata evaluation.
+    const path = plainPathOf(expression)
+    const read = path && readPlainPath(answer, path)
+    const value = read ? read.value : await expression.evaluate(answer)
     return typeof value === 'string' || typeof value === 'number' ? String(value) : null
   } catch {
     return null

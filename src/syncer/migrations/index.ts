@@ -4,6 +4,7 @@ import * as actionRequests from './0003_action_requests.ts'
 import * as retentionAndErasure from './0005_syncer_retention_and_erasure.ts'
 import * as attemptPartitions from './0006_attempt_partitions.ts'
 import * as statusPublishedFromFeed from './0007_status_published_from_feed.ts'
+import * as statusPositionedAtInsert from './0009_status_positioned_at_insert.ts'
 import * as endSystemLifecycle from './0010_end_system_lifecycle.ts'
 import * as traceContext from './0012_trace_context.ts'
 
@@ -14,6 +15,7 @@ export const syncerMigrations: Record<string, Migration> = {
   '0005_syncer_retention_and_erasure': retentionAndErasure,
   '0006_attempt_partitions': attemptPartitions,
   '0007_status_published_from_feed': statusPublishedFromFeed,
+  '0009_status_positioned_at_insert': statusPositionedAtInsert,
   '0010_end_system_lifecycle': endSystemLifecycle,
   '0012_trace_context': traceContext
 }

@@ -3,6 +3,7 @@ import { type StatusData, type StatusKind, statusEvent } from '../../contracts/s
 import { topics } from '../../contracts/topics.ts'
 import { structuredModeHeaders } from '../../outbox/messages.ts'
 import type { ClaimedMessage, RelayQueue } from '../../outbox/relay.ts'
+import { executePrepared } from '../../platform/database/index.ts'
 import type { SyncerDb, SyncerTables, SyncerTx } from '../tables.ts'
 
 /** One status to tell: of what kind, to which source system (the customer's owner), and what. */
@@ -13,22 +14,39 @@ export type StatusChange = {
 /**
  * Records status changes in the same transaction as the changes themselves, one row each: the callback
  * API's feed entry and, through the status relay (see statusQueue), the message on `cif.sync.status`
- * (key = CIF ID). So no status is lost, and none is told that did not happen.
+ * (key = CIF ID). So no status is lost, and none is told that did not happen. Their feed positions are
+ * given after commit by the sequencer (sequenceStatusUpdates), or at once with `positioned` (see there).
  */
-export async function recordStatuses(trx: SyncerTx, changes: StatusChange[]): Promise<void> {
+export async function recordStatuses(trx: SyncerTx, changes: StatusChange[], positioned?: 'positioned now, committed next'): Promise<void> {
   if (changes.length === 0) return
   const at = new Date().toISOString()
-  await trx
-    .insertInto('sync_status_update')
-    .values(
-      changes.map(({ owner, kind, status }) => ({
-        owner_source_system: owner,
-        cif_id: status.cifId,
-        kind,
-        status: JSON.stringify({ kind, ...status, at })
-      }))
+  const rows = changes.map(({ owner, kind, status }) => ({ owner_source_system: owner, cif_id: status.cifId, kind, status: { kind, ...status, at } }))
+  // The rows as one JSON parameter, so that each statement's text is the same whatever the batch's size and
+  // is prepared once per connection.
+  const statuses = sql`rows from (jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as (owner_source_system text, cif_id text, kind text, status jsonb))
+    with ordinality as s(owner_source_system, cif_id, kind, status, n)`
+  if (!positioned) {
+    await executePrepared(
+      trx,
+      sql`
+        insert into sync_status_update (owner_source_system, cif_id, kind, status)
+        select owner_source_system, cif_id, kind, status from ${statuses} order by n`.compile(trx)
     )
-    .execute()
+    return
+  }
+  // The positions are taken under the sequencer's lock, which the transaction holds until it commits, so
+  // they still follow commit order: a later position is only given once this transaction has committed
+  // (or rolled back, leaving a gap). This saves the sequencer's write of each row, and a status reaches
+  // the relay (woken at commit, migration 0009) without waiting for the sequencer's next round. Only for a
+  // transaction whose last statement this is: one that went on to wait for a row lock while holding the
+  // sequencer's could deadlock with a recorder holding that row and waiting for the sequencer's lock.
+  await executePrepared(
+    trx,
+    sql`
+      with sequencer as materialized (select pg_advisory_xact_lock(${SEQUENCER_LOCK}))
+      insert into sync_status_update (owner_source_system, cif_id, kind, status, seq)
+      select owner_source_system, cif_id, kind, status, nextval('sync_status_seq') from sequencer, ${statuses} order by n`.compile(trx)
+  )
 }
 
 /**
@@ -41,7 +59,9 @@ export async function recordStatuses(trx: SyncerTx, changes: StatusChange[]): Pr
 export const statusQueue: RelayQueue<SyncerTables> = {
   channel: 'sync_status_update',
   async claim(trx, limit) {
-    const { rows } = await sql<{ id: string; event_id: string; owner_source_system: string; cif_id: string; kind: StatusKind; status: StatusData }>`
+    const { rows } = await executePrepared(
+      trx,
+      sql<{ id: string; event_id: string; owner_source_system: string; cif_id: string; kind: StatusKind; status: StatusData }>`
       select id, event_id, owner_source_system, cif_id, kind, status
       from sync_status_update u
       where published_at is null and seq is not null
@@ -50,7 +70,8 @@ export const statusQueue: RelayQueue<SyncerTables> = {
           where earlier.published_at is null and earlier.cif_id = u.cif_id and earlier.id < u.id)
       order by id
       limit ${limit}
-      for update skip locked`.execute(trx)
+      for update skip locked`.compile(trx)
+    )
     return rows.map(
       (row): ClaimedMessage => ({
         id: row.id,
@@ -62,7 +83,10 @@ export const statusQueue: RelayQueue<SyncerTables> = {
     )
   },
   async markSent(trx, ids) {
-    await trx.updateTable('sync_status_update').set({ published_at: sql`now()` }).where('id', 'in', ids).execute()
+    await executePrepared(
+      trx,
+      trx.updateTable('sync_status_update').set({ published_at: sql`now()` }).where('id', '=', sql<string>`any(${ids}::bigint[])`).compile()
+    )
   },
   async recordFailure(db, ids, message) {
     await db
@@ -99,7 +123,18 @@ const SEQUENCER_LOCK = 7_270_001
 export async function sequenceStatusUpdates(db: SyncerDb, batch = 1000): Promise<number> {
   return db.transaction().execute(async (trx) => {
     await sql`select pg_advisory_xact_lock(${SEQUENCER_LOCK})`.execute(trx)
-    const waiting = await trx.selectFrom('sync_status_update').select('id').where('seq', 'is', null).orderBy('id').limit(batch).execute()
+    // Rows another transaction holds (an erasure rewriting a customer's statuses) wait for the next round:
+    // waiting for them here, with the lock held, would hold up every transaction that positions its
+    // statuses at once (recordStatuses), and some of those may hold what the erasure waits for.
+    const waiting = await trx
+      .selectFrom('sync_status_update')
+      .select('id')
+      .where('seq', 'is', null)
+      .orderBy('id')
+      .limit(batch)
+      .forUpdate()
+      .skipLocked()
+      .execute()
     if (waiting.length === 0) return 0
     const ids = waiting.map((row) => row.id)
     const { rows: seqs } = await sql<{ seq: string }>`select nextval('sync_status_seq')::text as seq from generate_series(1, ${ids.length})`.execute(
