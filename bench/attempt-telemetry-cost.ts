@@ -15,7 +15,13 @@ import { SyncerMetrics } from '../src/syncer/metrics.ts'
 const ATTEMPTS = 200_000
 const parent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'
 // Scrape-time sources are not read here: only the per-attempt updates are measured.
-const metrics = new SyncerMetrics(new Registry(), { db: undefined as never, endSystems: [], clients: new Map(), consumerLag: () => undefined })
+const metrics = new SyncerMetrics(new Registry(), {
+  db: undefined as never,
+  endSystems: [],
+  clients: new Map(),
+  consumerLag: () => undefined,
+  overdueVersions: async () => 0
+})
 const dropping = {
   export: (_spans: unknown, done: (result: { code: number }) => void) => done({ code: ExportResultCode.SUCCESS }),
   shutdown: async () => {}

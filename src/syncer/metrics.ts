@@ -15,11 +15,8 @@ export interface SyncerMetricSources {
   clients: ReadonlyMap<string, EndSystemClient>
   /** The intake's lag per partition at its last look; undefined when it could not say. */
   consumerLag: () => ReadonlyMap<number, number> | undefined
-  /**
-   * The customers whose newest version is not in every end system within the in-sync deadline (issue 11's
-   * lifecycle store): the gauge syncer_customers_overdue exists once this is given.
-   */
-  overdueCustomers?: (() => Promise<number>) | undefined
+  /** Customer versions past the in-sync deadline and not yet in every end system (status/overdue.ts). */
+  overdueVersions: () => Promise<number>
 }
 
 /** From the create of a version in the CIF service to its SUCCESS in a system: seconds to hours. */
@@ -142,20 +139,18 @@ export class SyncerMetrics {
         for (const [partition, waiting] of lag ?? []) this.set({ partition: String(partition) }, waiting)
       }
     })
-    const { overdueCustomers } = sources
-    if (overdueCustomers) {
-      new Gauge({
-        name: 'syncer_customers_overdue',
-        help: 'Customers whose newest version is not in every end system within the in-sync deadline',
-        registers,
-        async collect() {
-          await overdueCustomers().then(
-            (overdue) => this.set(overdue),
-            () => {}
-          )
-        }
-      })
-    }
+    const { overdueVersions } = sources
+    new Gauge({
+      name: 'syncer_customer_versions_overdue',
+      help: 'Customer versions not in every end system within the in-sync deadline (SYNCER_IN_SYNC_DEADLINE_MS)',
+      registers,
+      async collect() {
+        await overdueVersions().then(
+          (overdue) => this.set(overdue),
+          () => {}
+        )
+      }
+    })
   }
 }
 

@@ -22,7 +22,7 @@ import { DeliveryLane } from './delivery/lane.ts'
 import { EventIntake } from './intake/event-intake.ts'
 import { SyncerMetrics, type SyncerTelemetry } from './metrics.ts'
 import { applyRetention, prepareAttemptMonths, retireAttemptMonths } from './retention.ts'
-import { tellOverdue } from './status/overdue.ts'
+import { overdueVersions, tellOverdue } from './status/overdue.ts'
 import { sequenceStatusUpdates, statusQueue } from './status/sync-status.ts'
 import type { SyncerDatabase, SyncerDb } from './tables.ts'
 
@@ -125,8 +125,8 @@ export async function startSyncer(
       db,
       endSystems: endSystems.map((s) => s.name),
       clients,
-      consumerLag: () => intake?.lagByPartition()
-      // overdueCustomers: the lifecycle store's count of customers past the in-sync deadline (issue 11) goes here.
+      consumerLag: () => intake?.lagByPartition(),
+      overdueVersions: async () => (await overdueVersions(db, config.syncer.inSyncDeadlineMs)).count
     }),
     tracing: await startTracing('cif-syncer', config.telemetry.otlpTracesUrl)
   }

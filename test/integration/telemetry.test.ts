@@ -161,6 +161,8 @@ describe('metrics and traces of a create', () => {
       expect(found(syncerAfter, 'syncer_deliveries', { end_system, state: 'FAILED' })).toBeGreaterThanOrEqual(0)
     }
     expect(sample(syncerAfter, 'process_cpu_seconds_total', { service: 'cif-syncer' })).toBeGreaterThan(0)
+    // Wired to the in-sync deadline's count (status/overdue.ts): nothing here is five minutes old.
+    expect(found(syncerAfter, 'syncer_customer_versions_overdue')).toBe(0)
     expect(sample(cifAfter, 'nodejs_eventloop_lag_seconds', { service: 'cif-service' })).toBeGreaterThanOrEqual(0)
     expect(cifAfter + syncerAfter).not.toContain(cifId)
     // The lag is measured by the intake's watchdog, every few seconds.

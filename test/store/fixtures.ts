@@ -320,7 +320,8 @@ export function laneTelemetry(db: Kysely<TestDatabase>, endSystem: string, clien
       db: asSyncer(db),
       endSystems: [endSystem],
       clients: new Map([[endSystem, client]]),
-      consumerLag: () => undefined
+      consumerLag: () => undefined,
+      overdueVersions: async () => 0
     }),
     tracing: new Tracing('cif-syncer', [])
   }
