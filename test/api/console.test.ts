@@ -201,6 +201,26 @@ describe('acting', () => {
     expect(actions).toMatchObject([{ action: 'REDRIVE', operator: 'ops-tan', reason: 'crm is back', from_state: 'FAILED' }])
   })
 
+  it('pauses and resumes an end system, each recorded with who and why and shown in the action log', async () => {
+    const browser = await signedIn('maker')
+    const token = await browser.tokenOf('/console/end-systems')
+    const paused = await browser.request('POST', '/console/end-systems/cards/pause', { reason: 'cards maintenance window', _csrf: token })
+    expect(paused.statusCode).toBe(303)
+    expect(await database.db.selectFrom('end_system_pause').selectAll().where('end_system', '=', 'cards').execute()).toHaveLength(1)
+    const page = await browser.request('GET', '/console/end-systems')
+    expect(page.body).toMatch(/Paused<\/dt><dd>since [^<]* by ops-tan: cards maintenance window/)
+    expect(page.body).toContain('/console/end-systems/cards/resume')
+
+    const unknown = await browser.request('POST', '/console/end-systems/ledger/pause', { reason: 'no such system', _csrf: token })
+    expect(unknown.statusCode).toBe(404)
+    const resumed = await browser.request('POST', '/console/end-systems/cards/resume', { reason: 'window over', _csrf: token })
+    expect(resumed.statusCode).toBe(303)
+    expect(await database.db.selectFrom('end_system_pause').selectAll().where('end_system', '=', 'cards').execute()).toHaveLength(0)
+    // An action on a whole end system names no delivery: the log shows it all the same.
+    const log = await browser.request('GET', '/console/actions?operator=ops-tan&action=PAUSE')
+    expect(log.body).toContain('cards maintenance window')
+  })
+
   it('lets a viewer read but not redrive', async () => {
     const { ids } = await failedDeliveries(1)
     const browser = await signedIn('auditor')

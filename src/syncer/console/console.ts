@@ -16,6 +16,8 @@ import { problemDocument } from '../../platform/http/problem.ts'
 import { type HttpServer, problemFor } from '../../platform/http/server.ts'
 import { decideRequest, findRequests, requestBulkRedrive, requestById, requestSkip } from '../api/action-request-store.ts'
 import { deliveryCounts, findAttempts, findDeliveries, toDelivery } from '../api/read-model.ts'
+import { EndSystemParams } from '../api/schemas.ts'
+import { pausedEndSystems, pauseEndSystem, resumeEndSystem } from '../delivery/end-system-store.ts'
 import type { EndSystemConfig } from '../delivery/end-systems-config.ts'
 import { requestStates } from '../delivery/four-eyes.ts'
 import { redrive } from '../delivery/operator-actions.ts'
@@ -379,12 +381,32 @@ export async function operatorConsole(app: HttpServer, options: ConsoleOptions):
       return page(reply, 'request', { ...frame(request, reply, '/actions', `Request ${actionRequest.requestId}`), actionRequest })
     })
 
-    pages.get('/end-systems', (request, reply) => {
+    pages.get('/end-systems', async (request, reply) => {
       const live = options.live()
+      const paused = new Map((await pausedEndSystems(db)).map((p) => [p.endSystem, p]))
       return page(reply, 'end-systems', {
         ...frame(request, reply, '/end-systems', 'End systems'),
-        systems: options.endSystems.map((system) => ({ ...endSystemView(system), circuit: live.circuits.get(system.name) ?? 'unknown' }))
+        systems: options.endSystems.map((system) => ({
+          ...endSystemView(system),
+          circuit: live.circuits.get(system.name) ?? 'unknown',
+          paused: paused.get(system.name) ?? null
+        }))
       })
     })
+
+    // The admin API's pause and resume (end-system-store.ts), for a maintenance window: recorded with who and why.
+    for (const [action, run] of [
+      ['pause', pauseEndSystem],
+      ['resume', resumeEndSystem]
+    ] as const) {
+      pages.post(`/end-systems/:name/${action}`, { schema: { params: EndSystemParams, body: ReasonForm } }, async (request, reply) => {
+        requireRight(request, 'act', `${action} an end system`)
+        const { name } = request.params
+        if (!options.endSystems.some((system) => system.name === name))
+          throw new Refusal(syncerProblems.endSystemNotFound, `No end system named ${name} is in this syncer's end systems file.`)
+        await run(db, { endSystem: name, operator: request.caller, reason: request.body.reason })
+        return reply.redirect(`${CONSOLE_PREFIX}/end-systems#es-${name}`, 303)
+      })
+    }
   })
 }
