@@ -172,5 +172,17 @@ export const syncerProblems = {
     status: 403,
     title: 'Another person must decide this',
     description: 'You made this request yourself: another operator with the role approver approves or rejects it.'
+  },
+  runNotFound: {
+    code: 'run-not-found',
+    status: 404,
+    title: 'No such reconciliation or backfill run',
+    description: 'No reconciliation or backfill run has this id (admin API).'
+  },
+  findingNotFound: {
+    code: 'finding-not-found',
+    status: 404,
+    title: 'No such reconciliation finding',
+    description: 'No finding of a reconciliation run has this id (admin API).'
   }
 } as const satisfies Record<string, ProblemType>

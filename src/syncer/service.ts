@@ -10,12 +10,14 @@ import { startPeriodic } from '../platform/periodic.ts'
 import { FailureLog } from '../platform/retry.ts'
 import { adminApi } from './api/admin-api.ts'
 import { callbackApi } from './api/callback-api.ts'
+import { reconciliationApi } from './api/reconciliation-api.ts'
 import { AttemptRecorder } from './delivery/attempt-recorder.ts'
 import { recoverExpiredLeases } from './delivery/delivery-store.ts'
 import { EndSystemClient } from './delivery/end-system-client.ts'
 import { type EndSystemConfig, loadEndSystems } from './delivery/end-systems-config.ts'
 import { DeliveryLane } from './delivery/lane.ts'
 import { EventIntake } from './intake/event-intake.ts'
+import { Reconciler } from './reconciliation/reconciler.ts'
 import { applyRetention, prepareAttemptMonths, retireAttemptMonths } from './retention.ts'
 import { sequenceStatusUpdates, statusQueue } from './status/sync-status.ts'
 import type { SyncerDatabase, SyncerDb } from './tables.ts'
@@ -28,13 +30,16 @@ export interface Syncer {
 
 const LEASE_CHECK_EVERY_MS = 5000
 const RETENTION_EVERY_MS = 60_000
+/** How often a syncer starts the scheduled runs due and takes up a run nobody works on (new, or its worker gone). */
+const RUNS_EVERY_MS = 5000
 
 /** The syncer's HTTP APIs (callback and admin) on `db`, not yet listening (tests call it with `inject`). */
 export async function createSyncerApp(
   config: Config,
   db: SyncerDb,
   log: Logger,
-  readinessChecks: HttpServerOptions['readinessChecks']
+  readinessChecks: HttpServerOptions['readinessChecks'],
+  reconciliation: { endSystems: readonly EndSystemConfig[]; onRunCreated: () => void } = { endSystems: [], onRunCreated: () => {} }
 ): Promise<HttpServer> {
   const app = await createHttpServer({
     logger: log,
@@ -60,6 +65,13 @@ export async function createSyncerApp(
     operatorRoles: config.operatorRoles,
     actionRequestExpiryMs: config.syncer.actionRequestExpiryMs,
     bulkRedriveLimit: config.syncer.bulkRedriveLimit
+  })
+  await app.register(reconciliationApi, {
+    prefix: '/v1/admin',
+    db,
+    operatorKeyHashes: config.operatorKeyHashes,
+    operatorRoles: config.operatorRoles,
+    ...reconciliation
   })
   return app
 }
@@ -170,12 +182,33 @@ export async function startSyncer(
   })
   wakeAll()
 
+  // Reconciliation and backfill runs: one at a time per syncer, taken from the database, so any syncer works a
+  // run another one left (crash, restart). Their repairs and backfill deliveries go through the lanes above.
+  const reconciler = new Reconciler({ db, endSystems, log: log.child({ component: 'reconciliation' }) })
+  const runsLog = new FailureLog(log, 'reconciliation runs not worked; will retry')
+  let runsRound: Promise<void> | undefined
+  const workRuns = (): void => {
+    if (runsRound) return
+    runsRound = (async () => {
+      try {
+        await reconciler.startScheduledRuns()
+        while (await reconciler.workOne(undefined, wakeAll));
+        runsLog.succeeded()
+      } catch (error) {
+        runsLog.failed(error)
+      }
+    })().finally(() => {
+      runsRound = undefined
+    })
+  }
+  const runsTimer = setInterval(workRuns, RUNS_EVERY_MS)
+
   const dependencies = dependencyChecks(db, connections.kafka)
   const app = await createSyncerApp(config, db, log, {
     ...dependencies.checks,
     intake: async () => intake.health(),
     statusRelay: async () => relay.health()
-  })
+  }, { endSystems, onRunCreated: workRuns })
   const url = await app.listen({ host: config.syncer.host, port: config.syncer.port })
 
   return {
@@ -184,6 +217,9 @@ export async function startSyncer(
     close: async () => {
       clearInterval(poll)
       clearInterval(leases)
+      clearInterval(runsTimer)
+      await reconciler.stop()
+      await runsRound
       await retention.stop()
       await app.close()
       await intake.stop()

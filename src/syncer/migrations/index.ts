@@ -4,6 +4,7 @@ import * as actionRequests from './0003_action_requests.ts'
 import * as retentionAndErasure from './0005_syncer_retention_and_erasure.ts'
 import * as attemptPartitions from './0006_attempt_partitions.ts'
 import * as statusPublishedFromFeed from './0007_status_published_from_feed.ts'
+import * as reconciliation from './0011_reconciliation.ts'
 
 /** The syncer's migrations. Names are versions: never rename or edit a released one, add a new one. */
 export const syncerMigrations: Record<string, Migration> = {
@@ -11,5 +12,6 @@ export const syncerMigrations: Record<string, Migration> = {
   '0003_action_requests': actionRequests,
   '0005_syncer_retention_and_erasure': retentionAndErasure,
   '0006_attempt_partitions': attemptPartitions,
-  '0007_status_published_from_feed': statusPublishedFromFeed
+  '0007_status_published_from_feed': statusPublishedFromFeed,
+  '0011_reconciliation': reconciliation
 }
