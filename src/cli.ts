@@ -17,8 +17,8 @@ import { createLogger } from './platform/logger.ts'
 import { reloadOnHangup } from './platform/reload.ts'
 import { ErasureRequestError, eraseCustomerEverywhere } from './roles/erasure.ts'
 import { runLocalStack } from './roles/local-stack.ts'
-import { backfillCommand, reconcileCommand, repairCommand } from './roles/reconcile.ts'
 import { migrations } from './roles/migrations.ts'
+import { backfillCommand, reconcileCommand, repairCommand } from './roles/reconcile.ts'
 import { runSimulator } from './roles/simulator.ts'
 import { tailTopic } from './roles/tail.ts'
 import { startSyncer } from './syncer/service.ts'
@@ -137,7 +137,10 @@ async function main(argv: string[]): Promise<void> {
       })
       const since = values.since === undefined ? undefined : new Date(values.since)
       if (since && Number.isNaN(since.getTime())) throw new ConfigError(`--since ${values.since} is not an instant (e.g. 2026-11-27T00:00:00Z).`)
-      const cifIds = values.customers.split(',').map((id) => id.trim()).filter(Boolean)
+      const cifIds = values.customers
+        .split(',')
+        .map((id) => id.trim())
+        .filter(Boolean)
       const invalid = cifIds.filter((id) => !isValidCifId(id))
       if (invalid.length) throw new ConfigError(`--customers: ${invalid.join(', ')} ${invalid.length === 1 ? 'is not a CIF ID' : 'are not CIF IDs'}.`)
       return reconcileCommand(config, log, { systems: values.system, cifIds, since, repair: values.repair, by: values.by }, print)
@@ -145,10 +148,16 @@ async function main(argv: string[]): Promise<void> {
     case 'repair': {
       const { values } = parseArgs({
         args,
-        options: { run: { type: 'string' }, finding: { type: 'string' }, reason: { type: 'string' }, by: { type: 'string', default: userInfo().username } }
+        options: {
+          run: { type: 'string' },
+          finding: { type: 'string' },
+          reason: { type: 'string' },
+          by: { type: 'string', default: userInfo().username }
+        }
       })
       if ((values.run === undefined) === (values.finding === undefined) || values.reason === undefined) break
-      if (!/^[1-9][0-9]{0,17}$/.test(values.run ?? values.finding!)) throw new ConfigError('--run and --finding take the id the run or finding was given.')
+      if (!/^[1-9][0-9]{0,17}$/.test(values.run ?? values.finding!))
+        throw new ConfigError('--run and --finding take the id the run or finding was given.')
       const which = values.run !== undefined ? { runId: values.run } : { findingIds: [values.finding!] }
       return repairCommand(config, which, values.by, values.reason, print)
     }

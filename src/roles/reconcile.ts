@@ -80,7 +80,13 @@ export async function reconcileCommand(config: Config, log: Logger, command: Rec
 }
 
 /** `cif-syncer repair --run N | --finding N --reason ...`: findings repaired on request. */
-export async function repairCommand(config: Config, which: { runId: string } | { findingIds: string[] }, by: string, reason: string, out: Out): Promise<void> {
+export async function repairCommand(
+  config: Config,
+  which: { runId: string } | { findingIds: string[] },
+  by: string,
+  reason: string,
+  out: Out
+): Promise<void> {
   await withSyncerDatabase(config, async (db) => {
     const made = await repairOnRequest(db, which, { operator: by, reason })
     out(`repairs asked for: ${made.length} deliveries (${made.join(', ') || 'none'}); the syncers send them`)

@@ -167,7 +167,14 @@ export class SimulatedEndSystem {
     const now = new Date().toISOString()
     if (drift.kind === 'orphan') {
       const id = this.#newId()
-      const record = { id, cifId: drift.cifId, payload: { [this.shape.cifIdField]: drift.cifId, ...drift.fields }, version: 1, createdAt: now, updatedAt: now }
+      const record = {
+        id,
+        cifId: drift.cifId,
+        payload: { [this.shape.cifIdField]: drift.cifId, ...drift.fields },
+        version: 1,
+        createdAt: now,
+        updatedAt: now
+      }
       this.records.set(id, record)
       this.#byCifId.set(drift.cifId, id)
       return record

@@ -39,7 +39,9 @@ const FaultBody = Type.Union([
 ])
 
 const cifId = Type.String({ pattern: '^[0-9]{1,20}$' })
-const fields = Type.Record(Type.String({ maxLength: 100 }), Type.Unknown(), { description: "Top-level fields of the system's own record, set as given" })
+const fields = Type.Record(Type.String({ maxLength: 100 }), Type.Unknown(), {
+  description: "Top-level fields of the system's own record, set as given"
+})
 const DriftBody = Type.Union([
   Type.Object({ kind: Type.Literal('delete'), cifId }, { additionalProperties: false }),
   Type.Object({ kind: Type.Literal('alter'), cifId, fields }, { additionalProperties: false }),

@@ -204,11 +204,17 @@ export async function startSyncer(
   const runsTimer = setInterval(workRuns, RUNS_EVERY_MS)
 
   const dependencies = dependencyChecks(db, connections.kafka)
-  const app = await createSyncerApp(config, db, log, {
-    ...dependencies.checks,
-    intake: async () => intake.health(),
-    statusRelay: async () => relay.health()
-  }, { endSystems, onRunCreated: workRuns })
+  const app = await createSyncerApp(
+    config,
+    db,
+    log,
+    {
+      ...dependencies.checks,
+      intake: async () => intake.health(),
+      statusRelay: async () => relay.health()
+    },
+    { endSystems, onRunCreated: workRuns }
+  )
   const url = await app.listen({ host: config.syncer.host, port: config.syncer.port })
 
   return {

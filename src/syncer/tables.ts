@@ -1,10 +1,10 @@
 import { type ColumnType, type Generated, type Kysely, type RawBuilder, type Selectable, sql, type Transaction } from 'kysely'
+import type { Situation } from '../contracts/sync-status-events.ts'
 import type { OutboxTables } from '../outbox/tables.ts'
 import type { DefaultedTimestamp } from '../platform/database/index.ts'
 import type { RequestKind, RequestState } from './delivery/four-eyes.ts'
 import type { AttemptStatus, DeliveryState, OperatorAction } from './delivery/states.ts'
 import type { RunKind, RunState } from './reconciliation/runs.ts'
-import type { Situation } from '../contracts/sync-status-events.ts'
 
 export type DeliveryOperation = 'create' | 'update'
 

@@ -104,9 +104,13 @@ describe('reading end systems back (reconciliation)', () => {
 ${extra}`
 
   it('compiles read, compare and list, with the schedule, the rate and the repairs', async () => {
-    const [ledger] = parseEndSystems(minimal(withReadBack('    reconcile: { everyMinutes: 60, ratePerSecond: 5, repair: [MISSING, ALTERED] }')), 'test.yaml', {
-      LEDGER_KEY: 'k'
-    })
+    const [ledger] = parseEndSystems(
+      minimal(withReadBack('    reconcile: { everyMinutes: 60, ratePerSecond: 5, repair: [MISSING, ALTERED] }')),
+      'test.yaml',
+      {
+        LEDGER_KEY: 'k'
+      }
+    )
     expect(ledger!.reconcile).toMatchObject({ read: { path: '/clients/{externalId}' }, everyMinutes: 60, repair: ['MISSING', 'ALTERED'] })
     expect(ledger!.readBackRatePerSecond).toBe(5)
     expect(await ledger!.reconcile!.compare.evaluate({ cifId: '10000000009' })).toEqual({ ref: '10000000009' })

@@ -84,7 +84,7 @@ describe('classifying a customer read back from an end system', () => {
 describe('situations', () => {
   it('repairs MISSING and UNLINKED with a create, ALTERED and STALE with an update, and reports ORPHAN only', () => {
     expect(repairs).toEqual({ IN_SYNC: null, MISSING: 'create', UNLINKED: 'create', ALTERED: 'update', STALE: 'update', ORPHAN: null })
-    expect(repairableSituations).toEqual(Object.keys(reconciliationSituations).filter(isRepairable))
+    expect(repairableSituations).toEqual((Object.keys(reconciliationSituations) as (keyof typeof reconciliationSituations)[]).filter(isRepairable))
     expect(repairableSituations).not.toContain('ORPHAN')
   })
 

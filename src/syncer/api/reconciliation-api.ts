@@ -59,7 +59,8 @@ export async function reconciliationApi(
         ),
         ...(cifIds ?? []).flatMap((cifId, i) => (isValidCifId(cifId) ? [] : [{ pointer: `/cifIds/${i}`, detail: 'has a wrong check digit' }]))
       ]
-      if (!asked && readable.length === 0) errors.push({ pointer: '/endSystems', detail: 'no end system can be read back (none has read and compare)' })
+      if (!asked && readable.length === 0)
+        errors.push({ pointer: '/endSystems', detail: 'no end system can be read back (none has read and compare)' })
       if (errors.length) throw Refusal.invalid(errors)
       const chosen = asked ?? readable
       const run = await createRun(db, {

@@ -1,7 +1,7 @@
 import { Refusal, syncerProblems } from '../../contracts/problems.ts'
 import type { DeliveryState } from '../delivery/states.ts'
-import { progress } from '../reconciliation/runs.ts'
 import { runDeliveries } from '../reconciliation/run-store.ts'
+import { progress } from '../reconciliation/runs.ts'
 import type { FindingRow, ReconciliationRunRow, SyncerDb } from '../tables.ts'
 import type { Finding, FindingFilters, Run, RunFilters } from './reconciliation-schemas.ts'
 

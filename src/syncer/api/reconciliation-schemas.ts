@@ -81,7 +81,9 @@ export const Run = Type.Object({
     { description: 'Customers compared (RECONCILE) or delivered (BACKFILL) of the total, the rate so far and the time left at that rate' }
   ),
   queued: Type.Integer({ description: 'BACKFILL: deliveries asked for so far' }),
-  deliveries: Type.Record(Type.Enum([...deliveryStates]), count, { description: 'The deliveries this run asked for (repairs, backfill), by state' })
+  deliveries: Type.Record(Type.String(), count, {
+    description: `The deliveries this run asked for (repairs, backfill), by state (${deliveryStates.join(', ')}); states with none left out`
+  })
 })
 export type Run = Static<typeof Run>
 
@@ -105,4 +107,6 @@ export const Finding = Type.Object({
 })
 export type Finding = Static<typeof Finding>
 
-export const RepairResult = Type.Object({ deliveryIds: Type.Array(Type.String(), { description: 'The repair deliveries made (none for ORPHAN or repaired findings)' }) })
+export const RepairResult = Type.Object({
+  deliveryIds: Type.Array(Type.String(), { description: 'The repair deliveries made (none for ORPHAN or repaired findings)' })
+})

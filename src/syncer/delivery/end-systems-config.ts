@@ -158,7 +158,9 @@ export interface EndSystemConfig {
 export interface ReconcileConfig {
   read: { path: string; record: jsonata.Expression | undefined; version: jsonata.Expression | undefined }
   compare: jsonata.Expression
-  list: { path: string; items: jsonata.Expression; cifId: jsonata.Expression; externalId: jsonata.Expression | undefined; next: jsonata.Expression } | undefined
+  list:
+    | { path: string; items: jsonata.Expression; cifId: jsonata.Expression; externalId: jsonata.Expression | undefined; next: jsonata.Expression }
+    | undefined
   everyMinutes: number | undefined
   repair: readonly RepairableSituation[]
 }
@@ -316,14 +318,18 @@ export function parseEndSystems(text: string, fileName: string, env: Env = proce
     if (system.operations.update.path.includes('{externalId}') && !system.operations.create.externalId) {
       problem(['operations', 'create'])('updates by {externalId} but operations.create.externalId does not say where to read it')
     }
-    const reconcile = reconcileConfig(system, (path, source) => {
-      try {
-        return jsonata(source)
-      } catch (error) {
-        problem(path)(`has a JSONata error in ${path.join('.')}: ${(error as Error).message}`)
-        return undefined
-      }
-    }, problem)
+    const reconcile = reconcileConfig(
+      system,
+      (path, source) => {
+        try {
+          return jsonata(source)
+        } catch (error) {
+          problem(path)(`has a JSONata error in ${path.join('.')}: ${(error as Error).message}`)
+          return undefined
+        }
+      },
+      problem
+    )
     const baseUrl = interpolate(system.baseUrl, env, problem(['baseUrl'])).replace(/\/+$/, '')
     if (!/^https?:\/\/[^\s/]+/.test(baseUrl) || !URL.canParse(baseUrl)) problem(['baseUrl'])(`has baseUrl "${baseUrl}", which is not an http(s) URL`)
     return {

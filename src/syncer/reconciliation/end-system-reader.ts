@@ -62,7 +62,10 @@ export class EndSystemReader {
     const records = await Promise.all(
       (Array.isArray(items) ? items : items === undefined ? [] : [items]).map(async (item) => {
         const externalId = list.externalId ? ((await list.externalId.evaluate(item)) as unknown) : null
-        return { cifId: String((await list.cifId.evaluate(item)) ?? ''), externalId: externalId === null || externalId === undefined ? null : String(externalId) }
+        return {
+          cifId: String((await list.cifId.evaluate(item)) ?? ''),
+          externalId: externalId === null || externalId === undefined ? null : String(externalId)
+        }
       })
     )
     const next = (await list.next.evaluate(answer.body)) as unknown
@@ -89,7 +92,9 @@ export class EndSystemReader {
     } catch (error) {
       // The message names the system and the cause, never the answer: no personal data.
       const e = error as { name?: string; code?: string; cause?: { code?: string } }
-      return { error: `${this.#system.name} could not be read: ${e.name === 'TimeoutError' ? 'timed out' : (e.cause?.code ?? e.code ?? 'network error')}` }
+      return {
+        error: `${this.#system.name} could not be read: ${e.name === 'TimeoutError' ? 'timed out' : (e.cause?.code ?? e.code ?? 'network error')}`
+      }
     }
   }
 

@@ -205,7 +205,8 @@ export class Reconciler {
             return
           }
           const input = mappingInput(customer.event)
-          const expected = await readBack.reconcile.compare.evaluate(input)
+          // As JSON, as a system would hold it: JSONata's arrays carry properties of their own, and undefined is left out.
+          const expected = JSON.parse(JSON.stringify((await readBack.reconcile.compare.evaluate(input)) ?? null)) as unknown
           const found = classify(read, expected, customer.customer_version)
           count(found.situation)
           if (found.situation === 'IN_SYNC') return
@@ -257,10 +258,12 @@ export class Reconciler {
         this.#db,
         page.records.map((r) => r.cifId)
       )
-      const orphaned = new Set(orphans(
-        page.records.map((r) => r.cifId),
-        known
-      ))
+      const orphaned = new Set(
+        orphans(
+          page.records.map((r) => r.cifId),
+          known
+        )
+      )
       const findings = page.records
         .filter((record) => orphaned.delete(record.cifId))
         .map(

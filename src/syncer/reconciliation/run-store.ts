@@ -131,7 +131,12 @@ export async function liveWorkDue(db: SyncerDb, endSystem: string): Promise<bool
 /** Which of `cifIds` the CIF ever published (the syncer holds an event of it). */
 export async function knownCifIds(db: SyncerDb, cifIds: string[]): Promise<Set<string>> {
   if (cifIds.length === 0) return new Set()
-  const rows = await db.selectFrom('sync_event').select('cif_id').distinct().where('cif_id', 'in', [...new Set(cifIds)]).execute()
+  const rows = await db
+    .selectFrom('sync_event')
+    .select('cif_id')
+    .distinct()
+    .where('cif_id', 'in', [...new Set(cifIds)])
+    .execute()
   return new Set(rows.map((row) => row.cif_id))
 }
 

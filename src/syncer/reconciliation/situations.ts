@@ -20,10 +20,7 @@ export const isRepairable = (situation: Situation): situation is RepairableSitua
 export const repairableSituations: readonly RepairableSituation[] = situationNames.filter(isRepairable)
 
 /** What reading one customer's record back gave. */
-export type ReadBack =
-  | { kind: 'unlinked' }
-  | { kind: 'absent' }
-  | { kind: 'found'; record: unknown; heldVersion: number | undefined }
+export type ReadBack = { kind: 'unlinked' } | { kind: 'absent' } | { kind: 'found'; record: unknown; heldVersion: number | undefined }
 
 /** One field that differs: its path in the system's shape, and both values (masked before they are stored). */
 export interface Difference {
@@ -40,8 +37,7 @@ export type Classification =
   | { situation: 'STALE'; heldVersion: number; differences: Difference[] }
   | { situation: 'ALTERED'; differences: Difference[] }
 
-const isPlainObject = (value: unknown): value is Record<string, unknown> =>
-  typeof value === 'object' && value !== null && !Array.isArray(value)
+const isPlainObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value)
 
 /**
  * The fields of `expected` that `held` does not hold alike, by path ("name.first"). Only what the compare
