@@ -16,8 +16,8 @@ import { operatorKey, type ProcessStack } from '../test/support/stack.ts'
 type Say = (text: string) => void
 
 /** Far from the CIF service's numbers and the history phase's: the phase's CIF IDs are its own. */
-const BENCH_CIF_BASE = 70_000_000_000
-const ORPHAN_CIF_BASE = 80_000_000_000
+const BENCH_CIF_BASE = 7_000_000_000
+const ORPHAN_CIF_BASE = 8_000_000_000
 const SEED_CONCURRENCY = 32
 const DB_BATCH = 5000
 /** How each system is made to drift from a customer's record: a field of its own shape given another value. */
