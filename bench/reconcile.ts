@@ -208,10 +208,13 @@ export async function reconcilePhase(stack: ProcessStack, customers: number, say
   // 4. Repair the run's findings: normal deliveries through the syncer's lanes.
   const repairStart = Date.now()
   const { deliveryIds } = await admin(stack, 'POST', `/v1/admin/runs/${run.runId}/repair`, { reason: 'drift benchmark' })
+  let repairStates: Record<string, number> = {}
   for (;;) {
-    const { rows } = await sql<{ open: number }>`
-      select count(*)::int as open from delivery where reconciliation_run_id = ${run.runId} and state <> 'SUCCESS'`.execute(db)
-    if (rows[0]!.open === 0) break
+    const { rows } = await sql<{ state: string; n: number }>`
+      select state, count(*)::int as n from delivery where reconciliation_run_id = ${run.runId} group by state`.execute(db)
+    repairStates = Object.fromEntries(rows.map((row) => [row.state, row.n]))
+    // Settled, or FAILED (an operator's to look at): nothing more will move by itself.
+    if (rows.every((row) => row.state === 'SUCCESS' || row.state === 'FAILED' || row.state === 'SKIPPED')) break
     await new Promise((resolve) => setTimeout(resolve, 1000))
   }
   const repairMs = Date.now() - repairStart
@@ -236,6 +239,7 @@ export async function reconcilePhase(stack: ProcessStack, customers: number, say
     counts: run.counts,
     errors: run.errors,
     repairs: deliveryIds.length,
+    repairStates,
     repairMs,
     afterRepair: { customers: drifted.length, counts: check.counts, errors: check.errors }
   }
