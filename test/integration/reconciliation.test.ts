@@ -38,7 +38,7 @@ function endSystems(extra: EndSystemConfig[] = []): EndSystemConfig[] {
     ...system,
     retry: testRetry,
     circuitBreaker: { consecutiveFailures: 50, halfOpenAfterMs: 1000 },
-    readBackRatePerSecond: Math.max(system.readBackRatePerSecond, 200)
+    readBackRatePerSecond: Math.max(system.readBackRatePerSecond, 2000)
   }))
 }
 
@@ -73,7 +73,7 @@ async function delivered(cifId: string, systems = 3): Promise<void> {
   )
 }
 
-async function runDone(runId: string, timeoutMs = 60_000): Promise<any> {
+async function runDone(runId: string, timeoutMs = 180_000): Promise<any> {
   return (
     await eventually(
       () => admin('GET', `/v1/admin/runs/${runId}`),
