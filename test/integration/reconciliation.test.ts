@@ -210,7 +210,7 @@ describe('reconciliation finds drift in the end systems and repairs it', () => {
     const after = await runDone(second.body.runId)
     expect(after.counts).toEqual({ IN_SYNC: 18 })
     expect(after.errors).toBe(0)
-  })
+  }, 300_000)
 
   it('resumes a run whose worker stopped halfway: another syncer takes it up where its last page ended, finding nothing twice', async () => {
     const customers = [await createCustomer(), await createCustomer(), await createCustomer(), await createCustomer()]
@@ -231,7 +231,7 @@ describe('reconciliation finds drift in the end systems and repairs it', () => {
     expect(done.counts).toEqual({ IN_SYNC: 3, MISSING: 1 })
     expect(done.progress).toMatchObject({ done: 4, total: 4 })
     expect(await findings(run.id)).toHaveLength(1)
-  })
+  }, 120_000)
 })
 
 describe('backfill of a new end system', () => {
@@ -260,5 +260,5 @@ describe('backfill of a new end system', () => {
     const unknown = await admin('POST', '/v1/admin/backfills', { endSystem: 'ledger' })
     expect(unknown.status).toBe(400)
     expect(unknown.body.errors).toEqual([{ pointer: '/endSystem', detail: expect.stringContaining('not a configured end system') }])
-  })
+  }, 300_000)
 })
