@@ -248,7 +248,7 @@ describe('backfill of a new end system', () => {
     const done = await eventually(
       () => admin('GET', `/v1/admin/runs/${started.body.runId}`),
       (r) => r.body.state === 'DONE' && r.body.progress.done === total,
-      120_000
+      240_000
     )
     expect(done.body.progress).toMatchObject({ done: total, total, secondsLeft: 0 })
     expect(done.body.deliveries).toEqual({ SUCCESS: total })
