@@ -17,6 +17,7 @@ import { ProcessMonitor, type ProcessUsage } from '../test/support/process-stats
 import { type ProcessStack, setFault, sourceKey, startProcessStack } from '../test/support/stack.ts'
 import { drainPhase } from './drain.ts'
 import { historyPhase } from './history.ts'
+import { reconcilePhase } from './reconcile.ts'
 
 const started = Date.now()
 const say = (text: string) => process.stdout.write(`[${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${text}\n`)
@@ -123,10 +124,11 @@ const oneMinuteLoad = () => Number(loadavg()[0]!.toFixed(2))
  * 15,000 records per simulated system and tables for autovacuum to catch up with; on a shared stack the phases
  * after it paid for them (create p50 2.4 s at 100/s instead of 0.35 s).
  */
-async function onStack(phases: string, run: (stack: ProcessStack) => Promise<void>): Promise<void> {
+async function onStack(phases: string, run: (stack: ProcessStack) => Promise<void>, readBackRatePerSecond?: number): Promise<void> {
   say(`${phases}: starting a stack (BENCH_SCALE=${scale})`)
   // The recovery scenario keeps one system down for a minute: a retry budget that outlasts it (policy is configuration).
   const stack = await startProcessStack({
+    ...(readBackRatePerSecond ? { readBackRatePerSecond } : {}),
     retry: { retries: 20, backoffMs: 1000, maxBackoffMs: 10_000 },
     ...(process.env.BENCH_CONCURRENCY ? { concurrency: Number(process.env.BENCH_CONCURRENCY) } : {}),
     // Heap limits as a deployment would set them (README, "Running in production"): without a cap on the young
@@ -294,10 +296,22 @@ if (runs('history')) {
   })
 }
 
+// 6. Drift: reconciliation over 100,000 customers in three systems, 1% of each drift kind; on a stack of its own.
+if (runs('reconcile')) {
+  await onStack(
+    'reconcile',
+    async (stack) => {
+      results.reconcile = await reconcilePhase(stack, Math.round(100_000 * scale), say)
+    },
+    // The phase measures how fast a run can compare, not the gentle rate a bank would configure.
+    10_000
+  )
+}
+
 const file = new URL(`results/bench-${new Date().toISOString().replaceAll(':', '-')}.json`, import.meta.url)
 writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`)
 const usageTable = (processes: ProcessUsage[]) => processes.map((p) => `${p.name} ${p.peakRssMb} MB ${p.cpuCores} cores`).join('; ')
-const { drain, fixedRates, saturation, isolation, recovery, history } = results as Record<string, any>
+const { drain, fixedRates, saturation, isolation, recovery, history, reconcile } = results as Record<string, any>
 const pct = (p: { p50: number; p95: number; p99: number } | undefined) => (p ? `${p.p50} / ${p.p95} / ${p.p99}` : '-')
 console.table({
   'drain: syncer deliveries/s (pipe CPU ms per delivery)': drain
@@ -319,6 +333,9 @@ console.table({
   'recovery: final states': recovery ? JSON.stringify(recovery.finalStates) : '-',
   'history: filled / empty (claim p50, drain rate, worst API p50)': history
     ? `${history.ratios.claimP50}, ${history.ratios.drainDeliveriesPerSecond}, ${Math.max(...Object.values<number>(history.ratios.apiP50))}`
+    : '-',
+  'reconcile: drift found (false findings), records compared/s, repair s': reconcile
+    ? `${reconcile.foundShare}% (${reconcile.falseFindings}), ${reconcile.recordsComparedPerSecond}, ${(reconcile.repairMs / 1000).toFixed(1)}`
     : '-'
 })
 if (drain) say(`processes in the drain: ${usageTable(drain.syncer.processes)}`)

@@ -4,6 +4,7 @@ import { userInfo } from 'node:os'
 import { parseArgs } from 'node:util'
 import { startCifService } from './cif/service.ts'
 import type { CifDatabase } from './cif/tables.ts'
+import { isValidCifId } from './contracts/cif-id.ts'
 import { Refusal } from './contracts/problems.ts'
 import { topicPartitions } from './contracts/topics.ts'
 import { type Config, ConfigError, type Connections, configuredKafka, loadConfig } from './platform/config.ts'
@@ -17,6 +18,7 @@ import { reloadOnHangup } from './platform/reload.ts'
 import { ErasureRequestError, eraseCustomerEverywhere } from './roles/erasure.ts'
 import { runLocalStack } from './roles/local-stack.ts'
 import { migrations } from './roles/migrations.ts'
+import { backfillCommand, reconcileCommand, repairCommand } from './roles/reconcile.ts'
 import { runSimulator } from './roles/simulator.ts'
 import { tailTopic } from './roles/tail.ts'
 import { startSyncer } from './syncer/service.ts'
@@ -36,9 +38,19 @@ const usage = `Usage: cif-syncer <command>
   erase-customer <cifId> --reason <why> [--by <who>]
                       erase one customer's personal data from the CIF service and the syncer
                       (DATABASE_URL), keeping the audit trail; --by defaults to the system user
+  reconcile [--system X ...] [--customers <cifId>,...] [--since <instant>] [--repair]
+                      read customers back from the end systems, classify what they hold, show the findings
+                      (DATABASE_URL and the end systems file); --repair repairs them all (the syncers deliver)
+  repair --run <id> | --finding <id> --reason <why>
+                      repair a run's findings, or one finding, with a normal delivery of the latest version
+  backfill --system X deliver each customer's latest version to a system that holds none yet, with progress
 
 Kafka security (TLS, SASL) comes from KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_* and KAFKA_TLS_*: see the README.
 `
+
+const print = (line: string): void => {
+  process.stdout.write(`${line}\n`)
+}
 
 function required(config: Config): Connections {
   const kafka = configuredKafka(config)
@@ -113,6 +125,48 @@ async function main(argv: string[]): Promise<void> {
         await database.close()
       }
       return
+    }
+    case 'reconcile': {
+      const { values } = parseArgs({
+        args,
+        options: {
+          system: { type: 'string', multiple: true, default: [] },
+          customers: { type: 'string', default: '' },
+          since: { type: 'string' },
+          repair: { type: 'boolean', default: false },
+          by: { type: 'string', default: userInfo().username }
+        }
+      })
+      const since = values.since === undefined ? undefined : new Date(values.since)
+      if (since && Number.isNaN(since.getTime())) throw new ConfigError(`--since ${values.since} is not an instant (e.g. 2026-11-27T00:00:00Z).`)
+      const cifIds = values.customers
+        .split(',')
+        .map((id) => id.trim())
+        .filter(Boolean)
+      const invalid = cifIds.filter((id) => !isValidCifId(id))
+      if (invalid.length) throw new ConfigError(`--customers: ${invalid.join(', ')} ${invalid.length === 1 ? 'is not a CIF ID' : 'are not CIF IDs'}.`)
+      return reconcileCommand(config, log, { systems: values.system, cifIds, since, repair: values.repair, by: values.by }, print)
+    }
+    case 'repair': {
+      const { values } = parseArgs({
+        args,
+        options: {
+          run: { type: 'string' },
+          finding: { type: 'string' },
+          reason: { type: 'string' },
+          by: { type: 'string', default: userInfo().username }
+        }
+      })
+      if ((values.run === undefined) === (values.finding === undefined) || values.reason === undefined) break
+      if (!/^[1-9][0-9]{0,17}$/.test(values.run ?? values.finding!))
+        throw new ConfigError('--run and --finding take the id the run or finding was given.')
+      const which = values.run !== undefined ? { runId: values.run } : { findingIds: [values.finding!] }
+      return repairCommand(config, which, values.by, values.reason, print)
+    }
+    case 'backfill': {
+      const { values } = parseArgs({ args, options: { system: { type: 'string' }, by: { type: 'string', default: userInfo().username } } })
+      if (values.system === undefined) break
+      return backfillCommand(config, log, values.system, values.by, print)
     }
     case 'hash-key':
       if (!args[0]) break

@@ -184,5 +184,17 @@ export const syncerProblems = {
     status: 409,
     title: 'The end system is not in a state this action applies to',
     description: '`paused` says whether it is paused: a pause needs it running, a resume paused.'
+  },
+  runNotFound: {
+    code: 'run-not-found',
+    status: 404,
+    title: 'No such reconciliation or backfill run',
+    description: 'No reconciliation or backfill run has this id (admin API).'
+  },
+  findingNotFound: {
+    code: 'finding-not-found',
+    status: 404,
+    title: 'No such reconciliation finding',
+    description: 'No finding of a reconciliation run has this id (admin API).'
   }
 } as const satisfies Record<string, ProblemType>

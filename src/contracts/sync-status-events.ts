@@ -32,12 +32,33 @@ export const statusKinds = {
   OVERDUE: {
     type: 'cif.sync.customer.overdue',
     description: 'This version is not yet held by every end system, longer after its creation than the in-sync deadline allows'
+  },
+  DRIFT_FOUND: {
+    type: 'cif.sync.reconciliation.drift-found',
+    description: 'A reconciliation run read the customer back from an end system and found it not as the CIF published it'
   }
 } as const
 export type StatusKind = keyof typeof statusKinds
-/** The kinds that tell of one delivery (the others tell of a customer version as a whole). */
-export type DeliveryStatusKind = Exclude<StatusKind, 'IN_SYNC' | 'OVERDUE'>
+/** The kinds that tell of one delivery (the others tell of a customer version as a whole, or of a finding). */
+export type DeliveryStatusKind = Exclude<StatusKind, 'IN_SYNC' | 'OVERDUE' | 'DRIFT_FOUND'>
 export type StatusEventType = (typeof statusKinds)[StatusKind]['type']
+
+/**
+ * What a reconciliation run can find when it reads a customer's record back from an end system, in the words
+ * identity-management tools use ("situations"). Declared here, once: the status message, the syncer's
+ * classification, its database check and its API all take them from this list.
+ */
+export const reconciliationSituations = {
+  IN_SYNC: 'the system holds the latest version, as the compare mapping expects it',
+  MISSING: 'the syncer delivered the customer, but the system no longer holds the record (deleted, lost, restored from an old backup)',
+  ALTERED: 'the system holds the record, but fields differ from what the latest version makes of them (edited by hand?)',
+  STALE: 'the system holds an older version of the customer',
+  UNLINKED: 'no record id of the customer in this system is known, so the record cannot be read',
+  ORPHAN: 'the system holds a record for a CIF ID the CIF never published (found by listing the system)'
+} as const
+export type Situation = keyof typeof reconciliationSituations
+/** The situations told to the customer's source system: drift of a customer it owns (an ORPHAN has no owner). */
+export const toldSituations = ['MISSING', 'ALTERED', 'STALE', 'UNLINKED'] as const satisfies readonly Situation[]
 
 export const STATUS_SOURCE = 'urn:cif-syncer:syncer'
 
@@ -93,6 +114,21 @@ export const statusData = {
       at: Type.String({ format: 'date-time' })
     },
     { additionalProperties: false }
+  ),
+  DRIFT_FOUND: Type.Object(
+    {
+      kind: Type.Literal('DRIFT_FOUND'),
+      ...common,
+      endSystem: Type.String(),
+      runId: Type.String({ pattern: '^[1-9][0-9]*$', description: 'The reconciliation run that found it' }),
+      findingId: Type.String({ pattern: '^[1-9][0-9]*$' }),
+      situation: Type.Enum([...toldSituations], {
+        description: toldSituations.map((situation) => `${situation}: ${reconciliationSituations[situation]}`).join('; ')
+      }),
+      fields: Type.Array(Type.String(), { description: 'ALTERED and STALE: the fields that differ, in the end system’s shape (names only)' }),
+      at: Type.String({ format: 'date-time' })
+    },
+    { additionalProperties: false }
   )
 } as const satisfies Record<StatusKind, TSchema>
 export type StatusData<K extends StatusKind = StatusKind> = Static<(typeof statusData)[K]>
@@ -106,7 +142,8 @@ export const AnyStatusData = Type.Union([
   statusData.SUPERSEDED,
   statusData.RETIRED,
   statusData.IN_SYNC,
-  statusData.OVERDUE
+  statusData.OVERDUE,
+  statusData.DRIFT_FOUND
 ])
 
 /** A status message's envelope (CloudEvents 1.0, structured JSON), as published and as its JSON Schema says. */

@@ -32,8 +32,17 @@ export const simulatedSystems: SimulatedSystemShape[] = [
     idPrefix: 'CRM',
     createdBody: (id) => ({ contact: { id } })
   },
-  { name: 'cards', collection: '/cardholders', updateMethod: 'PUT', cifIdField: 'cif', idPrefix: 'CH', createdBody: (id) => ({ cardholderRef: id }) }
+  { name: 'cards', collection: '/cardholders', updateMethod: 'PUT', cifIdField: 'cif', idPrefix: 'CH', createdBody: (id) => ({ cardholderRef: id }) },
+  // Not in the shipped end systems file: the system a newcomer adds and backfills (README).
+  { name: 'lending', collection: '/borrowers', updateMethod: 'PUT', cifIdField: 'cif', idPrefix: 'LN', createdBody: (id) => ({ borrowerId: id }) }
 ]
+
+/** Drift injected at run time, so that reconciliation has something to find (see SimulatedEndSystem.drift). */
+export type Drift =
+  | { kind: 'delete'; cifId: string }
+  | { kind: 'alter'; cifId: string; fields: Record<string, unknown> }
+  | { kind: 'orphan'; cifId: string; fields?: Record<string, unknown> | undefined }
+  | { kind: 'lose-creates'; count: number }
 
 export type Fault =
   | { mode: 'none' }
@@ -70,6 +79,8 @@ export class SimulatedEndSystem {
   #answers = new Map<string, { status: number; body: unknown }>()
   #byCifId = new Map<string, string>()
   #next = 1
+  /** Creates still to be lost: answered 201 with a record id, never stored. */
+  #createsToLose = 0
   #server: Server
   #host: string
   #port: number
@@ -139,6 +150,7 @@ export class SimulatedEndSystem {
     this.#byCifId.clear()
     this.received = 0
     this.repeated = 0
+    this.#createsToLose = 0
   }
 
   /** What was answered, oldest first (the last MAX_RECEIPTS calls). */
@@ -149,6 +161,78 @@ export class SimulatedEndSystem {
   recordForCif(cifId: string): StoredRecord | undefined {
     const id = this.#byCifId.get(cifId)
     return id ? this.records.get(id) : undefined
+  }
+
+  /**
+   * Makes the system drift from what it was sent: a record deleted (as a restore from an old backup would),
+   * fields altered (by hand), a record for a CIF ID nobody published, or the next creates answered 201 and
+   * lost. Returns the record touched, or undefined when the CIF ID has none.
+   */
+  drift(drift: Drift): StoredRecord | undefined {
+    if (drift.kind === 'lose-creates') {
+      this.#createsToLose = drift.count
+      return undefined
+    }
+    const now = new Date().toISOString()
+    if (drift.kind === 'orphan') {
+      const id = this.#newId()
+      const record = {
+        id,
+        cifId: drift.cifId,
+        payload: { [this.shape.cifIdField]: drift.cifId, ...drift.fields },
+        version: 1,
+        createdAt: now,
+        updatedAt: now,
+        traceparent: null
+      }
+      this.#keep(record)
+      this.#journal?.write(record)
+      return record
+    }
+    const record = this.recordForCif(drift.cifId)
+    if (!record) return undefined
+    if (drift.kind === 'delete') {
+      this.records.delete(record.id)
+      this.#byCifId.delete(drift.cifId)
+      this.#journal?.forget(record.id)
+    } else {
+      record.payload = { ...record.payload, ...drift.fields }
+      record.updatedAt = now
+      this.#journal?.write(record)
+    }
+    return record
+  }
+
+  #newId(): string {
+    return `${this.shape.idPrefix}-${String(this.#next++).padStart(7, '0')}`
+  }
+
+  /**
+   * Reads for reconciliation: one record by its id, or a page of all of them in id order (`after` the last
+   * id of the previous page), each as { id, version, record }.
+   */
+  #read(url: string): [number, unknown] {
+    const { pathname, searchParams } = new URL(url, 'http://simulator')
+    const { collection } = this.shape
+    const shown = (record: StoredRecord) => ({ id: record.id, version: record.version, updatedAt: record.updatedAt, record: record.payload })
+    if (pathname === collection) {
+      const after = searchParams.get('after') ?? ''
+      const limit = Math.min(Math.max(Number(searchParams.get('limit')) || 100, 1), 1000)
+      const items: StoredRecord[] = []
+      // Ids are made in ascending order and the map keeps insertion order: the page is the next `limit` of them.
+      for (const record of this.records.values()) {
+        if (record.id <= after) continue
+        items.push(record)
+        if (items.length === limit) break
+      }
+      return [200, { items: items.map(shown), next: items.length === limit ? items.at(-1)!.id : null }]
+    }
+    if (pathname.startsWith(`${collection}/`)) {
+      const id = decodeURIComponent(pathname.slice(collection.length + 1))
+      const record = this.records.get(id)
+      return record ? [200, shown(record)] : [404, { error: `no record ${id}` }]
+    }
+    return [404, { error: `no route GET ${pathname}` }]
   }
 
   #newServer(): Server {
@@ -185,6 +269,7 @@ export class SimulatedEndSystem {
       return this.#answer(req, res, cifId, key, fault.status, { error: fault.message ?? 'simulated failure' })
     }
 
+    if (req.method === 'GET') return this.#answer(req, res, cifId, key, ...this.#read(req.url ?? '/'))
     if (key) {
       const first = this.#answers.get(key)
       if (first) {
@@ -204,7 +289,11 @@ export class SimulatedEndSystem {
       if (!cifId) return [422, { error: `${this.shape.cifIdField} is required` }]
       const existing = this.#byCifId.get(cifId)
       if (existing) return [409, { error: 'this customer exists already', ...(this.shape.createdBody(existing) as object) }]
-      const id = `${this.shape.idPrefix}-${String(this.#next++).padStart(7, '0')}`
+      const id = this.#newId()
+      if (this.#createsToLose > 0) {
+        this.#createsToLose--
+        return [201, this.shape.createdBody(id)]
+      }
       const record = { id, cifId, payload, version: Number(payload.version ?? 1), createdAt: now, updatedAt: now, traceparent }
       this.#keep(record)
       this.#journal?.write(record)

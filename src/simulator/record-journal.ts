@@ -16,8 +16,8 @@ export interface StoredRecord {
 /**
  * What a simulated end system holds, kept in a file so that it survives a restart of the local stack (a
  * real end system keeps its records too: without them every update of an earlier customer is a 404). One
- * JSON line per record written, the last line of a record winning; each start rewrites the file with one
- * line per record. A file, not PostgreSQL: the simulator stands in for systems outside the syncer's
+ * JSON line per record written, the last line of a record winning (a deleted one's line says `deleted`); each
+ * start rewrites the file with one line per record. A file, not PostgreSQL: the simulator stands in for systems outside the syncer's
  * database, and the benchmark's simulator keeps no file at all.
  */
 export class RecordJournal {
@@ -35,8 +35,9 @@ export class RecordJournal {
       for (const line of readFileSync(this.#file, 'utf8').split('\n')) {
         if (!line) continue
         try {
-          const record = JSON.parse(line) as StoredRecord
-          byId.set(record.id, record)
+          const record = JSON.parse(line) as StoredRecord | { id: string; deleted: true }
+          if ('deleted' in record) byId.delete(record.id)
+          else byId.set(record.id, record)
         } catch {
           // A line cut short by a process killed mid-write: the records before it stand.
         }
@@ -53,6 +54,12 @@ export class RecordJournal {
   write(record: StoredRecord): void {
     this.#out ??= createWriteStream(this.#file, { flags: 'a' })
     this.#out.write(`${JSON.stringify(record)}\n`)
+  }
+
+  /** A record deleted (drift injected for reconciliation): gone after a restart too. */
+  forget(id: string): void {
+    this.#out ??= createWriteStream(this.#file, { flags: 'a' })
+    this.#out.write(`${JSON.stringify({ id, deleted: true })}\n`)
   }
 
   /** Forgets every record (the simulator's reset). */

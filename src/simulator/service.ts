@@ -3,7 +3,7 @@ import { Type } from 'typebox'
 import { httpProblems, Refusal } from '../contracts/problems.ts'
 import { createHttpServer, type HttpServer } from '../platform/http/server.ts'
 import type { Logger } from '../platform/logger.ts'
-import { type Fault, SimulatedEndSystem, simulatedSystems } from './end-system-simulator.ts'
+import { type Drift, type Fault, SimulatedEndSystem, simulatedSystems } from './end-system-simulator.ts'
 import { RecordJournal } from './record-journal.ts'
 
 export interface SimulatorOptions {
@@ -44,6 +44,17 @@ const FaultBody = Type.Union([
   )
 ])
 
+const cifId = Type.String({ pattern: '^[0-9]{1,20}$' })
+const fields = Type.Record(Type.String({ maxLength: 100 }), Type.Unknown(), {
+  description: "Top-level fields of the system's own record, set as given"
+})
+const DriftBody = Type.Union([
+  Type.Object({ kind: Type.Literal('delete'), cifId }, { additionalProperties: false }),
+  Type.Object({ kind: Type.Literal('alter'), cifId, fields }, { additionalProperties: false }),
+  Type.Object({ kind: Type.Literal('orphan'), cifId, fields: Type.Optional(fields) }, { additionalProperties: false }),
+  Type.Object({ kind: Type.Literal('lose-creates'), count: Type.Integer({ minimum: 0, maximum: 1_000_000 }) }, { additionalProperties: false })
+])
+
 /** Simulated end systems for the local stack, tests and benchmarks, with a control API to break them at will. */
 export async function startSimulator(options: SimulatorOptions, log: Logger): Promise<Simulator> {
   const systems = new Map(
@@ -64,7 +75,7 @@ export async function startSimulator(options: SimulatorOptions, log: Logger): Pr
     logger: log,
     bodyLimitBytes: 16 * 1024,
     title: 'End system simulator',
-    description: 'Three simulated end systems (core banking, CRM, cards) and the switches that make them fail.',
+    description: 'Simulated end systems (core banking, CRM, cards, lending) and the switches that make them fail or drift.',
     readinessChecks: {},
     logEveryRequest: options.logEveryRequest
   })
@@ -118,6 +129,27 @@ export async function startSimulator(options: SimulatorOptions, log: Logger): Pr
       const { cifId } = request.query
       if (cifId) return [system.recordForCif(cifId)].filter(Boolean)
       return [...system.records.values()]
+    }
+  )
+  app.post(
+    '/systems/:name/drift',
+    {
+      schema: {
+        tags: ['simulator'],
+        summary: 'Make a system drift: delete a record, alter its fields, add one for an unknown CIF ID, or lose the next N creates (answered 201)',
+        params: NameParams,
+        body: DriftBody
+      }
+    },
+    (request) => {
+      const system = find(request.params.name)
+      const drift = request.body as Drift
+      const record = system.drift(drift)
+      if (drift.kind !== 'lose-creates' && !record) {
+        throw new Refusal(httpProblems.notFound, `${system.shape.name} holds no record for CIF ID ${drift.cifId}.`)
+      }
+      log.info({ system: system.shape.name, drift: drift.kind }, 'drift injected')
+      return { ...describe(system), record: record ?? null }
     }
   )
   app.post(

@@ -8,7 +8,8 @@ import { deliveryMonth, deliveryMonthSql, type SyncerDb, type SyncerTx } from '.
 // What the syncer keeps of a customer's personal data, and for how long. An event's payload (the
 // customer's record) is what a delivery sends: it is kept while any delivery of the event may still be
 // sent (waiting, in flight, FAILED and redrivable, BLOCKED), and dropped `retentionHours` after the last
-// one settled (SUCCESS or SKIPPED, from which no move leads back). An unreadable message's content is
+// one settled (SUCCESS or SKIPPED, from which no move leads back), unless it is the customer's latest
+// version: that one stays (reconciliation and backfill need it; docs/integrity.md). An unreadable message's content is
 // dropped `retentionHours` after it arrived. The facts stay: events' ids, versions and offsets,
 // deliveries, attempts (masked), status updates, operator actions.
 
@@ -20,6 +21,9 @@ export async function purgeEventPayloads(db: SyncerDb, retentionHours: number, l
     where e.event_id in (
       select k.event_id from sync_event k
       where k.event is not null and k.received_at < ${cutoff}
+        -- Each customer's latest version stays: it is what the CIF published last, which reconciliation
+        -- compares end systems with and a backfill delivers (an erasure clears it, as any other).
+        and exists (select 1 from sync_event newer where newer.cif_id = k.cif_id and newer.customer_version > k.customer_version)
         and not exists (
           select 1 from delivery d
           where d.event_id = k.event_id and (d.state not in (${stateList(settledStates)}) or d.completed_at >= ${cutoff}))

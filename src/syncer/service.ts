@@ -12,6 +12,7 @@ import { FailureLog } from '../platform/retry.ts'
 import { startTracing } from '../platform/tracing.ts'
 import { adminApi } from './api/admin-api.ts'
 import { callbackApi } from './api/callback-api.ts'
+import { reconciliationApi } from './api/reconciliation-api.ts'
 import { CONSOLE_PREFIX, type LiveState, operatorConsole } from './console/console.ts'
 import { AttemptRecorder } from './delivery/attempt-recorder.ts'
 import { recoverExpiredLeases } from './delivery/delivery-store.ts'
@@ -21,6 +22,7 @@ import { type EndSystemConfig, loadEndSystems } from './delivery/end-systems-con
 import { DeliveryLane } from './delivery/lane.ts'
 import { EventIntake } from './intake/event-intake.ts'
 import { SyncerMetrics, type SyncerTelemetry } from './metrics.ts'
+import { Reconciler } from './reconciliation/reconciler.ts'
 import { applyRetention, prepareAttemptMonths, retireAttemptMonths } from './retention.ts'
 import { overdueVersions, tellOverdue } from './status/overdue.ts'
 import { sequenceStatusUpdates, statusQueue } from './status/sync-status.ts'
@@ -38,26 +40,31 @@ const LEASE_CHECK_EVERY_MS = 5000
 const RETENTION_EVERY_MS = 60_000
 /** How often versions past the in-sync deadline are looked for: often enough to tell one within 10 s of it. */
 const OVERDUE_CHECK_EVERY_MS = 10_000
+/** How often a syncer starts the scheduled runs due and takes up a run nobody works on (new, or its worker gone). */
+const RUNS_EVERY_MS = 5000
 
-/** What the operators' console shows of the running syncer: its end systems, and what it knows of itself now. */
-export interface ConsoleParts {
+/** What the syncer's HTTP APIs need of the running syncer. */
+export interface SyncerAppParts {
+  /** The end systems it delivers to: those an operator may pause, and those runs read back or backfill. */
   endSystems: readonly EndSystemConfig[]
-  live: () => LiveState
+  /** Called when the admin API creates a reconciliation or backfill run, so that it is worked at once. */
+  onRunCreated?: () => void
+  /** What it knows of itself now, for the operators' console: without it, no console is served. */
+  live?: () => LiveState
 }
 
 /**
- * The syncer's HTTP APIs (callback and admin) on `db`, and with `consoleParts` the operators' console, not yet
- * listening (tests call it with `inject`); `endSystems`, those the syncer delivers to, are the ones an operator
- * may pause.
+ * The syncer's HTTP APIs (callback and admin, and the operators' console when `parts.live` is given) on `db`,
+ * not yet listening (tests call it with `inject`).
  */
 export async function createSyncerApp(
   config: Config,
   db: SyncerDb,
   log: Logger,
   readinessChecks: HttpServerOptions['readinessChecks'],
-  endSystems: readonly Pick<EndSystemConfig, 'name' | 'coalesce'>[],
-  consoleParts?: ConsoleParts
+  parts: SyncerAppParts
 ): Promise<HttpServer> {
+  const { endSystems, onRunCreated = () => {}, live } = parts
   const app = await createHttpServer({
     logger: log,
     bodyLimitBytes: 16 * 1024,
@@ -87,7 +94,7 @@ export async function createSyncerApp(
     endSystems,
     inSyncDeadlineMs: config.syncer.inSyncDeadlineMs
   })
-  if (consoleParts) {
+  if (live) {
     await app.register(operatorConsole, {
       prefix: CONSOLE_PREFIX,
       db,
@@ -97,9 +104,18 @@ export async function createSyncerApp(
       bulkRedriveLimit: config.syncer.bulkRedriveLimit,
       sessionSecret: config.syncer.consoleSessionSecret,
       secureCookies: config.tls !== undefined,
-      ...consoleParts
+      endSystems,
+      live
     })
   }
+  await app.register(reconciliationApi, {
+    prefix: '/v1/admin',
+    db,
+    operatorKeyHashes: config.operatorKeyHashes,
+    operatorRoles: config.operatorRoles,
+    endSystems,
+    onRunCreated
+  })
   return app
 }
 
@@ -255,6 +271,27 @@ export async function startSyncer(
   })
   wakeAll()
 
+  // Reconciliation and backfill runs: one at a time per syncer, taken from the database, so any syncer works a
+  // run another one left (crash, restart). Their repairs and backfill deliveries go through the lanes above.
+  const reconciler = new Reconciler({ db, endSystems, log: log.child({ component: 'reconciliation' }) })
+  const runsLog = new FailureLog(log, 'reconciliation runs not worked; will retry')
+  let runsRound: Promise<void> | undefined
+  const workRuns = (): void => {
+    if (runsRound) return
+    runsRound = (async () => {
+      try {
+        await reconciler.startScheduledRuns()
+        while (await reconciler.workOne(undefined, wakeAll));
+        runsLog.succeeded()
+      } catch (error) {
+        runsLog.failed(error)
+      }
+    })().finally(() => {
+      runsRound = undefined
+    })
+  }
+  const runsTimer = setInterval(workRuns, RUNS_EVERY_MS)
+
   const dependencies = dependencyChecks(db, connections.kafka)
   const app = await createSyncerApp(
     config,
@@ -265,9 +302,9 @@ export async function startSyncer(
       intake: async () => intake.health(),
       statusRelay: async () => relay.health()
     },
-    endSystems,
     {
       endSystems,
+      onRunCreated: workRuns,
       live: () => ({
         circuits: new Map([...clients].map(([name, client]) => [name, client.circuitState])),
         intake: intake.health(),
@@ -287,6 +324,9 @@ export async function startSyncer(
     close: async () => {
       clearInterval(poll)
       clearInterval(leases)
+      clearInterval(runsTimer)
+      await reconciler.stop()
+      await runsRound
       await retention.stop()
       await metricsServer?.close()
       await overdue.stop()

@@ -1,8 +1,10 @@
 import { type ColumnType, type Generated, type Kysely, type RawBuilder, type Selectable, sql, type Transaction } from 'kysely'
+import type { Situation } from '../contracts/sync-status-events.ts'
 import type { OutboxTables } from '../outbox/tables.ts'
 import type { DefaultedTimestamp } from '../platform/database/index.ts'
 import type { RequestKind, RequestState } from './delivery/four-eyes.ts'
 import type { AttemptStatus, DeliveryState, OperatorAction } from './delivery/states.ts'
+import type { RunKind, RunState } from './reconciliation/runs.ts'
 
 export type DeliveryOperation = 'create' | 'update'
 
@@ -58,6 +60,8 @@ export interface DeliveryTable {
   created_at: DefaultedTimestamp
   updated_at: DefaultedTimestamp
   completed_at: Date | null
+  /** Set on a delivery a reconciliation run (a repair) or a backfill asked for; the intake's have none. */
+  reconciliation_run_id: ColumnType<string | null, string | null | undefined, never>
 }
 
 export interface DeliveryAttemptTable {
@@ -156,6 +160,43 @@ export interface EndSystemPauseTable {
   paused_at: DefaultedTimestamp
 }
 
+/** A reconciliation or backfill run (migration 0011): what it covers, where it stands, what it found. */
+export interface ReconciliationRunTable {
+  id: Generated<string>
+  kind: RunKind
+  state: ColumnType<RunState, RunState | undefined, RunState>
+  end_systems: string[]
+  cif_ids: string[] | null
+  since: Date | null
+  repair: ColumnType<string[], string[] | undefined, never>
+  requested_by: string
+  after_cif_id: string | null
+  /** Per system: the list cursor reached, or true once its list was read to the end. */
+  listing: ColumnType<Record<string, string | true>, string | undefined, string>
+  total: number | null
+  done: ColumnType<number, never, number>
+  errors: ColumnType<number, never, number>
+  counts: ColumnType<Record<string, number>, never, string>
+  lease_until: Date | null
+  started_at: DefaultedTimestamp
+  updated_at: DefaultedTimestamp
+  finished_at: Date | null
+}
+
+export interface ReconciliationFindingTable {
+  id: Generated<string>
+  run_id: string
+  cif_id: string
+  end_system: string
+  situation: Situation
+  customer_version: number | null
+  held_version: number | null
+  external_id: string | null
+  differences: ColumnType<{ field: string; expected: string; held: string }[] | null, string | null, never>
+  repair_delivery_id: string | null
+  found_at: DefaultedTimestamp
+}
+
 /** The syncer's tables; migrations in ./migrations. */
 export interface SyncerTables {
   sync_event: SyncEventTable
@@ -169,6 +210,8 @@ export interface SyncerTables {
   action_request_delivery: ActionRequestDeliveryTable
   customer_erasure: CustomerErasureTable
   end_system_pause: EndSystemPauseTable
+  reconciliation_run: ReconciliationRunTable
+  reconciliation_finding: ReconciliationFindingTable
 }
 
 /** What the syncer's code may touch: its tables and the outbox that publishes its status messages. */
@@ -179,6 +222,8 @@ export type SyncerTx = Transaction<SyncerDatabase>
 
 export type DeliveryRow = Selectable<DeliveryTable>
 export type ActionRequestRow = Selectable<ActionRequestTable>
+export type ReconciliationRunRow = Selectable<ReconciliationRunTable>
+export type FindingRow = Selectable<ReconciliationFindingTable>
 
 /** A delivery's month (`delivery_attempt.delivery_month`) from its creation time: `2026-11-01`. */
 export const deliveryMonth = (createdAt: Date): string => `${createdAt.toISOString().slice(0, 8)}01`

@@ -105,10 +105,16 @@ beforeAll(async () => {
     CARDS_URL: 'http://127.0.0.1:3',
     CORE_BANKING_TOKEN
   })
-  app = await createSyncerApp(config, asSyncer(database.db), createLogger(process.env.LOG_LEVEL ?? 'warn', 'console-test'), {}, endSystems, {
-    endSystems,
-    live: () => ({ circuits: new Map([['crm', 'open']]), intake: { state: 'consuming', lag: 3 }, statusRelay: null })
-  })
+  app = await createSyncerApp(
+    config,
+    asSyncer(database.db),
+    createLogger(process.env.LOG_LEVEL ?? 'warn', 'console-test'),
+    {},
+    {
+      endSystems,
+      live: () => ({ circuits: new Map([['crm', 'open']]), intake: { state: 'consuming', lag: 3 }, statusRelay: null })
+    }
+  )
 })
 afterAll(async () => {
   await app?.close()

@@ -5,6 +5,7 @@ import { type Config, loadConfig } from '../../src/platform/config.ts'
 import { apiKeyHash } from '../../src/platform/http/api-key-auth.ts'
 import type { HttpServer } from '../../src/platform/http/server.ts'
 import { createLogger } from '../../src/platform/logger.ts'
+import { loadEndSystems } from '../../src/syncer/delivery/end-systems-config.ts'
 import { createSyncerApp } from '../../src/syncer/service.ts'
 import { keys, operatorKey } from '../integration/helpers.ts'
 import { asCif, asSyncer } from '../support/database.ts'
@@ -29,15 +30,13 @@ export async function cifApp(database: OwnDatabase, config = testConfig(), logge
 }
 
 /** The end systems the syncer's APIs are told of: the three the shipped file has, cards coalescing. */
-export const testEndSystems = [
-  { name: 'core-banking', coalesce: false },
-  { name: 'crm', coalesce: false },
-  { name: 'cards', coalesce: true }
-]
+export const testEndSystems = loadEndSystems('config/end-systems.yaml', { CORE_BANKING_TOKEN: 'x' }).map((system) =>
+  system.name === 'cards' ? { ...system, coalesce: true } : system
+)
 
 /** The syncer's callback and admin APIs on the file's own database, without Kafka, not listening. */
 export async function syncerApp(database: OwnDatabase, config = testConfig()): Promise<HttpServer> {
-  return createSyncerApp(config, asSyncer(database.db), log(), {}, testEndSystems)
+  return createSyncerApp(config, asSyncer(database.db), log(), {}, { endSystems: testEndSystems })
 }
 
 export interface ApiResponse {

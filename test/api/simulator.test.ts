@@ -51,6 +51,26 @@ describe('the simulator', () => {
     await third.close()
   })
 
+  it('keeps drift across a restart too: a deleted record stays gone, an altered one stays altered', async () => {
+    const first = await start()
+    const drift = (body: unknown) => first.app.inject({ method: 'POST', url: '/systems/core-banking/drift', payload: body as object })
+    await send(first, 'POST', '/customers', { customerNumber: '10000000033', version: 1 })
+    await send(first, 'POST', '/customers', { customerNumber: '10000000041', version: 1 })
+    expect((await drift({ kind: 'delete', cifId: '10000000033' })).statusCode).toBe(200)
+    expect((await drift({ kind: 'alter', cifId: '10000000041', fields: { version: 7 } })).statusCode).toBe(200)
+    await first.close()
+
+    const second = await start()
+    try {
+      const held = (await records(second)) as { cifId: string; payload: Record<string, unknown> }[]
+      expect(held.map((record) => record.cifId)).toEqual(['10000000041'])
+      expect(held[0]!.payload.version).toBe(7)
+    } finally {
+      await second.app.inject({ method: 'POST', url: '/systems/core-banking/reset' })
+      await second.close()
+    }
+  })
+
   it('keeps nothing without a data folder (tests and the benchmark)', async () => {
     const first = await start(false)
     await send(first, 'POST', '/customers', { customerNumber: '10000000025', version: 1 })

@@ -35,7 +35,16 @@ async function eventWithDeliveryIn(state: DeliveryState): Promise<string> {
   }
   const delivery = await deliveryOf(db(), cifId, system, state === 'BLOCKED' ? 2 : 1)
   expect(delivery.state).toBe(state)
+  await supersede(cifId, state === 'BLOCKED' ? 3 : 2)
   return cifId
+}
+
+/**
+ * A later version of the customer, delivered nowhere: the customer's latest, whose payload retention keeps
+ * (reconciliation and backfill need it), so the versions before it are the ones these tests watch.
+ */
+async function supersede(cifId: string, version: number): Promise<void> {
+  await storeVersions(db(), cifId, [version], [])
 }
 
 /** Makes a customer's events, and its deliveries' completions, `hours` old. */
@@ -71,19 +80,20 @@ describe("the syncer's retention", () => {
     await storeVersions(db(), mixed, [1], [done, failing])
     await record(db(), await claimOne(db(), done), decisions.success('C-1'))
     await record(db(), await claimOne(db(), failing), decisions.fail())
+    await supersede(mixed, 2)
     const recent = await eventWithDeliveryIn('SUCCESS')
     for (const cifId of [...Object.values(byState), mixed]) await age(cifId, 3)
     await age(recent, 1)
 
     expect(await applyRetention(asSyncer(db()), 2, 1000)).toEqual({ eventPayloads: 2, unreadableMessages: 0 })
 
-    expect(await payloadKept(byState.SUCCESS)).toEqual([false])
-    expect(await payloadKept(byState.SKIPPED)).toEqual([false])
+    expect(await payloadKept(byState.SUCCESS)).toEqual([false, true])
+    expect(await payloadKept(byState.SKIPPED)).toEqual([false, true])
     for (const state of ['PENDING', 'IN_FLIGHT', 'RETRY_SCHEDULED', 'FAILED'] as const)
-      expect(await payloadKept(byState[state]), state).toEqual([true])
-    expect(await payloadKept(byState.BLOCKED), 'the FAILED version 1 and the BLOCKED version 2').toEqual([true, true])
-    expect(await payloadKept(mixed)).toEqual([true])
-    expect(await payloadKept(recent), 'settled within the retention').toEqual([true])
+      expect(await payloadKept(byState[state]), state).toEqual([true, true])
+    expect(await payloadKept(byState.BLOCKED), 'the FAILED version 1 and the BLOCKED version 2').toEqual([true, true, true])
+    expect(await payloadKept(mixed)).toEqual([true, true])
+    expect(await payloadKept(recent), 'settled within the retention').toEqual([true, true])
     // The facts stay: the event rows, their deliveries.
     expect(await db().selectFrom('delivery').select('id').where('cif_id', '=', byState.SUCCESS).execute()).toHaveLength(1)
   })
@@ -100,7 +110,18 @@ describe("the syncer's retention", () => {
       await purgeEventPayloads(syncer, 0, 2),
       await purgeEventPayloads(syncer, 0, 2)
     ]).toEqual([2, 2, 1, 0])
-    for (const cifId of cifIds) expect(await payloadKept(cifId)).toEqual([false])
+    for (const cifId of cifIds) expect(await payloadKept(cifId)).toEqual([false, true])
+  })
+
+  it("keeps each customer's latest payload, however long settled: what the CIF published last", async () => {
+    await drain()
+    const cifId = newCifId()
+    const system = newEndSystem()
+    await storeVersions(db(), cifId, [1], [system])
+    await record(db(), await claimOne(db(), system), decisions.success('X-1'))
+    await age(cifId, 5)
+    expect(await applyRetention(asSyncer(db()), 0, 1000)).toEqual({ eventPayloads: 0, unreadableMessages: 0 })
+    expect(await payloadKept(cifId)).toEqual([true])
   })
 
   it("clears an unreadable message's content past the retention, and keeps why it was unreadable", async () => {

@@ -1,7 +1,9 @@
 import { sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { reconciliationSituations } from '../../src/contracts/sync-status-events.ts'
 import { requestKinds, requestStates } from '../../src/syncer/delivery/four-eyes.ts'
 import { attemptStatuses, deliveryStates, operatorActions } from '../../src/syncer/delivery/states.ts'
+import { runKinds, runStates } from '../../src/syncer/reconciliation/runs.ts'
 import { type OwnDatabase, ownDatabase } from '../support/own-database.ts'
 
 let database: OwnDatabase
@@ -32,6 +34,12 @@ describe('the database holds the states the code declares', () => {
   it('allows exactly the attempt statuses and operator actions', async () => {
     expect(await allowedValues('delivery_attempt', 'status')).toEqual([...attemptStatuses].sort())
     expect(await allowedValues('operator_action', 'action')).toEqual(Object.values(operatorActions).sort())
+  })
+
+  it('allows exactly the reconciliation situations, run kinds and run states the code declares', async () => {
+    expect(await allowedValues('reconciliation_finding', 'situation')).toEqual(Object.keys(reconciliationSituations).sort())
+    expect(await allowedValues('reconciliation_run', 'kind')).toEqual(Object.keys(runKinds).sort())
+    expect(await allowedValues('reconciliation_run', 'state')).toEqual([...runStates].sort())
   })
 
   it('allows exactly the action request kinds and states of four-eyes.ts', async () => {

@@ -24,6 +24,8 @@ export interface StackOptions {
   logLevel?: string
   /** NODE_OPTIONS for the service processes. */
   nodeOptions?: string
+  /** Every system's `reconcile.ratePerSecond`: reads of a reconciliation (and backfill deliveries) per second. */
+  readBackRatePerSecond?: number
 }
 
 /** PostgreSQL, Kafka, and the CIF service, syncer and simulator each as a process of its own. */
@@ -65,6 +67,10 @@ export async function startProcessStack(options: StackOptions = {}): Promise<Pro
   if (options.concurrency) {
     endSystems.setIn(['defaults', 'concurrency'], options.concurrency)
     endSystems.deleteIn(['endSystems', 2, 'concurrency'])
+  }
+  if (options.readBackRatePerSecond) {
+    const count = (endSystems.get('endSystems') as { items: unknown[] }).items.length
+    for (let i = 0; i < count; i++) endSystems.setIn(['endSystems', i, 'reconcile', 'ratePerSecond'], options.readBackRatePerSecond)
   }
   const endSystemsFile = join(dir, 'end-systems.yaml')
   await writeFile(endSystemsFile, endSystems.toString())

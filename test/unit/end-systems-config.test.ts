@@ -105,6 +105,82 @@ describe('end systems file', () => {
   })
 })
 
+describe('reading end systems back (reconciliation)', () => {
+  const withReadBack = (extra: string) => `${good}
+      read: { method: GET, path: '/clients/{externalId}', record: data, version: v }
+      list: { path: '/clients?after={cursor}', items: items, cifId: ref, externalId: id, next: next }
+    compare: '{"ref": cifId}'
+${extra}`
+
+  it('compiles read, compare and list, with the schedule, the rate and the repairs', async () => {
+    const [ledger] = parseEndSystems(
+      minimal(withReadBack('    reconcile: { everyMinutes: 60, ratePerSecond: 5, repair: [MISSING, ALTERED] }')),
+      'test.yaml',
+      {
+        LEDGER_KEY: 'k'
+      }
+    )
+    expect(ledger!.reconcile).toMatchObject({ read: { path: '/clients/{externalId}' }, everyMinutes: 60, repair: ['MISSING', 'ALTERED'] })
+    expect(ledger!.readBackRatePerSecond).toBe(5)
+    expect(await ledger!.reconcile!.compare.evaluate({ cifId: '10000000009' })).toEqual({ ref: '10000000009' })
+    expect(await ledger!.reconcile!.read.record!.evaluate({ data: { ref: 'x' } })).toEqual({ ref: 'x' })
+  })
+
+  it('leaves a system without read and compare out of reconciliation, at the default rate', () => {
+    const [ledger] = parseEndSystems(minimal(good), 'test.yaml', { LEDGER_KEY: 'k' })
+    expect(ledger!.reconcile).toBeUndefined()
+    expect(ledger!.readBackRatePerSecond).toBe(50)
+  })
+
+  it('names the line of each read-back problem: read without compare, a path with no id, a list without a cursor, bad JSONata, ORPHAN repaired', () => {
+    const text = minimal(`${good}
+      read: { method: GET, path: /clients }
+      list: { path: /clients, items: items, cifId: ref, next: next }
+    reconcile: { repair: [ORPHAN] }
+  - name: cards
+    baseUrl: http://127.0.0.1:9001
+    operations:
+      create: { method: POST, path: /c, body: '{}' }
+      update: { method: PUT, path: '/c/{cifId}', body: '{}' }
+      read: { method: GET, path: '/c/{cifId}' }
+    compare: '{"a": '`)
+    let message = ''
+    try {
+      parseEndSystems(text, 'test.yaml', { LEDGER_KEY: 'k' })
+    } catch (error) {
+      message = (error as Error).message
+    }
+    expect(message).toContain('test.yaml:12: /endSystems/0/reconcile/repair/0 must be equal to one of the allowed values')
+    const second = minimal(`${good}
+      read: { method: GET, path: /clients }
+      list: { path: /clients, items: items, cifId: ref, next: next }
+    compare: '{"ref": cifId}'
+  - name: cards
+    baseUrl: http://127.0.0.1:9001
+    operations:
+      create: { method: POST, path: /c, body: '{}' }
+      update: { method: PUT, path: '/c/{cifId}', body: '{}' }
+      read: { method: GET, path: '/c/{cifId}' }
+    compare: '{"a": '
+  - name: loans
+    baseUrl: http://127.0.0.1:9002
+    operations:
+      create: { method: POST, path: /l, body: '{}' }
+      update: { method: PUT, path: '/l/{cifId}', body: '{}' }
+      read: { method: GET, path: '/l/{cifId}' }`)
+    try {
+      parseEndSystems(second, 'test.yaml', { LEDGER_KEY: 'k' })
+      message = ''
+    } catch (error) {
+      message = (error as Error).message
+    }
+    expect(message).toContain('test.yaml:10: end system "ledger" reads by neither {externalId} nor {cifId} in operations.read.path')
+    expect(message).toContain('test.yaml:11: end system "ledger" pages without {cursor} in operations.list.path')
+    expect(message).toContain('test.yaml:19: end system "cards" has a JSONata error in compare')
+    expect(message).toContain('test.yaml:23: end system "loans" needs both operations.read and compare to be read back, or neither')
+  })
+})
+
 describe('requests built from the file', () => {
   it('fills path templates, encoding the values', () => {
     expect(requestPath('/clients/{externalId}/cif/{cifId}', { cifId: '10000000009', externalId: 'a/b c' })).toBe('/clients/a%2Fb%20c/cif/10000000009')

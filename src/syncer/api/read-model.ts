@@ -72,6 +72,8 @@ export async function customerSync(db: SyncerDb, cifId: string, mayRead: (owner:
     .where('cif_id', '=', cifId)
     .orderBy('end_system')
     .orderBy('customer_version', 'desc')
+    // A repair (reconciliation) sends a version again: the newer delivery of it says where the system stands.
+    .orderBy('id', 'desc')
     .execute()
   const latestVersion = known.latest_version
   return { cifId, latestVersion, state: overallState(latest, latestVersion), endSystems: latest.map(toDelivery) }

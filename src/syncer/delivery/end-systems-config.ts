@@ -6,6 +6,7 @@ import jsonata from 'jsonata'
 import { type Static, Type } from 'typebox'
 import { type Document, LineCounter, parseDocument } from 'yaml'
 import { ConfigError } from '../../platform/config.ts'
+import { type RepairableSituation, repairableSituations } from '../reconciliation/situations.ts'
 
 const positive = (maximum: number, description?: string) => Type.Integer({ minimum: 1, maximum, description })
 
@@ -64,6 +65,40 @@ const Operation = Type.Object(
 /** What an end system may be named: also what the admin API takes as one. */
 export const END_SYSTEM_NAME_PATTERN = '^[a-z][a-z0-9-]{1,40}$'
 
+const jsonataText = (description: string) => Type.String({ minLength: 1, description })
+
+const ReadOperation = Type.Object(
+  {
+    method: Type.Enum(['GET']),
+    path: Type.String({ pattern: '^/', description: 'Holds {externalId} (the record id the create got) or {cifId}' }),
+    record: Type.Optional(jsonataText('JSONata: the answer → the record (the whole answer when absent)')),
+    version: Type.Optional(jsonataText('JSONata: the record → the customer version it holds, when the system keeps one'))
+  },
+  { additionalProperties: false }
+)
+
+const ListOperation = Type.Object(
+  {
+    path: Type.String({ pattern: '^/', description: 'A page of records: {cursor} is empty for the first page, then what `next` gave' }),
+    items: jsonataText('JSONata: the answer → the records of the page'),
+    cifId: jsonataText('JSONata: a record → the CIF ID it is for'),
+    externalId: Type.Optional(jsonataText('JSONata: a record → its id in this system')),
+    next: jsonataText('JSONata: the answer → the cursor of the next page; nothing at the last page')
+  },
+  { additionalProperties: false }
+)
+
+const Reconcile = Type.Object(
+  {
+    everyMinutes: Type.Optional(positive(525_600, 'A reconciliation run of this system this often (none when absent)')),
+    ratePerSecond: Type.Optional(positive(10_000, 'Reads of a reconciliation, and deliveries of a backfill, per second at most')),
+    repair: Type.Optional(
+      Type.Array(Type.Enum([...repairableSituations]), { uniqueItems: true, description: 'Situations repaired as soon as a run finds them' })
+    )
+  },
+  { additionalProperties: false }
+)
+
 const EndSystem = Type.Object(
   {
     name: Type.String({ pattern: END_SYSTEM_NAME_PATTERN }),
@@ -77,7 +112,12 @@ const EndSystem = Type.Object(
         description: 'The system takes the full record on every update: of a customer’s queued versions only the newest is sent (default false)'
       })
     ),
-    operations: Type.Object({ create: Operation, update: Operation }, { additionalProperties: false }),
+    operations: Type.Object(
+      { create: Operation, update: Operation, read: Type.Optional(ReadOperation), list: Type.Optional(ListOperation) },
+      { additionalProperties: false }
+    ),
+    compare: Type.Optional(jsonataText('JSONata: the CIF record (as a mapping sees it) → the fields this system must hold, in its shape')),
+    reconcile: Type.Optional(Reconcile),
     ...Tunables
   },
   { additionalProperties: false }
@@ -118,6 +158,21 @@ export interface EndSystemConfig {
   retry: RetryPolicy
   circuitBreaker: CircuitBreakerPolicy
   operations: Record<OperationName, CompiledOperation>
+  /** Undefined when the system cannot be read back: reconciliation passes it by. */
+  reconcile: ReconcileConfig | undefined
+  /** Reads of a reconciliation, and deliveries of a backfill, per second at most. */
+  readBackRatePerSecond: number
+}
+
+/** How a system's records are read back and compared (issue 11): present when it has `read` and `compare`. */
+export interface ReconcileConfig {
+  read: { path: string; record: jsonata.Expression | undefined; version: jsonata.Expression | undefined }
+  compare: jsonata.Expression
+  list:
+    | { path: string; items: jsonata.Expression; cifId: jsonata.Expression; externalId: jsonata.Expression | undefined; next: jsonata.Expression }
+    | undefined
+  everyMinutes: number | undefined
+  repair: readonly RepairableSituation[]
 }
 
 export interface EndSystemTls {
@@ -138,6 +193,8 @@ export const defaultRetryPolicy: RetryPolicy = {
 }
 const defaultCircuitBreaker: CircuitBreakerPolicy = { consecutiveFailures: 5, halfOpenAfterMs: 30_000 }
 const DEFAULT_CONCURRENCY = 16
+/** Gentle by default: a run reads a system no faster than this unless its file says otherwise. */
+export const DEFAULT_RECONCILE_RATE_PER_SECOND = 50
 
 type Env = Record<string, string | undefined>
 
@@ -271,6 +328,18 @@ export function parseEndSystems(text: string, fileName: string, env: Env = proce
     if (system.operations.update.path.includes('{externalId}') && !system.operations.create.externalId) {
       problem(['operations', 'create'])('updates by {externalId} but operations.create.externalId does not say where to read it')
     }
+    const reconcile = reconcileConfig(
+      system,
+      (path, source) => {
+        try {
+          return jsonata(source)
+        } catch (error) {
+          problem(path)(`has a JSONata error in ${path.join('.')}: ${(error as Error).message}`)
+          return undefined
+        }
+      },
+      problem
+    )
     const baseUrl = interpolate(system.baseUrl, env, problem(['baseUrl'])).replace(/\/+$/, '')
     if (!/^https?:\/\/[^\s/]+/.test(baseUrl) || !URL.canParse(baseUrl)) problem(['baseUrl'])(`has baseUrl "${baseUrl}", which is not an http(s) URL`)
     return {
@@ -283,11 +352,53 @@ export function parseEndSystems(text: string, fileName: string, env: Env = proce
       concurrency: system.concurrency ?? file.defaults?.concurrency ?? DEFAULT_CONCURRENCY,
       retry: { ...defaultRetryPolicy, ...file.defaults?.retry, ...system.retry },
       circuitBreaker: system.circuitBreaker ?? file.defaults?.circuitBreaker ?? defaultCircuitBreaker,
-      operations
+      operations,
+      reconcile,
+      readBackRatePerSecond: system.reconcile?.ratePerSecond ?? DEFAULT_RECONCILE_RATE_PER_SECOND
     }
   })
   if (problems.length) throw new ConfigError(`The end systems file ${fileName} has errors:\n  ${problems.join('\n  ')}`)
   return systems
+}
+
+type FileEndSystem = EndSystemsFile['endSystems'][number]
+
+/** The read-back settings of one system, compiled; `read` and `compare` come together or not at all. */
+function reconcileConfig(
+  system: FileEndSystem,
+  compile: (path: string[], source: string) => jsonata.Expression | undefined,
+  problem: (path: (string | number)[]) => (message: string) => void
+): ReconcileConfig | undefined {
+  const { read, list } = system.operations
+  if (!read || !system.compare) {
+    if (read || system.compare) problem([read ? 'operations' : 'compare'])('needs both operations.read and compare to be read back, or neither')
+    else if (list) problem(['operations', 'list'])('has operations.list but no operations.read and compare')
+    else if (system.reconcile?.everyMinutes || system.reconcile?.repair)
+      problem(['reconcile'])('has a reconcile schedule or repairs but no operations.read and compare')
+    return undefined
+  }
+  if (!read.path.includes('{externalId}') && !read.path.includes('{cifId}')) {
+    problem(['operations', 'read', 'path'])('reads by neither {externalId} nor {cifId} in operations.read.path')
+  }
+  if (list && !list.path.includes('{cursor}')) problem(['operations', 'list', 'path'])('pages without {cursor} in operations.list.path')
+  const optional = (path: string[], source: string | undefined) => (source === undefined ? undefined : compile(path, source))
+  return {
+    read: {
+      path: read.path,
+      record: optional(['operations', 'read', 'record'], read.record),
+      version: optional(['operations', 'read', 'version'], read.version)
+    },
+    compare: compile(['compare'], system.compare)!,
+    list: list && {
+      path: list.path,
+      items: compile(['operations', 'list', 'items'], list.items)!,
+      cifId: compile(['operations', 'list', 'cifId'], list.cifId)!,
+      externalId: optional(['operations', 'list', 'externalId'], list.externalId),
+      next: compile(['operations', 'list', 'next'], list.next)!
+    },
+    everyMinutes: system.reconcile?.everyMinutes,
+    repair: (system.reconcile?.repair ?? []) as RepairableSituation[]
+  }
 }
 
 export function loadEndSystems(path: string, env: Env = process.env): EndSystemConfig[] {

@@ -274,7 +274,9 @@ export class DeliveryLane {
     const result = await this.#client.call({
       method: operation.method,
       url: system.baseUrl + requestPath(operation.path, { cifId: delivery.cif_id, externalId }),
-      idempotencyKey: `${delivery.event_id}:${system.name}`,
+      // A repair sends a version the system was sent before: under the first key the system would answer as
+      // then, without storing it again. Each run's delivery has a key of its own, the same on every retry.
+      idempotencyKey: `${delivery.event_id}:${system.name}${delivery.reconciliation_run_id ? `:run-${delivery.reconciliation_run_id}` : ''}`,
       body,
       timeoutMs,
       traceparent

@@ -6,6 +6,7 @@ import * as attemptPartitions from './0006_attempt_partitions.ts'
 import * as statusPublishedFromFeed from './0007_status_published_from_feed.ts'
 import * as statusPositionedAtInsert from './0009_status_positioned_at_insert.ts'
 import * as endSystemLifecycle from './0010_end_system_lifecycle.ts'
+import * as reconciliation from './0011_reconciliation.ts'
 import * as traceContext from './0012_trace_context.ts'
 
 /** The syncer's migrations. Names are versions: never rename or edit a released one, add a new one. */
@@ -17,5 +18,6 @@ export const syncerMigrations: Record<string, Migration> = {
   '0007_status_published_from_feed': statusPublishedFromFeed,
   '0009_status_positioned_at_insert': statusPositionedAtInsert,
   '0010_end_system_lifecycle': endSystemLifecycle,
+  '0011_reconciliation': reconciliation,
   '0012_trace_context': traceContext
 }
