@@ -79,7 +79,7 @@ async function signedIn(who: Who): Promise<Browser> {
 }
 
 /** Customers whose create FAILED in a new end system: their FAILED delivery ids. */
-async function failedDeliveries(count: number): Promise<{ endSystem: string; ids: string[]; cifIds: string[] }> {
+async function failedDeliveries(count: number, traceparent?: string): Promise<{ endSystem: string; ids: string[]; cifIds: string[] }> {
   const db = asSyncer(database.db)
   const endSystem = newEndSystem('crm')
   const cifIds = Array.from({ length: count }, () => newCifId())
@@ -91,7 +91,7 @@ async function failedDeliveries(count: number): Promise<{ endSystem: string; ids
   )
   const ids: string[] = []
   for (const delivery of await claim(database.db, endSystem, 100)) {
-    await record(database.db, delivery, decisions.fail())
+    await record(database.db, delivery, decisions.fail(), traceparent ? { traceparent } : {})
     ids.push(delivery.id)
   }
   return { endSystem, ids: ids.sort((a, b) => Number(a) - Number(b)), cifIds }
@@ -308,9 +308,13 @@ describe('acting', () => {
 
 describe('pages', () => {
   it('show a customer timeline: versions, each delivery and attempt, with the masked message and remarks', async () => {
-    const { cifIds, endSystem } = await failedDeliveries(1)
+    const traceId = '4bf92f3577b34da6a3ce929d0e0e4736'
+    const { cifIds, endSystem } = await failedDeliveries(1, `00-${traceId}-00f067aa0ba902b7-01`)
     const browser = await signedIn('auditor')
     const page = await browser.request('GET', `/console/customers/${cifIds[0]}`)
+    // The attempt's trace: the create's, to follow in a tracing backend (docs/observability.md).
+    expect(page.body).toContain(`<code class="trace"`)
+    expect(page.body).toContain(traceId)
     expect(page.statusCode).toBe(200)
     expect(page.body).toContain(`id="system-${endSystem}"`)
     expect(page.body).toContain('FAILED')
