@@ -107,7 +107,7 @@ describe('end systems file', () => {
 
 describe('reading end systems back (reconciliation)', () => {
   const withReadBack = (extra: string) => `${good}
-      read: { method: GET, path: '/clients/{externalId}', record: data, version: v }
+      read: { method: GET, path: '/clients/{externalId}', record: data, version: v, cifId: ref }
       list: { path: '/clients?after={cursor}', items: items, cifId: ref, externalId: id, next: next }
     compare: '{"ref": cifId}'
 ${extra}`
@@ -178,6 +178,15 @@ ${extra}`
     expect(message).toContain('test.yaml:11: end system "ledger" pages without {cursor} in operations.list.path')
     expect(message).toContain('test.yaml:19: end system "cards" has a JSONata error in compare')
     expect(message).toContain('test.yaml:23: end system "loans" needs both operations.read and compare to be read back, or neither')
+  })
+
+  it('refuses a read by record id that cannot tell whose record it got (no cifId)', () => {
+    const text = minimal(`${good}
+      read: { method: GET, path: '/clients/{externalId}', record: data }
+    compare: '{"ref": cifId}'`)
+    expect(() => parseEndSystems(text, 'test.yaml', { LEDGER_KEY: 'k' })).toThrow(
+      /test\.yaml:10: end system "ledger" reads by \{externalId\} without cifId/
+    )
   })
 })
 

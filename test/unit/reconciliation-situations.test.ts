@@ -2,9 +2,19 @@ import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { reconciliationSituations } from '../../src/contracts/sync-status-events.ts'
 import { progress } from '../../src/syncer/reconciliation/runs.ts'
-import { classify, differingFields, isRepairable, orphans, repairableSituations, repairs } from '../../src/syncer/reconciliation/situations.ts'
+import {
+  classify,
+  differingFields,
+  isRepairable,
+  orphans,
+  repairableSituations,
+  repairs,
+  shownDifference,
+  textsOf
+} from '../../src/syncer/reconciliation/situations.ts'
 
 /** A record in an end system's own shape: nested objects of scalars and arrays, as a compare mapping makes. */
+const CIF_ID = '10000000009'
 const scalar = fc.oneof(fc.string({ maxLength: 8 }), fc.integer(), fc.boolean())
 const value = fc.oneof(scalar, fc.array(scalar, { maxLength: 3 }))
 const record = fc.dictionary(
@@ -32,8 +42,8 @@ describe('classifying a customer read back from an end system', () => {
     fc.assert(
       fc.property(record, fc.dictionary(fc.stringMatching(/^_[a-z]{1,5}$/), scalar), fc.integer({ min: 1, max: 50 }), (expected, own, version) => {
         const held = { ...structuredClone(expected), ...own }
-        expect(classify({ kind: 'found', record: held, heldVersion: version }, expected, version)).toEqual({ situation: 'IN_SYNC' })
-        expect(classify({ kind: 'found', record: held, heldVersion: undefined }, expected, version)).toEqual({ situation: 'IN_SYNC' })
+        expect(classify({ kind: 'found', record: held, heldVersion: version }, expected, version, CIF_ID)).toEqual({ situation: 'IN_SYNC' })
+        expect(classify({ kind: 'found', record: held, heldVersion: undefined }, expected, version, CIF_ID)).toEqual({ situation: 'IN_SYNC' })
       })
     )
   })
@@ -45,7 +55,7 @@ describe('classifying a customer read back from an end system', () => {
         ([expected, path, altered]) => {
           const before = path.split('.').reduce<unknown>((at, key) => (at as Record<string, unknown>)[key], expected)
           fc.pre(JSON.stringify(before) !== JSON.stringify(altered))
-          const found = classify({ kind: 'found', record: setPath(expected, path, altered), heldVersion: 3 }, expected, 3)
+          const found = classify({ kind: 'found', record: setPath(expected, path, altered), heldVersion: 3 }, expected, 3, CIF_ID)
           expect(found).toEqual({ situation: 'ALTERED', differences: [{ field: path, expected: before, held: altered }] })
         }
       )
@@ -56,7 +66,7 @@ describe('classifying a customer read back from an end system', () => {
     fc.assert(
       fc.property(record, fc.integer({ min: 2, max: 100 }), fc.integer({ min: 1, max: 99 }), (expected, latest, older) => {
         fc.pre(older < latest)
-        const found = classify({ kind: 'found', record: expected, heldVersion: older }, expected, latest)
+        const found = classify({ kind: 'found', record: expected, heldVersion: older }, expected, latest, CIF_ID)
         expect(found).toEqual({ situation: 'STALE', heldVersion: older, differences: [] })
       })
     )
@@ -65,8 +75,35 @@ describe('classifying a customer read back from an end system', () => {
   it('is MISSING when the system says the record is not there, UNLINKED when no record id is known', () => {
     fc.assert(
       fc.property(record, fc.integer({ min: 1 }), (expected, version) => {
-        expect(classify({ kind: 'absent' }, expected, version)).toEqual({ situation: 'MISSING' })
-        expect(classify({ kind: 'unlinked' }, expected, version)).toEqual({ situation: 'UNLINKED' })
+        expect(classify({ kind: 'absent' }, expected, version, CIF_ID)).toEqual({ situation: 'MISSING' })
+        expect(classify({ kind: 'unlinked' }, expected, version, CIF_ID)).toEqual({ situation: 'UNLINKED' })
+      })
+    )
+  })
+
+  it('is MISSING when the record under the customer’s record id is another customer’s, however alike its fields', () => {
+    fc.assert(
+      fc.property(record, fc.integer({ min: 1 }), (expected, version) => {
+        const other = { kind: 'found' as const, record: expected, heldVersion: version, heldCifId: '10000000017' }
+        expect(classify(other, expected, version, CIF_ID)).toEqual({ situation: 'MISSING' })
+        expect(classify({ ...other, heldCifId: CIF_ID }, expected, version, CIF_ID)).toEqual({ situation: 'IN_SYNC' })
+      })
+    )
+  })
+
+  it('shows of a differing value only the texts the compare mapping itself holds unmasked: never one typed by hand or another customer’s', () => {
+    const mask = (text: string) => text.replaceAll('Ada', '***')
+    const expected = { name: 'Ada', country: 'SG', documents: [{ kind: 'NATIONAL_ID', number: 'S0417635D' }], version: 3 }
+    const plain = new Set(textsOf(expected).filter((text) => mask(text) === text))
+    expect(shownDifference(expected.name, mask, plain)).toBe('"***"')
+    expect(shownDifference({ kind: 'NATIONAL_ID', number: 'T7654321Z', country: 'SG', version: 2 }, mask, new Set(['NATIONAL_ID', 'SG']))).toBe(
+      '{"kind":"NATIONAL_ID","number":"***","country":"SG","version":2}'
+    )
+    expect(shownDifference(undefined, mask, plain)).toBe('(absent)')
+    fc.assert(
+      fc.property(fc.string({ minLength: 1 }), fc.string({ minLength: 1 }), (typed, known) => {
+        fc.pre(typed !== known && !typed.includes('Ada'))
+        expect(JSON.parse(shownDifference({ field: [typed] }, mask, new Set([known])))).toEqual({ field: ['***'] })
       })
     )
   })

@@ -72,7 +72,12 @@ const ReadOperation = Type.Object(
     method: Type.Enum(['GET']),
     path: Type.String({ pattern: '^/', description: 'Holds {externalId} (the record id the create got) or {cifId}' }),
     record: Type.Optional(jsonataText('JSONata: the answer → the record (the whole answer when absent)')),
-    version: Type.Optional(jsonataText('JSONata: the record → the customer version it holds, when the system keeps one'))
+    version: Type.Optional(jsonataText('JSONata: the record → the customer version it holds, when the system keeps one')),
+    cifId: Type.Optional(
+      jsonataText(
+        'JSONata: the record → the CIF ID it is for. Required when the path reads by {externalId}: a record id the system gave another customer (after a restore) is then never taken for this one'
+      )
+    )
   },
   { additionalProperties: false }
 )
@@ -166,7 +171,7 @@ export interface EndSystemConfig {
 
 /** How a system's records are read back and compared (issue 11): present when it has `read` and `compare`. */
 export interface ReconcileConfig {
-  read: { path: string; record: jsonata.Expression | undefined; version: jsonata.Expression | undefined }
+  read: { path: string; record: jsonata.Expression | undefined; version: jsonata.Expression | undefined; cifId: jsonata.Expression | undefined }
   compare: jsonata.Expression
   list:
     | { path: string; items: jsonata.Expression; cifId: jsonata.Expression; externalId: jsonata.Expression | undefined; next: jsonata.Expression }
@@ -380,13 +385,19 @@ function reconcileConfig(
   if (!read.path.includes('{externalId}') && !read.path.includes('{cifId}')) {
     problem(['operations', 'read', 'path'])('reads by neither {externalId} nor {cifId} in operations.read.path')
   }
+  if (read.path.includes('{externalId}') && !read.cifId) {
+    problem(['operations', 'read'])(
+      'reads by {externalId} without cifId (where the record names its CIF ID): a record id given again to another customer would be compared, and repaired, as this one'
+    )
+  }
   if (list && !list.path.includes('{cursor}')) problem(['operations', 'list', 'path'])('pages without {cursor} in operations.list.path')
   const optional = (path: string[], source: string | undefined) => (source === undefined ? undefined : compile(path, source))
   return {
     read: {
       path: read.path,
       record: optional(['operations', 'read', 'record'], read.record),
-      version: optional(['operations', 'read', 'version'], read.version)
+      version: optional(['operations', 'read', 'version'], read.version),
+      cifId: optional(['operations', 'read', 'cifId'], read.cifId)
     },
     compare: compile(['compare'], system.compare)!,
     list: list && {

@@ -44,11 +44,17 @@ export class EndSystemReader {
     if ('error' in answer) return { kind: 'error', message: answer.error }
     if (answer.status === 404 || answer.status === 410) return { kind: 'absent' }
     if (answer.status !== 200) return { kind: 'error', message: `${this.#system.name} answered ${answer.status} to a read` }
-    const { record: recordAt, version } = this.#reconcile.read
+    const { record: recordAt, version, cifId: cifIdAt } = this.#reconcile.read
     const record = recordAt ? await recordAt.evaluate(answer.body) : answer.body
     if (record === undefined || record === null) return { kind: 'absent' }
     const held = version ? await version.evaluate(record) : undefined
-    return { kind: 'found', record, heldVersion: typeof held === 'number' ? held : undefined }
+    const heldCifId = cifIdAt ? ((await cifIdAt.evaluate(record)) as unknown) : undefined
+    return {
+      kind: 'found',
+      record,
+      heldVersion: typeof held === 'number' ? held : undefined,
+      heldCifId: cifIdAt ? String(heldCifId ?? '') : undefined
+    }
   }
 
   /** One page of the system's list, from `cursor` ('' for the first). */

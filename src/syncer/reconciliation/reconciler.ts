@@ -23,7 +23,7 @@ import {
   recordListing,
   recordPage
 } from './run-store.ts'
-import { classify, orphans } from './situations.ts'
+import { classify, orphans, shownDifference, textsOf } from './situations.ts'
 
 export interface ReconcilerOptions {
   db: SyncerDb
@@ -207,11 +207,12 @@ export class Reconciler {
           const input = mappingInput(customer.event)
           // As JSON, as a system would hold it: JSONata's arrays carry properties of their own, and undefined is left out.
           const expected = JSON.parse(JSON.stringify((await readBack.reconcile.compare.evaluate(input)) ?? null)) as unknown
-          const found = classify(read, expected, customer.customer_version)
+          const found = classify(read, expected, customer.customer_version, customer.cif_id)
           count(found.situation)
           if (found.situation === 'IN_SYNC') return
           const mask = personalDataMasker(input.customer)
-          const shown = (value: unknown) => mask(value === undefined ? '(absent)' : JSON.stringify(value))
+          const plain = new Set(textsOf(expected).filter((text) => mask(text) === text))
+          const shown = (value: unknown) => shownDifference(value, mask, plain)
           findings.push({
             cifId: customer.cif_id,
             endSystem: name,
