@@ -103,6 +103,7 @@ export async function createSyncerApp(
       actionRequestExpiryMs: config.syncer.actionRequestExpiryMs,
       bulkRedriveLimit: config.syncer.bulkRedriveLimit,
       sessionSecret: config.syncer.consoleSessionSecret,
+      inSyncDeadlineMs: config.syncer.inSyncDeadlineMs,
       secureCookies: config.tls !== undefined,
       endSystems,
       live

@@ -216,6 +216,11 @@ describe('acting', () => {
     const page = await browser.request('GET', '/console/end-systems')
     expect(page.body).toMatch(/Paused<\/dt><dd>since [^<]* by ops-tan: cards maintenance window/)
     expect(page.body).toContain('/console/end-systems/cards/resume')
+    const overview = await browser.request('GET', '/console/overview')
+    expect(overview.body).toMatch(
+      /data-end-system="cards">[\s\S]*?<span class="attention" data-paused title="paused by ops-tan: cards maintenance window">paused</
+    )
+    expect(overview.body).toMatch(/data-overdue>(none|<span class="attention">\d+ customer versions<\/span>)/)
 
     const unknown = await browser.request('POST', '/console/end-systems/ledger/pause', { reason: 'no such system', _csrf: token })
     expect(unknown.statusCode).toBe(404)

@@ -22,6 +22,7 @@ import type { EndSystemConfig } from '../delivery/end-systems-config.ts'
 import { requestStates } from '../delivery/four-eyes.ts'
 import { redrive } from '../delivery/operator-actions.ts'
 import { deliveryStates, operatorActions, stateMeanings, transitions } from '../delivery/states.ts'
+import { overdueVersions } from '../status/overdue.ts'
 import type { SyncerDb } from '../tables.ts'
 import {
   customerVersions,
@@ -62,6 +63,8 @@ export interface ConsoleOptions {
   operatorRoles: ReadonlyMap<string, OperatorRole>
   actionRequestExpiryMs: number
   bulkRedriveLimit: number
+  /** SYNCER_IN_SYNC_DEADLINE_MS: the overview counts the customer versions past it. */
+  inSyncDeadlineMs: number
   endSystems: readonly EndSystemConfig[]
   live: () => LiveState
   /** Signs the session and CSRF cookies; unset, the process makes its own (config: SYNCER_CONSOLE_SESSION_SECRET). */
@@ -206,7 +209,14 @@ export async function operatorConsole(app: HttpServer, options: ConsoleOptions):
     })
 
     pages.get('/overview', async (request, reply) => {
-      const [counts, activity, oldest] = await Promise.all([deliveryCounts(db), recentAttempts(db, ACTIVITY_MINUTES), oldestUndelivered(db)])
+      const [counts, activity, oldest, overdue, paused] = await Promise.all([
+        deliveryCounts(db),
+        recentAttempts(db, ACTIVITY_MINUTES),
+        oldestUndelivered(db),
+        overdueVersions(db, options.inSyncDeadlineMs),
+        pausedEndSystems(db)
+      ])
+      const pauses = new Map(paused.map((p) => [p.endSystem, p]))
       const live = options.live()
       const now = Date.now()
       const names = [...new Set([...options.endSystems.map((s) => s.name), ...counts.counts.map((c) => c.endSystem)])]
@@ -219,6 +229,7 @@ export async function operatorConsole(app: HttpServer, options: ConsoleOptions):
             deliveryStates.map((state) => [state, counts.counts.find((c) => c.endSystem === name && c.state === state)?.count ?? 0])
           ),
           circuit: live.circuits.get(name) ?? 'not configured here',
+          paused: pauses.get(name) ?? null,
           attemptsPerMinute: recent.attempts / ACTIVITY_MINUTES,
           errorRate: recent.attempts ? recent.errors / recent.attempts : null,
           oldestUndeliveredAgeMs: oldestAt ? now - oldestAt.getTime() : null
@@ -230,6 +241,8 @@ export async function operatorConsole(app: HttpServer, options: ConsoleOptions):
         states: deliveryStates,
         stateMeanings,
         live,
+        overdue,
+        inSyncDeadlineMs: options.inSyncDeadlineMs,
         activityMinutes: ACTIVITY_MINUTES,
         at: new Date()
       })
