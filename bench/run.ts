@@ -124,7 +124,7 @@ const oneMinuteLoad = () => Number(loadavg()[0]!.toFixed(2))
  * 15,000 records per simulated system and tables for autovacuum to catch up with; on a shared stack the phases
  * after it paid for them (create p50 2.4 s at 100/s instead of 0.35 s).
  */
-async function onStack(phases: string, run: (stack: ProcessStack) => Promise<void>, readBackRatePerSecond?: number): Promise<void> {
+async function onStack(phases: string, run: (stack: ProcessStack) => Promise<void>, readBackRatePerSecond?: number, heapMb = 192): Promise<void> {
   say(`${phases}: starting a stack (BENCH_SCALE=${scale})`)
   // The recovery scenario keeps one system down for a minute: a retry budget that outlasts it (policy is configuration).
   const stack = await startProcessStack({
@@ -134,7 +134,7 @@ async function onStack(phases: string, run: (stack: ProcessStack) => Promise<voi
     // Heap limits as a deployment would set them (README, "Running in production"): without a cap on the young
     // generation V8 grows it to 2 × 64 MB, and under a 192 MB cap a process holding as much as the simulator
     // then runs a full collection every few requests (docs/performance.md, "Simulator").
-    nodeOptions: process.env.BENCH_NODE_OPTIONS ?? '--max-old-space-size=192 --max-semi-space-size=16'
+    nodeOptions: process.env.BENCH_NODE_OPTIONS ?? `--max-old-space-size=${heapMb} --max-semi-space-size=16`
   })
   try {
     const machine = await conditions(stack)
@@ -304,7 +304,10 @@ if (runs('reconcile')) {
       results.reconcile = await reconcilePhase(stack, Math.round(100_000 * scale), say)
     },
     // The phase measures how fast a run can compare, not the gentle rate a bank would configure.
-    10_000
+    10_000,
+    // The simulator stands in for three real systems and holds every record in memory: 300,000 at full scale
+    // ran it out of a 192 MB heap while the second system was seeded.
+    Math.max(192, Math.round(1536 * scale))
   )
 }
 

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { cifIdFromNumber } from '../../src/contracts/cif-id.ts'
 import { syncerProblems } from '../../src/contracts/problems.ts'
 import { apiKeyHash } from '../../src/platform/http/api-key-auth.ts'
 import type { HttpServer } from '../../src/platform/http/server.ts'
@@ -66,6 +67,16 @@ describe('the reconciliation routes', () => {
     expect((await admin('GET', `/v1/admin/runs/${started.body.runId}`)).body.runId).toBe(started.body.runId)
     expect((await admin('GET', `/v1/admin/runs/${started.body.runId}/findings`)).body).toEqual({ findings: [] })
     expect((await admin('GET', '/v1/admin/runs?kind=RECONCILE')).body.runs[0].runId).toBe(started.body.runId)
+  })
+
+  it('takes as many CIF IDs as its schema allows (10,000: more than the API’s usual 16 KB body), and no more', async () => {
+    const ids = Array.from({ length: 10_000 }, (_, i) => cifIdFromNumber(9_000_000_000 + i))
+    const started = await admin('POST', '/v1/admin/reconciliations', { cifIds: ids })
+    expect(started.status).toBe(202)
+    expect(started.body.cifIds).toHaveLength(10_000)
+    const tooMany = await admin('POST', '/v1/admin/reconciliations', { cifIds: [...ids, cifIdFromNumber(9_000_010_000)] })
+    expect(tooMany.status).toBe(400)
+    expect(tooMany.body.errors).toEqual([{ pointer: '/cifIds', detail: expect.stringContaining('10000') }])
   })
 
   it('names every field at fault: a system that cannot be read back, a CIF ID with a wrong check digit, a situation that is not repaired', async () => {

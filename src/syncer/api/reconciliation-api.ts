@@ -12,6 +12,7 @@ import { BackfillRequest, Finding, FindingFilters, ReconcileRequest, RepairResul
 import { IdParams, NoQuery, Reason } from './schemas.ts'
 
 const security = apiKeySecurity('operatorKey')
+const RECONCILE_BODY_LIMIT_BYTES = 256 * 1024
 
 export interface ReconciliationApiOptions {
   db: SyncerDb
@@ -42,6 +43,8 @@ export async function reconciliationApi(
   app.post(
     '/reconciliations',
     {
+      // Room for the 10,000 CIF IDs the schema allows (about 14 bytes each); the API's default is 16 KB.
+      bodyLimit: RECONCILE_BODY_LIMIT_BYTES,
       schema: {
         tags: ['reconciliation'],
         summary: 'Start a reconciliation run: read each customer back from the end systems and classify what they hold',
