@@ -1,7 +1,7 @@
 import { Type } from 'typebox'
-import { mayDo, type OperatorRight, type OperatorRole, operatorRights } from '../../contracts/access.ts'
+import type { OperatorRight, OperatorRole } from '../../contracts/access.ts'
 import { isValidCifId, requireValidCifId } from '../../contracts/cif-id.ts'
-import { httpProblems, Refusal, syncerProblems } from '../../contracts/problems.ts'
+import { Refusal, syncerProblems } from '../../contracts/problems.ts'
 import { type ApiKey, requireApiKey } from '../../platform/http/api-key-auth.ts'
 import { apiKeySecurity, type HttpServer, problemResponses } from '../../platform/http/server.ts'
 import { pausedEndSystems, pauseEndSystem, resumeEndSystem } from '../delivery/end-system-store.ts'
@@ -10,6 +10,7 @@ import { redrive } from '../delivery/operator-actions.ts'
 import { overdueVersions } from '../status/overdue.ts'
 import type { SyncerDb } from '../tables.ts'
 import { decideRequest, findRequests, requestBulkRedrive, requestById, requestSkip } from './action-request-store.ts'
+import { requireOperatorRight } from './operator-rights.ts'
 import { deliveryCounts, findAttempts, findDeliveries, toDelivery } from './read-model.ts'
 import {
   ActionRequest,
@@ -61,11 +62,7 @@ export async function adminApi(
 ): Promise<void> {
   requireApiKey(app, operatorKeyHashes)
 
-  const requireRight = (caller: string, right: OperatorRight, what: string): void => {
-    if (!mayDo(operatorRoles.get(caller), right)) {
-      throw new Refusal(httpProblems.forbidden, `Operator ${caller} may not ${what}: that needs the role ${operatorRights[right].join(' or ')}.`)
-    }
-  }
+  const requireRight = (caller: string, right: OperatorRight, what: string): void => requireOperatorRight(operatorRoles, caller, right, what)
 
   app.get(
     '/deliveries',

@@ -1,12 +1,13 @@
 import { Type } from 'typebox'
-import { mayDo, type OperatorRole, operatorRights } from '../../contracts/access.ts'
+import type { OperatorRole } from '../../contracts/access.ts'
 import { isValidCifId } from '../../contracts/cif-id.ts'
-import { httpProblems, Refusal } from '../../contracts/problems.ts'
+import { Refusal } from '../../contracts/problems.ts'
 import { type ApiKey, requireApiKey } from '../../platform/http/api-key-auth.ts'
 import { apiKeySecurity, type HttpServer, problemResponses } from '../../platform/http/server.ts'
 import type { EndSystemConfig } from '../delivery/end-systems-config.ts'
 import { createRun, repairOnRequest } from '../reconciliation/run-store.ts'
 import type { SyncerDb } from '../tables.ts'
+import { requireOperatorRight } from './operator-rights.ts'
 import { findFindings, findingById, findRuns, runById, toRun } from './reconciliation-read-model.ts'
 import { BackfillRequest, Finding, FindingFilters, ReconcileRequest, RepairResult, Run, RunFilters } from './reconciliation-schemas.ts'
 import { IdParams, NoQuery, Reason } from './schemas.ts'
@@ -32,11 +33,7 @@ export async function reconciliationApi(
   { db, operatorKeyHashes, operatorRoles, endSystems, onRunCreated }: ReconciliationApiOptions
 ): Promise<void> {
   requireApiKey(app, operatorKeyHashes)
-  const requireAct = (caller: string, what: string): void => {
-    if (!mayDo(operatorRoles.get(caller), 'act')) {
-      throw new Refusal(httpProblems.forbidden, `Operator ${caller} may not ${what}: that needs the role ${operatorRights.act.join(' or ')}.`)
-    }
-  }
+  const requireAct = (caller: string, what: string): void => requireOperatorRight(operatorRoles, caller, 'act', what)
   const readable = endSystems.filter((system) => system.reconcile).map((system) => system.name)
   const configured = endSystems.map((system) => system.name)
 

@@ -8,13 +8,14 @@ import formbody from '@fastify/formbody'
 import fastifyStatic from '@fastify/static'
 import { Eta } from 'eta'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
-import { mayDo, type OperatorRight, type OperatorRole, operatorRights } from '../../contracts/access.ts'
+import { mayDo, type OperatorRight, type OperatorRole } from '../../contracts/access.ts'
 import { requireValidCifId } from '../../contracts/cif-id.ts'
 import { httpProblems, Refusal, syncerProblems } from '../../contracts/problems.ts'
 import { type ApiKey, signIn } from '../../platform/http/api-key-auth.ts'
 import { problemDocument } from '../../platform/http/problem.ts'
 import { type HttpServer, problemFor } from '../../platform/http/server.ts'
 import { decideRequest, findRequests, requestBulkRedrive, requestById, requestSkip } from '../api/action-request-store.ts'
+import { requireOperatorRight } from '../api/operator-rights.ts'
 import { deliveryCounts, findAttempts, findDeliveries, toDelivery } from '../api/read-model.ts'
 import { EndSystemParams } from '../api/schemas.ts'
 import { pausedEndSystems, pauseEndSystem, resumeEndSystem } from '../delivery/end-system-store.ts'
@@ -183,14 +184,8 @@ export async function operatorConsole(app: HttpServer, options: ConsoleOptions):
     pages.addHook('preValidation', (request, reply, done) => (request.method === 'POST' ? pages.csrfProtection(request, reply, done) : done()))
 
     const roleOf = (request: FastifyRequest) => operatorRoles.get(request.caller)
-    const requireRight = (request: FastifyRequest, right: OperatorRight, what: string): void => {
-      if (!mayDo(roleOf(request), right)) {
-        throw new Refusal(
-          httpProblems.forbidden,
-          `Operator ${request.caller} may not ${what}: that needs the role ${operatorRights[right].join(' or ')}.`
-        )
-      }
-    }
+    const requireRight = (request: FastifyRequest, right: OperatorRight, what: string): void =>
+      requireOperatorRight(operatorRoles, request.caller, right, what)
     /** What every page's frame needs: who is signed in, what they may do, the form token. */
     const frame = (request: FastifyRequest, reply: FastifyReply, current: string, title: string) => ({
       title,
