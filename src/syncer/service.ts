@@ -15,6 +15,7 @@ import { callbackApi } from './api/callback-api.ts'
 import { reconciliationApi } from './api/reconciliation-api.ts'
 import { CONSOLE_PREFIX, type LiveState, operatorConsole } from './console/console.ts'
 import { AttemptRecorder } from './delivery/attempt-recorder.ts'
+import { rollUpSettledCounts } from './delivery/delivery-counts.ts'
 import { recoverExpiredLeases } from './delivery/delivery-store.ts'
 import { EndSystemClient } from './delivery/end-system-client.ts'
 import { retireRemovedEndSystems } from './delivery/end-system-store.ts'
@@ -219,6 +220,8 @@ export async function startSyncer(
   const retentionLog = new FailureLog(log, 'retention round failed')
   // Without its round, attempts of a month with no partition go to the default one: nothing is lost.
   const partitionLog = new FailureLog(log, 'transaction table partitions not maintained')
+  // Without its round, the summary counts more of the table live: slower, never wrong.
+  const countsLog = new FailureLog(log, 'settled delivery counts not rolled up')
   const retention = startPeriodic(RETENTION_EVERY_MS, async () => {
     try {
       const purged = await applyRetention(db, config.syncer.eventPayloadRetentionHours, config.retentionBatchSize)
@@ -226,6 +229,12 @@ export async function startSyncer(
       if (purged.eventPayloads || purged.unreadableMessages) log.info(purged, 'purged payloads past retention')
     } catch (error) {
       retentionLog.failed(error)
+    }
+    try {
+      await rollUpSettledCounts(db)
+      countsLog.succeeded()
+    } catch (error) {
+      countsLog.failed(error)
     }
     try {
       const made = await prepareAttemptMonths(db)

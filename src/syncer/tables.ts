@@ -197,6 +197,19 @@ export interface ReconciliationFindingTable {
   found_at: DefaultedTimestamp
 }
 
+/** Deliveries that settled before the mark, counted by end system and state (delivery/delivery-counts.ts). */
+export interface DeliverySettledCountTable {
+  end_system: string
+  state: DeliveryState
+  deliveries: ColumnType<string, number, never>
+}
+
+/** One row: the instant before which settled deliveries are in delivery_settled_count. */
+export interface DeliverySettledCountMarkTable {
+  only_row: ColumnType<boolean, never, never>
+  counted_before: Date
+}
+
 /** The syncer's tables; migrations in ./migrations. */
 export interface SyncerTables {
   sync_event: SyncEventTable
@@ -212,6 +225,8 @@ export interface SyncerTables {
   end_system_pause: EndSystemPauseTable
   reconciliation_run: ReconciliationRunTable
   reconciliation_finding: ReconciliationFindingTable
+  delivery_settled_count: DeliverySettledCountTable
+  delivery_settled_count_mark: DeliverySettledCountMarkTable
 }
 
 /** What the syncer's code may touch: its tables and the outbox that publishes its status messages. */

@@ -4,6 +4,7 @@ import { isValidCifId, requireValidCifId } from '../../contracts/cif-id.ts'
 import { Refusal, syncerProblems } from '../../contracts/problems.ts'
 import { type ApiKey, requireApiKey } from '../../platform/http/api-key-auth.ts'
 import { apiKeySecurity, type HttpServer, problemResponses } from '../../platform/http/server.ts'
+import { countDeliveries } from '../delivery/delivery-counts.ts'
 import { pausedEndSystems, pauseEndSystem, resumeEndSystem } from '../delivery/end-system-store.ts'
 import type { EndSystemConfig } from '../delivery/end-systems-config.ts'
 import { redrive } from '../delivery/operator-actions.ts'
@@ -11,7 +12,7 @@ import { overdueVersions } from '../status/overdue.ts'
 import type { SyncerDb } from '../tables.ts'
 import { decideRequest, findRequests, requestBulkRedrive, requestById, requestSkip } from './action-request-store.ts'
 import { requireOperatorRight } from './operator-rights.ts'
-import { deliveryCounts, findAttempts, findDeliveries, toDelivery } from './read-model.ts'
+import { findAttempts, findDeliveries, toDelivery } from './read-model.ts'
 import {
   ActionRequest,
   Attempt,
@@ -110,7 +111,7 @@ export async function adminApi(
       }
     },
     async () => ({
-      ...(await deliveryCounts(db)),
+      counts: await countDeliveries(db),
       paused: await pausedEndSystems(db),
       overdue: { ...(await overdueVersions(db, inSyncDeadlineMs)), deadlineMs: inSyncDeadlineMs }
     })

@@ -195,15 +195,3 @@ export async function attemptsQuery(db: SyncerDb, q: AttemptFilters) {
   }
   return query
 }
-
-/** Deliveries counted by end system and state. */
-export async function deliveryCounts(db: SyncerDb) {
-  const rows = await db
-    .selectFrom('delivery')
-    .select(['end_system', 'state', (eb) => eb.fn.countAll<string>().as('n')])
-    .groupBy(['end_system', 'state'])
-    .orderBy('end_system')
-    .orderBy('state')
-    .execute()
-  return { counts: rows.map((r) => ({ endSystem: r.end_system, state: r.state, count: Number(r.n) })) }
-}

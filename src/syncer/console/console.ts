@@ -16,8 +16,9 @@ import { problemDocument } from '../../platform/http/problem.ts'
 import { type HttpServer, problemFor } from '../../platform/http/server.ts'
 import { decideRequest, findRequests, requestBulkRedrive, requestById, requestSkip } from '../api/action-request-store.ts'
 import { requireOperatorRight } from '../api/operator-rights.ts'
-import { deliveryCounts, findAttempts, findDeliveries, toDelivery } from '../api/read-model.ts'
+import { findAttempts, findDeliveries, toDelivery } from '../api/read-model.ts'
 import { EndSystemParams } from '../api/schemas.ts'
+import { countDeliveries } from '../delivery/delivery-counts.ts'
 import { pausedEndSystems, pauseEndSystem, resumeEndSystem } from '../delivery/end-system-store.ts'
 import type { EndSystemConfig } from '../delivery/end-systems-config.ts'
 import { requestStates } from '../delivery/four-eyes.ts'
@@ -205,7 +206,7 @@ export async function operatorConsole(app: HttpServer, options: ConsoleOptions):
 
     pages.get('/overview', async (request, reply) => {
       const [counts, activity, oldest, overdue, paused] = await Promise.all([
-        deliveryCounts(db),
+        countDeliveries(db),
         recentAttempts(db, ACTIVITY_MINUTES),
         oldestUndelivered(db),
         overdueVersions(db, options.inSyncDeadlineMs),
@@ -214,14 +215,14 @@ export async function operatorConsole(app: HttpServer, options: ConsoleOptions):
       const pauses = new Map(paused.map((p) => [p.endSystem, p]))
       const live = options.live()
       const now = Date.now()
-      const names = [...new Set([...options.endSystems.map((s) => s.name), ...counts.counts.map((c) => c.endSystem)])]
+      const names = [...new Set([...options.endSystems.map((s) => s.name), ...counts.map((c) => c.endSystem)])]
       const systems = names.map((name) => {
         const recent = activity.get(name) ?? { attempts: 0, errors: 0 }
         const oldestAt = oldest.get(name)
         return {
           name,
           byState: Object.fromEntries(
-            deliveryStates.map((state) => [state, counts.counts.find((c) => c.endSystem === name && c.state === state)?.count ?? 0])
+            deliveryStates.map((state) => [state, counts.find((c) => c.endSystem === name && c.state === state)?.count ?? 0])
           ),
           circuit: live.circuits.get(name) ?? 'not configured here',
           paused: pauses.get(name) ?? null,

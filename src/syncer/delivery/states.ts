@@ -93,6 +93,8 @@ export const waitingStates = transitions.claim.from
  * No move leaves them, so an event whose deliveries are all settled needs its payload no more (retention).
  */
 export const settledStates = ['SUCCESS', 'SKIPPED', 'SUPERSEDED', 'RETIRED'] as const satisfies readonly DeliveryState[]
+/** Every other state: the delivery may still move. */
+export const openStates: readonly DeliveryState[] = deliveryStates.filter((state) => !(settledStates as readonly DeliveryState[]).includes(state))
 /** States a person must act on. */
 export const attentionStates = ['FAILED', 'BLOCKED'] as const satisfies readonly DeliveryState[]
 

@@ -1,0 +1,71 @@
+import { sql } from 'kysely'
+import type { SyncerDb } from '../tables.ts'
+import { stateList } from './delivery-store.ts'
+import { type DeliveryState, openStates, settledStates } from './states.ts'
+
+// The admin summary and the console's overview count deliveries by end system and state. Counting the table
+// grows with every delivery ever made (2.6 s with 3 million, docs/performance.md "History"). A settled delivery
+// never moves again, so its count can be kept: the retention round adds the deliveries that settled before a
+// mark to running totals (delivery_settled_count) and moves the mark, and a count is those totals, plus what
+// settled since the mark (the index delivery_settled_since, migration 0013), plus the open states, live (the
+// index delivery_state_updated). Each part follows recent or open work, not the history.
+
+/**
+ * How far the mark trails PostgreSQL's clock. A delivery settles with `completed_at = now()`, the start of
+ * its transaction, and is seen by others only when that commits: a mark right at now() could pass a delivery
+ * whose transaction was still open, and it would be in neither part. The syncer's transactions last
+ * milliseconds; this leaves them fifteen minutes.
+ */
+const MARK_LAG = sql.lit('15 minutes')
+
+export interface DeliveryCount {
+  endSystem: string
+  state: DeliveryState
+  count: number
+}
+
+/**
+ * The count, in one statement (one snapshot of the totals, the mark and the table); the history benchmark
+ * reads its plan.
+ */
+export const countStatement = () => sql<{ end_system: string; state: DeliveryState; n: string }>`
+  with mark as (select counted_before from delivery_settled_count_mark),
+  parts as (
+    select end_system, state, deliveries as n from delivery_settled_count
+    union all
+    select end_system, state, count(*) from delivery
+    where state in (${stateList(settledStates)}) and completed_at >= (select counted_before from mark)
+    group by end_system, state
+    union all
+    select end_system, state, count(*) from delivery where state in (${stateList(openStates)}) group by end_system, state)
+  select end_system, state, sum(n) as n from parts group by end_system, state order by end_system, state`
+
+/** Deliveries counted by end system and state. */
+export async function countDeliveries(db: SyncerDb): Promise<DeliveryCount[]> {
+  const { rows } = await countStatement().execute(db)
+  return rows.map((row) => ({ endSystem: row.end_system, state: row.state, count: Number(row.n) }))
+}
+
+/**
+ * Adds the deliveries that settled between the mark and `MARK_LAG` ago to the totals, and moves the mark
+ * there; the number of deliveries added. Several syncers may run it at once: the mark's row lock takes them
+ * one at a time, and the second finds nothing left to add.
+ */
+export async function rollUpSettledCounts(db: SyncerDb): Promise<number> {
+  const { rows } = await sql<{ added: string }>`
+    with mark as (
+      select counted_before as counted_from, date_trunc('second', now() - interval ${MARK_LAG}) as counted_until
+      from delivery_settled_count_mark for update),
+    settled as (
+      select d.end_system, d.state, count(*) as deliveries from delivery d, mark
+      where d.state in (${stateList(settledStates)}) and d.completed_at >= mark.counted_from and d.completed_at < mark.counted_until
+      group by d.end_system, d.state),
+    added as (
+      insert into delivery_settled_count as total (end_system, state, deliveries) select * from settled
+      on conflict (end_system, state) do update set deliveries = total.deliveries + excluded.deliveries),
+    moved as (
+      update delivery_settled_count_mark set counted_before = mark.counted_until from mark
+      where mark.counted_until > mark.counted_from)
+    select coalesce(sum(deliveries), 0) as added from settled`.execute(db)
+  return Number(rows[0]!.added)
+}
