@@ -6,7 +6,7 @@ import { loadavg } from 'node:os'
 import { performance } from 'node:perf_hooks'
 import * as hdr from 'hdr-histogram-js'
 import { type Kysely, sql } from 'kysely'
-import { rollUpSettledCounts } from '../src/syncer/delivery/delivery-counts.ts'
+import { countStatement, rollUpSettledCounts } from '../src/syncer/delivery/delivery-counts.ts'
 import { claimStatement } from '../src/syncer/delivery/delivery-store.ts'
 import { attemptPartitionName } from '../src/syncer/retention.ts'
 import { asSyncer, type TestDatabase } from '../test/support/database.ts'
@@ -141,6 +141,15 @@ async function feedCursor(stack: ProcessStack): Promise<string> {
   return rows[0]!.seq ?? '0'
 }
 
+/** The buffers the plan of the summary's count (delivery-counts.ts `countStatement`) touches. */
+async function summaryBuffers(stack: ProcessStack): Promise<number> {
+  const plan = await sql<{ 'QUERY PLAN': { Plan: Record<string, number> }[] }>`explain (analyze, buffers, format json) ${countStatement()}`.execute(
+    stack.database.db
+  )
+  const root = plan.rows[0]!['QUERY PLAN'][0]!.Plan
+  return (root['Shared Hit Blocks'] ?? 0) + (root['Shared Read Blocks'] ?? 0)
+}
+
 async function measureAll(stack: ProcessStack, customers: number, say: Say) {
   const claim = await measureClaim(stack)
   say(`history: claim p50 ${claim.latencyMs.p50} ms, ${claim.buffers} buffers`)
@@ -149,7 +158,9 @@ async function measureAll(stack: ProcessStack, customers: number, say: Say) {
   say(`history: drain ${drain.deliveriesPerSecond} deliveries/s (${drain.deliveries})`)
   const apis = await measureApis(stack, cifIds, cursor)
   say(`history: APIs p50 ${JSON.stringify(Object.fromEntries(Object.entries(apis).map(([name, p]) => [name, p.p50])))}`)
-  return { claim, drain, apis, loadAverage: Number(loadavg()[0]!.toFixed(2)) }
+  const summary = { buffers: await summaryBuffers(stack) }
+  say(`history: summary count ${summary.buffers} buffers`)
+  return { claim, drain, apis, summary, loadAverage: Number(loadavg()[0]!.toFixed(2)) }
 }
 
 /**
@@ -283,6 +294,7 @@ export async function historyPhase(stack: ProcessStack, scale: number, say: Say)
     ratios: {
       claimP50: ratio(filled.claim.latencyMs.p50, empty.claim.latencyMs.p50),
       claimBuffers: ratio(filled.claim.buffers, empty.claim.buffers),
+      summaryBuffers: ratio(filled.summary.buffers, empty.summary.buffers),
       drainDeliveriesPerSecond: ratio(empty.drain.deliveriesPerSecond, filled.drain.deliveriesPerSecond),
       apiP50: apis
     },
