@@ -96,6 +96,9 @@ export async function kafkaAnswers(probe: Admin): Promise<boolean> {
 
 export type StringConsumer = Consumer<string, string, string, string>
 
+/** A member that stops heartbeating (a crashed syncer) holds its partitions this long; see docs/reliability.md. */
+export const CONSUMER_SESSION_TIMEOUT_MS = 10_000
+
 /** A member of an application consumer group that commits offsets itself, after its work is safe. */
 export function createConsumer(cluster: KafkaCluster, groupId: string, clientId: string): StringConsumer {
   return new Consumer({
@@ -104,8 +107,7 @@ export function createConsumer(cluster: KafkaCluster, groupId: string, clientId:
     ...clientConnection(cluster),
     deserializers: stringDeserializers,
     autocommit: false,
-    // A member that stops heartbeating (a crashed syncer) holds its partitions this long; see docs/reliability.md.
-    sessionTimeout: 10_000,
+    sessionTimeout: CONSUMER_SESSION_TIMEOUT_MS,
     heartbeatInterval: 1000,
     // How long the broker waits for every member to rejoin during a rebalance (the client's default is
     // 102 s); the intake gives up on a join after JOIN_TIMEOUT_MS, which must be longer.
