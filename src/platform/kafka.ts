@@ -69,15 +69,19 @@ export function createIdempotentProducer(cluster: KafkaCluster, clientId: string
 }
 
 /**
- * A client for probes only: no retries, and a bound on each request (`timeout` is what the broker is
- * asked to wait; `requestTimeout` is how long the client waits, 30 s by default), so that a broker that is
- * down, or frozen with its connections open, is reported within `timeoutMs`.
+ * A client for probes only: a bound on each request (`timeout` is what the broker is asked to wait;
+ * `requestTimeout` is how long the client waits, 30 s by default), so that a broker that is down, or
+ * frozen with its connections open, is reported within `timeoutMs` for each broker. One try per broker
+ * and no pause: the client starts each retry from the next address, whereas with no retry it asked the
+ * first alone, and one frozen broker of a healthy cluster made every probe say that Kafka did not answer
+ * (readiness failed, and an intake starting over waited for the broker, not the cluster).
  */
 export function createProbe(cluster: KafkaCluster, timeoutMs: number): Admin {
   return new Admin({
     clientId: 'cif-syncer-probe',
     ...clientConnection(cluster),
-    retries: 0,
+    retries: cluster.brokers.length - 1,
+    retryDelay: 0,
     timeout: timeoutMs,
     requestTimeout: timeoutMs,
     connectTimeout: timeoutMs
