@@ -53,8 +53,6 @@ export interface SaslUser {
 export interface LocalKafkaBroker {
   /** Its `node.id`, as the cluster's metadata names it (partition leaders, replicas). */
   nodeId: number
-  /** Its client address, `127.0.0.1:port`. */
-  address: string
   /** Its process, while it runs. */
   pid(): number | undefined
   /**
@@ -412,7 +410,6 @@ export async function startLocalKafka(options: LocalKafkaOptions, log: Logger): 
   }
   const brokers: LocalKafkaBroker[] = nodes.map((node) => ({
     nodeId: node.nodeId,
-    address: `127.0.0.1:${node.port}`,
     pid: () => children.get(node.nodeId)?.pid,
     stop: (signal = 'SIGTERM') => stopNode(node, signal),
     start: () => startNodes([node])
