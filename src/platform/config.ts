@@ -54,6 +54,8 @@ export interface Config {
    */
   kafkaSecurity: KafkaSecurity
   localKafkaPort: number
+  /** How many brokers the local stack starts (LOCAL_KAFKA_BROKERS): one, or a KRaft cluster of three to test failover. */
+  localKafkaBrokers: number
   /**
    * `stallMs`: unsent messages and nothing published for this long while Kafka answers, and the relay
    * replaces its producer; `unreadyAfterMs`: readiness fails once the relay has been unable to publish
@@ -721,6 +723,8 @@ export function loadConfig(env: Env = process.env): Config {
     kafkaBrokers: kafkaBrokers?.length ? kafkaBrokers : undefined,
     kafkaSecurity: parseKafkaSecurity(env, production, Boolean(kafkaBrokers?.length)),
     localKafkaPort: integer(env, 'KAFKA_PORT', 9092, 1, 65535),
+    // Five at most: each is a JVM on this machine.
+    localKafkaBrokers: integer(env, 'LOCAL_KAFKA_BROKERS', 1, 1, 5),
     outbox: {
       batchSize: integer(env, 'OUTBOX_BATCH_SIZE', 500, 1, 10_000),
       pollIntervalMs: integer(env, 'OUTBOX_POLL_INTERVAL_MS', 1000, 10, 60_000),

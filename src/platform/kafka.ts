@@ -69,15 +69,19 @@ export function createIdempotentProducer(cluster: KafkaCluster, clientId: string
 }
 
 /**
- * A client for probes only: no retries, and a bound on each request (`timeout` is what the broker is
- * asked to wait; `requestTimeout` is how long the client waits, 30 s by default), so that a broker that is
- * down, or frozen with its connections open, is reported within `timeoutMs`.
+ * A client for probes only: a bound on each request (`timeout` is what the broker is asked to wait;
+ * `requestTimeout` is how long the client waits, 30 s by default), so that a broker that is down, or
+ * frozen with its connections open, is reported within `timeoutMs` for each broker. One try per broker
+ * and no pause: the client starts each retry from the next address, whereas with no retry it asked the
+ * first alone, and one frozen broker of a healthy cluster made every probe say that Kafka did not answer
+ * (readiness failed, and an intake starting over waited for the broker, not the cluster).
  */
 export function createProbe(cluster: KafkaCluster, timeoutMs: number): Admin {
   return new Admin({
     clientId: 'cif-syncer-probe',
     ...clientConnection(cluster),
-    retries: 0,
+    retries: cluster.brokers.length - 1,
+    retryDelay: 0,
     timeout: timeoutMs,
     requestTimeout: timeoutMs,
     connectTimeout: timeoutMs
@@ -96,6 +100,9 @@ export async function kafkaAnswers(probe: Admin): Promise<boolean> {
 
 export type StringConsumer = Consumer<string, string, string, string>
 
+/** A member that stops heartbeating (a crashed syncer) holds its partitions this long; see docs/reliability.md. */
+export const CONSUMER_SESSION_TIMEOUT_MS = 10_000
+
 /** A member of an application consumer group that commits offsets itself, after its work is safe. */
 export function createConsumer(cluster: KafkaCluster, groupId: string, clientId: string): StringConsumer {
   return new Consumer({
@@ -104,8 +111,7 @@ export function createConsumer(cluster: KafkaCluster, groupId: string, clientId:
     ...clientConnection(cluster),
     deserializers: stringDeserializers,
     autocommit: false,
-    // A member that stops heartbeating (a crashed syncer) holds its partitions this long; see docs/reliability.md.
-    sessionTimeout: 10_000,
+    sessionTimeout: CONSUMER_SESSION_TIMEOUT_MS,
     heartbeatInterval: 1000,
     // How long the broker waits for every member to rejoin during a rebalance (the client's default is
     // 102 s); the intake gives up on a join after JOIN_TIMEOUT_MS, which must be longer.

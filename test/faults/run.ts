@@ -5,11 +5,12 @@
 //   npm run test:faults                                          every scenario once
 //   npm run test:faults -- Kafka                                 the scenarios whose name starts with "Kafka"
 //   npm run test:faults -- --repeat 20 'Kafka broker stopped and restarted'   one scenario 20 times in a row
+//   npm run test:faults -- Cluster                              the three-broker cluster's scenarios (named only: a stack of their own)
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { kafkaVariants, runFaultSuite, type ScenarioReport, scenarios } from '../support/fault-suite.ts'
+import { clusterScenarios, kafkaVariants, runFaultSuite, type ScenarioReport, scenarios } from '../support/fault-suite.ts'
 
 const started = Date.now()
 const say = (text: string) => process.stdout.write(`[${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${text}\n`)
@@ -18,21 +19,23 @@ const repeat = Number(values.repeat)
 if (!Number.isInteger(repeat) || repeat < 1) throw new Error(`--repeat must be a whole number of at least 1, got "${values.repeat}"`)
 const ratePerSecond = Number(process.env.FAULTS_RATE ?? 50)
 const scale = Number(process.env.FAULTS_SCALE ?? 3)
-const chosen = [...scenarios(scale), ...kafkaVariants()].filter((s) => positionals.length === 0 || positionals.some((p) => s.name.startsWith(p)))
-if (chosen.length === 0) throw new Error(`no scenario starts with ${positionals.map((p) => JSON.stringify(p)).join(' or ')}`)
+const picked = (s: { name: string }) => positionals.length === 0 || positionals.some((p) => s.name.startsWith(p))
+const chosen = [...scenarios(scale), ...kafkaVariants()].filter(picked)
+// The cluster's scenarios need three brokers: they run, when named, on a stack of their own, after the others.
+const chosenOnCluster = positionals.length ? clusterScenarios().filter(picked) : []
+if (chosen.length + chosenOnCluster.length === 0) throw new Error(`no scenario starts with ${positionals.map((p) => JSON.stringify(p)).join(' or ')}`)
 const plan = Array.from({ length: repeat }, () => chosen).flat()
+const planOnCluster = Array.from({ length: repeat }, () => chosenOnCluster).flat()
 say(
-  `fault suite: ${plan.length} scenario runs, ${ratePerSecond} requests/s (70% creates, 30% updates), scale ${scale}, ` +
+  `fault suite: ${plan.length + planOnCluster.length} scenario runs, ${ratePerSecond} requests/s (70% creates, 30% updates), scale ${scale}, ` +
     `on ${cpus().length} cores (${cpus()[0]?.model}) / ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`
 )
 const runId = new Date().toISOString().replaceAll(':', '-')
-const reports = await runFaultSuite({
-  ratePerSecond,
-  scale,
-  say,
-  scenarios: plan,
-  keepLogsOfFailuresIn: fileURLToPath(new URL(`results/logs-${runId}/`, import.meta.url))
-})
+const keepLogsOfFailuresIn = fileURLToPath(new URL(`results/logs-${runId}/`, import.meta.url))
+const reports = [
+  ...(plan.length ? await runFaultSuite({ ratePerSecond, scale, say, scenarios: plan, keepLogsOfFailuresIn }) : []),
+  ...(planOnCluster.length ? await runFaultSuite({ ratePerSecond, scale, say, scenarios: planOnCluster, keepLogsOfFailuresIn, kafkaBrokers: 3 }) : [])
+]
 console.table(
   reports.map(({ problems: _problems, health: _health, lastRestarts: _last, restarts, ...report }) => ({
     ...report,

@@ -11,3 +11,22 @@ export async function freePort(): Promise<number> {
     })
   })
 }
+
+async function isFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer()
+    server.once('error', () => resolve(false))
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)))
+  })
+}
+
+/** The first of `count` consecutive free TCP ports (a local Kafka cluster takes two per broker). */
+export async function freePortRange(count: number): Promise<number> {
+  for (;;) {
+    const first = await freePort()
+    if (first + count - 1 > 65535) continue
+    let free = true
+    for (let port = first + 1; port < first + count && free; port++) free = await isFree(port)
+    if (free) return first
+  }
+}

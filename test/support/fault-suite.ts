@@ -3,6 +3,10 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { sql } from 'kysely'
 import { topics } from '../../src/contracts/topics.ts'
+import { loadConfig } from '../../src/platform/config.ts'
+import { CONSUMER_SESSION_TIMEOUT_MS, type KafkaCluster } from '../../src/platform/kafka.ts'
+import type { LocalKafkaBroker } from '../../src/platform/local/kafka-broker.ts'
+import { eventsPartitionLeader, groupCoordinator, waitUntilFullyReplicated } from './cluster.ts'
 import { checkInvariants, type InvariantReport, waitUntilDrained } from './invariants.ts'
 import { runLoad } from './load.ts'
 import type { ServiceProcess } from './service-process.ts'
@@ -159,6 +163,62 @@ export function kafkaVariants(): Scenario[] {
   ]
 }
 
+/** The events topic's partition 0 leader killed (SIGKILL) two seconds into the load, and started again 5 s later. */
+export async function killEventsLeader(stack: ProcessStack, say: (text: string) => void): Promise<void> {
+  await sleep(2000)
+  const kafka = broker(stack)
+  const leader = await eventsPartitionLeader(kafka.cluster)
+  const killed = kafka.brokers.find((b) => b.nodeId === leader)!
+  await killed.stop('SIGKILL')
+  say(`broker ${leader}, leader of ${topics.customerEvents}-0, killed (SIGKILL)`)
+  await sleep(5000)
+  await restartAndResync(kafka.cluster, killed, say)
+}
+
+/**
+ * The broker coordinating the syncers' group stopped for longer than the group's session: the members'
+ * heartbeats go nowhere until another broker takes the group over.
+ */
+export async function stopCoordinatorPastSession(stack: ProcessStack, say: (text: string) => void): Promise<void> {
+  await sleep(2000)
+  const kafka = broker(stack)
+  const coordinator = await groupCoordinator(kafka.cluster, loadConfig(stack.env).syncer.groupId)
+  const stopped = kafka.brokers.find((b) => b.nodeId === coordinator)!
+  await stopped.stop()
+  const downMs = CONSUMER_SESSION_TIMEOUT_MS + 5000
+  say(`broker ${coordinator}, the syncers' group coordinator, stopped for ${downMs / 1000} s`)
+  await sleep(downMs)
+  await restartAndResync(kafka.cluster, stopped, say)
+}
+
+/** Each broker in turn stopped (SIGTERM) and started, the next only once no partition is under-replicated. */
+export async function rollingRestart(stack: ProcessStack, say: (text: string) => void): Promise<void> {
+  await sleep(2000)
+  const kafka = broker(stack)
+  for (const each of kafka.brokers) {
+    await each.stop()
+    say(`broker ${each.nodeId} stopped`)
+    await restartAndResync(kafka.cluster, each, say)
+  }
+}
+
+async function restartAndResync(cluster: KafkaCluster, restarting: LocalKafkaBroker, say: (text: string) => void): Promise<void> {
+  const started = Date.now()
+  await restarting.start()
+  const listedMs = Date.now() - started
+  const replicatedMs = await waitUntilFullyReplicated(cluster, RECOVERY_BOUND_MS)
+  say(`broker ${restarting.nodeId} back in ${listedMs} ms, every partition fully replicated ${replicatedMs} ms later`)
+}
+
+/** The three ways a broker of a three-broker cluster goes away (`npm run test:faults:cluster`, or `npm run test:faults -- Cluster`). */
+export function clusterScenarios(): Scenario[] {
+  return [
+    { name: 'Cluster: the events partition leader killed (SIGKILL) and restarted', inject: killEventsLeader },
+    { name: "Cluster: the group's coordinator broker stopped for longer than the session timeout", inject: stopCoordinatorPastSession },
+    { name: 'Cluster: rolling restart of all three brokers', inject: rollingRestart }
+  ]
+}
+
 async function startWithRetries(service: ServiceProcess, tries: number): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
@@ -179,6 +239,8 @@ export interface FaultSuiteOptions {
   /** Where to copy the services' and the broker's logs when a scenario lost something or did not recover. */
   keepLogsOfFailuresIn?: string
   say?: (text: string) => void
+  /** Local Kafka brokers of the stack: 3 for `clusterScenarios()`; 1 when not given. */
+  kafkaBrokers?: number
 }
 
 interface PartHealth {
@@ -281,7 +343,8 @@ export async function runFaultSuite(options: FaultSuiteOptions): Promise<Scenari
   // Enough retry budget to outlast every outage here (about a minute); ordering and idempotency are the production ones.
   const stack = await startProcessStack({
     retry: { retries: 40, timeoutMs: 2000, timeoutMultiplier: 1.5, maxTimeoutMs: 5000, backoffMs: 200, maxBackoffMs: 1500 },
-    circuitBreaker: { consecutiveFailures: 5, halfOpenAfterMs: 1000 }
+    circuitBreaker: { consecutiveFailures: 5, halfOpenAfterMs: 1000 },
+    ...(options.kafkaBrokers && { kafkaBrokers: options.kafkaBrokers })
   })
   const status = await TopicReader.open(stack.infrastructure.kafka, topics.syncStatus)
   const inSync = (cifId: string, version: number): boolean =>
@@ -347,6 +410,11 @@ export async function runFaultSuite(options: FaultSuiteOptions): Promise<Scenari
     if (options.keepLogsOfFailuresIn && reports.some((r) => r.lost > 0 || r.recoveryMs < 0)) {
       await cp(join(stack.dir, 'logs'), options.keepLogsOfFailuresIn, { recursive: true })
       await cp(join(stack.dir, 'kafka', 'broker.log'), join(options.keepLogsOfFailuresIn, 'broker.log')).catch(() => {})
+      for (const { nodeId } of stack.infrastructure.localKafka?.brokers ?? []) {
+        await cp(join(stack.dir, 'kafka', `broker-${nodeId}`, 'broker.log'), join(options.keepLogsOfFailuresIn, `broker-${nodeId}.log`)).catch(
+          () => {}
+        )
+      }
       say(`logs kept in ${options.keepLogsOfFailuresIn}`)
     }
     await stack.stop()

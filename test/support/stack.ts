@@ -9,7 +9,7 @@ import { type Infrastructure, startInfrastructure } from '../../src/platform/loc
 import { createLogger } from '../../src/platform/logger.ts'
 import { migrations } from '../../src/roles/migrations.ts'
 import type { RetryPolicy } from '../../src/syncer/delivery/end-systems-config.ts'
-import { freePort } from '../integration/free-port.ts'
+import { freePort, freePortRange } from '../integration/free-port.ts'
 import type { TestDatabase } from './database.ts'
 import { ServiceProcess } from './service-process.ts'
 
@@ -26,6 +26,8 @@ export interface StackOptions {
   nodeOptions?: string
   /** Every system's `reconcile.ratePerSecond`: reads of a reconciliation (and backfill deliveries) per second. */
   readBackRatePerSecond?: number
+  /** How many local Kafka brokers (LOCAL_KAFKA_BROKERS): 3 for a KRaft cluster; the services get every address. */
+  kafkaBrokers?: number
 }
 
 /** PostgreSQL, Kafka, and the CIF service, syncer and simulator each as a process of its own. */
@@ -53,7 +55,12 @@ export async function startProcessStack(options: StackOptions = {}): Promise<Pro
   await mkdir(logs)
   const log = createLogger(options.logLevel ?? 'warn', 'stack')
   const infrastructure = await startInfrastructure(
-    loadConfig({ CIF_DATA_DIR: dir, LOCAL_POSTGRES_PORT: String(await freePort()), KAFKA_PORT: String(await freePort()) }),
+    loadConfig({
+      CIF_DATA_DIR: dir,
+      LOCAL_POSTGRES_PORT: String(await freePort()),
+      KAFKA_PORT: String(await freePortRange(2 * (options.kafkaBrokers ?? 1))),
+      LOCAL_KAFKA_BROKERS: String(options.kafkaBrokers ?? 1)
+    }),
     log,
     migrations
   )

@@ -110,6 +110,12 @@ describe('configuration', () => {
     expect(loadConfig({ KAFKA_BROKERS: ' a:1, b:2 ,' }).kafkaBrokers).toEqual(['a:1', 'b:2'])
   })
 
+  it('starts one local broker unless told a cluster of up to five', () => {
+    expect(loadConfig({}).localKafkaBrokers).toBe(1)
+    expect(loadConfig({ LOCAL_KAFKA_BROKERS: '3' }).localKafkaBrokers).toBe(3)
+    expect(() => loadConfig({ LOCAL_KAFKA_BROKERS: '0' })).toThrow('LOCAL_KAFKA_BROKERS must be a whole number from 1 to 5, got "0".')
+  })
+
   it('reads how long an action request waits and how many deliveries a bulk redrive may take, within bounds', () => {
     expect(loadConfig({}).syncer).toMatchObject({ actionRequestExpiryMs: 86_400_000, bulkRedriveLimit: 500 })
     expect(loadConfig({ SYNCER_ACTION_REQUEST_EXPIRY_MS: '3600000', SYNCER_BULK_REDRIVE_LIMIT: '1000' }).syncer).toMatchObject({

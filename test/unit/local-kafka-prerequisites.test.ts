@@ -2,8 +2,19 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { brokerJars, ensureBrokerJars, LocalKafkaUnavailable, startLocalKafka } from '../../src/platform/local/kafka-broker.ts'
+import { brokerJars, ensureBrokerJars, LocalKafkaUnavailable, replicationFor, startLocalKafka } from '../../src/platform/local/kafka-broker.ts'
 import { createLogger } from '../../src/platform/logger.ts'
+
+describe('local Kafka replication', () => {
+  it('keeps three copies on a cluster of three or more, needing all but one for a write, and one copy on a single broker', () => {
+    expect([1, 2, 3, 5].map(replicationFor)).toEqual([
+      { replicationFactor: 1, minInsyncReplicas: 1 },
+      { replicationFactor: 2, minInsyncReplicas: 1 },
+      { replicationFactor: 3, minInsyncReplicas: 2 },
+      { replicationFactor: 3, minInsyncReplicas: 2 }
+    ])
+  })
+})
 
 describe('local Kafka prerequisites', () => {
   const { PATH: path, HOME: home } = process.env

@@ -28,7 +28,7 @@ export async function startInfrastructure(config: Config, log: Logger, migration
       : startLocalPostgres(join(config.dataDir, 'postgres'), config.localPostgresPort, log),
     config.kafkaBrokers
       ? Promise.resolve<LocalKafka | undefined>(undefined)
-      : startLocalKafka({ dir: join(config.dataDir, 'kafka'), port: config.localKafkaPort }, log)
+      : startLocalKafka({ dir: join(config.dataDir, 'kafka'), port: config.localKafkaPort, brokers: config.localKafkaBrokers }, log)
   ])
   const localPostgres = postgres.status === 'fulfilled' ? postgres.value : undefined
   const localKafka = broker.status === 'fulfilled' ? broker.value : undefined

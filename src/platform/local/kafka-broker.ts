@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
+import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { createWriteStream, existsSync } from 'node:fs'
 import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
@@ -6,21 +6,30 @@ import { homedir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
-import { createProbe, type KafkaCluster, kafkaAnswers } from '../kafka.ts'
+import { promisify } from 'node:util'
+import { createProbe, type KafkaCluster } from '../kafka.ts'
 import type { Logger } from '../logger.ts'
 import { stopLeftover, terminate } from './processes.ts'
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..')
 const brokerPom = join(repoRoot, 'infra/kafka/pom.xml')
 const brokerJarList = join(repoRoot, 'infra/kafka/broker-jars.txt')
+const execFileAsync = promisify(execFile)
 
 export interface LocalKafkaOptions {
   /** Storage, configuration and log of this broker. */
   dir: string
   /** Where the broker jars are cached; shared by every local broker of this checkout. */
   libDir?: string
+  /** The first broker's client port; with `brokers` above 1, broker i (from 0) listens on `port + 2i`. */
   port: number
+  /** A single broker's controller port (`port + 1` unless given); in a cluster, broker i's is `port + 2i + 1`. */
   controllerPort?: number
+  /**
+   * How many brokers: 1 (the default), or a KRaft cluster on this machine, each node broker and controller
+   * with one vote in the quorum, each with its own storage, ports and log (`<dir>/broker-<node id>/`).
+   */
+  brokers?: number
   /**
    * A SASL_SSL listener (SCRAM-SHA-512) with the authorizer on, instead of PLAINTEXT: a broker like a
    * bank's, for the Kafka security test. `users` are created as the storage is formatted; the first is
@@ -40,17 +49,43 @@ export interface SaslUser {
   password: string
 }
 
-export interface LocalKafka {
-  /** How to reach the broker; for a secured one, as its super user. */
-  cluster: KafkaCluster
-  /** The broker's process, while it runs. */
+/** One broker process of the local cluster. */
+export interface LocalKafkaBroker {
+  /** Its `node.id`, as the cluster's metadata names it (partition leaders, replicas). */
+  nodeId: number
+  /** Its process, while it runs. */
   pid(): number | undefined
   /**
-   * Stops the broker (SIGTERM: a clean shutdown; SIGKILL: as if its machine died); its storage stays, so
-   * `start()` brings the same topics and offsets back.
+   * Stops it (SIGTERM: a clean shutdown; SIGKILL: as if its machine died); its storage stays, so `start()`
+   * brings the same topics and offsets back.
    */
   stop(signal?: NodeJS.Signals): Promise<void>
+  /** Starts it again and waits until the cluster's metadata lists it. */
   start(): Promise<void>
+}
+
+export interface LocalKafka {
+  /** How to reach the brokers (every one's address); for a secured one, as its super user. */
+  cluster: KafkaCluster
+  /** Each broker of the cluster, to stop, freeze or start one at a time. */
+  brokers: LocalKafkaBroker[]
+  /** The first broker's process, while it runs (the only one, unless `brokers` was above 1). */
+  pid(): number | undefined
+  /** Stops every broker (see LocalKafkaBroker.stop). */
+  stop(signal?: NodeJS.Signals): Promise<void>
+  /** Starts every broker at once (a quorum needs a majority of its voters up) and waits for all. */
+  start(): Promise<void>
+}
+
+/**
+ * How many copies of each partition a cluster of `brokers` keeps, and how many must have a write before it
+ * is acknowledged (acks=all): a cluster of three keeps three and needs two, so one broker may be down, or
+ * restarting, while nothing acknowledged can be lost with a second. The broker defaults are set from this,
+ * so the project's topics and Kafka's own (group offsets, transaction state) get it alike.
+ */
+export function replicationFor(brokers: number): { replicationFactor: number; minInsyncReplicas: number } {
+  const replicationFactor = Math.min(brokers, 3)
+  return { replicationFactor, minInsyncReplicas: Math.max(1, replicationFactor - 1) }
 }
 
 /** The one sentence a developer needs when the local broker cannot be started. */
@@ -165,24 +200,33 @@ function listenerProperties(port: number, controllerPort: number, secured: Local
   ]
 }
 
-function serverProperties(dir: string, port: number, controllerPort: number, secured: LocalKafkaOptions['secured']): string {
+interface NodeLayout {
+  nodeId: number
+  port: number
+  controllerPort: number
+  /** Its storage, configuration, log and pid file. */
+  dir: string
+}
+
+function serverProperties(node: NodeLayout, nodes: NodeLayout[], secured: LocalKafkaOptions['secured']): string {
+  const { replicationFactor, minInsyncReplicas } = replicationFor(nodes.length)
   return [
     'process.roles=broker,controller',
-    'node.id=1',
-    `controller.quorum.voters=1@127.0.0.1:${controllerPort}`,
-    ...listenerProperties(port, controllerPort, secured),
-    `log.dirs=${join(dir, 'data')}`,
+    `node.id=${node.nodeId}`,
+    `controller.quorum.voters=${nodes.map((n) => `${n.nodeId}@127.0.0.1:${n.controllerPort}`).join(',')}`,
+    ...listenerProperties(node.port, node.controllerPort, secured),
+    `log.dirs=${join(node.dir, 'data')}`,
     // Topics are created by the project with explicit partition counts, never by a typo.
     'auto.create.topics.enable=false',
     'num.partitions=12',
-    'default.replication.factor=1',
-    'min.insync.replicas=1',
-    'offsets.topic.replication.factor=1',
+    `default.replication.factor=${replicationFactor}`,
+    `min.insync.replicas=${minInsyncReplicas}`,
+    `offsets.topic.replication.factor=${replicationFactor}`,
     'offsets.topic.num.partitions=12',
-    'transaction.state.log.replication.factor=1',
-    'transaction.state.log.min.isr=1',
-    'share.coordinator.state.topic.replication.factor=1',
-    'share.coordinator.state.topic.min.isr=1',
+    `transaction.state.log.replication.factor=${replicationFactor}`,
+    `transaction.state.log.min.isr=${minInsyncReplicas}`,
+    `share.coordinator.state.topic.replication.factor=${replicationFactor}`,
+    `share.coordinator.state.topic.min.isr=${minInsyncReplicas}`,
     'group.initial.rebalance.delay.ms=0',
     ''
   ].join('\n')
@@ -221,38 +265,72 @@ function java(libDir: string, dir: string, mainClass: string, args: string[], he
   ]
 }
 
-async function waitUntilReady(cluster: KafkaCluster, child: ChildProcess, logFile: string, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  let exited = false
-  child.once('exit', () => {
-    exited = true
-  })
-  const probe = createProbe(cluster, 2000)
+/**
+ * Whether the broker at `address` answers, itself, and lists itself among the cluster's live brokers: it
+ * is then registered and unfenced, and takes its share of partitions. A probe of its own, so that no other
+ * broker answers for it (the others still list a broker killed moments ago, until its session runs out).
+ */
+async function listsItself(cluster: KafkaCluster, address: string, nodeId: number): Promise<boolean> {
+  const probe = createProbe({ ...cluster, brokers: [address] }, 2000)
   try {
-    while (Date.now() < deadline && !exited) {
-      if (await kafkaAnswers(probe)) return
-      await sleep(250)
-    }
+    return (await probe.metadata({ topics: [], forceUpdate: true })).brokers.has(nodeId)
+  } catch {
+    return false
   } finally {
     await probe.close().catch(() => {})
   }
-  const tail = (await readFile(logFile, 'utf8').catch(() => '')).split('\n').slice(-30).join('\n')
+}
+
+/** Waits until each of `nodes` answers and lists itself; throws, with the log's last lines, if one exits or the time runs out. */
+async function waitUntilListed(
+  cluster: KafkaCluster,
+  nodes: { nodeId: number; child: ChildProcess; logFile: string; port: number }[],
+  timeoutMs: number
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  const exited = () => nodes.filter(({ child }) => child.exitCode !== null || child.signalCode !== null)
+  const waiting = new Set(nodes)
+  while (Date.now() < deadline && exited().length === 0) {
+    for (const node of waiting) if (await listsItself(cluster, `127.0.0.1:${node.port}`, node.nodeId)) waiting.delete(node)
+    if (waiting.size === 0) return
+    await sleep(250)
+  }
+  const failed = exited()[0] ?? nodes[0]!
+  const tail = (await readFile(failed.logFile, 'utf8').catch(() => '')).split('\n').slice(-30).join('\n')
   throw new LocalKafkaUnavailable(
-    `The local Kafka broker ${exited ? 'exited' : `was not ready after ${timeoutMs / 1000} s`} ` +
-      `(log: ${logFile}). Is port ${cluster.brokers[0]} taken? Last lines:\n${tail}`
+    `The local Kafka broker ${failed.child.exitCode !== null || failed.child.signalCode !== null ? 'exited' : `was not ready after ${timeoutMs / 1000} s`} ` +
+      `(log: ${failed.logFile}). Is port ${failed.port} taken? Last lines:\n${tail}`
   )
 }
 
+/** The cluster id the formatted nodes share, if any is formatted: a node formatted later must join the same cluster. */
+async function existingClusterId(nodes: NodeLayout[]): Promise<string | undefined> {
+  for (const node of nodes) {
+    const meta = await readFile(join(node.dir, 'data', 'meta.properties'), 'utf8').catch(() => '')
+    const id = /^cluster\.id=(.+)$/m.exec(meta)?.[1]
+    if (id) return id.trim()
+  }
+  return undefined
+}
+
 /**
- * Runs a single-node Apache Kafka 4 (KRaft, broker and controller in one JVM) from the official jars,
- * formatting its storage on first use. The broker is a child of this process.
+ * Runs Apache Kafka 4 (KRaft, broker and controller in one JVM per node) from the official jars: one
+ * node, or a cluster of `options.brokers` on this machine, formatting each node's storage on first use.
+ * The brokers are children of this process.
  */
 export async function startLocalKafka(options: LocalKafkaOptions, log: Logger): Promise<LocalKafka> {
   const { dir, port, secured } = options
-  const controllerPort = options.controllerPort ?? port + 1
+  const count = options.brokers ?? 1
   const libDir = options.libDir ?? join(repoRoot, '.local/kafka-lib')
+  // A single broker keeps its files in `dir` itself, where they always were.
+  const nodes: NodeLayout[] = Array.from({ length: count }, (_, i) => ({
+    nodeId: i + 1,
+    port: port + 2 * i,
+    controllerPort: count === 1 ? (options.controllerPort ?? port + 1) : port + 2 * i + 1,
+    dir: count === 1 ? dir : join(dir, `broker-${i + 1}`)
+  }))
   const cluster: KafkaCluster = {
-    brokers: [`127.0.0.1:${port}`],
+    brokers: nodes.map((node) => `127.0.0.1:${node.port}`),
     security: secured
       ? {
           tls: { ca: await readFile(secured.caFile, 'utf8') },
@@ -260,61 +338,86 @@ export async function startLocalKafka(options: LocalKafkaOptions, log: Logger): 
         }
       : {}
   }
-  const logFile = join(dir, 'broker.log')
-  const pidFile = join(dir, 'broker.pid')
   // They go into a JAAS line and the format tool's `[name=...,password=...]` unescaped.
   if (secured?.users.some((user) => !/^[\w.-]+$/.test(user.name + user.password))) {
     throw new LocalKafkaUnavailable('SCRAM user names and passwords of the local broker must be letters, digits, ".", "_" or "-".')
   }
   checkJava()
   await ensureBrokerJars(libDir, log)
-  await mkdir(dir, { recursive: true })
-  const propertiesFile = join(dir, 'server.properties')
-  await writeFile(propertiesFile, serverProperties(dir, port, controllerPort, secured))
-  await writeFile(join(dir, 'log4j2.properties'), log4jProperties)
-  if (await stopLeftover(pidFile, 'SIGTERM', 'kafka.Kafka')) log.warn({ dir }, 'stopped a Kafka broker left running by an earlier run')
-
-  if (!existsSync(join(dir, 'data', 'meta.properties'))) {
-    // `=`: a base64url id may start with "-", which the tool would read as an option.
-    const clusterId = randomBytes(16).toString('base64url')
-    // SCRAM credentials live in the cluster's metadata: written at format time, before any broker can check them.
-    const scram = (secured?.users ?? []).map(({ name, password }) => `--add-scram=SCRAM-SHA-512=[name=${name},password=${password}]`)
-    const [cmd, args] = java(
-      libDir,
-      dir,
-      'kafka.tools.StorageTool',
-      ['format', `--cluster-id=${clusterId}`, `--config=${propertiesFile}`, ...scram],
-      256
-    )
-    const format = spawnSync(cmd, args, { encoding: 'utf8' })
-    if (format.status !== 0) {
-      throw new LocalKafkaUnavailable(`Formatting the Kafka storage in ${dir} failed:\n${format.stdout}${format.stderr}`)
+  for (const node of nodes) {
+    await mkdir(node.dir, { recursive: true })
+    await writeFile(join(node.dir, 'server.properties'), serverProperties(node, nodes, secured))
+    await writeFile(join(node.dir, 'log4j2.properties'), log4jProperties)
+    if (await stopLeftover(join(node.dir, 'broker.pid'), 'SIGTERM', 'kafka.Kafka')) {
+      log.warn({ dir: node.dir }, 'stopped a Kafka broker left running by an earlier run')
     }
   }
 
-  let child: ChildProcess | undefined
-  const start = async (): Promise<void> => {
+  // `=`: a base64url id may start with "-", which the tool would read as an option.
+  const clusterId = (await existingClusterId(nodes)) ?? randomBytes(16).toString('base64url')
+  // SCRAM credentials live in the cluster's metadata: written at format time, before any broker can check them.
+  const scram = (secured?.users ?? []).map(({ name, password }) => `--add-scram=SCRAM-SHA-512=[name=${name},password=${password}]`)
+  // At once: each format is a JVM start of several seconds.
+  await Promise.all(
+    nodes
+      .filter((node) => !existsSync(join(node.dir, 'data', 'meta.properties')))
+      .map(async (node) => {
+        const [cmd, args] = java(
+          libDir,
+          node.dir,
+          'kafka.tools.StorageTool',
+          ['format', `--cluster-id=${clusterId}`, `--config=${join(node.dir, 'server.properties')}`, ...scram],
+          256
+        )
+        try {
+          await execFileAsync(cmd, args, { encoding: 'utf8' })
+        } catch (error) {
+          const { stdout = '', stderr = '' } = error as { stdout?: string; stderr?: string }
+          throw new LocalKafkaUnavailable(`Formatting the Kafka storage in ${node.dir} failed:\n${stdout}${stderr}`)
+        }
+      })
+  )
+
+  // Three JVMs share the machine with everything else: each gets a small heap.
+  const heapMb = count === 1 ? 768 : 256
+  const children = new Map<number, ChildProcess>()
+  const spawnNode = async (node: NodeLayout) => {
+    const logFile = join(node.dir, 'broker.log')
     const out = createWriteStream(logFile, { flags: 'a' })
     await new Promise((resolveOpen) => out.once('open', resolveOpen))
-    const [cmd, args] = java(libDir, dir, 'kafka.Kafka', [propertiesFile], 768)
+    const [cmd, args] = java(libDir, node.dir, 'kafka.Kafka', [join(node.dir, 'server.properties')], heapMb)
     // A session of its own: a terminal's Ctrl-C reaches this process alone, which stops the broker after its clients.
-    const started = spawn(cmd, args, { stdio: ['ignore', out, out], detached: true })
-    child = started
-    await writeFile(pidFile, `${started.pid}\n`)
-    started.once('exit', () => out.end())
+    const child = spawn(cmd, args, { stdio: ['ignore', out, out], detached: true })
+    children.set(node.nodeId, child)
+    await writeFile(join(node.dir, 'broker.pid'), `${child.pid}\n`)
+    child.once('exit', () => out.end())
+    return { nodeId: node.nodeId, child, logFile, port: node.port }
+  }
+  const stopNode = async (node: NodeLayout, signal: NodeJS.Signals): Promise<void> => {
+    const pid = children.get(node.nodeId)?.pid
+    children.delete(node.nodeId)
+    if (pid) await terminate(pid, signal, 30_000)
+    await rm(join(node.dir, 'broker.pid'), { force: true })
+  }
+  const startNodes = async (starting: NodeLayout[]): Promise<void> => {
+    const spawned = await Promise.all(starting.map(spawnNode))
     try {
-      await waitUntilReady(cluster, started, logFile, 120_000)
+      await waitUntilListed(cluster, spawned, 120_000)
     } catch (error) {
-      if (started.pid) await terminate(started.pid, 'SIGKILL', 0)
+      await Promise.all(spawned.map(({ child }) => child.pid && terminate(child.pid, 'SIGKILL', 0)))
       throw error
     }
   }
+  const brokers: LocalKafkaBroker[] = nodes.map((node) => ({
+    nodeId: node.nodeId,
+    pid: () => children.get(node.nodeId)?.pid,
+    stop: (signal = 'SIGTERM') => stopNode(node, signal),
+    start: () => startNodes([node])
+  }))
+  const start = () => startNodes(nodes)
   const stop = async (signal: NodeJS.Signals = 'SIGTERM'): Promise<void> => {
-    const pid = child?.pid
-    child = undefined
-    if (pid) await terminate(pid, signal, 30_000)
-    await rm(pidFile, { force: true })
+    await Promise.all(nodes.map((node) => stopNode(node, signal)))
   }
   await start()
-  return { cluster, start, stop, pid: () => child?.pid }
+  return { cluster, brokers, start, stop, pid: () => brokers[0]!.pid() }
 }
