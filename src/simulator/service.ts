@@ -131,6 +131,26 @@ export async function startSimulator(options: SimulatorOptions, log: Logger): Pr
       return [...system.records.values()]
     }
   )
+  app.get(
+    '/systems/:name/calls',
+    {
+      schema: {
+        tags: ['simulator'],
+        summary:
+          "Every call a system answered, in order (its `seq`), a page at a time: `after` the last seq read. The log keeps a system's last 200,000 calls",
+        params: NameParams,
+        querystring: Type.Object(
+          { after: Type.Integer({ minimum: 0, default: 0 }), limit: Type.Integer({ minimum: 1, maximum: 10_000, default: 1000 }) },
+          { additionalProperties: false }
+        )
+      }
+    },
+    (request) => {
+      const { after, limit } = request.query as { after: number; limit: number }
+      const items = find(request.params.name).receiptsAfter(after, limit)
+      return { items, next: items.length === limit ? items.at(-1)!.seq : null }
+    }
+  )
   app.post(
     '/systems/:name/drift',
     {

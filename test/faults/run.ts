@@ -18,17 +18,22 @@ const repeat = Number(values.repeat)
 if (!Number.isInteger(repeat) || repeat < 1) throw new Error(`--repeat must be a whole number of at least 1, got "${values.repeat}"`)
 const ratePerSecond = Number(process.env.FAULTS_RATE ?? 50)
 const scale = Number(process.env.FAULTS_SCALE ?? 3)
+// Several of each, as a bank runs them: kills hit any instance, partitions move between the syncers.
+const cifInstances = Number(process.env.FAULTS_CIF_INSTANCES ?? 2)
+const syncerInstances = Number(process.env.FAULTS_SYNCER_INSTANCES ?? 2)
 const chosen = [...scenarios(scale), ...kafkaVariants()].filter((s) => positionals.length === 0 || positionals.some((p) => s.name.startsWith(p)))
 if (chosen.length === 0) throw new Error(`no scenario starts with ${positionals.map((p) => JSON.stringify(p)).join(' or ')}`)
 const plan = Array.from({ length: repeat }, () => chosen).flat()
 say(
   `fault suite: ${plan.length} scenario runs, ${ratePerSecond} requests/s (70% creates, 30% updates), scale ${scale}, ` +
-    `on ${cpus().length} cores (${cpus()[0]?.model}) / ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`
+    `${cifInstances} CIF service and ${syncerInstances} syncer instances, on ${cpus().length} cores (${cpus()[0]?.model}) / ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`
 )
 const runId = new Date().toISOString().replaceAll(':', '-')
 const reports = await runFaultSuite({
   ratePerSecond,
   scale,
+  cifInstances,
+  syncerInstances,
   say,
   scenarios: plan,
   keepLogsOfFailuresIn: fileURLToPath(new URL(`results/logs-${runId}/`, import.meta.url))
@@ -72,6 +77,8 @@ writeFileSync(
     {
       ratePerSecond,
       scale,
+      cifInstances,
+      syncerInstances,
       repeat,
       machine: { cores: cpus().length, cpu: cpus()[0]?.model, memoryGiB: Math.round(totalmem() / 2 ** 30) },
       node: process.version,
