@@ -14,8 +14,6 @@ export interface FaultKind {
   kind: string
   weight: number
   inject(stack: ProcessStack, say: (text: string) => void): Promise<void>
-  /** True for the kinds that end a process: each line such a kind says is one process ended, counted as a kill. */
-  kills?: boolean
 }
 
 const between = (min: number, max: number) => min + Math.floor(Math.random() * (max - min))
@@ -49,7 +47,8 @@ export async function restart(service: ServiceProcess): Promise<void> {
   }
 }
 
-/** Each kill's instance: how long until it was ready again, from the kill and from its start. */
+/** Instances killed or stopped in this run, and each one's time until it was ready again, from the kill and from its start. */
+let kills = 0
 const restarted: { fromKillMs: number; startMs: number }[] = []
 
 /** Kills a random instance of a service not already being killed, and starts it again after 0.2-2 s. */
@@ -62,10 +61,12 @@ function killAny(name: string, instances: (stack: ProcessStack) => ServiceProces
     await holding(service, async () => {
       await (signal === 'SIGKILL' ? service.kill('SIGKILL') : service.stop())
       const killedAt = Date.now()
+      kills++
       say(`${name} ${all.indexOf(service) + 1} ${signal === 'SIGKILL' ? 'killed' : 'stopped'} (${signal})`)
       await sleep(between(200, 2000))
       const startedAt = Date.now()
       await restart(service)
+      say(`${name} ${all.indexOf(service) + 1} ready again`)
       restarted.push({ fromKillMs: Date.now() - killedAt, startMs: Date.now() - startedAt })
     })
   }
@@ -112,12 +113,11 @@ function endSystemFault(mode: (forMs: number) => Record<string, unknown>, minMs:
  * than 1,000 processes.
  */
 export const soakFaultKinds: FaultKind[] = [
-  { kind: 'CIF service killed (SIGKILL)', weight: 30, kills: true, inject: killAny('CIF service', (stack) => stack.cifs, 'SIGKILL') },
-  { kind: 'syncer killed (SIGKILL)', weight: 40, kills: true, inject: killAny('syncer', (stack) => stack.syncers, 'SIGKILL') },
+  { kind: 'CIF service killed (SIGKILL)', weight: 30, inject: killAny('CIF service', (stack) => stack.cifs, 'SIGKILL') },
+  { kind: 'syncer killed (SIGKILL)', weight: 40, inject: killAny('syncer', (stack) => stack.syncers, 'SIGKILL') },
   {
     kind: 'an instance stopped (SIGTERM)',
     weight: 10,
-    kills: true,
     inject: killAny('instance', (stack) => [...stack.cifs, ...stack.syncers], 'SIGTERM')
   },
   {
@@ -165,6 +165,8 @@ export interface SoakReport {
   creates: number
   updates: number
   requestErrors: number
+  /** The CIF API's answers to the load, by status ('network' when the connection failed). */
+  requestStatuses: Record<string, number>
   /** From the end of the load until every delivery succeeded; -1 if not within the bound. */
   drainMs: number
   /** How long a killed instance took to be ready again (median, 95th percentile, worst): from the kill, and from its start. */
@@ -212,7 +214,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   const faults: Record<string, number> = {}
   const faultErrors: Record<string, number> = {}
   restarted.length = 0
-  let kills = 0
+  kills = 0
   const startedAt = new Date()
   try {
     const durationMs = options.minutes * 60_000
@@ -256,10 +258,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       const kind = draw(kinds, Math.random())
       faults[kind.kind] = (faults[kind.kind] ?? 0) + 1
       const injection = kind
-        .inject(stack, (text) => {
-          if (kind.kills) kills++
-          say(`  ${text}`)
-        })
+        .inject(stack, (text) => say(`  ${text}`))
         .then(
           () => {},
           (error: unknown) => {
@@ -300,6 +299,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       creates: traffic.creates,
       updates: traffic.updates,
       requestErrors: traffic.errors,
+      requestStatuses: traffic.statuses,
       drainMs,
       readyAgainMs: { fromKill: spread(restarted.map((r) => r.fromKillMs)), fromStart: spread(restarted.map((r) => r.startMs)) },
       findings
