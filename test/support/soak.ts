@@ -39,9 +39,10 @@ async function holding<T>(thing: unknown, work: () => Promise<T>): Promise<T | u
 export async function restart(service: ServiceProcess): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await service.start()
+      // As long as the stack's own start allows: on a crowded machine a start took over a minute.
+      return await service.start(180_000)
     } catch (error) {
-      if (attempt >= 30) throw error
+      if (attempt >= 10) throw error
       await sleep(1000)
     }
   }

@@ -131,7 +131,7 @@ export async function startProcessStack(options: StackOptions = {}): Promise<Pro
     await simulator.start()
     await Promise.all([cif.start(), syncer.start()])
     // One at a time: several Node processes starting at once on a crowded machine each took over a minute.
-    for (const service of [...cifs.slice(1), ...syncers.slice(1)]) await service.start()
+    for (const service of [...cifs.slice(1), ...syncers.slice(1)]) await service.start(180_000)
   } catch (error) {
     await Promise.all([...cifs, ...syncers, simulator].map((service) => service.stop()))
     await infrastructure.stop()
