@@ -52,10 +52,14 @@ export type Fault =
   | { mode: 'fail-next'; count: number; status: number; message?: string | undefined }
 
 export interface Receipt {
+  /** The call's place in this system's log, from 1, with no gaps: a reader paging through sees what it missed. */
+  seq: number
   at: number
   method: string
   path: string
   cifId: string | undefined
+  /** The customer version the payload names, when this system's payload carries one. */
+  version: number | undefined
   idempotencyKey: string | undefined
   status: number
 }
@@ -75,6 +79,7 @@ export class SimulatedEndSystem {
   #oldestReceipt = 0
   received = 0
   repeated = 0
+  #lastSeq = 0
   fault: Fault = { mode: 'none' }
   #answers = new Map<string, { status: number; body: unknown }>()
   #byCifId = new Map<string, string>()
@@ -146,6 +151,7 @@ export class SimulatedEndSystem {
     this.records.clear()
     this.#receipts = []
     this.#oldestReceipt = 0
+    this.#lastSeq = 0
     this.#answers.clear()
     this.#byCifId.clear()
     this.received = 0
@@ -156,6 +162,17 @@ export class SimulatedEndSystem {
   /** What was answered, oldest first (the last MAX_RECEIPTS calls). */
   get receipts(): Receipt[] {
     return [...this.#receipts.slice(this.#oldestReceipt), ...this.#receipts.slice(0, this.#oldestReceipt)]
+  }
+
+  /** Up to `limit` receipts after `seq`, oldest first: paged, so a reader keeps up with a long run's log. */
+  receiptsAfter(seq: number, limit: number): Receipt[] {
+    const count = this.#receipts.length
+    // Seqs are consecutive, so the receipt after `seq` is found by arithmetic, not by a search.
+    const oldestSeq = this.#lastSeq - count + 1
+    const from = Math.max(seq + 1, oldestSeq) - oldestSeq
+    const page: Receipt[] = []
+    for (let i = from; i < count && page.length < limit; i++) page.push(this.#receipts[(this.#oldestReceipt + i) % count]!)
+    return page
   }
 
   recordForCif(cifId: string): StoredRecord | undefined {
@@ -253,33 +270,34 @@ export class SimulatedEndSystem {
     try {
       payload = body ? JSON.parse(body) : {}
     } catch {
-      return this.#answer(req, res, undefined, key, 400, { error: 'body is not JSON' })
+      return this.#answer(req, res, undefined, undefined, key, 400, { error: 'body is not JSON' })
     }
     const cifId = typeof payload[this.shape.cifIdField] === 'string' ? (payload[this.shape.cifIdField] as string) : undefined
+    const version = typeof payload.version === 'number' ? payload.version : undefined
 
     if (this.#requiredAuthorization && header(req, 'authorization') !== this.#requiredAuthorization) {
-      return this.#answer(req, res, cifId, key, 401, { error: 'missing or wrong credentials' })
+      return this.#answer(req, res, cifId, version, key, 401, { error: 'missing or wrong credentials' })
     }
     const fault = this.fault
     if (fault.mode === 'slow') await sleep(fault.delayMs)
-    if (fault.mode === 'status') return this.#answer(req, res, cifId, key, fault.status, { error: fault.message ?? 'simulated failure' })
+    if (fault.mode === 'status') return this.#answer(req, res, cifId, version, key, fault.status, { error: fault.message ?? 'simulated failure' })
     if (fault.mode === 'fail-next' && fault.count > 0) {
       fault.count--
       if (fault.count === 0) this.fault = { mode: 'none' }
-      return this.#answer(req, res, cifId, key, fault.status, { error: fault.message ?? 'simulated failure' })
+      return this.#answer(req, res, cifId, version, key, fault.status, { error: fault.message ?? 'simulated failure' })
     }
 
-    if (req.method === 'GET') return this.#answer(req, res, cifId, key, ...this.#read(req.url ?? '/'))
+    if (req.method === 'GET') return this.#answer(req, res, cifId, version, key, ...this.#read(req.url ?? '/'))
     if (key) {
       const first = this.#answers.get(key)
       if (first) {
         this.repeated++
-        return this.#answer(req, res, cifId, key, first.status, first.body)
+        return this.#answer(req, res, cifId, version, key, first.status, first.body)
       }
     }
     const [status, answer] = this.#apply(req.method ?? 'GET', (req.url ?? '/').split('?')[0]!, payload, cifId, header(req, 'traceparent') ?? null)
     if (key && status < 500) this.#answers.set(key, { status, body: answer })
-    return this.#answer(req, res, cifId, key, status, answer)
+    return this.#answer(req, res, cifId, version, key, status, answer)
   }
 
   #apply(method: string, path: string, payload: Record<string, unknown>, cifId: string | undefined, traceparent: string | null): [number, unknown] {
@@ -313,8 +331,25 @@ export class SimulatedEndSystem {
     return [404, { error: `no route ${method} ${path}` }]
   }
 
-  #answer(req: IncomingMessage, res: ServerResponse, cifId: string | undefined, key: string | undefined, status: number, body: unknown): void {
-    const receipt = { at: Date.now(), method: req.method ?? '', path: req.url ?? '', cifId, idempotencyKey: key, status }
+  #answer(
+    req: IncomingMessage,
+    res: ServerResponse,
+    cifId: string | undefined,
+    version: number | undefined,
+    key: string | undefined,
+    status: number,
+    body: unknown
+  ): void {
+    const receipt = {
+      seq: ++this.#lastSeq,
+      at: Date.now(),
+      method: req.method ?? '',
+      path: req.url ?? '',
+      cifId,
+      version,
+      idempotencyKey: key,
+      status
+    }
     if (this.#receipts.length < MAX_RECEIPTS) this.#receipts.push(receipt)
     else {
       this.#receipts[this.#oldestReceipt] = receipt

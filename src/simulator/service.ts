@@ -131,6 +131,29 @@ export async function startSimulator(options: SimulatorOptions, log: Logger): Pr
       return [...system.records.values()]
     }
   )
+  app.get(
+    '/systems/:name/calls',
+    {
+      schema: {
+        tags: ['simulator'],
+        summary:
+          "Every call a system answered, in order (its `seq`), a page at a time: `after` the last seq read. The log keeps a system's last 200,000 calls",
+        params: NameParams,
+        querystring: Type.Object(
+          {
+            after: Type.Optional(Type.String({ pattern: '^(0|[1-9][0-9]{0,14})$', description: 'The last seq read; 0 by default' })),
+            limit: Type.Optional(Type.String({ pattern: '^([1-9][0-9]{0,3}|10000)$', description: '1-10000, default 1000' }))
+          },
+          { additionalProperties: false }
+        )
+      }
+    },
+    (request) => {
+      const limit = Number(request.query.limit ?? 1000)
+      const items = find(request.params.name).receiptsAfter(Number(request.query.after ?? 0), limit)
+      return { items, next: items.length === limit ? items.at(-1)!.seq : null }
+    }
+  )
   app.post(
     '/systems/:name/drift',
     {

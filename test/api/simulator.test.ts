@@ -71,6 +71,37 @@ describe('the simulator', () => {
     }
   })
 
+  it('logs every call it answered, paged by seq, with the version and Idempotency-Key it was sent', async () => {
+    const simulator = await start(false)
+    try {
+      const call = (method: string, path: string, key: string, body: unknown) =>
+        fetch(`${simulator.systems.get('core-banking')!.url}${path}`, {
+          method,
+          headers: { 'content-type': 'application/json', 'idempotency-key': key },
+          body: JSON.stringify(body)
+        })
+      await call('POST', '/customers', 'e1:core-banking', { customerNumber: '10000000058', version: 1 })
+      await call('POST', '/customers', 'e1:core-banking', { customerNumber: '10000000058', version: 1 }) // a repeat
+      await call('PUT', '/customers/CB-0000001', 'e2:core-banking', { customerNumber: '10000000058', version: 2 })
+      const page = async (query: string) => (await simulator.app.inject({ method: 'GET', url: `/systems/core-banking/calls${query}` })).json()
+      const first = await page('?limit=2')
+      expect(first).toEqual({
+        items: [
+          expect.objectContaining({ seq: 1, method: 'POST', cifId: '10000000058', version: 1, idempotencyKey: 'e1:core-banking', status: 201 }),
+          expect.objectContaining({ seq: 2, method: 'POST', version: 1, idempotencyKey: 'e1:core-banking', status: 201 })
+        ],
+        next: 2
+      })
+      expect(await page('?after=2&limit=2')).toEqual({
+        items: [expect.objectContaining({ seq: 3, method: 'PUT', version: 2, idempotencyKey: 'e2:core-banking', status: 200 })],
+        next: null
+      })
+      expect((await page('?after=-1')).errors).toEqual([expect.objectContaining({ parameter: 'after' })])
+    } finally {
+      await simulator.close()
+    }
+  })
+
   it('keeps nothing without a data folder (tests and the benchmark)', async () => {
     const first = await start(false)
     await send(first, 'POST', '/customers', { customerNumber: '10000000025', version: 1 })

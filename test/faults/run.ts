@@ -19,6 +19,9 @@ const repeat = Number(values.repeat)
 if (!Number.isInteger(repeat) || repeat < 1) throw new Error(`--repeat must be a whole number of at least 1, got "${values.repeat}"`)
 const ratePerSecond = Number(process.env.FAULTS_RATE ?? 50)
 const scale = Number(process.env.FAULTS_SCALE ?? 3)
+// Several of each, as a bank runs them: kills hit any instance, partitions move between the syncers.
+const cifInstances = Number(process.env.FAULTS_CIF_INSTANCES ?? 2)
+const syncerInstances = Number(process.env.FAULTS_SYNCER_INSTANCES ?? 2)
 const picked = (s: { name: string }) => positionals.length === 0 || positionals.some((p) => s.name.startsWith(p))
 const chosen = [...scenarios(scale), ...kafkaVariants()].filter(picked)
 // The cluster's scenarios need three brokers: they run, when named, on a stack of their own, after the others.
@@ -28,13 +31,16 @@ const plan = Array.from({ length: repeat }, () => chosen).flat()
 const planOnCluster = Array.from({ length: repeat }, () => chosenOnCluster).flat()
 say(
   `fault suite: ${plan.length + planOnCluster.length} scenario runs, ${ratePerSecond} requests/s (70% creates, 30% updates), scale ${scale}, ` +
-    `on ${cpus().length} cores (${cpus()[0]?.model}) / ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`
+    `${cifInstances} CIF service and ${syncerInstances} syncer instances, on ${cpus().length} cores (${cpus()[0]?.model}) / ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`
 )
 const runId = new Date().toISOString().replaceAll(':', '-')
 const keepLogsOfFailuresIn = fileURLToPath(new URL(`results/logs-${runId}/`, import.meta.url))
+const instances = { cifInstances, syncerInstances }
 const reports = [
-  ...(plan.length ? await runFaultSuite({ ratePerSecond, scale, say, scenarios: plan, keepLogsOfFailuresIn }) : []),
-  ...(planOnCluster.length ? await runFaultSuite({ ratePerSecond, scale, say, scenarios: planOnCluster, keepLogsOfFailuresIn, kafkaBrokers: 3 }) : [])
+  ...(plan.length ? await runFaultSuite({ ratePerSecond, scale, say, scenarios: plan, keepLogsOfFailuresIn, ...instances }) : []),
+  ...(planOnCluster.length
+    ? await runFaultSuite({ ratePerSecond, scale, say, scenarios: planOnCluster, keepLogsOfFailuresIn, ...instances, kafkaBrokers: 3 })
+    : [])
 ]
 console.table(
   reports.map(({ problems: _problems, health: _health, lastRestarts: _last, restarts, ...report }) => ({
@@ -75,6 +81,8 @@ writeFileSync(
     {
       ratePerSecond,
       scale,
+      cifInstances,
+      syncerInstances,
       repeat,
       machine: { cores: cpus().length, cpu: cpus()[0]?.model, memoryGiB: Math.round(totalmem() / 2 ** 30) },
       node: process.version,

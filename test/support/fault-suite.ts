@@ -68,6 +68,21 @@ function restarted(
   }
 }
 
+/**
+ * Whom `count` kills hit: random instances, but each at least once when there are as many kills as
+ * instances (the kills are raised to that many), so no instance's recovery goes untested. `n` counts from 1.
+ */
+export function everyOneInTurn<T>(instances: T[], count: number): { service: T; n: number }[] {
+  const numbered = instances.map((service, i) => ({ service, n: i + 1 }))
+  const shuffled = numbered
+    .map((entry) => ({ entry, at: Math.random() }))
+    .sort((a, b) => a.at - b.at)
+    .map(({ entry }) => entry)
+  return Array.from({ length: Math.max(count, instances.length) }, (_, i) =>
+    i < shuffled.length ? shuffled[i]! : numbered[Math.floor(Math.random() * numbered.length)]!
+  )
+}
+
 const broker = (stack: ProcessStack) => stack.infrastructure.localKafka!
 
 /** The five kinds of failure; the short run in `npm test` and the full suite both run these. */
@@ -76,24 +91,25 @@ export function scenarios(scale: number): Scenario[] {
     {
       name: 'syncer killed (SIGKILL) and restarted',
       inject: async (stack, say) => {
-        for (let i = 1; i <= 2 + scale; i++) {
+        const targets = everyOneInTurn(stack.syncers, 2 + scale)
+        for (const [i, { service, n }] of targets.entries()) {
           await sleep(randomBetween(500, 2500 * scale))
-          await stack.syncer.kill('SIGKILL')
-          say(`syncer killed (${i})`)
+          await service.kill('SIGKILL')
+          say(`syncer ${n} killed (${i + 1})`)
           await sleep(randomBetween(200, 1500))
-          await stack.syncer.start()
+          await service.start()
         }
       }
     },
     {
       name: 'CIF service killed (SIGKILL) and restarted',
       inject: async (stack, say) => {
-        for (let i = 1; i <= scale; i++) {
+        for (const { service, n } of everyOneInTurn(stack.cifs, scale)) {
           await sleep(randomBetween(1000, 3000 * scale))
-          await stack.cif.kill('SIGKILL')
-          say('CIF service killed')
+          await service.kill('SIGKILL')
+          say(`CIF service ${n} killed`)
           await sleep(1000)
-          await stack.cif.start()
+          await service.start()
         }
       }
     },
@@ -234,6 +250,9 @@ export interface FaultSuiteOptions {
   ratePerSecond: number
   /** 1 for the short run in the default tests; larger for `npm run test:faults`. */
   scale: number
+  /** Instances of each service (the stack's default, 1 each, when not given); kills hit any of them. */
+  cifInstances?: number
+  syncerInstances?: number
   /** Scenarios to run, in order; `scenarios(scale)` when not given. */
   scenarios?: Scenario[]
   /** Where to copy the services' and the broker's logs when a scenario lost something or did not recover. */
@@ -297,8 +316,9 @@ async function settled(stack: ProcessStack, timeoutMs: number): Promise<boolean>
 async function ensureKnownGood(stack: ProcessStack, say: (text: string) => void): Promise<void> {
   if (await settled(stack, 60_000)) return
   say(`! the stack did not settle; restarting the services. Their state: ${JSON.stringify(await serviceHealth(stack))}`)
-  await Promise.all([stack.syncer.kill('SIGKILL'), stack.cif.kill('SIGKILL')])
-  await Promise.all([stack.syncer.start(), stack.cif.start()])
+  const services = [...stack.syncers, ...stack.cifs]
+  await Promise.all(services.map((service) => service.kill('SIGKILL')))
+  await Promise.all(services.map((service) => service.start()))
   if (!(await settled(stack, 120_000))) throw new Error('the stack did not settle even after its services were restarted')
 }
 
@@ -344,6 +364,8 @@ export async function runFaultSuite(options: FaultSuiteOptions): Promise<Scenari
   const stack = await startProcessStack({
     retry: { retries: 40, timeoutMs: 2000, timeoutMultiplier: 1.5, maxTimeoutMs: 5000, backoffMs: 200, maxBackoffMs: 1500 },
     circuitBreaker: { consecutiveFailures: 5, halfOpenAfterMs: 1000 },
+    cifInstances: options.cifInstances,
+    syncerInstances: options.syncerInstances,
     ...(options.kafkaBrokers && { kafkaBrokers: options.kafkaBrokers })
   })
   const status = await TopicReader.open(stack.infrastructure.kafka, topics.syncStatus)
@@ -359,6 +381,7 @@ export async function runFaultSuite(options: FaultSuiteOptions): Promise<Scenari
       const since = new Date()
       const load = runLoad({
         cifUrl: stack.cifUrl,
+        cifUrls: stack.cifUrls,
         apiKey: sourceKey,
         ratePerSecond: options.ratePerSecond,
         durationMs: 8000 * options.scale,

@@ -1,11 +1,16 @@
 import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import * as hdr from 'hdr-histogram-js'
-import { Pool } from 'undici'
+import { type Dispatcher, Pool } from 'undici'
 import type { CustomerInput } from '../../src/contracts/customer.ts'
 
 export interface LoadOptions {
   cifUrl: string
+  /**
+   * Several CIF instances: requests go round robin over them, and one that refuses the connection (it is
+   * being killed) passes its request to the next. `cifUrl` when not given.
+   */
+  cifUrls?: string[]
   apiKey: string
   durationMs: number
   /** Open loop: requests started per second whatever the answers (latency counted from the planned start). */
@@ -52,7 +57,23 @@ export function person(): CustomerInput {
 
 /** Creates and changes customers through the CIF API, recording latency in HDR histograms (microseconds). */
 export async function runLoad(options: LoadOptions): Promise<LoadResult> {
-  const pool = new Pool(options.cifUrl, { connections: 64, pipelining: 1 })
+  const pools = (options.cifUrls ?? [options.cifUrl]).map((url) => new Pool(url, { connections: 64, pipelining: 1 }))
+  let turn = 0
+  /**
+   * The next instance's answer. A refused connection never reached the instance, so the request goes to the
+   * next one; a create (its Idempotency-Key makes a repeat safe) also moves on when the connection broke.
+   */
+  const request = async (call: Dispatcher.RequestOptions): Promise<Dispatcher.ResponseData> => {
+    const first = turn++ % pools.length
+    for (let i = 0; ; i++) {
+      try {
+        return await pools[(first + i) % pools.length]!.request(call)
+      } catch (error) {
+        const refused = (error as { code?: string }).code === 'ECONNREFUSED'
+        if (i + 1 >= pools.length || !(refused || call.method === 'POST')) throw error
+      }
+    }
+  }
   const headers = { authorization: `Bearer ${options.apiKey}`, 'content-type': 'application/json' }
   const result: LoadResult = {
     elapsedMs: 0,
@@ -76,7 +97,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       if (update) {
         busy.add(cifId)
         const version = result.versions.get(cifId)!
-        const response = await pool.request({
+        const response = await request({
           method: 'PATCH',
           path: `/v1/customers/${cifId}`,
           headers: { ...headers, 'if-match': `"${version}"` },
@@ -91,7 +112,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
           result.updateLatency.recordValue(Math.max(1, Math.round((performance.now() - (plannedAt - epochOffset)) * 1000)))
         } else result.errors++
       } else {
-        const response = await pool.request({
+        const response = await request({
           method: 'POST',
           path: '/v1/customers',
           headers: { ...headers, 'idempotency-key': randomUUID() },
@@ -141,7 +162,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   await Promise.all(inFlight)
   clearInterval(progress)
   result.elapsedMs = Date.now() - started
-  await pool.close()
+  await Promise.all(pools.map((pool) => pool.close()))
   return result
 }
 

@@ -51,6 +51,9 @@ export class ServiceProcess {
       }
       await sleep(100)
     }
+    // Not left running: it would hold its port, and the next start of this service would fail on it, or
+    // it would come up later beside the next one, out of the harness's reach (found by the soak).
+    await this.kill('SIGKILL')
     throw new Error(`${this.role} was not ready within ${timeoutMs} ms; see ${this.#logFile}`)
   }
 

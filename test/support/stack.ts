@@ -28,6 +28,10 @@ export interface StackOptions {
   readBackRatePerSecond?: number
   /** How many local Kafka brokers (LOCAL_KAFKA_BROKERS): 3 for a KRaft cluster; the services get every address. */
   kafkaBrokers?: number
+  /** CIF service instances, each relaying the outbox, on ports of their own (default 1). */
+  cifInstances?: number
+  /** Syncer instances sharing the consumer group and the delivery claims (default 1). */
+  syncerInstances?: number
 }
 
 /** PostgreSQL, Kafka, and the CIF service, syncer and simulator each as a process of its own. */
@@ -35,11 +39,18 @@ export interface ProcessStack {
   dir: string
   infrastructure: Infrastructure
   database: DatabaseHandle<TestDatabase>
+  /** The first CIF service instance (`cifs[0]`). */
   cif: ServiceProcess
+  /** The first syncer instance (`syncers[0]`). */
   syncer: ServiceProcess
+  cifs: ServiceProcess[]
+  syncers: ServiceProcess[]
   simulator: ServiceProcess
   cifUrl: string
   syncerUrl: string
+  /** Each CIF instance's URL, in the order of `cifs`: a load spreads its requests over them. */
+  cifUrls: string[]
+  syncerUrls: string[]
   simulatorUrl: string
   /** The environment the services run with (a benchmark's own processes use it too). */
   env: Record<string, string>
@@ -65,6 +76,11 @@ export async function startProcessStack(options: StackOptions = {}): Promise<Pro
     migrations
   )
   const [cifPort, syncerPort, simulatorPort] = [await freePort(), await freePort(), await freePort()]
+  const morePorts = async (count: number | undefined) => Promise.all(Array.from({ length: Math.max(0, (count ?? 1) - 1) }, () => freePort()))
+  const [cifPorts, syncerPorts] = [
+    [cifPort, ...(await morePorts(options.cifInstances))],
+    [syncerPort, ...(await morePorts(options.syncerInstances))]
+  ]
   // The simulator's systems take the three ports after its own.
   const systemUrl = (i: number) => `http://127.0.0.1:${simulatorPort + i}`
 
@@ -104,13 +120,27 @@ export async function startProcessStack(options: StackOptions = {}): Promise<Pro
   const syncerUrl = `http://127.0.0.1:${syncerPort}`
   const simulatorUrl = `http://127.0.0.1:${simulatorPort}`
   const simulator = new ServiceProcess('simulator', `${simulatorUrl}/systems`, env, join(logs, 'simulator.log'))
-  const cif = new ServiceProcess('cif-service', `${cifUrl}/health/ready`, env, join(logs, 'cif-service.log'))
-  const syncer = new ServiceProcess('syncer', `${syncerUrl}/health/ready`, env, join(logs, 'syncer.log'))
+  // The first instance of each keeps the names it had alone (cif-service.log); the others are numbered from 2.
+  const instances = (role: string, portVariable: string, ports: number[]) =>
+    ports.map(
+      (port, i) =>
+        new ServiceProcess(
+          role,
+          `http://127.0.0.1:${port}/health/ready`,
+          { ...env, [portVariable]: String(port) },
+          join(logs, `${role}${i === 0 ? '' : `-${i + 1}`}.log`)
+        )
+    )
+  const cifs = instances('cif-service', 'CIF_PORT', cifPorts)
+  const syncers = instances('syncer', 'SYNCER_PORT', syncerPorts)
+  const [cif, syncer] = [cifs[0]!, syncers[0]!]
   try {
     await simulator.start()
     await Promise.all([cif.start(), syncer.start()])
+    // One at a time: several Node processes starting at once on a crowded machine each took over a minute.
+    for (const service of [...cifs.slice(1), ...syncers.slice(1)]) await service.start(180_000)
   } catch (error) {
-    await Promise.all([cif.stop(), syncer.stop(), simulator.stop()])
+    await Promise.all([...cifs, ...syncers, simulator].map((service) => service.stop()))
     await infrastructure.stop()
     throw error
   }
@@ -122,14 +152,18 @@ export async function startProcessStack(options: StackOptions = {}): Promise<Pro
     database,
     cif,
     syncer,
+    cifs,
+    syncers,
     simulator,
     cifUrl,
     syncerUrl,
+    cifUrls: cifPorts.map((port) => `http://127.0.0.1:${port}`),
+    syncerUrls: syncerPorts.map((port) => `http://127.0.0.1:${port}`),
     simulatorUrl,
     env,
     anotherSyncer: async () => {
       const port = await freePort()
-      const name = `syncer-${extraSyncers.length + 2}`
+      const name = `syncer-${syncers.length + extraSyncers.length + 1}`
       const another = new ServiceProcess(
         'syncer',
         `http://127.0.0.1:${port}/health/ready`,
@@ -140,7 +174,7 @@ export async function startProcessStack(options: StackOptions = {}): Promise<Pro
       return another
     },
     stop: async () => {
-      await Promise.all([cif.stop(), syncer.stop(), simulator.stop(), ...extraSyncers.map((s) => s.stop())])
+      await Promise.all([...cifs, ...syncers, simulator, ...extraSyncers].map((service) => service.stop()))
       await database.close()
       await infrastructure.stop()
       if (!process.env.KEEP_STACK_DIR) await rm(dir, { recursive: true, force: true })
