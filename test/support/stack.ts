@@ -11,6 +11,7 @@ import { migrations } from '../../src/roles/migrations.ts'
 import type { RetryPolicy } from '../../src/syncer/delivery/end-systems-config.ts'
 import { freePort } from '../integration/free-port.ts'
 import type { TestDatabase } from './database.ts'
+import { type Network, planNetwork, startNetwork } from './network.ts'
 import { ServiceProcess } from './service-process.ts'
 
 export const sourceKey = 'stack-branch-portal-key'
@@ -26,6 +27,11 @@ export interface StackOptions {
   nodeOptions?: string
   /** Every system's `reconcile.ratePerSecond`: reads of a reconciliation (and backfill deliveries) per second. */
   readBackRatePerSecond?: number
+  /**
+   * Toxiproxy between the services and PostgreSQL, Kafka and each end system, a proxy per link
+   * (`ProcessStack.network`); needs the Go toolchain to build it the first time.
+   */
+  networkFaults?: boolean
 }
 
 /** PostgreSQL, Kafka, and the CIF service, syncer and simulator each as a process of its own. */
@@ -41,6 +47,8 @@ export interface ProcessStack {
   simulatorUrl: string
   /** The environment the services run with (a benchmark's own processes use it too). */
   env: Record<string, string>
+  /** With `networkFaults`: the links between the services and the rest, to put faults on. */
+  network?: Network
   /** Another syncer in the same consumer group, on a port of its own; not started. Stopped with the stack. */
   anotherSyncer(): Promise<ServiceProcess>
   stop(): Promise<void>
@@ -52,10 +60,12 @@ export async function startProcessStack(options: StackOptions = {}): Promise<Pro
   const logs = join(dir, 'logs')
   await mkdir(logs)
   const log = createLogger(options.logLevel ?? 'warn', 'stack')
+  const networkPlan = options.networkFaults ? await planNetwork() : undefined
   const infrastructure = await startInfrastructure(
     loadConfig({ CIF_DATA_DIR: dir, LOCAL_POSTGRES_PORT: String(await freePort()), KAFKA_PORT: String(await freePort()) }),
     log,
-    migrations
+    migrations,
+    { kafkaListeners: networkPlan?.kafkaListeners }
   )
   const [cifPort, syncerPort, simulatorPort] = [await freePort(), await freePort(), await freePort()]
   // The simulator's systems take the three ports after its own.
@@ -96,14 +106,28 @@ export async function startProcessStack(options: StackOptions = {}): Promise<Pro
   const cifUrl = `http://127.0.0.1:${cifPort}`
   const syncerUrl = `http://127.0.0.1:${syncerPort}`
   const simulatorUrl = `http://127.0.0.1:${simulatorPort}`
+  const networked = networkPlan
+    ? await startNetwork({
+        plan: networkPlan,
+        databaseUrl: infrastructure.databaseUrl,
+        endSystemPorts: { 'core-banking': simulatorPort + 1, crm: simulatorPort + 2, cards: simulatorPort + 3 },
+        logFile: join(logs, 'toxiproxy.log')
+      }).catch(async (error) => {
+        await infrastructure.stop()
+        throw error
+      })
+    : undefined
+  const network = networked?.network
+  const syncerEnv = { ...env, ...networked?.syncerEnv }
   const simulator = new ServiceProcess('simulator', `${simulatorUrl}/systems`, env, join(logs, 'simulator.log'))
-  const cif = new ServiceProcess('cif-service', `${cifUrl}/health/ready`, env, join(logs, 'cif-service.log'))
-  const syncer = new ServiceProcess('syncer', `${syncerUrl}/health/ready`, env, join(logs, 'syncer.log'))
+  const cif = new ServiceProcess('cif-service', `${cifUrl}/health/ready`, { ...env, ...networked?.cifEnv }, join(logs, 'cif-service.log'))
+  const syncer = new ServiceProcess('syncer', `${syncerUrl}/health/ready`, syncerEnv, join(logs, 'syncer.log'))
   try {
     await simulator.start()
     await Promise.all([cif.start(), syncer.start()])
   } catch (error) {
     await Promise.all([cif.stop(), syncer.stop(), simulator.stop()])
+    await network?.toxiproxy.stop()
     await infrastructure.stop()
     throw error
   }
@@ -120,13 +144,14 @@ export async function startProcessStack(options: StackOptions = {}): Promise<Pro
     syncerUrl,
     simulatorUrl,
     env,
+    ...(network ? { network } : {}),
     anotherSyncer: async () => {
       const port = await freePort()
       const name = `syncer-${extraSyncers.length + 2}`
       const another = new ServiceProcess(
         'syncer',
         `http://127.0.0.1:${port}/health/ready`,
-        { ...env, SYNCER_PORT: String(port) },
+        { ...syncerEnv, SYNCER_PORT: String(port) },
         join(logs, `${name}.log`)
       )
       extraSyncers.push(another)
@@ -135,6 +160,7 @@ export async function startProcessStack(options: StackOptions = {}): Promise<Pro
     stop: async () => {
       await Promise.all([cif.stop(), syncer.stop(), simulator.stop(), ...extraSyncers.map((s) => s.stop())])
       await database.close()
+      await network?.toxiproxy.stop()
       await infrastructure.stop()
       if (!process.env.KEEP_STACK_DIR) await rm(dir, { recursive: true, force: true })
     }

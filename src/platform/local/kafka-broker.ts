@@ -33,6 +33,18 @@ export interface LocalKafkaOptions {
     caFile: string
     users: [SaslUser, ...SaslUser[]]
   }
+  /**
+   * More client listeners, each with a name of its own (e.g. `CIF`), listening on `port` and advertised at
+   * `advertisedPort`: a client that reaches the broker through a proxy (the network fault tests' Toxiproxy)
+   * must be told the proxy's address in the metadata, or it reconnects around the proxy to the broker itself.
+   */
+  extraListeners?: ExtraListener[]
+}
+
+export interface ExtraListener {
+  name: string
+  port: number
+  advertisedPort: number
 }
 
 export interface SaslUser {
@@ -138,13 +150,14 @@ export async function ensureBrokerJars(libDir: string, log: Logger): Promise<voi
 }
 
 /** The client listener: PLAINTEXT, or SASL_SSL with SCRAM and ACLs (see LocalKafkaOptions.secured). */
-function listenerProperties(port: number, controllerPort: number, secured: LocalKafkaOptions['secured']): string[] {
+function listenerProperties(port: number, controllerPort: number, secured: LocalKafkaOptions['secured'], extra: ExtraListener[] = []): string[] {
   const listener = secured ? 'SASL_SSL' : 'PLAINTEXT'
+  const listed = (address: (l: ExtraListener) => string) => extra.map((l) => `,${l.name}://${address(l)}`).join('')
   const common = [
-    `listeners=${listener}://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort}`,
-    `advertised.listeners=${listener}://127.0.0.1:${port}`,
+    `listeners=${listener}://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort}${listed((l) => `127.0.0.1:${l.port}`)}`,
+    `advertised.listeners=${listener}://127.0.0.1:${port}${listed((l) => `127.0.0.1:${l.advertisedPort}`)}`,
     'controller.listener.names=CONTROLLER',
-    `listener.security.protocol.map=CONTROLLER:PLAINTEXT,${listener}:${listener}`,
+    `listener.security.protocol.map=CONTROLLER:PLAINTEXT,${listener}:${listener}${extra.map((l) => `,${l.name}:${listener}`).join('')}`,
     `inter.broker.listener.name=${listener}`
   ]
   if (!secured) return common
@@ -165,12 +178,18 @@ function listenerProperties(port: number, controllerPort: number, secured: Local
   ]
 }
 
-function serverProperties(dir: string, port: number, controllerPort: number, secured: LocalKafkaOptions['secured']): string {
+function serverProperties(
+  dir: string,
+  port: number,
+  controllerPort: number,
+  secured: LocalKafkaOptions['secured'],
+  extraListeners?: ExtraListener[]
+): string {
   return [
     'process.roles=broker,controller',
     'node.id=1',
     `controller.quorum.voters=1@127.0.0.1:${controllerPort}`,
-    ...listenerProperties(port, controllerPort, secured),
+    ...listenerProperties(port, controllerPort, secured, extraListeners),
     `log.dirs=${join(dir, 'data')}`,
     // Topics are created by the project with explicit partition counts, never by a typo.
     'auto.create.topics.enable=false',
@@ -270,7 +289,7 @@ export async function startLocalKafka(options: LocalKafkaOptions, log: Logger): 
   await ensureBrokerJars(libDir, log)
   await mkdir(dir, { recursive: true })
   const propertiesFile = join(dir, 'server.properties')
-  await writeFile(propertiesFile, serverProperties(dir, port, controllerPort, secured))
+  await writeFile(propertiesFile, serverProperties(dir, port, controllerPort, secured, options.extraListeners))
   await writeFile(join(dir, 'log4j2.properties'), log4jProperties)
   if (await stopLeftover(pidFile, 'SIGTERM', 'kafka.Kafka')) log.warn({ dir }, 'stopped a Kafka broker left running by an earlier run')
 
