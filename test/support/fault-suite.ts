@@ -8,11 +8,14 @@ import { runLoad } from './load.ts'
 import {
   injectBandwidthLimit,
   injectCifKafkaPartition,
+  injectCifKafkaSilentPartition,
   injectConnectionResets,
   injectEndSystemBlackHole,
   injectLatency,
+  injectSyncerKafkaSilentPartition,
   injectSyncerPostgresPartition,
-  injectSyncerPostgresSilentPartition
+  injectSyncerPostgresSilentPartition,
+  injectTricklingAnswers
 } from './network-faults.ts'
 import type { ServiceProcess } from './service-process.ts'
 import { type ProcessStack, setFault, sourceKey, startProcessStack } from './stack.ts'
@@ -176,8 +179,9 @@ export function networkScenarios(scale: number): Scenario[] {
   const network: Omit<Scenario, 'networkFaults'>[] = [
     { name: 'network: latency and jitter on every link', inject: (stack, say) => injectLatency(stack, say, ms) },
     { name: 'network: bandwidth limit on every link', inject: (stack, say) => injectBandwidthLimit(stack, say, ms) },
-    { name: 'network: connections reset to end systems and PostgreSQL', inject: (stack, say) => injectConnectionResets(stack, say, ms) },
+    { name: 'network: connections reset on every link', inject: (stack, say) => injectConnectionResets(stack, say, ms) },
     { name: 'network: an end system a black hole', inject: (stack, say) => injectEndSystemBlackHole(stack, say, ms) },
+    { name: "network: an end system's answers trickle", inject: (stack, say) => injectTricklingAnswers(stack, say, ms) },
     {
       name: 'network: syncer cut off from PostgreSQL with calls in flight',
       inject: (stack, say) => injectSyncerPostgresPartition(stack, say, Math.max(5000, 2000 * scale))
@@ -186,7 +190,15 @@ export function networkScenarios(scale: number): Scenario[] {
       name: 'network: syncer silently partitioned from PostgreSQL with calls in flight',
       inject: (stack, say) => injectSyncerPostgresSilentPartition(stack, say, Math.max(5000, 2000 * scale))
     },
-    { name: 'network: CIF service cut off from Kafka', inject: (stack, say) => injectCifKafkaPartition(stack, say, Math.max(10_000, 3000 * scale)) }
+    {
+      name: 'network: syncer silently partitioned from Kafka',
+      inject: (stack, say) => injectSyncerKafkaSilentPartition(stack, say, Math.max(15_000, 5000 * scale))
+    },
+    { name: 'network: CIF service cut off from Kafka', inject: (stack, say) => injectCifKafkaPartition(stack, say, Math.max(10_000, 3000 * scale)) },
+    {
+      name: 'network: CIF service silently partitioned from Kafka',
+      inject: (stack, say) => injectCifKafkaSilentPartition(stack, say, Math.max(10_000, 3000 * scale))
+    }
   ]
   return network.map((scenario) => ({ ...scenario, networkFaults: true }))
 }

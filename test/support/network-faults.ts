@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { endSystemLinks, type Network, type NetworkLink, networkLinks } from './network.ts'
+import { type Network, type NetworkLink, networkLinks } from './network.ts'
 import type { ProcessStack } from './stack.ts'
 import type { Toxic, ToxicOptions } from './toxiproxy.ts'
 
@@ -50,19 +50,27 @@ export async function injectBandwidthLimit(stack: ProcessStack, say: Say, ms = 6
 }
 
 /**
- * Half the connections to each end system and to PostgreSQL reset (TCP RST) as their answer comes back: the
- * end system has done the call, or PostgreSQL the statement, and the syncer never hears so.
+ * Half the connections on every link reset (TCP RST) as their answer comes back: the end system has done the
+ * call, PostgreSQL the statement, the broker the produce or the commit, and the service never hears so.
  */
 export async function injectConnectionResets(stack: ProcessStack, say: Say, ms = 6000): Promise<void> {
   await sleep(1000)
-  say('half the connections to the end systems and to PostgreSQL reset as the answer comes')
+  say('half the connections on every link reset as the answer comes')
   const reset = { type: 'reset_peer', attributes: { timeout: 0 } } as const
   await withToxics(
     networkOf(stack),
-    [...endSystemLinks, 'syncer-postgres' as const, 'cif-postgres' as const].map((link) => ({ link, toxic: reset, options: { toxicity: 0.5 } })),
+    networkLinks.map((link) => ({ link, toxic: reset, options: { toxicity: 0.5 } })),
     ms
   )
   say('resets off')
+}
+
+/** CRM's answers trickle in a byte every 100 ms: only a timeout that covers reading the body ends the call. */
+export async function injectTricklingAnswers(stack: ProcessStack, say: Say, ms = 6000): Promise<void> {
+  await sleep(1000)
+  say("crm's answers trickle, a byte every 100 ms")
+  await withToxics(networkOf(stack), [{ link: 'crm', toxic: { type: 'slicer', attributes: { average_size: 1, delay: 100_000 } } }], ms)
+  say('crm answers at full speed again')
 }
 
 /** Core banking's link swallows every byte and never answers nor closes: each call runs into the syncer's timeout. */
@@ -104,8 +112,10 @@ export async function injectSyncerPostgresPartition(stack: ProcessStack, say: Sa
 }
 
 /**
- * The same partition, silent: nothing answers and nothing is closed (a dropped route, a firewall that drops),
- * so only the syncer's own timeouts can end the statements under way.
+ * The same partition, silent: nothing answers and nothing is closed (a dropped route, a firewall that drops);
+ * what was sent is held and arrives when the partition heals, as TCP's retransmissions bring it. Only the
+ * syncer's own timeouts can end what it waits on meanwhile. (Toxiproxy's `timeout` toxic would drop the bytes
+ * and close the connection as it is taken off: a cut, not a silence.)
  */
 export async function injectSyncerPostgresSilentPartition(stack: ProcessStack, say: Say, ms = 5000): Promise<void> {
   const network = networkOf(stack)
@@ -114,13 +124,13 @@ export async function injectSyncerPostgresSilentPartition(stack: ProcessStack, s
   say('crm answers in 1.5 s')
   try {
     await sleep(2500)
-    const blackHole = { type: 'timeout', attributes: { timeout: 0 } } as const
+    const held = { type: 'latency', attributes: { latency: 3_600_000 } } as const
     say('syncer silently partitioned from PostgreSQL')
     await withToxics(
       network,
       [
-        { link: 'syncer-postgres', toxic: blackHole, options: { stream: 'upstream' } },
-        { link: 'syncer-postgres', toxic: blackHole }
+        { link: 'syncer-postgres', toxic: held, options: { stream: 'upstream' } },
+        { link: 'syncer-postgres', toxic: held }
       ],
       ms
     )
@@ -128,6 +138,41 @@ export async function injectSyncerPostgresSilentPartition(stack: ProcessStack, s
   } finally {
     await removeSlowCrm()
   }
+}
+
+/**
+ * The syncer's link to Kafka goes silent for longer than the group's session: its fetches and offset commits
+ * are held, the group moves on without it, and the held commits arrive after the partition heals.
+ */
+export async function injectSyncerKafkaSilentPartition(stack: ProcessStack, say: Say, ms = 15_000): Promise<void> {
+  const held = { type: 'latency', attributes: { latency: 3_600_000 } } as const
+  await sleep(2000)
+  say('syncer silently partitioned from Kafka')
+  await withToxics(
+    networkOf(stack),
+    [
+      { link: 'syncer-kafka', toxic: held, options: { stream: 'upstream' } },
+      { link: 'syncer-kafka', toxic: held }
+    ],
+    ms
+  )
+  say('partition healed')
+}
+
+/** The CIF service's link to Kafka goes silent: its produce requests are held until the partition heals. */
+export async function injectCifKafkaSilentPartition(stack: ProcessStack, say: Say, ms = 10_000): Promise<void> {
+  const held = { type: 'latency', attributes: { latency: 3_600_000 } } as const
+  await sleep(2000)
+  say('CIF service silently partitioned from Kafka')
+  await withToxics(
+    networkOf(stack),
+    [
+      { link: 'cif-kafka', toxic: held, options: { stream: 'upstream' } },
+      { link: 'cif-kafka', toxic: held }
+    ],
+    ms
+  )
+  say('partition healed')
 }
 
 /** The CIF service loses Kafka: its outbox relay must hold the events and publish them once the link is back. */

@@ -43,6 +43,11 @@ export async function planNetwork(): Promise<NetworkPlan> {
   return { proxyPorts, kafkaListeners }
 }
 
+/** Every port a plan has taken: the proxies' and the broker's listeners'. */
+export function planPorts(plan: NetworkPlan): number[] {
+  return [...Object.values(plan.proxyPorts), ...plan.kafkaListeners.map((l) => l.port)]
+}
+
 export interface NetworkStart {
   plan: NetworkPlan
   databaseUrl: string

@@ -11,7 +11,7 @@ import { migrations } from '../../src/roles/migrations.ts'
 import type { RetryPolicy } from '../../src/syncer/delivery/end-systems-config.ts'
 import { freePort } from '../integration/free-port.ts'
 import type { TestDatabase } from './database.ts'
-import { type Network, planNetwork, startNetwork } from './network.ts'
+import { type Network, planNetwork, planPorts, startNetwork } from './network.ts'
 import { ServiceProcess } from './service-process.ts'
 
 export const sourceKey = 'stack-branch-portal-key'
@@ -67,8 +67,9 @@ export async function startProcessStack(options: StackOptions = {}): Promise<Pro
     migrations,
     { kafkaListeners: networkPlan?.kafkaListeners }
   )
-  const [cifPort, syncerPort, simulatorPort] = [await freePort(), await freePort(), await freePort()]
-  // The simulator's systems take the three ports after its own.
+  let [cifPort, syncerPort, simulatorPort] = [await freePort(), await freePort(), await freePort()]
+  // The simulator's systems take the three ports after its own: none may be one the network plan has taken.
+  while (networkPlan && [0, 1, 2, 3].some((i) => planPorts(networkPlan).includes(simulatorPort + i))) simulatorPort = await freePort()
   const systemUrl = (i: number) => `http://127.0.0.1:${simulatorPort + i}`
 
   const endSystems = parseDocument(await readFile('config/end-systems.yaml', 'utf8'))
