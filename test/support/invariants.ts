@@ -19,8 +19,9 @@ export interface InvariantReport {
   problems: string[]
 }
 
-/** How far past its timeout an attempt may end on a crowded machine (timers and the event loop run late). */
-const ATTEMPT_OVERRUN_SLACK_MS = 1000
+/** How far past its timeout an attempt may end on a crowded machine (timers and the event loop run late); a call
+ * its timeout does not cover runs far longer (a trickling answer: its whole length). */
+const ATTEMPT_OVERRUN_SLACK_MS = 3000
 
 /**
  * Checks, with the CIF database as the truth, that every customer's every version reached every end

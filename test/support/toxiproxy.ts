@@ -85,7 +85,11 @@ export class Toxiproxy {
     const binary = await ensureToxiproxyServer()
     const log = createWriteStream(logFile, { flags: 'a' })
     await new Promise((resolveOpen) => log.once('open', resolveOpen))
-    const child = spawn(binary, ['-host', '127.0.0.1', '-port', String(port)], { stdio: ['ignore', log, log] })
+    // Its default level logs every connection at trace: megabytes a scenario, on a machine the tests share.
+    const child = spawn(binary, ['-host', '127.0.0.1', '-port', String(port)], {
+      stdio: ['ignore', log, log],
+      env: { ...process.env, LOG_LEVEL: 'warn' }
+    })
     child.once('exit', () => log.end())
     const orphanGuard = (): void => {
       child.kill('SIGKILL')
