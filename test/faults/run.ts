@@ -6,11 +6,12 @@
 //   npm run test:faults -- Kafka                                 the scenarios whose name starts with "Kafka"
 //   npm run test:faults -- --repeat 20 'Kafka broker stopped and restarted'   one scenario 20 times in a row
 //   npm run test:faults -- Cluster                              the three-broker cluster's scenarios (named only: a stack of their own)
+//   npm run test:faults -- network                              the network faults, through Toxiproxy (named only; needs Go)
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { clusterScenarios, kafkaVariants, runFaultSuite, type ScenarioReport, scenarios } from '../support/fault-suite.ts'
+import { clusterScenarios, kafkaVariants, networkScenarios, runFaultSuite, type ScenarioReport, scenarios } from '../support/fault-suite.ts'
 
 const started = Date.now()
 const say = (text: string) => process.stdout.write(`[${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${text}\n`)
@@ -24,13 +25,17 @@ const cifInstances = Number(process.env.FAULTS_CIF_INSTANCES ?? 2)
 const syncerInstances = Number(process.env.FAULTS_SYNCER_INSTANCES ?? 2)
 const picked = (s: { name: string }) => positionals.length === 0 || positionals.some((p) => s.name.startsWith(p))
 const chosen = [...scenarios(scale), ...kafkaVariants()].filter(picked)
-// The cluster's scenarios need three brokers: they run, when named, on a stack of their own, after the others.
+// The cluster's scenarios need three brokers, the network's a proxy on every link: they run, when named, on
+// stacks of their own (one instance of each service), after the others.
 const chosenOnCluster = positionals.length ? clusterScenarios().filter(picked) : []
-if (chosen.length + chosenOnCluster.length === 0) throw new Error(`no scenario starts with ${positionals.map((p) => JSON.stringify(p)).join(' or ')}`)
-const plan = Array.from({ length: repeat }, () => chosen).flat()
-const planOnCluster = Array.from({ length: repeat }, () => chosenOnCluster).flat()
+const chosenOnNetwork = positionals.length ? networkScenarios(scale).filter(picked) : []
+if (chosen.length + chosenOnCluster.length + chosenOnNetwork.length === 0) {
+  throw new Error(`no scenario starts with ${positionals.map((p) => JSON.stringify(p)).join(' or ')}`)
+}
+const repeated = <T>(list: T[]) => Array.from({ length: repeat }, () => list).flat()
+const [plan, planOnCluster, planOnNetwork] = [repeated(chosen), repeated(chosenOnCluster), repeated(chosenOnNetwork)]
 say(
-  `fault suite: ${plan.length + planOnCluster.length} scenario runs, ${ratePerSecond} requests/s (70% creates, 30% updates), scale ${scale}, ` +
+  `fault suite: ${plan.length + planOnCluster.length + planOnNetwork.length} scenario runs, ${ratePerSecond} requests/s (70% creates, 30% updates), scale ${scale}, ` +
     `${cifInstances} CIF service and ${syncerInstances} syncer instances, on ${cpus().length} cores (${cpus()[0]?.model}) / ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`
 )
 const runId = new Date().toISOString().replaceAll(':', '-')
@@ -39,8 +44,9 @@ const instances = { cifInstances, syncerInstances }
 const reports = [
   ...(plan.length ? await runFaultSuite({ ratePerSecond, scale, say, scenarios: plan, keepLogsOfFailuresIn, ...instances }) : []),
   ...(planOnCluster.length
-    ? await runFaultSuite({ ratePerSecond, scale, say, scenarios: planOnCluster, keepLogsOfFailuresIn, ...instances, kafkaBrokers: 3 })
-    : [])
+    ? await runFaultSuite({ ratePerSecond, scale, say, scenarios: planOnCluster, keepLogsOfFailuresIn, kafkaBrokers: 3 })
+    : []),
+  ...(planOnNetwork.length ? await runFaultSuite({ ratePerSecond, scale, say, scenarios: planOnNetwork, keepLogsOfFailuresIn }) : [])
 ]
 console.table(
   reports.map(({ problems: _problems, health: _health, lastRestarts: _last, restarts, ...report }) => ({

@@ -9,6 +9,18 @@ import type { LocalKafkaBroker } from '../../src/platform/local/kafka-broker.ts'
 import { eventsPartitionLeader, groupCoordinator, waitUntilFullyReplicated } from './cluster.ts'
 import { checkInvariants, type InvariantReport, waitUntilDrained } from './invariants.ts'
 import { runLoad } from './load.ts'
+import {
+  injectBandwidthLimit,
+  injectCifKafkaPartition,
+  injectCifKafkaSilentPartition,
+  injectConnectionResets,
+  injectEndSystemBlackHole,
+  injectLatency,
+  injectSyncerKafkaSilentPartition,
+  injectSyncerPostgresPartition,
+  injectSyncerPostgresSilentPartition,
+  injectTricklingAnswers
+} from './network-faults.ts'
 import type { ServiceProcess } from './service-process.ts'
 import { type ProcessStack, setFault, sourceKey, startProcessStack } from './stack.ts'
 import { TopicReader } from './topic-reader.ts'
@@ -17,6 +29,8 @@ export interface Scenario {
   name: string
   /** Breaks something while the load runs; `at` says how far into the load each step comes. */
   inject(stack: ProcessStack, say: (text: string) => void): Promise<void>
+  /** It puts faults on the network: the suite's stack then runs with Toxiproxy on every link. */
+  networkFaults?: boolean
 }
 
 /** What the services' readiness said at the end of a scenario: the intake's and the relays' own account. */
@@ -235,6 +249,36 @@ export function clusterScenarios(): Scenario[] {
   ]
 }
 
+/** Faults on the links between the services and PostgreSQL, Kafka and the end systems, through Toxiproxy. */
+export function networkScenarios(scale: number): Scenario[] {
+  const ms = 3000 * scale
+  const network: Omit<Scenario, 'networkFaults'>[] = [
+    { name: 'network: latency and jitter on every link', inject: (stack, say) => injectLatency(stack, say, ms) },
+    { name: 'network: bandwidth limit on every link', inject: (stack, say) => injectBandwidthLimit(stack, say, ms) },
+    { name: 'network: connections reset on every link', inject: (stack, say) => injectConnectionResets(stack, say, ms) },
+    { name: 'network: an end system a black hole', inject: (stack, say) => injectEndSystemBlackHole(stack, say, ms) },
+    { name: "network: an end system's answers trickle", inject: (stack, say) => injectTricklingAnswers(stack, say, ms) },
+    {
+      name: 'network: syncer cut off from PostgreSQL with calls in flight',
+      inject: (stack, say) => injectSyncerPostgresPartition(stack, say, Math.max(5000, 2000 * scale))
+    },
+    {
+      name: 'network: syncer silently partitioned from PostgreSQL with calls in flight',
+      inject: (stack, say) => injectSyncerPostgresSilentPartition(stack, say, Math.max(5000, 2000 * scale))
+    },
+    {
+      name: 'network: syncer silently partitioned from Kafka',
+      inject: (stack, say) => injectSyncerKafkaSilentPartition(stack, say, Math.max(15_000, 5000 * scale))
+    },
+    { name: 'network: CIF service cut off from Kafka', inject: (stack, say) => injectCifKafkaPartition(stack, say, Math.max(10_000, 3000 * scale)) },
+    {
+      name: 'network: CIF service silently partitioned from Kafka',
+      inject: (stack, say) => injectCifKafkaSilentPartition(stack, say, Math.max(10_000, 3000 * scale))
+    }
+  ]
+  return network.map((scenario) => ({ ...scenario, networkFaults: true }))
+}
+
 async function startWithRetries(service: ServiceProcess, tries: number): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
@@ -361,12 +405,14 @@ function restartsBetween(before: Awaited<ReturnType<typeof restartCounts>>, afte
 export async function runFaultSuite(options: FaultSuiteOptions): Promise<ScenarioReport[]> {
   const say = options.say ?? (() => {})
   // Enough retry budget to outlast every outage here (about a minute); ordering and idempotency are the production ones.
+  const chosen = options.scenarios ?? scenarios(options.scale)
   const stack = await startProcessStack({
     retry: { retries: 40, timeoutMs: 2000, timeoutMultiplier: 1.5, maxTimeoutMs: 5000, backoffMs: 200, maxBackoffMs: 1500 },
     circuitBreaker: { consecutiveFailures: 5, halfOpenAfterMs: 1000 },
     cifInstances: options.cifInstances,
     syncerInstances: options.syncerInstances,
-    ...(options.kafkaBrokers && { kafkaBrokers: options.kafkaBrokers })
+    ...(options.kafkaBrokers && { kafkaBrokers: options.kafkaBrokers }),
+    networkFaults: chosen.some((scenario) => scenario.networkFaults)
   })
   const status = await TopicReader.open(stack.infrastructure.kafka, topics.syncStatus)
   const inSync = (cifId: string, version: number): boolean =>
@@ -374,7 +420,7 @@ export async function runFaultSuite(options: FaultSuiteOptions): Promise<Scenari
   const reports: ScenarioReport[] = []
   let repeatedBefore = 0
   try {
-    for (const scenario of options.scenarios ?? scenarios(options.scale)) {
+    for (const scenario of chosen) {
       await ensureKnownGood(stack, say)
       say(`scenario: ${scenario.name}`)
       const countsBefore = await restartCounts(stack)

@@ -19,6 +19,10 @@ export interface InvariantReport {
   problems: string[]
 }
 
+/** How far past its timeout an attempt may end on a crowded machine (timers and the event loop run late); a call
+ * its timeout does not cover runs far longer (a trickling answer: its whole length). */
+const ATTEMPT_OVERRUN_SLACK_MS = 3000
+
 /**
  * Checks, with the CIF database as the truth, that every customer's every version reached every end
  * system: one record per customer per system holding the latest version, a SUCCESS attempt for every
@@ -78,6 +82,15 @@ export async function checkInvariants(
     where c.created_at >= ${since}
       and (d.state <> 'SUCCESS' or not exists (select 1 from delivery_attempt a where a.delivery_id = d.id and a.status = 'SUCCESS'))`.execute(db)
   for (const row of unfinished) problem(row.cif_id, `a delivery is ${row.state} with ${row.successes} SUCCESS attempts`)
+  // A call's timeout bounds it whatever the network does (a black hole, an answer that trickles in); one that
+  // lasted well past it waited on something the timeout did not cover. Not lost, but wrong.
+  const { rows: overran } = await sql<{ cif_id: string; end_system: string; duration_ms: number; timeout_ms: number }>`
+    select a.cif_id, a.end_system, a.duration_ms, a.timeout_ms from delivery_attempt a join customer c on c.cif_id = a.cif_id
+    where c.created_at >= ${since} and a.duration_ms > a.timeout_ms + ${ATTEMPT_OVERRUN_SLACK_MS}
+    order by a.duration_ms - a.timeout_ms desc limit 5`.execute(db)
+  for (const row of overran) {
+    problems.push(`${row.cif_id}: an attempt at ${row.end_system} took ${row.duration_ms} ms with a timeout of ${row.timeout_ms} ms`)
+  }
   const deliveries = await db
     .selectFrom('delivery')
     .innerJoin('customer', 'customer.cif_id', 'delivery.cif_id')

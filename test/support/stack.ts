@@ -11,6 +11,7 @@ import { migrations } from '../../src/roles/migrations.ts'
 import type { RetryPolicy } from '../../src/syncer/delivery/end-systems-config.ts'
 import { freePort, freePortRange } from '../integration/free-port.ts'
 import type { TestDatabase } from './database.ts'
+import { type Network, planNetwork, planPorts, startNetwork } from './network.ts'
 import { ServiceProcess } from './service-process.ts'
 
 export const sourceKey = 'stack-branch-portal-key'
@@ -32,6 +33,11 @@ export interface StackOptions {
   cifInstances?: number
   /** Syncer instances sharing the consumer group and the delivery claims (default 1). */
   syncerInstances?: number
+  /**
+   * Toxiproxy between the services and PostgreSQL, Kafka and each end system, a proxy per link
+   * (`ProcessStack.network`); needs the Go toolchain to build it the first time.
+   */
+  networkFaults?: boolean
 }
 
 /** PostgreSQL, Kafka, and the CIF service, syncer and simulator each as a process of its own. */
@@ -54,6 +60,8 @@ export interface ProcessStack {
   simulatorUrl: string
   /** The environment the services run with (a benchmark's own processes use it too). */
   env: Record<string, string>
+  /** With `networkFaults`: the links between the services and the rest, to put faults on. */
+  network?: Network
   /** Another syncer in the same consumer group, on a port of its own; not started. Stopped with the stack. */
   anotherSyncer(): Promise<ServiceProcess>
   stop(): Promise<void>
@@ -65,6 +73,7 @@ export async function startProcessStack(options: StackOptions = {}): Promise<Pro
   const logs = join(dir, 'logs')
   await mkdir(logs)
   const log = createLogger(options.logLevel ?? 'warn', 'stack')
+  const networkPlan = options.networkFaults ? await planNetwork() : undefined
   const infrastructure = await startInfrastructure(
     loadConfig({
       CIF_DATA_DIR: dir,
@@ -73,15 +82,18 @@ export async function startProcessStack(options: StackOptions = {}): Promise<Pro
       LOCAL_KAFKA_BROKERS: String(options.kafkaBrokers ?? 1)
     }),
     log,
-    migrations
+    migrations,
+    { kafkaListeners: networkPlan?.kafkaListeners }
   )
-  const [cifPort, syncerPort, simulatorPort] = [await freePort(), await freePort(), await freePort()]
+  const [cifPort, syncerPort] = [await freePort(), await freePort()]
+  let simulatorPort = await freePort()
+  // The simulator's systems take the three ports after its own: none may be one the network plan has taken.
+  while (networkPlan && [0, 1, 2, 3].some((i) => planPorts(networkPlan).includes(simulatorPort + i))) simulatorPort = await freePort()
   const morePorts = async (count: number | undefined) => Promise.all(Array.from({ length: Math.max(0, (count ?? 1) - 1) }, () => freePort()))
   const [cifPorts, syncerPorts] = [
     [cifPort, ...(await morePorts(options.cifInstances))],
     [syncerPort, ...(await morePorts(options.syncerInstances))]
   ]
-  // The simulator's systems take the three ports after its own.
   const systemUrl = (i: number) => `http://127.0.0.1:${simulatorPort + i}`
 
   const endSystems = parseDocument(await readFile('config/end-systems.yaml', 'utf8'))
@@ -119,20 +131,34 @@ export async function startProcessStack(options: StackOptions = {}): Promise<Pro
   const cifUrl = `http://127.0.0.1:${cifPort}`
   const syncerUrl = `http://127.0.0.1:${syncerPort}`
   const simulatorUrl = `http://127.0.0.1:${simulatorPort}`
+  const networked = networkPlan
+    ? await startNetwork({
+        plan: networkPlan,
+        databaseUrl: infrastructure.databaseUrl,
+        endSystemPorts: { 'core-banking': simulatorPort + 1, crm: simulatorPort + 2, cards: simulatorPort + 3 },
+        logFile: join(logs, 'toxiproxy.log')
+      }).catch(async (error) => {
+        await infrastructure.stop()
+        throw error
+      })
+    : undefined
+  const network = networked?.network
+  const syncerEnv = { ...env, ...networked?.syncerEnv }
   const simulator = new ServiceProcess('simulator', `${simulatorUrl}/systems`, env, join(logs, 'simulator.log'))
   // The first instance of each keeps the names it had alone (cif-service.log); the others are numbered from 2.
-  const instances = (role: string, portVariable: string, ports: number[]) =>
+  // With network faults every instance of a service goes through that service's proxies.
+  const instances = (role: string, portVariable: string, ports: number[], roleEnv: Record<string, string>) =>
     ports.map(
       (port, i) =>
         new ServiceProcess(
           role,
           `http://127.0.0.1:${port}/health/ready`,
-          { ...env, [portVariable]: String(port) },
+          { ...roleEnv, [portVariable]: String(port) },
           join(logs, `${role}${i === 0 ? '' : `-${i + 1}`}.log`)
         )
     )
-  const cifs = instances('cif-service', 'CIF_PORT', cifPorts)
-  const syncers = instances('syncer', 'SYNCER_PORT', syncerPorts)
+  const cifs = instances('cif-service', 'CIF_PORT', cifPorts, { ...env, ...networked?.cifEnv })
+  const syncers = instances('syncer', 'SYNCER_PORT', syncerPorts, syncerEnv)
   const [cif, syncer] = [cifs[0]!, syncers[0]!]
   try {
     await simulator.start()
@@ -141,6 +167,7 @@ export async function startProcessStack(options: StackOptions = {}): Promise<Pro
     for (const service of [...cifs.slice(1), ...syncers.slice(1)]) await service.start(180_000)
   } catch (error) {
     await Promise.all([...cifs, ...syncers, simulator].map((service) => service.stop()))
+    await network?.toxiproxy.stop()
     await infrastructure.stop()
     throw error
   }
@@ -161,13 +188,14 @@ export async function startProcessStack(options: StackOptions = {}): Promise<Pro
     syncerUrls: syncerPorts.map((port) => `http://127.0.0.1:${port}`),
     simulatorUrl,
     env,
+    ...(network ? { network } : {}),
     anotherSyncer: async () => {
       const port = await freePort()
       const name = `syncer-${syncers.length + extraSyncers.length + 1}`
       const another = new ServiceProcess(
         'syncer',
         `http://127.0.0.1:${port}/health/ready`,
-        { ...env, SYNCER_PORT: String(port) },
+        { ...syncerEnv, SYNCER_PORT: String(port) },
         join(logs, `${name}.log`)
       )
       extraSyncers.push(another)
@@ -176,6 +204,7 @@ export async function startProcessStack(options: StackOptions = {}): Promise<Pro
     stop: async () => {
       await Promise.all([...cifs, ...syncers, simulator, ...extraSyncers].map((service) => service.stop()))
       await database.close()
+      await network?.toxiproxy.stop()
       await infrastructure.stop()
       if (!process.env.KEEP_STACK_DIR) await rm(dir, { recursive: true, force: true })
     }

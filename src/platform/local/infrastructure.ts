@@ -5,7 +5,7 @@ import { type Config, configuredKafka } from '../config.ts'
 import { migrateToLatest, openDatabase } from '../database/index.ts'
 import { ensureTopics, type KafkaCluster } from '../kafka.ts'
 import type { Logger } from '../logger.ts'
-import { type LocalKafka, startLocalKafka } from './kafka-broker.ts'
+import { type ExtraListener, type LocalKafka, startLocalKafka } from './kafka-broker.ts'
 import { type LocalPostgres, startLocalPostgres } from './postgres.ts'
 
 export interface Infrastructure {
@@ -20,15 +20,29 @@ export interface Infrastructure {
 /**
  * Brings up what the services stand on: PostgreSQL and Kafka, each either the one configured
  * (DATABASE_URL, KAFKA_BROKERS) or a local one started here, then the schema (`migrations`) and the topics.
+ * `local.kafkaListeners`: more named listeners on a local broker (see LocalKafkaOptions.extraListeners).
  */
-export async function startInfrastructure(config: Config, log: Logger, migrations: Record<string, Migration>): Promise<Infrastructure> {
+export async function startInfrastructure(
+  config: Config,
+  log: Logger,
+  migrations: Record<string, Migration>,
+  local: { kafkaListeners?: ExtraListener[] } = {}
+): Promise<Infrastructure> {
   const [postgres, broker] = await Promise.allSettled([
     config.databaseUrl
       ? Promise.resolve<LocalPostgres | undefined>(undefined)
       : startLocalPostgres(join(config.dataDir, 'postgres'), config.localPostgresPort, log),
     config.kafkaBrokers
       ? Promise.resolve<LocalKafka | undefined>(undefined)
-      : startLocalKafka({ dir: join(config.dataDir, 'kafka'), port: config.localKafkaPort, brokers: config.localKafkaBrokers }, log)
+      : startLocalKafka(
+          {
+            dir: join(config.dataDir, 'kafka'),
+            port: config.localKafkaPort,
+            brokers: config.localKafkaBrokers,
+            extraListeners: local.kafkaListeners
+          },
+          log
+        )
   ])
   const localPostgres = postgres.status === 'fulfilled' ? postgres.value : undefined
   const localKafka = broker.status === 'fulfilled' ? broker.value : undefined

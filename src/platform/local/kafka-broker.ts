@@ -42,6 +42,18 @@ export interface LocalKafkaOptions {
     caFile: string
     users: [SaslUser, ...SaslUser[]]
   }
+  /**
+   * More client listeners, each with a name of its own (e.g. `CIF`), listening on `port` and advertised at
+   * `advertisedPort`: a client that reaches the broker through a proxy (the network fault tests' Toxiproxy)
+   * must be told the proxy's address in the metadata, or it reconnects around the proxy to the broker itself.
+   */
+  extraListeners?: ExtraListener[]
+}
+
+export interface ExtraListener {
+  name: string
+  port: number
+  advertisedPort: number
 }
 
 export interface SaslUser {
@@ -173,13 +185,14 @@ export async function ensureBrokerJars(libDir: string, log: Logger): Promise<voi
 }
 
 /** The client listener: PLAINTEXT, or SASL_SSL with SCRAM and ACLs (see LocalKafkaOptions.secured). */
-function listenerProperties(port: number, controllerPort: number, secured: LocalKafkaOptions['secured']): string[] {
+function listenerProperties(port: number, controllerPort: number, secured: LocalKafkaOptions['secured'], extra: ExtraListener[] = []): string[] {
   const listener = secured ? 'SASL_SSL' : 'PLAINTEXT'
+  const listed = (address: (l: ExtraListener) => string) => extra.map((l) => `,${l.name}://${address(l)}`).join('')
   const common = [
-    `listeners=${listener}://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort}`,
-    `advertised.listeners=${listener}://127.0.0.1:${port}`,
+    `listeners=${listener}://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort}${listed((l) => `127.0.0.1:${l.port}`)}`,
+    `advertised.listeners=${listener}://127.0.0.1:${port}${listed((l) => `127.0.0.1:${l.advertisedPort}`)}`,
     'controller.listener.names=CONTROLLER',
-    `listener.security.protocol.map=CONTROLLER:PLAINTEXT,${listener}:${listener}`,
+    `listener.security.protocol.map=CONTROLLER:PLAINTEXT,${listener}:${listener}${extra.map((l) => `,${l.name}:${listener}`).join('')}`,
     `inter.broker.listener.name=${listener}`
   ]
   if (!secured) return common
@@ -208,13 +221,13 @@ interface NodeLayout {
   dir: string
 }
 
-function serverProperties(node: NodeLayout, nodes: NodeLayout[], secured: LocalKafkaOptions['secured']): string {
+function serverProperties(node: NodeLayout, nodes: NodeLayout[], secured: LocalKafkaOptions['secured'], extraListeners?: ExtraListener[]): string {
   const { replicationFactor, minInsyncReplicas } = replicationFor(nodes.length)
   return [
     'process.roles=broker,controller',
     `node.id=${node.nodeId}`,
     `controller.quorum.voters=${nodes.map((n) => `${n.nodeId}@127.0.0.1:${n.controllerPort}`).join(',')}`,
-    ...listenerProperties(node.port, node.controllerPort, secured),
+    ...listenerProperties(node.port, node.controllerPort, secured, extraListeners),
     `log.dirs=${join(node.dir, 'data')}`,
     // Topics are created by the project with explicit partition counts, never by a typo.
     'auto.create.topics.enable=false',
@@ -342,11 +355,13 @@ export async function startLocalKafka(options: LocalKafkaOptions, log: Logger): 
   if (secured?.users.some((user) => !/^[\w.-]+$/.test(user.name + user.password))) {
     throw new LocalKafkaUnavailable('SCRAM user names and passwords of the local broker must be letters, digits, ".", "_" or "-".')
   }
+  // A listener's port is one broker's: proxies in front of a cluster would need one per broker.
+  if (options.extraListeners?.length && count > 1) throw new LocalKafkaUnavailable('Extra listeners are for a single local broker only.')
   checkJava()
   await ensureBrokerJars(libDir, log)
   for (const node of nodes) {
     await mkdir(node.dir, { recursive: true })
-    await writeFile(join(node.dir, 'server.properties'), serverProperties(node, nodes, secured))
+    await writeFile(join(node.dir, 'server.properties'), serverProperties(node, nodes, secured, options.extraListeners))
     await writeFile(join(node.dir, 'log4j2.properties'), log4jProperties)
     if (await stopLeftover(join(node.dir, 'broker.pid'), 'SIGTERM', 'kafka.Kafka')) {
       log.warn({ dir: node.dir }, 'stopped a Kafka broker left running by an earlier run')
