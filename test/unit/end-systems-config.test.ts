@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest'
 import { customerEvent, customerEventTypes } from '../../src/contracts/customer-events.ts'
 import { ConfigError } from '../../src/platform/config.ts'
-import { loadEndSystems, parseEndSystems } from '../../src/syncer/delivery/end-systems-config.ts'
-import { mappingInput, requestPath } from '../../src/syncer/delivery/lane.ts'
+import { loadEndSystems, parseEndSystems, requestPath } from '../../src/syncer/delivery/end-systems-config.ts'
+import { mappingInput } from '../../src/syncer/delivery/lane.ts'
 import { devSigningKey } from '../support/event-keys.ts'
 
 const minimal = (system: string) => `
