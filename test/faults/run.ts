@@ -10,6 +10,7 @@ import { cpus, totalmem } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { kafkaVariants, runFaultSuite, type ScenarioReport, scenarios } from '../support/fault-suite.ts'
+import { misbehaviourScenario } from '../support/misbehaving-end-systems.ts'
 
 const started = Date.now()
 const say = (text: string) => process.stdout.write(`[${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${text}\n`)
@@ -18,7 +19,9 @@ const repeat = Number(values.repeat)
 if (!Number.isInteger(repeat) || repeat < 1) throw new Error(`--repeat must be a whole number of at least 1, got "${values.repeat}"`)
 const ratePerSecond = Number(process.env.FAULTS_RATE ?? 50)
 const scale = Number(process.env.FAULTS_SCALE ?? 3)
-const chosen = [...scenarios(scale), ...kafkaVariants()].filter((s) => positionals.length === 0 || positionals.some((p) => s.name.startsWith(p)))
+const chosen = [...scenarios(scale), ...kafkaVariants(), misbehaviourScenario()].filter(
+  (s) => positionals.length === 0 || positionals.some((p) => s.name.startsWith(p))
+)
 if (chosen.length === 0) throw new Error(`no scenario starts with ${positionals.map((p) => JSON.stringify(p)).join(' or ')}`)
 const plan = Array.from({ length: repeat }, () => chosen).flat()
 say(
