@@ -190,6 +190,22 @@ ${extra}`
   })
 })
 
+describe('finding a record by CIF ID (a create answered without its record id)', () => {
+  it('compiles read.externalId for a read by {cifId}, and refuses it on a read by {externalId}, where it would do nothing', async () => {
+    const byCifId = minimal(`${good}
+      read: { method: GET, path: '/clients?ref={cifId}', record: data, cifId: ref, externalId: data.id }
+    compare: '{"ref": cifId}'`)
+    const [ledger] = parseEndSystems(byCifId, 'test.yaml', { LEDGER_KEY: 'k' })
+    expect(await ledger!.reconcile!.read.externalId!.evaluate({ data: { id: 'L-7', ref: '10000000009' } })).toBe('L-7')
+    const byRecordId = minimal(`${good}
+      read: { method: GET, path: '/clients/{externalId}', record: data, cifId: ref, externalId: data.id }
+    compare: '{"ref": cifId}'`)
+    expect(() => parseEndSystems(byRecordId, 'test.yaml', { LEDGER_KEY: 'k' })).toThrow(
+      /test\.yaml:10: end system "ledger" has operations\.read\.externalId, which only a read by \{cifId\} uses/
+    )
+  })
+})
+
 describe('requests built from the file', () => {
   it('fills path templates, encoding the values', () => {
     expect(requestPath('/clients/{externalId}/cif/{cifId}', { cifId: '10000000009', externalId: 'a/b c' })).toBe('/clients/a%2Fb%20c/cif/10000000009')
