@@ -230,6 +230,7 @@ describe('an end system that answers wrongly in transport', () => {
       ['ERROR', null],
       ['SUCCESS', 201]
     ])
+    expect(attempts[0]!.response_message).toBe('UND_ERR_SOCKET: other side closed')
     expect(attempts[0]!.remarks).toMatch(/closed the connection mid-answer; retry 1 of 2 in/)
     expect(held(cifId)).toHaveLength(1)
   })
