@@ -497,7 +497,8 @@ async function writeSlowly(
   const length = parts.reduce<number>((sum, part) => sum + (typeof part === 'number' ? part : Buffer.byteLength(part)), 0)
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': length })
   res.flushHeaders()
-  const closed = once(res, 'close')
+  // Never rejected: an error on the response ends the write all the same, and must not go unhandled.
+  const closed = once(res, 'close').catch(() => undefined)
   const padding = Buffer.alloc(chunk, 'x')
   receipt.bytesWritten = 0
   for (const part of parts) {
