@@ -1,4 +1,6 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
@@ -11,6 +13,7 @@ import { AttemptRecorder } from '../../src/syncer/delivery/attempt-recorder.ts'
 import { EndSystemClient } from '../../src/syncer/delivery/end-system-client.ts'
 import { type EndSystemConfig, loadEndSystems } from '../../src/syncer/delivery/end-systems-config.ts'
 import { DeliveryLane } from '../../src/syncer/delivery/lane.ts'
+import { EndSystemReader } from '../../src/syncer/reconciliation/end-system-reader.ts'
 import { asSyncer } from '../support/database.ts'
 import { type OwnDatabase, ownDatabase } from '../support/own-database.ts'
 import { attemptsOf, deliveriesOf, laneTelemetry, newCifId, newEndSystem, storeVersions } from './fixtures.ts'
@@ -233,6 +236,35 @@ describe('an end system that answers wrongly in transport', () => {
     expect(attempts[0]!.response_message).toBe('UND_ERR_SOCKET: other side closed')
     expect(attempts[0]!.remarks).toMatch(/closed the connection mid-answer; retry 1 of 2 in/)
     expect(held(cifId)).toHaveLength(1)
+  })
+})
+
+describe('reading an end system back (reconciliation, and a create’s read-back)', () => {
+  it('reads no more than 1 MiB of an answer that goes on and on, and says so', async () => {
+    let written = 0
+    const server = createServer((_request, response) => {
+      response.writeHead(200, { 'content-type': 'application/json' })
+      const chunk = Buffer.alloc(64 * 1024, 'x')
+      const more = (): void => {
+        while (written < 50 * 1024 * 1024 && !response.destroyed) {
+          written += chunk.length
+          if (!response.write(chunk)) return void response.once('drain', more)
+        }
+        response.end()
+      }
+      more()
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const { system } = coreBanking('by-record-id')
+    const reader = new EndSystemReader({ ...system, baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}` }, system.reconcile!)
+    try {
+      expect(await reader.read(newCifId(), 'CB-1')).toEqual({ kind: 'error', message: `${system.name} answered more than 1048576 bytes` })
+      expect(written).toBeLessThan(10 * 1024 * 1024)
+    } finally {
+      await reader.close()
+      server.closeAllConnections()
+      await new Promise((resolve) => server.close(resolve))
+    }
   })
 })
 
