@@ -18,8 +18,8 @@ import { checkEventSignature } from '../src/contracts/event-signature.ts'
 import { topics } from '../src/contracts/topics.ts'
 import { configuredKafka, loadConfig, requireTrustedEventKeys } from '../src/platform/config.ts'
 import { createConsumer } from '../src/platform/kafka.ts'
-import { loadEndSystems } from '../src/syncer/delivery/end-systems-config.ts'
-import { mappingInput, requestPath } from '../src/syncer/delivery/lane.ts'
+import { loadEndSystems, requestPath } from '../src/syncer/delivery/end-systems-config.ts'
+import { mappingInput } from '../src/syncer/delivery/lane.ts'
 
 type Message = Message_<string, string, string, string>
 

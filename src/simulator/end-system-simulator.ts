@@ -1,4 +1,5 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { once } from 'node:events'
+import { createServer, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { RecordJournal, StoredRecord } from './record-journal.ts'
 
@@ -50,6 +51,51 @@ export type Fault =
   | { mode: 'status'; status: number; message?: string | undefined }
   | { mode: 'slow'; delayMs: number }
   | { mode: 'fail-next'; count: number; status: number; message?: string | undefined }
+  | Misbehaviour
+
+/**
+ * Answers a real end system has been seen to give (docs/reliability.md, "Misbehaving end systems"). Each
+ * concerns the deliveries it names (never the reads), for the next `count` of them, or until cleared.
+ * "Done" ones store the request as asked and only answer it wrongly, so a retry under the same
+ * Idempotency-Key is answered from what was stored, never stored twice.
+ */
+export type Misbehaviour = { count?: number | undefined } & MisbehaviourKind
+
+type MisbehaviourKind =
+  /** Creates and updates, done: 200 with an HTML page. */
+  | { mode: 'not-json' }
+  /** Creates, done: 201 with JSON that holds no record id. */
+  | { mode: 'no-record-id' }
+  /** With `status`, nothing done and that status answered; without, done: the answer padded to `megabytes`. */
+  | { mode: 'huge-body'; megabytes: number; status?: number | undefined }
+  /** Not done: a redirect to `location` (by default the same path under /moved). */
+  | { mode: 'redirect'; status: 301 | 302 | 303 | 307 | 308; location?: string | undefined }
+  /** Done: the answer written a byte a second. */
+  | { mode: 'trickle' }
+  /** Done: the headers and half the answer, then the connection closed. */
+  | { mode: 'cut-after-headers' }
+  /** Creates, not done: 409 as if the customer were there, naming `recordId` if given. */
+  | { mode: 'conflict-unknown'; recordId?: string | undefined }
+  /** Not done: 429 with Retry-After in seconds or as the HTTP date that many seconds ahead. */
+  | { mode: 'rate-limit'; retryAfterSeconds: number; as: 'seconds' | 'date' }
+
+export const misbehaviourModes = [
+  'not-json',
+  'no-record-id',
+  'huge-body',
+  'redirect',
+  'trickle',
+  'cut-after-headers',
+  'conflict-unknown',
+  'rate-limit'
+] as const satisfies readonly Misbehaviour['mode'][]
+const isMisbehaviour = (fault: Fault): fault is Misbehaviour => (misbehaviourModes as readonly string[]).includes(fault.mode)
+/** Whether a misbehaviour answers a call before it is done (nothing stored). */
+const answersUndone = (m: Misbehaviour): boolean =>
+  m.mode === 'redirect' || m.mode === 'conflict-unknown' || m.mode === 'rate-limit' || (m.mode === 'huge-body' && m.status !== undefined)
+/** The misbehaviours that only creates meet. */
+const createsOnly = new Set<Misbehaviour['mode']>(['no-record-id', 'conflict-unknown'])
+const MEGABYTE = 1024 * 1024
 
 export interface Receipt {
   /** The call's place in this system's log, from 1, with no gaps: a reader paging through sees what it missed. */
@@ -62,6 +108,8 @@ export interface Receipt {
   version: number | undefined
   idempotencyKey: string | undefined
   status: number
+  /** Of a misbehaving answer written bit by bit: the bytes written before it ended or the caller hung up. */
+  bytesWritten?: number
 }
 
 const MAX_RECEIPTS = 200_000
@@ -225,13 +273,18 @@ export class SimulatedEndSystem {
   }
 
   /**
-   * Reads for reconciliation: one record by its id, or a page of all of them in id order (`after` the last
+   * Reads for reconciliation: one record by its id or by CIF ID (`?<cifIdField>=`), or a page of all of them in id order (`after` the last
    * id of the previous page), each as { id, version, record }.
    */
   #read(url: string): [number, unknown] {
     const { pathname, searchParams } = new URL(url, 'http://simulator')
     const { collection } = this.shape
     const shown = (record: StoredRecord) => ({ id: record.id, version: record.version, updatedAt: record.updatedAt, record: record.payload })
+    const byCifId = searchParams.get(this.shape.cifIdField)
+    if (pathname === collection && byCifId !== null) {
+      const record = this.recordForCif(byCifId)
+      return record ? [200, shown(record)] : [404, { error: `no record for ${byCifId}` }]
+    }
     if (pathname === collection) {
       const after = searchParams.get('after') ?? ''
       const limit = Math.min(Math.max(Number(searchParams.get('limit')) || 100, 1), 1000)
@@ -255,7 +308,7 @@ export class SimulatedEndSystem {
   #newServer(): Server {
     const server = createServer((req, res) => {
       this.#handle(req, res).catch(() => {
-        if (!res.headersSent) send(res, 500, { error: 'simulator failure' })
+        if (!res.headersSent) send(res, 500, JSON.stringify({ error: 'simulator failure' }))
       })
     })
     server.keepAliveTimeout = 60_000
@@ -288,16 +341,90 @@ export class SimulatedEndSystem {
     }
 
     if (req.method === 'GET') return this.#answer(req, res, cifId, version, key, ...this.#read(req.url ?? '/'))
+    const path = (req.url ?? '/').split('?')[0]!
+    const misbehaviour = this.#misbehaviourFor(req.method === 'POST' && path === this.shape.collection)
+    if (misbehaviour && answersUndone(misbehaviour)) return this.#misanswer(misbehaviour, req, res, cifId, version, key, 0, undefined)
     if (key) {
       const first = this.#answers.get(key)
       if (first) {
         this.repeated++
+        if (misbehaviour) return this.#misanswer(misbehaviour, req, res, cifId, version, key, first.status, first.body)
         return this.#answer(req, res, cifId, version, key, first.status, first.body)
       }
     }
-    const [status, answer] = this.#apply(req.method ?? 'GET', (req.url ?? '/').split('?')[0]!, payload, cifId, header(req, 'traceparent') ?? null)
+    const [status, answer] = this.#apply(req.method ?? 'GET', path, payload, cifId, header(req, 'traceparent') ?? null)
     if (key && status < 500) this.#answers.set(key, { status, body: answer })
+    if (misbehaviour) return this.#misanswer(misbehaviour, req, res, cifId, version, key, status, answer)
     return this.#answer(req, res, cifId, version, key, status, answer)
+  }
+
+  /** The misbehaviour this delivery call meets, if any, counted off. */
+  #misbehaviourFor(isCreate: boolean): Misbehaviour | undefined {
+    const misbehaviour = this.fault
+    if (!isMisbehaviour(misbehaviour)) return undefined
+    if (createsOnly.has(misbehaviour.mode) && !isCreate) return undefined
+    if (misbehaviour.count !== undefined && --misbehaviour.count <= 0) this.fault = { mode: 'none' }
+    return misbehaviour
+  }
+
+  /**
+   * Answers a delivery call wrongly: `status` and `answer` are what the system would have said (the request
+   * was done), or 0 and undefined when the misbehaviour answers before anything is done.
+   */
+  async #misanswer(
+    misbehaviour: Misbehaviour,
+    req: IncomingMessage,
+    res: ServerResponse,
+    cifId: string | undefined,
+    version: number | undefined,
+    key: string | undefined,
+    status: number,
+    answer: unknown
+  ): Promise<void> {
+    const failed = status < 200 || status >= 300
+    const receipt = (sent: number) => this.#receipt(req, cifId, version, key, sent)
+    switch (misbehaviour.mode) {
+      case 'not-json':
+        if (failed) return this.#answer(req, res, cifId, version, key, status, answer)
+        receipt(200)
+        return send(res, 200, '<html><body><h1>OK</h1><p>Your request has been processed.</p></body></html>', { 'content-type': 'text/html' })
+      case 'no-record-id':
+        if (failed) return this.#answer(req, res, cifId, version, key, status, answer)
+        return this.#answer(req, res, cifId, version, key, 201, { status: 'created' })
+      case 'redirect': {
+        const location = misbehaviour.location ?? `${this.url}/moved${req.url ?? '/'}`
+        receipt(misbehaviour.status)
+        return send(res, misbehaviour.status, JSON.stringify({ error: 'moved' }), { 'content-type': 'application/json', location })
+      }
+      case 'conflict-unknown': {
+        const named = misbehaviour.recordId === undefined ? {} : (this.shape.createdBody(misbehaviour.recordId) as object)
+        return this.#answer(req, res, cifId, version, key, 409, { error: 'this customer exists already', ...named })
+      }
+      case 'rate-limit': {
+        const { retryAfterSeconds } = misbehaviour
+        const retryAfter = misbehaviour.as === 'seconds' ? String(retryAfterSeconds) : new Date(Date.now() + retryAfterSeconds * 1000).toUTCString()
+        receipt(429)
+        return send(res, 429, JSON.stringify({ error: 'too many requests' }), { 'content-type': 'application/json', 'retry-after': retryAfter })
+      }
+      case 'huge-body': {
+        const sent = misbehaviour.status ?? status
+        const head = misbehaviour.status === undefined ? JSON.stringify(answer).replace(/}$/, ',') : '{"error":"simulated failure",'
+        const parts = [`${head}"padding":"`, misbehaviour.megabytes * MEGABYTE, '"}'] as const
+        return writeSlowly(res, sent, parts, receipt(sent), { chunk: 64 * 1024 })
+      }
+      case 'trickle':
+        return writeSlowly(res, status, [JSON.stringify(answer)], receipt(status), { chunk: 1, everyMs: 1000 })
+      case 'cut-after-headers': {
+        const text = JSON.stringify(answer)
+        receipt(status)
+        res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) })
+        res.write(text.slice(0, Math.floor(text.length / 2)))
+        // Written out before the connection goes, so the caller has the headers and half an answer.
+        await new Promise<void>((resolve) => res.write('', () => resolve()))
+        res.socket?.destroy()
+        return
+      }
+    }
   }
 
   #apply(method: string, path: string, payload: Record<string, unknown>, cifId: string | undefined, traceparent: string | null): [number, unknown] {
@@ -340,7 +467,12 @@ export class SimulatedEndSystem {
     status: number,
     body: unknown
   ): void {
-    const receipt = {
+    this.#receipt(req, cifId, version, key, status)
+    send(res, status, JSON.stringify(body))
+  }
+
+  #receipt(req: IncomingMessage, cifId: string | undefined, version: number | undefined, key: string | undefined, status: number): Receipt {
+    const receipt: Receipt = {
       seq: ++this.#lastSeq,
       at: Date.now(),
       method: req.method ?? '',
@@ -355,7 +487,7 @@ export class SimulatedEndSystem {
       this.#receipts[this.#oldestReceipt] = receipt
       this.#oldestReceipt = (this.#oldestReceipt + 1) % MAX_RECEIPTS
     }
-    send(res, status, body)
+    return receipt
   }
 }
 
@@ -381,8 +513,41 @@ function readBody(req: IncomingMessage): Promise<string> {
   })
 }
 
-function send(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body)
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) })
+function send(res: ServerResponse, status: number, text: string, headers: OutgoingHttpHeaders = { 'content-type': 'application/json' }): void {
+  res.writeHead(status, { ...headers, 'content-length': Buffer.byteLength(text) })
   res.end(text)
+}
+
+/**
+ * An answer written `chunk` bytes at a time, `everyMs` apart or as fast as the caller reads: its parts are
+ * text, or a count of padding bytes ("x"), so that 50 MB are never held. Stops when the caller hangs up;
+ * `receipt.bytesWritten` says how far it got.
+ */
+async function writeSlowly(
+  res: ServerResponse,
+  status: number,
+  parts: readonly (string | number)[],
+  receipt: Receipt,
+  { chunk, everyMs }: { chunk: number; everyMs?: number }
+): Promise<void> {
+  const length = parts.reduce<number>((sum, part) => sum + (typeof part === 'number' ? part : Buffer.byteLength(part)), 0)
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': length })
+  res.flushHeaders()
+  // Never rejected: an error on the response ends the write all the same, and must not go unhandled.
+  const closed = once(res, 'close').catch(() => undefined)
+  const padding = Buffer.alloc(chunk, 'x')
+  receipt.bytesWritten = 0
+  for (const part of parts) {
+    const bytes = typeof part === 'number' ? undefined : Buffer.from(part)
+    const size = bytes ? bytes.length : (part as number)
+    for (let at = 0; at < size; at += chunk) {
+      if (res.destroyed) return
+      const piece = bytes ? bytes.subarray(at, at + chunk) : padding.subarray(0, Math.min(chunk, size - at))
+      receipt.bytesWritten += piece.length
+      const more = res.write(piece)
+      if (everyMs) await Promise.race([sleep(everyMs), closed])
+      else if (!more) await Promise.race([once(res, 'drain'), closed])
+    }
+  }
+  res.end()
 }

@@ -1,5 +1,5 @@
 import { join } from 'node:path'
-import { Type } from 'typebox'
+import { type TSchema, Type } from 'typebox'
 import { httpProblems, Refusal } from '../contracts/problems.ts'
 import { createHttpServer, type HttpServer } from '../platform/http/server.ts'
 import type { Logger } from '../platform/logger.ts'
@@ -41,8 +41,37 @@ const FaultBody = Type.Union([
       message: Type.Optional(Type.String({ maxLength: 500 }))
     },
     { additionalProperties: false }
-  )
+  ),
+  ...misbehaviourBodies()
 ])
+
+/** The misbehaviours (end-system-simulator.ts), each for the next `count` calls it concerns, or until cleared. */
+function misbehaviourBodies() {
+  const count = Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'For the next N calls it concerns, then none' }))
+  const body = <P extends Record<string, TSchema>>(mode: string, properties: P) =>
+    Type.Object({ mode: Type.Literal(mode), count, ...properties }, { additionalProperties: false })
+  return [
+    body('not-json', {}),
+    body('no-record-id', {}),
+    body('huge-body', {
+      megabytes: Type.Integer({ minimum: 1, maximum: 1024 }),
+      status: Type.Optional(
+        Type.Integer({ minimum: 400, maximum: 599, description: 'Answered without doing the call; absent: done, its answer padded' })
+      )
+    }),
+    body('redirect', {
+      status: Type.Union([301, 302, 303, 307, 308].map((status) => Type.Literal(status))),
+      location: Type.Optional(Type.String({ minLength: 1, maxLength: 2000 }))
+    }),
+    body('trickle', {}),
+    body('cut-after-headers', {}),
+    body('conflict-unknown', { recordId: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })) }),
+    body('rate-limit', {
+      retryAfterSeconds: Type.Integer({ minimum: 0, maximum: 86_400 }),
+      as: Type.Union([Type.Literal('seconds'), Type.Literal('date')])
+    })
+  ]
+}
 
 const cifId = Type.String({ pattern: '^[0-9]{1,20}$' })
 const fields = Type.Record(Type.String({ maxLength: 100 }), Type.Unknown(), {
@@ -102,7 +131,7 @@ export async function startSimulator(options: SimulatorOptions, log: Logger): Pr
     {
       schema: {
         tags: ['simulator'],
-        summary: 'Make a system fail: down, a fixed status, slow, or the next N calls',
+        summary: 'Make a system fail: down, a fixed status, slow, the next N calls, or misbehave (docs/reliability.md)',
         params: NameParams,
         body: FaultBody
       }

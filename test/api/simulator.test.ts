@@ -117,4 +117,30 @@ describe('the simulator', () => {
     expect(openapi.components.securitySchemes).toEqual({})
     await simulator.close()
   })
+
+  it('misbehaves for the next `count` calls it concerns, then behaves; refuses a misbehaviour it does not know, naming the field', async () => {
+    const simulator = await start(false)
+    try {
+      const fault = (body: unknown) => simulator.app.inject({ method: 'PUT', url: '/systems/core-banking/fault', payload: body as object })
+      const refused = await fault({ mode: 'redirect', status: 300 })
+      expect(refused.statusCode).toBe(400)
+      expect(refused.body).toContain('/status')
+      expect((await fault({ mode: 'conflict-unknown', count: 1 })).statusCode).toBe(200)
+      // An update is not a create: conflict-unknown lets it by, and its count is kept for the create.
+      expect((await send(simulator, 'PUT', '/customers/CB-0000001', { customerNumber: '10000000058', version: 2 })).status).toBe(404)
+      expect(await send(simulator, 'POST', '/customers', { customerNumber: '10000000058', version: 1 })).toEqual({
+        status: 409,
+        body: { error: 'this customer exists already' }
+      })
+      expect((await send(simulator, 'POST', '/customers', { customerNumber: '10000000058', version: 1 })).status).toBe(201)
+      expect((await fault({ mode: 'rate-limit', retryAfterSeconds: 7, as: 'seconds' })).statusCode).toBe(200)
+      const limited = await fetch(`${simulator.systems.get('core-banking')!.url}/customers`, { method: 'POST', body: '{}' })
+      expect([limited.status, limited.headers.get('retry-after')]).toEqual([429, '7'])
+      // Reads are never misbehaved on: reconciliation and the create's read-back see the system as it is.
+      const read = await fetch(`${simulator.systems.get('core-banking')!.url}/customers?customerNumber=10000000058`)
+      expect([read.status, ((await read.json()) as { record: unknown }).record]).toEqual([200, { customerNumber: '10000000058', version: 1 }])
+    } finally {
+      await simulator.close()
+    }
+  })
 })

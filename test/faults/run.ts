@@ -12,6 +12,7 @@ import { cpus, totalmem } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { clusterScenarios, kafkaVariants, networkScenarios, runFaultSuite, type ScenarioReport, scenarios } from '../support/fault-suite.ts'
+import { misbehaviourScenario } from '../support/misbehaving-end-systems.ts'
 
 const started = Date.now()
 const say = (text: string) => process.stdout.write(`[${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${text}\n`)
@@ -24,7 +25,7 @@ const scale = Number(process.env.FAULTS_SCALE ?? 3)
 const cifInstances = Number(process.env.FAULTS_CIF_INSTANCES ?? 2)
 const syncerInstances = Number(process.env.FAULTS_SYNCER_INSTANCES ?? 2)
 const picked = (s: { name: string }) => positionals.length === 0 || positionals.some((p) => s.name.startsWith(p))
-const chosen = [...scenarios(scale), ...kafkaVariants()].filter(picked)
+const chosen = [...scenarios(scale), ...kafkaVariants(), misbehaviourScenario()].filter(picked)
 // The cluster's scenarios need three brokers, the network's a proxy on every link: they run, when named, on
 // stacks of their own (one instance of each service), after the others.
 const chosenOnCluster = positionals.length ? clusterScenarios().filter(picked) : []

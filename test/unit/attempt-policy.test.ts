@@ -4,10 +4,12 @@ import { formatDuration } from '../../src/platform/duration.ts'
 import {
   attemptLeases,
   attemptTimeoutMs,
+  isRetryableStatus,
   isTrouble,
   judgeCall,
   lagRemark,
   parseRetryAfter,
+  retryAfterCapped,
   retryDelayMs
 } from '../../src/syncer/delivery/attempt-policy.ts'
 import { defaultRetryPolicy } from '../../src/syncer/delivery/end-systems-config.ts'
@@ -93,6 +95,45 @@ describe('judging an end system’s answer', () => {
       remarks: 'crm refused the update (400); retrying cannot help'
     })
     expect(judge({ kind: 'response', status: 301, body: '' })).toMatchObject({ outcome: 'fail' })
+  })
+
+  it('names a redirect’s status and Location, not followed, and fails it as the retryable set says', () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom(301, 302, 303, 307, 308),
+        fc.stringMatching(/^https:\/\/[a-z]{1,10}\.example\/[a-z0-9/?=&]{0,40}$/),
+        (status, location) => {
+          const verdict = judge({ kind: 'response', status, body: '', location })
+          return (
+            verdict.outcome === (isRetryableStatus(status) ? 'retry' : 'fail') &&
+            verdict.remarks.startsWith(`crm answered with a redirect (${status}) to ${location}, not followed`)
+          )
+        }
+      )
+    )
+    expect(judge({ kind: 'response', status: 302, body: '' }).remarks).toBe(
+      'crm answered with a redirect (302) without a Location, not followed; check its baseUrl in the end systems file'
+    )
+  })
+
+  it('says what Retry-After asked for, and when it was not understood', () => {
+    expect(judge({ kind: 'response', status: 429, body: '', retryAfter: '30' }).remarks).toBe(
+      'crm asked the syncer to slow down (429, Retry-After 30 s)'
+    )
+    expect(judge({ kind: 'response', status: 503, body: '', retryAfter: 'later' })).toMatchObject({
+      remarks: 'crm answered 503 (a fault on its side, with a Retry-After the syncer does not understand)',
+      retryAfterMs: undefined
+    })
+    expect(retryAfterCapped(defaultRetryPolicy, 60_000)).toBeNull()
+    expect(retryAfterCapped(defaultRetryPolicy, 3_600_000)).toBe(
+      'its Retry-After is longer than the longest pause this system is given (maxBackoffMs, 10 min 0 s), which is waited instead'
+    )
+  })
+
+  it('says when an answer was longer than what is read of it', () => {
+    expect(judge({ kind: 'response', status: 500, body: 'xyz', cutAtBytes: 65_536 }).message).toBe(
+      'HTTP 500 (the first 64 KiB of a longer answer): xyz'
+    )
   })
 
   it('takes a 409 on create as "already there" only when the system is configured so', () => {

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest'
 import { customerEvent, customerEventTypes } from '../../src/contracts/customer-events.ts'
 import { ConfigError } from '../../src/platform/config.ts'
-import { loadEndSystems, parseEndSystems } from '../../src/syncer/delivery/end-systems-config.ts'
-import { mappingInput, requestPath } from '../../src/syncer/delivery/lane.ts'
+import { loadEndSystems, parseEndSystems, requestPath } from '../../src/syncer/delivery/end-systems-config.ts'
+import { mappingInput } from '../../src/syncer/delivery/lane.ts'
 import { devSigningKey } from '../support/event-keys.ts'
 
 const minimal = (system: string) => `
@@ -186,6 +186,22 @@ ${extra}`
     compare: '{"ref": cifId}'`)
     expect(() => parseEndSystems(text, 'test.yaml', { LEDGER_KEY: 'k' })).toThrow(
       /test\.yaml:10: end system "ledger" reads by \{externalId\} without cifId/
+    )
+  })
+})
+
+describe('finding a record by CIF ID (a create answered without its record id)', () => {
+  it('compiles read.externalId for a read by {cifId}, and refuses it on a read by {externalId}, where it would do nothing', async () => {
+    const byCifId = minimal(`${good}
+      read: { method: GET, path: '/clients?ref={cifId}', record: data, cifId: ref, externalId: data.id }
+    compare: '{"ref": cifId}'`)
+    const [ledger] = parseEndSystems(byCifId, 'test.yaml', { LEDGER_KEY: 'k' })
+    expect(await ledger!.reconcile!.read.externalId!.evaluate({ data: { id: 'L-7', ref: '10000000009' } })).toBe('L-7')
+    const byRecordId = minimal(`${good}
+      read: { method: GET, path: '/clients/{externalId}', record: data, cifId: ref, externalId: data.id }
+    compare: '{"ref": cifId}'`)
+    expect(() => parseEndSystems(byRecordId, 'test.yaml', { LEDGER_KEY: 'k' })).toThrow(
+      /test\.yaml:10: end system "ledger" has operations\.read\.externalId, which only a read by \{cifId\} uses/
     )
   })
 })

@@ -26,6 +26,12 @@ export function retryDelayMs(policy: RetryPolicy, n: number, retryAfterMs: numbe
   return Math.min(policy.maxBackoffMs, Math.max(jittered, retryAfterMs))
 }
 
+/** What the remarks say when a Retry-After asks for longer than the system's longest pause, which is waited instead. */
+export function retryAfterCapped(policy: RetryPolicy, retryAfterMs: number | undefined): string | null {
+  if (retryAfterMs === undefined || retryAfterMs <= policy.maxBackoffMs) return null
+  return `its Retry-After is longer than the longest pause this system is given (maxBackoffMs, ${formatDuration(policy.maxBackoffMs)}), which is waited instead`
+}
+
 /** Retry-After as seconds or an HTTP date (RFC 9110), in milliseconds from `now`. */
 export function parseRetryAfter(value: string | undefined, now = Date.now()): number | undefined {
   if (!value) return undefined
@@ -52,7 +58,16 @@ export function isTrouble(result: CallResult): boolean {
 
 /** What one call to an end system came to, before it is judged. */
 export type CallResult =
-  | { kind: 'response'; status: number; body: string; retryAfter?: string | undefined }
+  | {
+      kind: 'response'
+      status: number
+      /** The answer as read: all of it, or its first `cutAtBytes` when there was more (the rest never read). */
+      body: string
+      retryAfter?: string | undefined
+      /** Where a redirect points: quoted, never followed. */
+      location?: string | undefined
+      cutAtBytes?: number | undefined
+    }
   | { kind: 'network'; code: string; message: string }
   | { kind: 'timeout'; timeoutMs: number }
   | { kind: 'circuit-open' }
@@ -105,7 +120,12 @@ export function judgeCall(result: CallResult, system: string, operation: 'create
   switch (result.kind) {
     case 'timeout': {
       const seconds = result.timeoutMs / 1000
-      return { outcome: 'retry', httpStatus: null, message: `no answer within ${seconds} s`, remarks: `${system} timed out after ${seconds} s` }
+      return {
+        outcome: 'retry',
+        httpStatus: null,
+        message: `no complete answer within ${seconds} s`,
+        remarks: `${system} timed out after ${seconds} s`
+      }
     }
     case 'network': {
       const words = networkWords[result.code] ?? `could not be called (${result.code})`
@@ -120,28 +140,45 @@ export function judgeCall(result: CallResult, system: string, operation: 'create
       }
     case 'response': {
       const { status } = result
-      const message = `HTTP ${status}${result.body ? `: ${excerpt(result.body)}` : ''}`
+      const cut = result.cutAtBytes === undefined ? '' : ` (the first ${formatBytes(result.cutAtBytes)} of a longer answer)`
+      const message = `HTTP ${status}${cut}${result.body ? `: ${excerpt(result.body)}` : ''}`
       if (status >= 200 && status < 300) return { outcome: 'success', httpStatus: status, message, remarks: `${system} accepted the ${operation}` }
       if (status === 409 && operation === 'create' && conflictMeansExists) {
         return { outcome: 'success', httpStatus: status, message, remarks: `${system} already holds this customer (409 on create)` }
       }
       if (isRetryableStatus(status)) {
         const retryAfterMs = parseRetryAfter(result.retryAfter)
+        const asked =
+          result.retryAfter === undefined
+            ? ''
+            : retryAfterMs === undefined
+              ? ', with a Retry-After the syncer does not understand'
+              : `, Retry-After ${formatDuration(retryAfterMs)}`
         const what =
           status === 429
-            ? 'asked the syncer to slow down (429)'
+            ? `asked the syncer to slow down (429${asked})`
             : status < 500
-              ? `asked for the request again (${status})`
-              : `answered ${status} (a fault on its side)`
+              ? `asked for the request again (${status}${asked})`
+              : `answered ${status} (a fault on its side${asked})`
         return { outcome: 'retry', httpStatus: status, message, remarks: `${system} ${what}`, retryAfterMs }
       }
       if (status >= 300 && status < 400) {
-        return { outcome: 'fail', httpStatus: status, message, remarks: `${system} answered with a redirect (${status}); check its base URL` }
+        // Never followed: the request carries the customer's data and credentials, and the end systems file
+        // says where the system is. Retried only if the retryable set says so (it does not).
+        const to = result.location ? ` to ${excerpt(result.location)}` : ' without a Location'
+        return {
+          outcome: 'fail',
+          httpStatus: status,
+          message,
+          remarks: `${system} answered with a redirect (${status})${to}, not followed; check its baseUrl in the end systems file`
+        }
       }
       return { outcome: 'fail', httpStatus: status, message, remarks: `${system} refused the ${operation} (${status}); retrying cannot help` }
     }
   }
 }
+
+const formatBytes = (bytes: number): string => (bytes % 1024 === 0 ? `${bytes / 1024} KiB` : `${bytes} bytes`)
 
 /** When an event reaches the syncer later than this after it was made, its deliveries say so. */
 export const LAG_WORTH_A_REMARK_MS = 30_000

@@ -14,8 +14,11 @@ import { Agent, buildConnector, request } from 'undici'
 import { type CallResult, isTrouble } from './attempt-policy.ts'
 import type { EndSystemConfig } from './end-systems-config.ts'
 
-/** Enough of an end system's answer to judge it and to quote it; the rest is not read. */
-const MAX_RESPONSE_BYTES = 64 * 1024
+/**
+ * Enough of an end system's answer to judge it and to quote it; the rest is not read (the connection is
+ * closed instead), however much the system sends.
+ */
+export const MAX_RESPONSE_BYTES = 64 * 1024
 
 export interface OutgoingRequest {
   method: 'POST' | 'PUT' | 'PATCH'
@@ -122,12 +125,14 @@ export class EndSystemClient {
           },
           body: outgoing.body
         })
-        const retryAfter = response.headers['retry-after']
+        const { text, cutAtBytes } = await readCapped(response.body, MAX_RESPONSE_BYTES)
         return {
           kind: 'response',
           status: response.statusCode,
-          body: await readCapped(response.body),
-          retryAfter: Array.isArray(retryAfter) ? retryAfter[0] : retryAfter
+          body: text,
+          retryAfter: firstOf(response.headers['retry-after']),
+          location: firstOf(response.headers.location),
+          cutAtBytes
         } satisfies CallResult
       })
     } catch (error) {
@@ -148,16 +153,25 @@ export class EndSystemClient {
   }
 }
 
-async function readCapped(body: AsyncIterable<Buffer> & { destroy(): void }): Promise<string> {
+const firstOf = (value: string | string[] | undefined): string | undefined => (Array.isArray(value) ? value[0] : value)
+
+/**
+ * An answer's first `maxBytes`, and `cutAtBytes` when there was more: the rest is never read (the body is
+ * destroyed, which closes its connection), so a system answering without end costs `maxBytes` of memory.
+ */
+export async function readCapped(
+  body: AsyncIterable<Buffer> & { destroy(): void },
+  maxBytes: number
+): Promise<{ text: string; cutAtBytes?: number | undefined }> {
   const chunks: Buffer[] = []
   let size = 0
   for await (const chunk of body) {
     chunks.push(chunk)
     size += chunk.length
-    if (size >= MAX_RESPONSE_BYTES) {
+    if (size > maxBytes) {
       body.destroy()
-      break
+      return { text: Buffer.concat(chunks).subarray(0, maxBytes).toString('utf8'), cutAtBytes: maxBytes }
     }
   }
-  return Buffer.concat(chunks).subarray(0, MAX_RESPONSE_BYTES).toString('utf8')
+  return { text: Buffer.concat(chunks).toString('utf8') }
 }

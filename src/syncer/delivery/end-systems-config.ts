@@ -77,6 +77,11 @@ const ReadOperation = Type.Object(
       jsonataText(
         'JSONata: the record → the CIF ID it is for. Required when the path reads by {externalId}: a record id the system gave another customer (after a restore) is then never taken for this one'
       )
+    ),
+    externalId: Type.Optional(
+      jsonataText(
+        'JSONata: the answer → the record id. With a path by {cifId}, a create whose answer held no record id (or a 409) finds the record this way'
+      )
     )
   },
   { additionalProperties: false }
@@ -171,7 +176,13 @@ export interface EndSystemConfig {
 
 /** How a system's records are read back and compared (issue 11): present when it has `read` and `compare`. */
 export interface ReconcileConfig {
-  read: { path: string; record: jsonata.Expression | undefined; version: jsonata.Expression | undefined; cifId: jsonata.Expression | undefined }
+  read: {
+    path: string
+    record: jsonata.Expression | undefined
+    version: jsonata.Expression | undefined
+    cifId: jsonata.Expression | undefined
+    externalId: jsonata.Expression | undefined
+  }
   compare: jsonata.Expression
   list:
     | { path: string; items: jsonata.Expression; cifId: jsonata.Expression; externalId: jsonata.Expression | undefined; next: jsonata.Expression }
@@ -390,6 +401,11 @@ function reconcileConfig(
       'reads by {externalId} without cifId (where the record names its CIF ID): a record id given again to another customer would be compared, and repaired, as this one'
     )
   }
+  if (read.externalId && !read.path.includes('{cifId}')) {
+    problem(['operations', 'read', 'externalId'])(
+      'has operations.read.externalId, which only a read by {cifId} uses (to find a record whose id it lacks)'
+    )
+  }
   if (list && !list.path.includes('{cursor}')) problem(['operations', 'list', 'path'])('pages without {cursor} in operations.list.path')
   const optional = (path: string[], source: string | undefined) => (source === undefined ? undefined : compile(path, source))
   return {
@@ -397,7 +413,8 @@ function reconcileConfig(
       path: read.path,
       record: optional(['operations', 'read', 'record'], read.record),
       version: optional(['operations', 'read', 'version'], read.version),
-      cifId: optional(['operations', 'read', 'cifId'], read.cifId)
+      cifId: optional(['operations', 'read', 'cifId'], read.cifId),
+      externalId: optional(['operations', 'read', 'externalId'], read.externalId)
     },
     compare: compile(['compare'], system.compare)!,
     list: list && {
@@ -429,4 +446,9 @@ function lineOf(doc: Document, lineCounter: LineCounter, path: (string | number)
     if (node?.range) return lineCounter.linePos(node.range[0]).line
   }
   return 1
+}
+
+/** A path template of the end systems file with the customer's CIF ID and record id in it. */
+export function requestPath(template: string, values: { cifId: string; externalId: string | null }): string {
+  return template.replaceAll('{cifId}', encodeURIComponent(values.cifId)).replaceAll('{externalId}', encodeURIComponent(values.externalId ?? ''))
 }

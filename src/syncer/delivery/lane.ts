@@ -4,6 +4,7 @@ import type { Logger } from '../../platform/logger.ts'
 import { FailureLog } from '../../platform/retry.ts'
 import { endSpan, SpanKind, traceparentOf } from '../../platform/tracing.ts'
 import type { SyncerTelemetry } from '../metrics.ts'
+import { EndSystemReader } from '../reconciliation/end-system-reader.ts'
 import type { SyncerDb } from '../tables.ts'
 import {
   attemptLeases,
@@ -12,14 +13,16 @@ import {
   judgeCall,
   LAG_WORTH_A_REMARK_MS,
   MESSAGE_EXCERPT,
+  retryAfterCapped,
   retryDelayMs,
   type Verdict
 } from './attempt-policy.ts'
 import type { AttemptRecorder } from './attempt-recorder.ts'
+import { type CreateAnswer, type Link, type Lookup, linkCreate, type ReadBackWay, shouldReadBack } from './create-link.ts'
 import { type ClaimedDelivery, claimDue, type LeaseTable } from './delivery-store.ts'
 import type { EndSystemClient } from './end-system-client.ts'
 import { supersedeQueued } from './end-system-store.ts'
-import type { EndSystemConfig } from './end-systems-config.ts'
+import { type EndSystemConfig, requestPath } from './end-systems-config.ts'
 import { type Masker, personalDataMasker } from './masking.ts'
 import { type Decision, decideAfterAttempt, remark } from './states.ts'
 
@@ -45,10 +48,6 @@ export function mappingInput(event: CustomerEvent): MappingInput {
   }
 }
 
-export function requestPath(template: string, values: { cifId: string; externalId: string | null }): string {
-  return template.replaceAll('{cifId}', encodeURIComponent(values.cifId)).replaceAll('{externalId}', encodeURIComponent(values.externalId ?? ''))
-}
-
 /**
  * The deliveries of one end system: claims what is due, up to the system's concurrency and what its
  * circuit breaker allows, and runs each attempt. Lanes share nothing but the database pool, so a slow
@@ -58,6 +57,8 @@ export class DeliveryLane {
   readonly #system: EndSystemConfig
   readonly #db: SyncerDb
   readonly #client: EndSystemClient
+  /** Reads a record back to link a create whose answer lacked its id or said 409 (create-link.ts). */
+  readonly #reader: EndSystemReader | undefined
   readonly #recorder: AttemptRecorder
   readonly #leases: LeaseTable
   readonly #claiming: FailureLog
@@ -77,6 +78,7 @@ export class DeliveryLane {
     this.#telemetry = telemetry
     this.#db = db
     this.#client = client
+    this.#reader = system.reconcile && new EndSystemReader(system, system.reconcile)
     this.#recorder = recorder
     this.#leases = attemptLeases(system.retry, LEASE_MARGIN_MS)
     this.#claiming = new FailureLog(log, 'cannot claim deliveries; will retry')
@@ -123,6 +125,7 @@ export class DeliveryLane {
     this.#stopped = true
     await this.#pumping
     await Promise.allSettled([...this.#attempts])
+    await this.#reader?.close()
   }
 
   async #pump(): Promise<void> {
@@ -195,7 +198,8 @@ export class DeliveryLane {
       verdict.remarks,
       delivery.attempts === 1 && lateBy >= LAG_WORTH_A_REMARK_MS ? remark('firstAttemptLate', { late: formatDuration(lateBy) }) : null,
       delivery.attempts === 1 ? delivery.remarks : null,
-      decided
+      decided,
+      decision.state === 'RETRY_SCHEDULED' ? retryAfterCapped(system.retry, verdict.retryAfterMs) : null
     ]
     const current = await this.#recorder.record({
       delivery,
@@ -271,6 +275,7 @@ export class DeliveryLane {
       const remarks = `the payload mapping for ${system.name} ${delivery.operation} failed; fix the end systems file`
       return { verdict: { outcome: 'fail', httpStatus: null, message: `mapping error: ${mask((error as Error).message)}`, remarks }, externalId }
     }
+    const calledAt = Date.now()
     const result = await this.#client.call({
       method: operation.method,
       url: system.baseUrl + requestPath(operation.path, { cifId: delivery.cif_id, externalId }),
@@ -283,9 +288,45 @@ export class DeliveryLane {
     })
     const verdict = judgeCall(maskedAnswer(result, mask), system.name, delivery.operation, system.createConflictMeansExists)
     if (verdict.outcome !== 'success' || delivery.operation !== 'create' || result.kind !== 'response') return { verdict, externalId }
-    const created = await readExternalId(operation.externalId, result.body)
-    if (operation.externalId && !created) verdict.remarks += '; its answer held no record id, so updates cannot be sent'
-    return { verdict, externalId: created }
+    if (!operation.externalId) return { verdict, externalId: null }
+    // What is left of the attempt's time: the read-back must end before the attempt's lease does.
+    const link = await this.#link(operation.externalId, result, delivery.cif_id, Math.max(1000, timeoutMs - (Date.now() - calledAt)))
+    return { verdict: { ...verdict, outcome: link.outcome, remarks: link.remarks }, externalId: link.externalId }
+  }
+
+  /** The record a create the system took is linked to: by its answer, or read back (create-link.ts). */
+  async #link(expression: Expression, answered: { status: number; body: string }, cifId: string, timeLeftMs: number): Promise<Link> {
+    const id = await readExternalId(expression, answered.body)
+    const answer: CreateAnswer = {
+      said: answered.status === 409 ? 'exists' : 'created',
+      recordId: id !== null ? { kind: 'in-answer', id } : { kind: 'none', why: isJson(answered.body) ? 'not-in-answer' : 'not-json' }
+    }
+    const reader = this.#reader
+    const way: ReadBackWay = !reader
+      ? { kind: 'none' }
+      : reader.readsByExternalId
+        ? { kind: 'by-record-id' }
+        : { kind: 'by-cif-id', givesRecordId: reader.findsExternalId }
+    let lookup: Lookup = { kind: 'not-read' }
+    if (reader && shouldReadBack(answer, way)) {
+      const read = await reader.read(cifId, id, timeLeftMs)
+      lookup =
+        read.kind === 'found'
+          ? { kind: 'found', recordId: read.heldExternalId, cifId: read.heldCifId }
+          : read.kind === 'unlinked'
+            ? { kind: 'not-read' }
+            : read
+    }
+    return linkCreate(answer, lookup, this.#system.name, cifId)
+  }
+}
+
+function isJson(text: string): boolean {
+  try {
+    JSON.parse(text)
+    return true
+  } catch {
+    return false
   }
 }
 
@@ -299,6 +340,8 @@ const ANSWER_HEAD = 16 * MESSAGE_EXCERPT
 export function maskedAnswer(result: CallResult, mask: Masker): CallResult {
   if (result.kind === 'network') return { ...result, message: mask(result.message) }
   if (result.kind !== 'response') return result
+  // A redirect's target may carry the customer's data in its query, as the request did.
+  if (result.location !== undefined) result = { ...result, location: mask(result.location) }
   const { body } = result
   if (body.length <= ANSWER_HEAD) return { ...result, body: mask(body) }
   // A value cut in two at the end of the head is not recognised, so it must lie well past the excerpt.

@@ -1,6 +1,6 @@
 import { Agent, request } from 'undici'
-import type { EndSystemConfig, ReconcileConfig } from '../delivery/end-systems-config.ts'
-import { requestPath } from '../delivery/lane.ts'
+import { readCapped } from '../delivery/end-system-client.ts'
+import { type EndSystemConfig, type ReconcileConfig, requestPath } from '../delivery/end-systems-config.ts'
 import type { ReadBack } from './situations.ts'
 
 /** A read that neither found the record nor said it is absent: the pair is counted as an error, not classified. */
@@ -38,22 +38,29 @@ export class EndSystemReader {
     return this.#reconcile.read.path.includes('{externalId}')
   }
 
-  async read(cifId: string, externalId: string | null): Promise<ReadBack | ReadError> {
+  /** Whether a read by CIF ID gives the record id too: what a create whose answer lacked it looks for (lane.ts). */
+  get findsExternalId(): boolean {
+    return !this.readsByExternalId && this.#reconcile.read.externalId !== undefined
+  }
+
+  async read(cifId: string, externalId: string | null, timeoutMs = READ_TIMEOUT_MS): Promise<ReadBack | ReadError> {
     if (this.readsByExternalId && !externalId) return { kind: 'unlinked' }
-    const answer = await this.#get(requestPath(this.#reconcile.read.path, { cifId, externalId }))
+    const answer = await this.#get(requestPath(this.#reconcile.read.path, { cifId, externalId }), timeoutMs)
     if ('error' in answer) return { kind: 'error', message: answer.error }
     if (answer.status === 404 || answer.status === 410) return { kind: 'absent' }
     if (answer.status !== 200) return { kind: 'error', message: `${this.#system.name} answered ${answer.status} to a read` }
-    const { record: recordAt, version, cifId: cifIdAt } = this.#reconcile.read
+    const { record: recordAt, version, cifId: cifIdAt, externalId: externalIdAt } = this.#reconcile.read
     const record = recordAt ? await recordAt.evaluate(answer.body) : answer.body
     if (record === undefined || record === null) return { kind: 'absent' }
     const held = version ? await version.evaluate(record) : undefined
     const heldCifId = cifIdAt ? ((await cifIdAt.evaluate(record)) as unknown) : undefined
+    const heldExternalId = externalIdAt ? ((await externalIdAt.evaluate(answer.body)) as unknown) : undefined
     return {
       kind: 'found',
       record,
       heldVersion: typeof held === 'number' ? held : undefined,
-      heldCifId: cifIdAt ? String(heldCifId ?? '') : undefined
+      heldCifId: cifIdAt ? String(heldCifId ?? '') : undefined,
+      heldExternalId: typeof heldExternalId === 'string' || typeof heldExternalId === 'number' ? String(heldExternalId) : undefined
     }
   }
 
@@ -78,16 +85,17 @@ export class EndSystemReader {
     return { records, next: next === undefined || next === null || next === '' ? null : String(next) }
   }
 
-  async #get(path: string): Promise<{ status: number; body: unknown } | { error: string }> {
+  async #get(path: string, timeoutMs = READ_TIMEOUT_MS): Promise<{ status: number; body: unknown } | { error: string }> {
     try {
       const response = await request(this.#system.baseUrl + path, {
         method: 'GET',
         dispatcher: this.#agent,
-        signal: AbortSignal.timeout(READ_TIMEOUT_MS),
+        signal: AbortSignal.timeout(timeoutMs),
         headers: { accept: 'application/json', 'user-agent': 'cif-syncer', ...this.#system.authHeaders }
       })
-      const text = await response.body.text()
-      if (text.length > MAX_ANSWER_BYTES) return { error: `${this.#system.name} answered more than ${MAX_ANSWER_BYTES} bytes` }
+      // Read no further than the bound: a system answering without end must not fill the syncer's memory.
+      const { text, cutAtBytes } = await readCapped(response.body, MAX_ANSWER_BYTES)
+      if (cutAtBytes !== undefined) return { error: `${this.#system.name} answered more than ${MAX_ANSWER_BYTES} bytes` }
       let body: unknown = null
       try {
         body = text ? JSON.parse(text) : null

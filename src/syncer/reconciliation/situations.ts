@@ -23,8 +23,11 @@ export const repairableSituations: readonly RepairableSituation[] = situationNam
 export type ReadBack =
   | { kind: 'unlinked' }
   | { kind: 'absent' }
-  /** `heldCifId`: the CIF ID the record says it is for (`read.cifId`), when the configuration says where it is. */
-  | { kind: 'found'; record: unknown; heldVersion: number | undefined; heldCifId?: string | undefined }
+  /**
+   * `heldCifId`: the CIF ID the record says it is for (`read.cifId`), `heldExternalId`: its record id
+   * (`read.externalId`), each when the configuration says where it is.
+   */
+  | { kind: 'found'; record: unknown; heldVersion: number | undefined; heldCifId?: string | undefined; heldExternalId?: string | undefined }
 
 /** One field that differs: its path in the system's shape, and both values (masked before they are stored). */
 export interface Difference {
