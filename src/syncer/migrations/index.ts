@@ -8,6 +8,7 @@ import * as statusPositionedAtInsert from './0009_status_positioned_at_insert.ts
 import * as endSystemLifecycle from './0010_end_system_lifecycle.ts'
 import * as reconciliation from './0011_reconciliation.ts'
 import * as traceContext from './0012_trace_context.ts'
+import * as oneEventPerVersion from './0014_one_event_per_version.ts'
 
 /** The syncer's migrations. Names are versions: never rename or edit a released one, add a new one. */
 export const syncerMigrations: Record<string, Migration> = {
@@ -19,5 +20,6 @@ export const syncerMigrations: Record<string, Migration> = {
   '0009_status_positioned_at_insert': statusPositionedAtInsert,
   '0010_end_system_lifecycle': endSystemLifecycle,
   '0011_reconciliation': reconciliation,
-  '0012_trace_context': traceContext
+  '0012_trace_context': traceContext,
+  '0014_one_event_per_version': oneEventPerVersion
 }
