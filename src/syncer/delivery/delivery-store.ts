@@ -346,10 +346,14 @@ export function versionMissingBefore(d: string): RawBuilder<boolean> {
 export async function holdBehindMissingVersions(trx: SyncerTx, deliveryIds: string[]): Promise<void> {
   if (deliveryIds.length === 0) return
   const { block } = transitions
-  await sql`
+  // Prepared, as the intake's other statements of every batch: the same text whatever the batch.
+  await executePrepared(
+    trx,
+    sql`
     update delivery d
     set state = ${block.to}, updated_at = now(), remarks = ${remarkSql('waitsForVersion', { version: sql`d.customer_version - 1` })}
-    where d.id = any(${deliveryIds}::bigint[]) and d.state in (${stateList(block.from)}) and ${versionMissingBefore('d')}`.execute(trx)
+    where d.id = any(${deliveryIds}::bigint[]) and d.state in (${stateList(block.from)}) and ${versionMissingBefore('d')}`.compile(trx)
+  )
 }
 
 /**
@@ -360,7 +364,9 @@ export async function holdBehindMissingVersions(trx: SyncerTx, deliveryIds: stri
 export async function supersedeArrivedLate(trx: SyncerTx, deliveryIds: string[]): Promise<void> {
   if (deliveryIds.length === 0) return
   const { supersede } = transitions
-  const { rows } = await sql<DeliveryRow & { owner: string }>`
+  const { rows } = await executePrepared(
+    trx,
+    sql<DeliveryRow & { owner: string }>`
     with late as (
       select d.id, newer.id as by_id, newer.customer_version as by_version from delivery d
       cross join lateral (
@@ -374,7 +380,8 @@ export async function supersedeArrivedLate(trx: SyncerTx, deliveryIds: string[])
     set state = ${supersede.to}, completed_at = now(), updated_at = now(),
         remarks = ${remarkSql('arrivedLate', { system: sql`d.end_system`, version: sql`late.by_version`, delivery: sql`late.by_id` })}
     from late where d.id = late.id
-    returning d.*, (select e.owner_source_system from sync_event e where e.event_id = d.event_id) as owner`.execute(trx)
+    returning d.*, (select e.owner_source_system from sync_event e where e.event_id = d.event_id) as owner`.compile(trx)
+  )
   await recordStatuses(
     trx,
     rows.map(({ owner, ...row }) => deliveryStatus('SUPERSEDED', owner, row))
@@ -393,7 +400,9 @@ export async function reconsiderBlocked(
 ): Promise<void> {
   if (which.cifIds.length === 0) return
   const { unblock, fail } = transitions
-  await sql`
+  await executePrepared(
+    trx,
+    sql`
     with looked as (
       select d.id, failed.id as failed_id, failed.customer_version as failed_version, ${versionMissingBefore('d')} as gap
       from delivery d
@@ -413,7 +422,8 @@ export async function reconsiderBlocked(
     set state = decided.state, remarks = decided.remarks, updated_at = now(),
         next_attempt_at = case when decided.state = ${unblock.to} then now() else d.next_attempt_at end
     from decided
-    where d.id = decided.id and (d.state is distinct from decided.state or d.remarks is distinct from decided.remarks)`.execute(trx)
+    where d.id = decided.id and (d.state is distinct from decided.state or d.remarks is distinct from decided.remarks)`.compile(trx)
+  )
 }
 
 /** BLOCKED deliveries of one customer and system with no FAILED one before them any more, and no version missing, may go. */
