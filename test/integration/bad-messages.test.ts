@@ -94,11 +94,11 @@ describe('bad messages on cif.customer.events', () => {
     const produced = new Map<BadMessageKind, ProducedBadMessage>()
     for (const kind of kinds) produced.set(kind, await produceBadMessage(stack(), kind, { cifId }))
 
-    // A good event behind them all on the customer's partition is delivered promptly.
-    const changedAt = Date.now()
+    // A good event behind them all on the customer's partition is delivered promptly: well within the 30 s
+    // after which the intake's watchdog would replace a consumer that made no progress (which would hide a
+    // partition stopped by a message), on a machine busy enough to take seconds over a delivery.
     await change(cifId, 2)
-    await until(allIn(cifId, [3]), 10_000)
-    expect(Date.now() - changedAt).toBeLessThan(10_000)
+    await until(allIn(cifId, [3]), 20_000)
 
     // Deduplicated, and nothing older went over the newer: each system got each version once, in order.
     for (const system of SYSTEMS) {
