@@ -57,7 +57,9 @@ const receipts = (system: string, cifId: string) => simulator.systems.get(system
 async function versionsSent(system: string, cifId: string): Promise<number[]> {
   const events = await database.db.selectFrom('sync_event').select(['event_id', 'customer_version']).where('cif_id', '=', cifId).execute()
   const versionOf = new Map(events.map((e) => [e.event_id, e.customer_version]))
-  return receipts(system, cifId).map((r) => versionOf.get(r.idempotencyKey?.split(':')[0] ?? '') ?? -1)
+  // A repeat of a request (a retry after a timeout on a busy machine) is an idempotent replay, not a second record.
+  const keys = [...new Set(receipts(system, cifId).map((r) => r.idempotencyKey ?? ''))]
+  return keys.map((key) => versionOf.get(key.split(':')[0] ?? '') ?? -1)
 }
 
 async function createCustomer(): Promise<string> {
