@@ -12,6 +12,14 @@ export type CustomerEventType = (typeof customerEventTypes)[keyof typeof custome
 
 export const EVENT_SOURCE = 'urn:cif-syncer:cif-service'
 
+/**
+ * The most bytes (UTF-8) a message of `cif.customer.events` may hold and still be a customer event: more than twice
+ * the largest event the schema allows, counted generously (every string at its longest and every character
+ * escaped, every list full: about 26 KB; a unit test holds the schema under half of it). The syncer keeps a longer message as unreadable without parsing it, so that one huge message
+ * costs neither the time nor the memory of reading it as JSON.
+ */
+export const MAX_CUSTOMER_EVENT_BYTES = 64 * 1024
+
 export function dataSchemaFor(type: CustomerEventType): string {
   return `urn:cif-syncer:schemas:${type}:1`
 }
@@ -73,7 +81,14 @@ export function customerEventSchema(type: CustomerEventType): TSchema {
       customerversion: updated ? Type.Integer({ minimum: 2, maximum: 2_147_483_647 }) : Type.Literal(1),
       sourcesystem: Type.String({ pattern: SOURCE_SYSTEM_PATTERN, description: 'The source system that made the change' }),
       ...(updated
-        ? { changedfields: Type.String({ pattern: '^[A-Za-z]+(,[A-Za-z]+)*$', description: 'Top-level fields changed, comma-separated' }) }
+        ? {
+            changedfields: Type.String({
+              pattern: '^[A-Za-z]+(,[A-Za-z]+)*$',
+              // Each field of the record at most once: bounded, as every other string of the event is.
+              maxLength: Object.keys(Customer.properties).join(',').length,
+              description: 'Top-level fields changed, comma-separated'
+            })
+          }
         : {}),
       signaturekey: Type.String({ pattern: SIGNING_KEY_ID_PATTERN, description: 'The id of the CIF service key that signed the event' }),
       signature: Type.String({

@@ -7,7 +7,7 @@ import { type ClaimedDelivery, claimDue, recordAttempts } from '../../src/syncer
 import type { Decision } from '../../src/syncer/delivery/states.ts'
 import { storeEvents } from '../../src/syncer/intake/event-store.ts'
 import { sequenceStatusUpdates } from '../../src/syncer/status/sync-status.ts'
-import { eventMessage } from '../store/fixtures.ts'
+import { eventMessage, kafkaMessage } from '../store/fixtures.ts'
 import { asSyncer } from '../support/database.ts'
 import { devTrustedKeys } from '../support/event-keys.ts'
 import { type OwnDatabase, ownDatabase } from '../support/own-database.ts'
@@ -246,6 +246,7 @@ describe('admin API: who may use it', () => {
         ['GET', '/v1/admin/deliveries'],
         ['GET', '/v1/admin/attempts'],
         ['GET', '/v1/admin/summary'],
+        ['GET', '/v1/admin/unreadable-messages'],
         ['POST', `/v1/admin/deliveries/${await deliveryId(stuck, 'crm', 1)}/redrive`]
       ] as const) {
         const refused = await call(app, method, url, { key, body: method === 'POST' ? { reason: 'let me in' } : undefined })
@@ -267,6 +268,42 @@ describe('the OpenAPI document', () => {
     expect(security('/v1/admin/deliveries')).toEqual([[{ operatorKey: [] }]])
     expect(security('/v1/admin/deliveries/{id}/redrive')).toEqual([[{ operatorKey: [] }]])
     expect(security('/v1/sync/customers/{cifId}')).toEqual([[{ sourceSystemKey: [] }]])
+  })
+})
+
+describe('admin API: the messages kept as unreadable', () => {
+  it('lists them with where they were and why, never what they held, by key and time, paged', async () => {
+    const [first, second] = [newCifId(), newCifId()]
+    await storeEvents(
+      asSyncer(database.db),
+      [kafkaMessage(first, 'not json, and Ada Lovelace’s email ada@example.com'), kafkaMessage(second, '{"type":"payment.made"}')],
+      END_SYSTEMS,
+      devTrustedKeys
+    )
+    const all = (await admin('GET', '/v1/admin/unreadable-messages')).body.messages
+    const mine = all.filter((m: { key: string }) => m.key === first || m.key === second)
+    expect(mine).toEqual([
+      {
+        id: expect.any(String),
+        topic: 'cif.customer.events',
+        partition: 0,
+        offset: expect.stringMatching(/^[0-9]+$/),
+        key: first,
+        reason: 'not JSON',
+        receivedAt: expect.any(String),
+        characters: 50
+      },
+      expect.objectContaining({ key: second, reason: 'not a CIF customer event (type "payment.made")', characters: 23 })
+    ])
+    expect(JSON.stringify(all)).not.toMatch(/Lovelace|ada@example/)
+    expect((await admin('GET', `/v1/admin/unreadable-messages?key=${second}`)).body.messages).toEqual([mine[1]])
+    expect((await admin('GET', `/v1/admin/unreadable-messages?after=${mine[0].id}&limit=1`)).body.messages).toEqual([mine[1]])
+    const later = new Date(Date.now() + 60_000).toISOString()
+    expect((await admin('GET', `/v1/admin/unreadable-messages?from=${later}`)).body.messages).toEqual([])
+    expect((await admin('GET', `/v1/admin/unreadable-messages?to=${later}&key=${first}`)).body.messages).toEqual([mine[0]])
+    const refused = await admin('GET', '/v1/admin/unreadable-messages?from=yesterday&limit=0')
+    expect(refused.status).toBe(400)
+    expect(refused.body.errors.map((e: { parameter: string }) => e.parameter).sort()).toEqual(['from', 'limit'])
   })
 })
 

@@ -79,7 +79,7 @@ describe('storing only what the CIF service signed', () => {
 
     const again = await storeEvents(asSyncer(database.db), [kafkaMessage(cifId, readBack)], [endSystem], devTrustedKeys)
 
-    expect(again).toEqual({ endSystems: new Set(), notSigned: [], ofErased: [] })
+    expect(again).toEqual({ endSystems: new Set(), notSigned: [], unreadable: [], versionTaken: [], ofErased: [] })
     expect(await unreadableFor(cifId)).toEqual([])
     expect(await deliveriesOf(database.db, cifId)).toHaveLength(1)
   })

@@ -12,7 +12,7 @@ import { overdueVersions } from '../status/overdue.ts'
 import type { SyncerDb } from '../tables.ts'
 import { decideRequest, findRequests, requestBulkRedrive, requestById, requestSkip } from './action-request-store.ts'
 import { requireOperatorRight } from './operator-rights.ts'
-import { findAttempts, findDeliveries, toDelivery } from './read-model.ts'
+import { findAttempts, findDeliveries, findUnreadableMessages, toDelivery } from './read-model.ts'
 import {
   ActionRequest,
   Attempt,
@@ -26,7 +26,9 @@ import {
   IdParams,
   NoQuery,
   Reason,
-  RequestFilters
+  RequestFilters,
+  UnreadableMessage,
+  UnreadableMessageFilters
 } from './schemas.ts'
 
 const security = apiKeySecurity('operatorKey')
@@ -97,6 +99,20 @@ export async function adminApi(
       checkCifId(request.query)
       return { attempts: await findAttempts(db, request.query) }
     }
+  )
+
+  app.get(
+    '/unreadable-messages',
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'Messages on the events topic kept instead of delivered (not signed, not a customer event, a second event of a version), with why',
+        security,
+        querystring: UnreadableMessageFilters,
+        response: { 200: Type.Object({ messages: Type.Array(UnreadableMessage) }), ...problemResponses(400, 401) }
+      }
+    },
+    async (request) => ({ messages: await findUnreadableMessages(db, request.query) })
   )
 
   app.get(

@@ -11,7 +11,9 @@ import {
   type Delivery,
   type DeliveryFilters,
   type DeliverySelection,
-  INSTANT_PATTERN
+  INSTANT_PATTERN,
+  type UnreadableMessage,
+  type UnreadableMessageFilters
 } from './schemas.ts'
 
 /** The queries behind the callback and admin APIs: the routes call these and never touch SQL. */
@@ -194,4 +196,28 @@ export async function attemptsQuery(db: SyncerDb, q: AttemptFilters) {
     query = query.where(sql<boolean>`delivery_month = any(${months}::date[])`)
   }
   return query
+}
+
+/** The messages the intake kept as unreadable, oldest first, without their content. */
+export async function findUnreadableMessages(db: SyncerDb, q: UnreadableMessageFilters): Promise<UnreadableMessage[]> {
+  let query = db
+    .selectFrom('unreadable_message')
+    .select(['id', 'topic', 'kafka_partition', 'kafka_offset', 'message_key', 'reason', 'received_at'])
+    .select(sql<number | null>`length(message_value)`.as('characters'))
+    .orderBy('id')
+    .limit(Number(q.limit ?? 100))
+  if (q.key) query = query.where('message_key', '=', q.key)
+  if (q.from) query = query.where('received_at', '>=', instant(q.from, 'from'))
+  if (q.to) query = query.where('received_at', '<', instant(q.to, 'to'))
+  if (q.after) query = query.where('id', '>', q.after)
+  return (await query.execute()).map((row) => ({
+    id: row.id,
+    topic: row.topic,
+    partition: row.kafka_partition,
+    offset: String(row.kafka_offset),
+    key: row.message_key,
+    reason: row.reason,
+    receivedAt: row.received_at.toISOString(),
+    characters: row.characters
+  }))
 }

@@ -135,6 +135,34 @@ export const AttemptFilters = Type.Object(
 )
 export type AttemptFilters = Static<typeof AttemptFilters>
 
+export const UnreadableMessageFilters = Type.Object(
+  {
+    // A message key is whatever the producer set; the syncer's topic is keyed by CIF ID.
+    key: Type.Optional(Type.String({ maxLength: 64, pattern: '^[^\\p{C}]+$', description: 'The message key (a CIF ID on this topic)' })),
+    from: instant('Received at or after this instant'),
+    to: instant('Received before this instant'),
+    after: position('The last id of the previous page'),
+    limit: pageLimit()
+  },
+  { additionalProperties: false }
+)
+export type UnreadableMessageFilters = Static<typeof UnreadableMessageFilters>
+
+/** A message the intake kept instead of delivering, and why; never its content, which may hold anyone's personal data. */
+export const UnreadableMessage = Type.Object({
+  id: Type.String(),
+  topic: Type.String(),
+  partition: Type.Integer(),
+  offset: Type.String(),
+  key: Type.Union([Type.String(), Type.Null()]),
+  reason: Type.String(),
+  receivedAt: Type.String({ format: 'date-time' }),
+  characters: Type.Union([Type.Integer(), Type.Null()], {
+    description: 'The length of the content kept (in the unreadable_message table), null once it is past its retention'
+  })
+})
+export type UnreadableMessage = Static<typeof UnreadableMessage>
+
 export const EndSystemPause = Type.Object({ endSystem: Type.String(), pausedBy: Type.String(), reason: Type.String(), pausedAt: Type.String() })
 
 export const EndSystem = Type.Object({

@@ -4,7 +4,7 @@ import type { CustomerEvent } from '../../contracts/customer-events.ts'
 import type { DeliveryStatusKind } from '../../contracts/sync-status-events.ts'
 import { executePrepared } from '../../platform/database/index.ts'
 import { recordStatuses, type StatusChange } from '../status/sync-status.ts'
-import { type DeliveryRow, deliveryMonth, deliveryMonthSql, type SyncerDb, type SyncerTx } from '../tables.ts'
+import { type DeliveryOperation, type DeliveryRow, deliveryMonth, deliveryMonthSql, type SyncerDb, type SyncerTx } from '../tables.ts'
 import {
   type AttemptStatus,
   type Decision,
@@ -328,16 +328,107 @@ export async function blockBehindFailures(trx: SyncerTx, which: { cifIds: string
   )
 }
 
-/** BLOCKED deliveries with no FAILED one before them any more may go. */
-export async function unblock(trx: SyncerTx, cifId: string, endSystem: string): Promise<void> {
+/**
+ * Whether the version just before delivery `d`'s has not reached the syncer while an earlier one has: a gap in
+ * the CIF service's versions, which it publishes one after another on one partition, so a message out of its
+ * place. A customer first seen at a later version has no gap: the syncer may have started after its first events.
+ */
+export function versionMissingBefore(d: string): RawBuilder<boolean> {
+  const [cifId, version] = [sql.ref(`${d}.cif_id`), sql.ref(`${d}.customer_version`)]
+  return sql<boolean>`(exists (select 1 from sync_event o where o.cif_id = ${cifId} and o.customer_version < ${version} - 1)
+    and not exists (select 1 from sync_event p where p.cif_id = ${cifId} and p.customer_version = ${version} - 1))`
+}
+
+/**
+ * New deliveries whose version comes after a gap are held (BLOCKED, saying which version they wait for) until
+ * that version arrives (`reconsiderBlocked`), so that it is never sent over them.
+ */
+export async function holdBehindMissingVersions(trx: SyncerTx, deliveryIds: string[]): Promise<void> {
+  if (deliveryIds.length === 0) return
+  const { block } = transitions
+  // Prepared, as the intake's other statements of every batch: the same text whatever the batch.
+  await executePrepared(
+    trx,
+    sql`
+    update delivery d
+    set state = ${block.to}, updated_at = now(), remarks = ${remarkSql('waitsForVersion', { version: sql`d.customer_version - 1` })}
+    where d.id = any(${deliveryIds}::bigint[]) and d.state in (${stateList(block.from)}) and ${versionMissingBefore('d')}`.compile(trx)
+  )
+}
+
+/**
+ * New deliveries of an update older than a version its end system was already sent (tried at least once, or
+ * held by it) are SUPERSEDED at once, and their owners told: sending one would put older data over newer.
+ * A create always goes (an update cannot make the record), as in coalescing.
+ */
+export async function supersedeArrivedLate(trx: SyncerTx, deliveryIds: string[]): Promise<void> {
+  if (deliveryIds.length === 0) return
+  const { supersede } = transitions
+  const { rows } = await executePrepared(
+    trx,
+    sql<DeliveryRow & { owner: string }>`
+    with late as (
+      select d.id, newer.id as by_id, newer.customer_version as by_version from delivery d
+      cross join lateral (
+        select n.id, n.customer_version from delivery n
+        where n.cif_id = d.cif_id and n.end_system = d.end_system and n.customer_version > d.customer_version
+          and (n.attempts > 0 or n.state = ${transitions.succeed.to})
+        order by n.customer_version desc limit 1) newer
+      where d.id = any(${deliveryIds}::bigint[]) and d.operation = ${'update' satisfies DeliveryOperation}
+        and d.state in (${stateList(supersede.from)}))
+    update delivery d
+    set state = ${supersede.to}, completed_at = now(), updated_at = now(),
+        remarks = ${remarkSql('arrivedLate', { system: sql`d.end_system`, version: sql`late.by_version`, delivery: sql`late.by_id` })}
+    from late where d.id = late.id
+    returning d.*, (select e.owner_source_system from sync_event e where e.event_id = d.event_id) as owner`.compile(trx)
+  )
+  await recordStatuses(
+    trx,
+    rows.map(({ owner, ...row }) => deliveryStatus('SUPERSEDED', owner, row))
+  )
+}
+
+/**
+ * The BLOCKED deliveries of these customers (of one end system, when given), looked at again: one with a
+ * FAILED version before it waits behind that; else one with a version missing before it waits for that; else
+ * it may go, saying `released` (why it no longer waits). Only the rows whose state or remarks change are written.
+ */
+export async function reconsiderBlocked(
+  trx: SyncerTx,
+  which: { cifIds: string[]; endSystem?: string },
+  released: 'unblocked' | 'versionArrived'
+): Promise<void> {
+  if (which.cifIds.length === 0) return
   const { unblock, fail } = transitions
-  await sql`
-    update delivery d set state = ${unblock.to}, next_attempt_at = now(), updated_at = now(),
-      remarks = ${remarkTemplates.unblocked}
-    where d.cif_id = ${cifId} and d.end_system = ${endSystem} and d.state in (${stateList(unblock.from)})
-      and not exists (
-        select 1 from delivery f
-        where f.cif_id = d.cif_id and f.end_system = d.end_system and f.customer_version < d.customer_version and f.state = ${fail.to})`.execute(trx)
+  await executePrepared(
+    trx,
+    sql`
+    with looked as (
+      select d.id, failed.id as failed_id, failed.customer_version as failed_version, ${versionMissingBefore('d')} as gap
+      from delivery d
+      left join lateral (
+        select f.id, f.customer_version from delivery f
+        where f.cif_id = d.cif_id and f.end_system = d.end_system and f.customer_version < d.customer_version and f.state = ${fail.to}
+        order by f.customer_version, f.id limit 1) failed on true
+      where d.cif_id = any(${which.cifIds}::text[]) and d.state in (${stateList(unblock.from)})
+        ${which.endSystem === undefined ? sql`` : sql`and d.end_system = ${which.endSystem}`}),
+    decided as (
+      select id, case when failed_id is null and not gap then ${unblock.to} else d.state end as state,
+        case when failed_id is not null then ${remarkSql('waitsBehind', { delivery: sql`failed_id`, version: sql`failed_version` })}
+             when gap then ${remarkSql('waitsForVersion', { version: sql`d.customer_version - 1` })}
+             else ${remarkTemplates[released]}::text end as remarks
+      from looked join delivery d using (id))
+    update delivery d
+    set state = decided.state, remarks = decided.remarks, updated_at = now(),
+        next_attempt_at = case when decided.state = ${unblock.to} then now() else d.next_attempt_at end
+    from decided
+    where d.id = decided.id and (d.state is distinct from decided.state or d.remarks is distinct from decided.remarks)`.compile(trx)
+  )
+}
+
+/** BLOCKED deliveries of one customer and system with no FAILED one before them any more, and no version missing, may go. */
+export async function unblock(trx: SyncerTx, cifId: string, endSystem: string): Promise<void> {
+  await reconsiderBlocked(trx, { cifIds: [cifId], endSystem }, 'unblocked')
 }
 
 /**

@@ -18,9 +18,10 @@ export const stateMeanings: Record<DeliveryState, string> = {
   RETRY_SCHEDULED: 'an attempt failed in a way a retry may fix; the next one is due at nextAttemptAt',
   SUCCESS: 'the end system holds this version',
   FAILED: 'retrying cannot help or the retries ran out; an operator redrives or skips it',
-  BLOCKED: 'waits behind an earlier version of the same customer that FAILED',
+  BLOCKED: 'waits behind an earlier version of the same customer that FAILED, or for a version before it that has not reached the syncer (a gap)',
   SKIPPED: 'an operator gave up on it on purpose, or the customer was erased before it went',
-  SUPERSEDED: 'not sent: the end system takes the full record (coalesce) and a newer version queued behind it is sent instead',
+  SUPERSEDED:
+    'not sent: the end system takes the full record (coalesce) and a newer version queued behind it is sent instead, or it already had a newer version when this one arrived',
   RETIRED: 'not sent: its end system was removed from the end systems file'
 }
 
@@ -46,8 +47,16 @@ export const transitions = {
     to: 'RETRY_SCHEDULED',
     cause: 'the syncer running the attempt stopped: its lease ran out with no answer recorded'
   },
-  block: { from: ['PENDING', 'RETRY_SCHEDULED'], to: 'BLOCKED', cause: 'an earlier version for the same customer and system FAILED' },
-  unblock: { from: ['BLOCKED'], to: 'PENDING', cause: 'no earlier version FAILED any more (it was redriven or skipped)' },
+  block: {
+    from: ['PENDING', 'RETRY_SCHEDULED'],
+    to: 'BLOCKED',
+    cause: 'an earlier version for the same customer and system FAILED, or the version before it has not reached the syncer while an earlier one has'
+  },
+  unblock: {
+    from: ['BLOCKED'],
+    to: 'PENDING',
+    cause: 'no earlier version FAILED any more (it was redriven or skipped), and none is missing (the version it waited for arrived)'
+  },
   redrive: { from: ['FAILED'], to: 'PENDING', cause: 'an operator sends it again, with a fresh retry budget' },
   skip: { from: ['FAILED', 'BLOCKED'], to: 'SKIPPED', cause: 'an operator gives up on it' },
   erase: {
@@ -58,7 +67,8 @@ export const transitions = {
   supersede: {
     from: ['PENDING', 'RETRY_SCHEDULED'],
     to: 'SUPERSEDED',
-    cause: 'a newer version of the customer is queued for the same end system, which takes the full record (coalesce)'
+    cause:
+      'a newer version of the customer is queued for the same end system, which takes the full record (coalesce); or, an update arriving late, the system was already sent a newer version'
   },
   retire: {
     from: ['PENDING', 'IN_FLIGHT', 'RETRY_SCHEDULED', 'FAILED', 'BLOCKED'],
@@ -107,6 +117,11 @@ export const isWaiting = (state: DeliveryState): boolean => (waitingStates as re
 export const remarkTemplates = {
   waitsBehind: 'waits behind delivery {delivery} (version {version}), which FAILED; redrive or skip it',
   unblocked: 'no longer blocked: the delivery it waited behind was redriven or skipped',
+  waitsForVersion:
+    'held: version {version} of the customer has not reached the syncer, though an earlier one has (a gap in the versions); it goes after version {version}',
+  versionArrived: 'no longer held: the version before it arrived',
+  arrivedLate:
+    'not sent: {system} was already sent version {version} (delivery {delivery}) when this older version arrived; an older version never goes over a newer one',
   leaseLostAttempt: 'the syncer stopped or stalled during this attempt (syncer down); the delivery is tried again',
   leaseLost: 'the syncer stopped during attempt {attempt} (syncer down); retrying',
   redriven: 'redriven by {operator}: {reason}',

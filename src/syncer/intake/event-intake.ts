@@ -444,12 +444,15 @@ export class EventIntake {
     const traceparents = new Map([...spans].map(([message, span]) => [message, traceparentOf(span)]))
     const store = async (messages: StringMessage[]): Promise<void> => {
       const stored = await storeEvents(db, messages, endSystems, trustedEventKeys, traceparents)
-      for (const { message, reason } of stored.notSigned) {
-        // Someone produced to the topic who is not the CIF service, or its key is not trusted here yet.
-        // Where, and why; never the payload.
+      const notSigned = new Set(stored.notSigned.map(({ message }) => message))
+      for (const { message, reason } of stored.unreadable) {
+        // Where, and why; never the payload. Not signed: someone produced to the topic who is not the CIF
+        // service, or its key is not trusted here yet.
         log.warn(
           { topic: message.topic, partition: message.partition, offset: String(message.offset), key: message.key?.slice(0, 64), reason },
-          'message not signed by the CIF service: kept as unreadable, not delivered'
+          notSigned.has(message)
+            ? 'message not signed by the CIF service: kept as unreadable, not delivered'
+            : 'message is not a customer event the syncer can deliver: kept as unreadable'
         )
       }
       for (const { message, eventId } of stored.ofErased) {

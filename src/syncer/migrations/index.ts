@@ -9,6 +9,7 @@ import * as endSystemLifecycle from './0010_end_system_lifecycle.ts'
 import * as reconciliation from './0011_reconciliation.ts'
 import * as traceContext from './0012_trace_context.ts'
 import * as settledDeliveryCounts from './0013_settled_delivery_counts.ts'
+import * as oneEventPerVersion from './0014_one_event_per_version.ts'
 
 /** The syncer's migrations. Names are versions: never rename or edit a released one, add a new one. */
 export const syncerMigrations: Record<string, Migration> = {
@@ -21,5 +22,6 @@ export const syncerMigrations: Record<string, Migration> = {
   '0010_end_system_lifecycle': endSystemLifecycle,
   '0011_reconciliation': reconciliation,
   '0012_trace_context': traceContext,
-  '0013_settled_delivery_counts': settledDeliveryCounts
+  '0013_settled_delivery_counts': settledDeliveryCounts,
+  '0014_one_event_per_version': oneEventPerVersion
 }
