@@ -8,13 +8,13 @@
 //   npm run test:soak -- --minutes 10 --rate 20 --seed 7
 //
 // SOAK_CIF_INSTANCES (2), SOAK_SYNCER_INSTANCES (3) and SOAK_FAULT_INTERVAL_MS (mean time between faults,
-// 2,400) shape the run.
+// 2,000) shape the run; Toxiproxy sits on every link for the network kinds (needs Go), SOAK_NETWORK=off leaves it out.
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg, totalmem } from 'node:os'
 import { parseArgs } from 'node:util'
 import { uniformFloat64 } from 'pure-rand/distribution/uniformFloat64'
 import { xoroshiro128plus } from 'pure-rand/generator/xoroshiro128plus'
-import { runSoak } from '../support/soak.ts'
+import { DEFAULT_FAULT_INTERVAL_MS, runSoak } from '../support/soak.ts'
 import { passed } from '../support/soak-checker.ts'
 
 const { values } = parseArgs({
@@ -37,7 +37,7 @@ const say = (text: string) => process.stdout.write(`[${((Date.now() - started) /
 const options = {
   minutes,
   ratePerSecond,
-  meanFaultIntervalMs: number('SOAK_FAULT_INTERVAL_MS', process.env.SOAK_FAULT_INTERVAL_MS ?? '2400', 100),
+  meanFaultIntervalMs: number('SOAK_FAULT_INTERVAL_MS', process.env.SOAK_FAULT_INTERVAL_MS ?? String(DEFAULT_FAULT_INTERVAL_MS), 100),
   cifInstances: number('SOAK_CIF_INSTANCES', process.env.SOAK_CIF_INSTANCES ?? '2', 1),
   syncerInstances: number('SOAK_SYNCER_INSTANCES', process.env.SOAK_SYNCER_INSTANCES ?? '3', 1)
 }
@@ -48,7 +48,7 @@ say(
 )
 const loadAverages: number[][] = []
 const sampling = setInterval(() => loadAverages.push(loadavg()), 60_000)
-const report = await runSoak({ ...options, say })
+const report = await runSoak({ ...options, say, stack: { networkFaults: process.env.SOAK_NETWORK !== 'off' } })
 clearInterval(sampling)
 const { problems, ...counts } = report.findings
 console.table({ ...counts, kills: report.kills, drainMs: report.drainMs })
