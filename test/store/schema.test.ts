@@ -47,3 +47,17 @@ describe('the database holds the states the code declares', () => {
     expect(await allowedValues('action_request', 'state')).toEqual([...requestStates].sort())
   })
 })
+
+describe('the database has an index for each look-up the code makes', () => {
+  it("finds an event's deliveries by index (the foreign key's check, retention's purge), whatever runs made them", async () => {
+    // With sequential scans priced out, a plan still reads the whole table only if no index can serve it.
+    const plan = await database.db.connection().execute(async (connection) => {
+      await sql`set enable_seqscan = off`.execute(connection)
+      const { rows } = await sql<{ 'QUERY PLAN': string }>`
+        explain select 1 from delivery where event_id = '7d8160cc-2ad6-e1bb-c332-ca0c2a3f7eec'::uuid`.execute(connection)
+      await sql`reset enable_seqscan`.execute(connection)
+      return rows.map((row) => row['QUERY PLAN']).join('\n')
+    })
+    expect(plan).not.toMatch(/Seq Scan/)
+  })
+})

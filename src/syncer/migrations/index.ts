@@ -10,6 +10,7 @@ import * as reconciliation from './0011_reconciliation.ts'
 import * as traceContext from './0012_trace_context.ts'
 import * as settledDeliveryCounts from './0013_settled_delivery_counts.ts'
 import * as oneEventPerVersion from './0014_one_event_per_version.ts'
+import * as deliveryEventIndex from './0015_delivery_event_index.ts'
 
 /** The syncer's migrations. Names are versions: never rename or edit a released one, add a new one. */
 export const syncerMigrations: Record<string, Migration> = {
@@ -23,5 +24,6 @@ export const syncerMigrations: Record<string, Migration> = {
   '0011_reconciliation': reconciliation,
   '0012_trace_context': traceContext,
   '0013_settled_delivery_counts': settledDeliveryCounts,
-  '0014_one_event_per_version': oneEventPerVersion
+  '0014_one_event_per_version': oneEventPerVersion,
+  '0015_delivery_event_index': deliveryEventIndex
 }
