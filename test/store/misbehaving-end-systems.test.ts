@@ -80,8 +80,12 @@ ${readBack === 'none' ? '' : `    compare: ${body}`}
 }
 
 /** Stores `versions` of a new customer for `system`, lets a lane deliver them until each settles, and returns what happened. */
-async function deliver(system: EndSystemConfig, versions = [1], cifId = newCifId(), settleMs = 20_000) {
-  await storeVersions(database.db, cifId, versions, [system.name])
+/**
+ * Stores `versions` of a customer (one event per version: a version stored already is not stored again),
+ * with deliveries to `storedFor`, and runs `system`'s lane until its deliveries of the customer settle.
+ */
+async function deliver(system: EndSystemConfig, versions = [1], cifId = newCifId(), settleMs = 20_000, storedFor = [system.name]) {
+  if (versions.length) await storeVersions(database.db, cifId, versions, storedFor)
   const client = new EndSystemClient(system)
   const lane = new DeliveryLane(
     system,
@@ -91,7 +95,8 @@ async function deliver(system: EndSystemConfig, versions = [1], cifId = newCifId
     createLogger('silent', 'test'),
     laneTelemetry(database.db, system.name, client)
   )
-  const settled = (rows: { state: string }[]) => rows.every((row) => ['SUCCESS', 'FAILED'].includes(row.state))
+  const settled = (rows: { state: string; end_system: string }[]) =>
+    rows.filter((row) => row.end_system === system.name).every((row) => ['SUCCESS', 'FAILED'].includes(row.state))
   try {
     const deadline = Date.now() + settleMs
     for (let rows = await deliveriesOf(database.db, cifId); !settled(rows) && Date.now() < deadline; rows = await deliveriesOf(database.db, cifId)) {
@@ -296,11 +301,11 @@ describe('an end system that answers 409 to a create it never saw', () => {
 
   it('for a customer it does hold (a link the syncer lost): the record read back is linked', async () => {
     const system = coreBanking('by-record-id').system
-    const { cifId } = await deliver(system)
-    const [record] = held(cifId)
     // A second configuration of the same system: it has no link of this customer, and its create meets a 409.
     const unlinked = { ...system, name: newEndSystem('core-banking') }
-    const again = await deliver(unlinked, [1], cifId)
+    const { cifId } = await deliver(system, [1], newCifId(), 20_000, [system.name, unlinked.name])
+    const [record] = held(cifId)
+    const again = await deliver(unlinked, [], cifId)
     const delivery = again.deliveries.find((d) => d.end_system === unlinked.name)!
     expect(delivery).toMatchObject({ state: 'SUCCESS', external_id: record!.id })
     expect(await attemptsOf(database.db, delivery.id)).toEqual([
