@@ -108,6 +108,12 @@ export interface Receipt {
   version: number | undefined
   idempotencyKey: string | undefined
   status: number
+  /**
+   * Whether the system keeps an answer for this call's key, which every later call with the key gets again
+   * (a replay): an answer below 500 to a call it carried out. An answer a fault or misbehaviour gave before
+   * doing anything (a 429, a redirect) is not kept: the next call with the key is carried out.
+   */
+  kept: boolean
   /** Of a misbehaving answer written bit by bit: the bytes written before it ended or the caller hung up. */
   bytesWritten?: number
 }
@@ -480,7 +486,8 @@ export class SimulatedEndSystem {
       cifId,
       version,
       idempotencyKey: key,
-      status
+      status,
+      kept: key !== undefined && this.#answers.has(key)
     }
     if (this.#receipts.length < MAX_RECEIPTS) this.#receipts.push(receipt)
     else {

@@ -28,6 +28,8 @@ export interface SimulatorCall {
   version: number | undefined
   idempotencyKey: string | undefined
   status: number
+  /** The system keeps this call's answer for its key: later calls with the key are replays of it. */
+  kept: boolean
 }
 
 export interface SoakObservations {
@@ -202,7 +204,9 @@ export function findProblems(seen: SoakObservations): SoakFindings {
       findings.replays++
       continue
     }
-    if (call.status < 500) answeredKeys.add(`${call.endSystem}|${call.idempotencyKey}`)
+    // Only an answer the system kept makes later calls with the key replays: a 429 it gave before doing
+    // anything is not kept, and the call after it is carried out (a create then, not a replay).
+    if (call.kept) answeredKeys.add(`${call.endSystem}|${call.idempotencyKey}`)
     if (call.status < 200 || call.status > 299) continue
     const version = call.version ?? event.version
     const customer = `${call.endSystem}|${event.cifId}`
@@ -276,8 +280,8 @@ export class CallCollector {
         const page = (await response.json()) as { items: (SimulatorCall & { idempotencyKey?: string })[]; next: number | null }
         if (page.items.length > 0) {
           this.unread += page.items[0]!.seq - after - 1
-          for (const { seq, method, cifId, version, idempotencyKey, status } of page.items) {
-            this.calls.push({ endSystem, seq, method, cifId, version, idempotencyKey, status })
+          for (const { seq, method, cifId, version, idempotencyKey, status, kept } of page.items) {
+            this.calls.push({ endSystem, seq, method, cifId, version, idempotencyKey, status, kept })
           }
           this.#after.set(endSystem, page.items.at(-1)!.seq)
         }

@@ -15,7 +15,8 @@ const events = [
 function cleanRun(): SoakObservations {
   const calls: SimulatorCall[] = []
   for (const endSystem of systems) {
-    const call = (method: string, eventId: string, status: number): void => {
+    // The simulator keeps its answer below 500 to a call it carried out; `kept: false` is one it gave before doing anything.
+    const call = (method: string, eventId: string, status: number, kept = status < 500): void => {
       const event = events.find((e) => e.eventId === eventId)!
       calls.push({
         endSystem,
@@ -24,12 +25,14 @@ function cleanRun(): SoakObservations {
         cifId: event.cifId,
         version: undefined,
         idempotencyKey: `${eventId}:${endSystem}`,
-        status
+        status,
+        kept
       })
     }
     call('POST', 'e-a1', 201)
     if (endSystem === 'core-banking') call('POST', 'e-a1', 201) // the syncer died before recording the answer: a replay
     call('POST', 'e-b1', 503) // failed, retried below under the same key
+    if (endSystem === 'crm') call('POST', 'e-b1', 429, false) // rate-limited before anything was done: the next call is carried out
     call('POST', 'e-b1', 201)
     call('PUT', 'e-a2', 200)
   }
@@ -37,7 +40,7 @@ function cleanRun(): SoakObservations {
     { eventId: 'e-a1', endSystem: 'core-banking', count: 2 },
     { eventId: 'e-a1', endSystem: 'crm', count: 1 },
     ...systems.flatMap((endSystem) => [
-      { eventId: 'e-b1', endSystem, count: 2 },
+      { eventId: 'e-b1', endSystem, count: endSystem === 'crm' ? 3 : 2 },
       { eventId: 'e-a2', endSystem, count: 1 }
     ])
   ]
@@ -94,7 +97,16 @@ describe('soak checker', () => {
     expect(check((run) => run.records.push({ endSystem: 'crm', cifId: '1002', version: 1 })).duplicates).toBe(1)
     const secondCreate = check((run) => {
       run.cifEvents.push({ eventId: 'e-b1-again', cifId: '1002', version: 1 })
-      run.calls.push({ endSystem: 'crm', seq: 99, method: 'POST', cifId: '1002', version: 2, idempotencyKey: 'e-b1-again:crm', status: 201 })
+      run.calls.push({
+        endSystem: 'crm',
+        seq: 99,
+        method: 'POST',
+        cifId: '1002',
+        version: 2,
+        idempotencyKey: 'e-b1-again:crm',
+        status: 201,
+        kept: true
+      })
     })
     expect(secondCreate.duplicates).toBeGreaterThanOrEqual(2)
     expect(check((run) => run.deliveries.push({ ...run.deliveries[0]! })).duplicates).toBe(1)
@@ -121,7 +133,16 @@ describe('soak checker', () => {
     expect(check((run) => (run.topicEvents[0]!.version = 2)).invented).toBe(1)
     expect(
       check((run) =>
-        run.calls.push({ endSystem: 'crm', seq: 99, method: 'PATCH', cifId: '1001', version: undefined, idempotencyKey: 'e-x:crm', status: 200 })
+        run.calls.push({
+          endSystem: 'crm',
+          seq: 99,
+          method: 'PATCH',
+          cifId: '1001',
+          version: undefined,
+          idempotencyKey: 'e-x:crm',
+          status: 200,
+          kept: true
+        })
       ).invented
     ).toBe(1)
     expect(check((run) => run.statuses.push({ type: 'cif.sync.customer.in-sync', cifId: '1001', version: 3 })).invented).toBe(1)
