@@ -21,6 +21,12 @@ async function withToxics(network: Network, toxics: { link: NetworkLink; toxic: 
   }
 }
 
+/** A toxic on both directions of a link: toward the server (upstream) and back. */
+const bothWays = (link: NetworkLink, toxic: Toxic): { link: NetworkLink; toxic: Toxic; options?: ToxicOptions }[] => [
+  { link, toxic, options: { stream: 'upstream' } },
+  { link, toxic }
+]
+
 /** Both directions of every link slowed by 50 to 250 ms, each packet its own delay (the jitter). */
 export async function injectLatency(stack: ProcessStack, say: Say, ms = 6000): Promise<void> {
   const latency: Toxic = { type: 'latency', attributes: { latency: 150, jitter: 100 } }
@@ -28,10 +34,7 @@ export async function injectLatency(stack: ProcessStack, say: Say, ms = 6000): P
   say('latency 150 ± 100 ms on every link, both ways')
   await withToxics(
     networkOf(stack),
-    networkLinks.flatMap((link) => [
-      { link, toxic: latency, options: { stream: 'upstream' as const } },
-      { link, toxic: latency }
-    ]),
+    networkLinks.flatMap((link) => bothWays(link, latency)),
     ms
   )
   say('latency off')
@@ -78,14 +81,7 @@ export async function injectEndSystemBlackHole(stack: ProcessStack, say: Say, ms
   await sleep(1000)
   say('core-banking a black hole')
   const blackHole = { type: 'timeout', attributes: { timeout: 0 } } as const
-  await withToxics(
-    networkOf(stack),
-    [
-      { link: 'core-banking', toxic: blackHole, options: { stream: 'upstream' } },
-      { link: 'core-banking', toxic: blackHole }
-    ],
-    ms
-  )
+  await withToxics(networkOf(stack), bothWays('core-banking', blackHole), ms)
   say('core-banking answers again')
 }
 
@@ -126,14 +122,7 @@ export async function injectSyncerPostgresSilentPartition(stack: ProcessStack, s
     await sleep(2500)
     const held = { type: 'latency', attributes: { latency: 3_600_000 } } as const
     say('syncer silently partitioned from PostgreSQL')
-    await withToxics(
-      network,
-      [
-        { link: 'syncer-postgres', toxic: held, options: { stream: 'upstream' } },
-        { link: 'syncer-postgres', toxic: held }
-      ],
-      ms
-    )
+    await withToxics(network, bothWays('syncer-postgres', held), ms)
     say('partition healed')
   } finally {
     await removeSlowCrm()
@@ -148,14 +137,7 @@ export async function injectSyncerKafkaSilentPartition(stack: ProcessStack, say:
   const held = { type: 'latency', attributes: { latency: 3_600_000 } } as const
   await sleep(2000)
   say('syncer silently partitioned from Kafka')
-  await withToxics(
-    networkOf(stack),
-    [
-      { link: 'syncer-kafka', toxic: held, options: { stream: 'upstream' } },
-      { link: 'syncer-kafka', toxic: held }
-    ],
-    ms
-  )
+  await withToxics(networkOf(stack), bothWays('syncer-kafka', held), ms)
   say('partition healed')
 }
 
@@ -164,14 +146,7 @@ export async function injectCifKafkaSilentPartition(stack: ProcessStack, say: Sa
   const held = { type: 'latency', attributes: { latency: 3_600_000 } } as const
   await sleep(2000)
   say('CIF service silently partitioned from Kafka')
-  await withToxics(
-    networkOf(stack),
-    [
-      { link: 'cif-kafka', toxic: held, options: { stream: 'upstream' } },
-      { link: 'cif-kafka', toxic: held }
-    ],
-    ms
-  )
+  await withToxics(networkOf(stack), bothWays('cif-kafka', held), ms)
   say('partition healed')
 }
 
