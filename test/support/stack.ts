@@ -8,6 +8,7 @@ import { apiKeyHash } from '../../src/platform/http/api-key-auth.ts'
 import { type Infrastructure, startInfrastructure } from '../../src/platform/local/infrastructure.ts'
 import { createLogger } from '../../src/platform/logger.ts'
 import { migrations } from '../../src/roles/migrations.ts'
+import { simulatedSystems } from '../../src/simulator/end-system-simulator.ts'
 import type { RetryPolicy } from '../../src/syncer/delivery/end-systems-config.ts'
 import { freePort, freePortRange } from '../integration/free-port.ts'
 import type { TestDatabase } from './database.ts'
@@ -86,14 +87,17 @@ export async function startProcessStack(options: StackOptions = {}): Promise<Pro
     { kafkaListeners: networkPlan?.kafkaListeners }
   )
   const [cifPort, syncerPort] = [await freePort(), await freePort()]
-  let simulatorPort = await freePort()
-  // The simulator's systems take the three ports after its own: none may be one the network plan has taken.
-  while (networkPlan && [0, 1, 2, 3].some((i) => planPorts(networkPlan).includes(simulatorPort + i))) simulatorPort = await freePort()
   const morePorts = async (count: number | undefined) => Promise.all(Array.from({ length: Math.max(0, (count ?? 1) - 1) }, () => freePort()))
   const [cifPorts, syncerPorts] = [
     [cifPort, ...(await morePorts(options.cifInstances))],
     [syncerPort, ...(await morePorts(options.syncerInstances))]
   ]
+  // The simulator's systems take the ports after its own, one each: none may be one already taken (an
+  // instance's, or a proxy's or listener's of the network plan), or the simulator cannot start.
+  const taken = new Set([...cifPorts, ...syncerPorts, ...(networkPlan ? planPorts(networkPlan) : [])])
+  let simulatorPort = await freePort()
+  while (Array.from({ length: simulatedSystems.length + 1 }, (_, i) => simulatorPort + i).some((port) => taken.has(port)))
+    simulatorPort = await freePort()
   const systemUrl = (i: number) => `http://127.0.0.1:${simulatorPort + i}`
 
   const endSystems = parseDocument(await readFile('config/end-systems.yaml', 'utf8'))
