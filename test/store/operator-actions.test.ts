@@ -1,7 +1,9 @@
+import { sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { syncerProblems } from '../../src/contracts/problems.ts'
 import { statusKinds } from '../../src/contracts/sync-status-events.ts'
 import { topics } from '../../src/contracts/topics.ts'
+import { blockBehindFailures } from '../../src/syncer/delivery/delivery-store.ts'
 import { type OperatorRequest, redrive } from '../../src/syncer/delivery/operator-actions.ts'
 import { remark, remarkTemplates } from '../../src/syncer/delivery/states.ts'
 import type { DeliveryRow } from '../../src/syncer/tables.ts'
@@ -208,5 +210,33 @@ describe('skipping a delivery', () => {
     expect((await deliveryById(database.db, delivery.id)).state).toBe('SUCCESS')
     expect(await actionsOn(delivery.id)).toEqual([])
     expect((await statusesOf(database.db, cifId)).feed.map((s) => s.kind)).toEqual(['DELIVERED', 'IN_SYNC'])
+  })
+})
+
+describe('a redrive at the moment a later version is stored', () => {
+  it('leaves nothing BLOCKED behind a delivery no longer FAILED, whichever transaction commits first', async () => {
+    const [cifId, system] = [newCifId(), newEndSystem()]
+    await storeVersions(database.db, cifId, [1], [system])
+    await record(database.db, await claimOne(database.db, system), decisions.fail())
+    const failed = await deliveryOf(database.db, cifId, system, 1)
+    // Version 2's delivery as the intake has just inserted it: still PENDING, its transaction still open,
+    // about to block it behind the FAILED version 1.
+    await storeVersions(database.db, cifId, [2], [])
+    const { rows } = await sql<{ id: string }>`
+      insert into delivery (event_id, cif_id, end_system, operation, customer_version, state)
+      select event_id, cif_id, ${system}, 'update', 2, 'PENDING' from sync_event where cif_id = ${cifId} and customer_version = 2
+      returning id`.execute(database.db)
+    const later = rows[0]!.id
+    let redriving: Promise<DeliveryRow> | undefined
+    await asSyncer(database.db)
+      .transaction()
+      .execute(async (intake) => {
+        await blockBehindFailures(intake, { deliveryIds: [later] })
+        // The operator redrives version 1 before the intake commits.
+        redriving = redrive(asSyncer(database.db), operator(failed.id))
+        await new Promise((resolve) => setTimeout(resolve, 300))
+      })
+    expect((await redriving!).state).toBe('PENDING')
+    expect(await deliveryById(database.db, later)).toMatchObject({ state: 'PENDING' })
   })
 })
