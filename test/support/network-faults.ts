@@ -21,6 +21,16 @@ async function withToxics(network: Network, toxics: { link: NetworkLink; toxic: 
   }
 }
 
+/**
+ * A silent partition of a link: an hour's latency both ways, so what was sent is held and arrives when it
+ * heals (Toxiproxy's `timeout` toxic would drop the bytes and close the connection as it is taken off: a cut).
+ */
+async function silence(network: Network, link: NetworkLink, what: string, say: Say, ms: number): Promise<void> {
+  say(`${what} silently partitioned`)
+  await withToxics(network, bothWays(link, { type: 'latency', attributes: { latency: 3_600_000 } }), ms)
+  say('partition healed')
+}
+
 /** A toxic on both directions of a link: toward the server (upstream) and back. */
 const bothWays = (link: NetworkLink, toxic: Toxic): { link: NetworkLink; toxic: Toxic; options?: ToxicOptions }[] => [
   { link, toxic, options: { stream: 'upstream' } },
@@ -110,8 +120,7 @@ export async function injectSyncerPostgresPartition(stack: ProcessStack, say: Sa
 /**
  * The same partition, silent: nothing answers and nothing is closed (a dropped route, a firewall that drops);
  * what was sent is held and arrives when the partition heals, as TCP's retransmissions bring it. Only the
- * syncer's own timeouts can end what it waits on meanwhile. (Toxiproxy's `timeout` toxic would drop the bytes
- * and close the connection as it is taken off: a cut, not a silence.)
+ * syncer's own timeouts can end what it waits on meanwhile (`silence`).
  */
 export async function injectSyncerPostgresSilentPartition(stack: ProcessStack, say: Say, ms = 5000): Promise<void> {
   const network = networkOf(stack)
@@ -120,10 +129,7 @@ export async function injectSyncerPostgresSilentPartition(stack: ProcessStack, s
   say('crm answers in 1.5 s')
   try {
     await sleep(2500)
-    const held = { type: 'latency', attributes: { latency: 3_600_000 } } as const
-    say('syncer silently partitioned from PostgreSQL')
-    await withToxics(network, bothWays('syncer-postgres', held), ms)
-    say('partition healed')
+    await silence(network, 'syncer-postgres', 'syncer and PostgreSQL', say, ms)
   } finally {
     await removeSlowCrm()
   }
@@ -134,20 +140,14 @@ export async function injectSyncerPostgresSilentPartition(stack: ProcessStack, s
  * are held, the group moves on without it, and the held commits arrive after the partition heals.
  */
 export async function injectSyncerKafkaSilentPartition(stack: ProcessStack, say: Say, ms = 15_000): Promise<void> {
-  const held = { type: 'latency', attributes: { latency: 3_600_000 } } as const
   await sleep(2000)
-  say('syncer silently partitioned from Kafka')
-  await withToxics(networkOf(stack), bothWays('syncer-kafka', held), ms)
-  say('partition healed')
+  await silence(networkOf(stack), 'syncer-kafka', 'syncer and Kafka', say, ms)
 }
 
 /** The CIF service's link to Kafka goes silent: its produce requests are held until the partition heals. */
 export async function injectCifKafkaSilentPartition(stack: ProcessStack, say: Say, ms = 10_000): Promise<void> {
-  const held = { type: 'latency', attributes: { latency: 3_600_000 } } as const
   await sleep(2000)
-  say('CIF service silently partitioned from Kafka')
-  await withToxics(networkOf(stack), bothWays('cif-kafka', held), ms)
-  say('partition healed')
+  await silence(networkOf(stack), 'cif-kafka', 'CIF service and Kafka', say, ms)
 }
 
 /** The CIF service loses Kafka: its outbox relay must hold the events and publish them once the link is back. */

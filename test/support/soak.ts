@@ -130,6 +130,17 @@ function endSystemMisbehaves(kind: MisbehaviourKind): FaultKind['inject'] {
   }
 }
 
+/** A network fault (network-faults.ts) held for a random `minMs` to `maxMs`; drawn only on a stack with Toxiproxy. */
+function networkKind(
+  kind: string,
+  weight: number,
+  inject: (stack: ProcessStack, say: (text: string) => void, ms: number) => Promise<void>,
+  minMs: number,
+  maxMs: number
+): FaultKind {
+  return { kind, weight, needsNetwork: true, inject: (stack, say) => inject(stack, say, between(minMs, maxMs)) }
+}
+
 /**
  * The soak's faults. Adding a kind is one line here: any `inject(stack, say)` that breaks something and puts
  * it right again. Kills carry most of the weight, so that a 60-minute run at the default pace kills more
@@ -166,31 +177,11 @@ export const soakFaultKinds: FaultKind[] = [
   ...misbehaviourKinds
     .filter((kind) => leavesBehind[kind] === 'retried')
     .map((kind): FaultKind => ({ kind: `end system misbehaves: ${kind}`, weight: 2, inject: endSystemMisbehaves(kind) })),
-  { kind: 'network: latency and jitter', weight: 2, needsNetwork: true, inject: (stack, say) => injectLatency(stack, say, between(2000, 6000)) },
-  {
-    kind: 'network: connections reset',
-    weight: 2,
-    needsNetwork: true,
-    inject: (stack, say) => injectConnectionResets(stack, say, between(2000, 6000))
-  },
-  {
-    kind: 'network: an end system a black hole',
-    weight: 1,
-    needsNetwork: true,
-    inject: (stack, say) => injectEndSystemBlackHole(stack, say, between(2000, 6000))
-  },
-  {
-    kind: 'network: syncer cut off from PostgreSQL',
-    weight: 1,
-    needsNetwork: true,
-    inject: (stack, say) => injectSyncerPostgresPartition(stack, say, between(2000, 5000))
-  },
-  {
-    kind: 'network: CIF service cut off from Kafka',
-    weight: 1,
-    needsNetwork: true,
-    inject: (stack, say) => injectCifKafkaPartition(stack, say, between(2000, 8000))
-  }
+  networkKind('network: latency and jitter', 2, injectLatency, 2000, 6000),
+  networkKind('network: connections reset', 2, injectConnectionResets, 2000, 6000),
+  networkKind('network: an end system a black hole', 1, injectEndSystemBlackHole, 2000, 6000),
+  networkKind('network: syncer cut off from PostgreSQL', 1, injectSyncerPostgresPartition, 2000, 5000),
+  networkKind('network: CIF service cut off from Kafka', 1, injectCifKafkaPartition, 2000, 8000)
 ]
 
 /** The mean time between two fault draws of the documented run: with kills at two thirds of the weight, over 1,000 an hour. */
