@@ -17,6 +17,7 @@ import { createIdempotentProducer } from '../src/platform/kafka.ts'
 import { devSigningKey } from '../test/support/event-keys.ts'
 import { person } from '../test/support/load.ts'
 import { ProcessMonitor, type ProcessUsage } from '../test/support/process-stats.ts'
+import { configuredEndSystems } from '../test/support/soak-checker.ts'
 import type { ProcessStack } from '../test/support/stack.ts'
 
 /** Far above the CIF service's own sequence (it starts at 1,000,000,000): the backlog's CIF IDs are its own. */
@@ -119,9 +120,11 @@ function monitor(stack: ProcessStack, pipe: Record<string, () => number | undefi
   )
 }
 
+/** The records each end system the syncer delivers to holds (the simulator also runs lending, which no shipped file names). */
 async function simulatorRecords(stack: ProcessStack): Promise<Record<string, number>> {
+  const configured = new Set(configuredEndSystems(stack))
   const systems = (await (await fetch(`${stack.simulatorUrl}/systems`)).json()) as { name: string; records: number }[]
-  return Object.fromEntries(systems.map((s) => [s.name, s.records]))
+  return Object.fromEntries(systems.filter((s) => configured.has(s.name)).map((s) => [s.name, s.records]))
 }
 
 async function resetSimulator(stack: ProcessStack): Promise<void> {
