@@ -95,6 +95,13 @@ export const httpProblems = {
     description:
       'More requests than this API allows a caller per minute, or too many failed authentications from your address: wait as long as `Retry-After` says.'
   },
+  serviceUnavailable: {
+    code: 'service-unavailable',
+    status: 503,
+    title: 'Service unavailable',
+    description:
+      'The service cannot reach its database right now (a restart or a network fault): nothing was stored or changed. Retry after the seconds `Retry-After` says; a create with the same `Idempotency-Key`.'
+  },
   internalError: {
     code: 'internal-error',
     status: 500,

@@ -1,19 +1,26 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import { Admin, ConfigResourceTypes } from '@platformatic/kafka'
-import { describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it } from 'vitest'
 import { topics } from '../../src/contracts/topics.ts'
 import { clientConnection, createProbe, kafkaAnswers } from '../../src/platform/kafka.ts'
 import { partitionStates } from '../support/cluster.ts'
 import { killEventsLeader, runFaultSuite } from '../support/fault-suite.ts'
+import { ensureToxiproxyServer } from '../support/toxiproxy.ts'
 
-// A stack of its own on three local brokers (`npm run test:faults -- 'Kafka cluster'` has the longer
-// scenarios): the leader of the events topic's partition 0 killed under load, nothing lost.
+// A stack of its own on three local brokers, with Toxiproxy on every link (a proxy per broker on the links to
+// Kafka; `npm run test:faults -- 'Kafka cluster'` has the longer scenarios): the leader of the events topic's
+// partition 0 killed under load, nothing lost.
 describe('a three-broker Kafka cluster', () => {
+  // The first run on a machine builds Toxiproxy with Go (minutes); later runs find it built.
+  beforeAll(() => ensureToxiproxyServer(), 600_000)
+
   it('keeps three copies of every partition, needs two for a write, answers with its first broker frozen, and loses nothing when a partition leader is killed under load', {
     timeout: 600_000
   }, async () => {
     const lines: string[] = []
     const layout: { replicas: number[]; minInsync: (string | null | undefined)[] } = { replicas: [], minInsync: [] }
     const withFirstFrozen = { kafkaAnswers: false, syncerReady: false }
+    const syncerCutOffFromKafka = { readyWhileCut: true, readyAgain: false }
     const reports = await runFaultSuite({
       ratePerSecond: 10,
       scale: 1,
@@ -22,6 +29,7 @@ describe('a three-broker Kafka cluster', () => {
       scenarios: [
         {
           name: 'events partition leader killed (SIGKILL) and restarted',
+          networkFaults: true,
           inject: async (stack, say) => {
             const { cluster } = stack.infrastructure.localKafka!
             const states = await partitionStates(cluster)
@@ -54,6 +62,15 @@ describe('a three-broker Kafka cluster', () => {
             } finally {
               process.kill(pid, 'SIGCONT')
             }
+            // The syncer reaches each broker through a proxy of its own (the metadata advertises the proxies):
+            // with the link cut, it reaches none, not even around the proxies to the brokers themselves.
+            await stack.network!.cut('syncer-kafka')
+            try {
+              syncerCutOffFromKafka.readyWhileCut = await readyWithin(stack.syncerUrl, false, 30_000)
+            } finally {
+              await stack.network!.restore('syncer-kafka')
+            }
+            syncerCutOffFromKafka.readyAgain = await readyWithin(stack.syncerUrl, true, 60_000)
             await killEventsLeader(stack, say)
           }
         }
@@ -63,6 +80,7 @@ describe('a three-broker Kafka cluster', () => {
     expect(layout).toEqual({ replicas: [3], minInsync: ['2', '2'] })
     // Found by freezing the first broker of a cluster: with no retry, a probe asked the first address alone.
     expect(withFirstFrozen).toEqual({ kafkaAnswers: true, syncerReady: true })
+    expect(syncerCutOffFromKafka).toEqual({ readyWhileCut: false, readyAgain: true })
     const [report] = reports
     expect(lines.join('\n')).toMatch(/killed \(SIGKILL\)[\s\S]*back in \d+ ms, every partition fully replicated/)
     expect(report!.customers).toBeGreaterThan(10)
@@ -70,3 +88,13 @@ describe('a three-broker Kafka cluster', () => {
     expect(report!.deliveries).toBe(report!.versions * 3)
   })
 })
+
+/** Polls a service's readiness until it is `ready` (true) or not (false); returns what it was when it stopped. */
+async function readyWithin(url: string, ready: boolean, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const now = (await fetch(`${url}/health/ready`)).ok
+    if (now === ready || Date.now() > deadline) return now
+    await sleep(500)
+  }
+}

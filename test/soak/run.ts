@@ -1,14 +1,15 @@
 // `npm run test:soak -- --minutes N [--rate R] [--seed S]`: steady load over two CIF service instances
-// while faults drawn at random from the soak's registry (test/support/soak.ts) kill and restart instances,
-// restart PostgreSQL and Kafka and make end systems misbehave; then the independent checker
+// while faults drawn at random from the soak's registry (test/support/soak.ts) kill and restart instances and
+// Kafka brokers, restart PostgreSQL, cut and slow the network and make end systems misbehave; then the independent checker
 // (test/support/soak-checker.ts). Prints progress every minute, writes a JSON report to test/soak/results/,
 // exits 1 if the checker found anything.
 //
 //   npm run test:soak -- --minutes 60                  the documented run: 50 requests/s, over 1,000 kills
 //   npm run test:soak -- --minutes 10 --rate 20 --seed 7
 //
-// SOAK_CIF_INSTANCES (2), SOAK_SYNCER_INSTANCES (3) and SOAK_FAULT_INTERVAL_MS (mean time between faults,
-// 2,000) shape the run; Toxiproxy sits on every link for the network kinds (needs Go), SOAK_NETWORK=off leaves it out.
+// SOAK_CIF_INSTANCES (2), SOAK_SYNCER_INSTANCES (3), SOAK_KAFKA_BROKERS (3: a KRaft cluster) and
+// SOAK_FAULT_INTERVAL_MS (mean time between faults, 2,000) shape the run; Toxiproxy sits on every link for the
+// network kinds (needs Go; a proxy per broker on the links to Kafka), SOAK_NETWORK=off leaves it out.
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg, totalmem } from 'node:os'
 import { parseArgs } from 'node:util'
@@ -39,11 +40,12 @@ const options = {
   ratePerSecond,
   meanFaultIntervalMs: number('SOAK_FAULT_INTERVAL_MS', process.env.SOAK_FAULT_INTERVAL_MS ?? String(DEFAULT_FAULT_INTERVAL_MS), 100),
   cifInstances: number('SOAK_CIF_INSTANCES', process.env.SOAK_CIF_INSTANCES ?? '2', 1),
-  syncerInstances: number('SOAK_SYNCER_INSTANCES', process.env.SOAK_SYNCER_INSTANCES ?? '3', 1)
+  syncerInstances: number('SOAK_SYNCER_INSTANCES', process.env.SOAK_SYNCER_INSTANCES ?? '3', 1),
+  kafkaBrokers: number('SOAK_KAFKA_BROKERS', process.env.SOAK_KAFKA_BROKERS ?? '3', 1)
 }
 say(
   `soak: ${minutes} min at ${ratePerSecond} requests/s (70% creates, 30% updates), ${options.cifInstances} CIF service and ` +
-    `${options.syncerInstances} syncer instances, a fault every ${options.meanFaultIntervalMs} ms on average, seed ${seed}, ` +
+    `${options.syncerInstances} syncer instances, ${options.kafkaBrokers} Kafka broker(s), a fault every ${options.meanFaultIntervalMs} ms on average, seed ${seed}, ` +
     `on ${cpus().length} cores (${cpus()[0]?.model}) / ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`
 )
 const loadAverages: number[][] = []
@@ -51,7 +53,7 @@ const sampling = setInterval(() => loadAverages.push(loadavg()), 60_000)
 const report = await runSoak({ ...options, say, stack: { networkFaults: process.env.SOAK_NETWORK !== 'off' } })
 clearInterval(sampling)
 const { problems, ...counts } = report.findings
-console.table({ ...counts, kills: report.kills, drainMs: report.drainMs })
+console.table({ ...counts, kills: report.kills, redriven: report.redriven, drainMs: report.drainMs })
 for (const text of problems) say(`! ${text}`)
 mkdirSync(new URL('results/', import.meta.url), { recursive: true })
 const file = new URL(`results/soak-${new Date(started).toISOString().replaceAll(':', '-')}.json`, import.meta.url)

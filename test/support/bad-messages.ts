@@ -56,6 +56,11 @@ export interface ProducedBadMessage {
   madeUp?: string
   /** `version-gap` only: produces the missing version 3, with no key and no headers (any partition). */
   fillGap?: () => Promise<void>
+  /**
+   * The events it put on the topic (or `fillGap` will) that the CIF service never made, each by its id: an
+   * older version under a new id, and every event of a made-up customer. Copies of a real event are not listed.
+   */
+  newEvents: { eventId: string; cifId: string; version: number }[]
 }
 
 /** What producing needs of a stack: its Kafka, and its database to find real events in (a ProcessStack has both). */
@@ -84,9 +89,16 @@ export async function produceBadMessage(
       await producer.close()
     }
   }
-  const produced = (outcome: BadMessageOutcome, key: string | null, cifId: string, more: Partial<ProducedBadMessage> = {}) => {
+  const produced = (
+    outcome: BadMessageOutcome,
+    key: string | null,
+    cifId: string,
+    newEvents: CustomerEvent[] = [],
+    more: Partial<ProducedBadMessage> = {}
+  ): ProducedBadMessage => {
     options.say?.(`bad message on ${topics.customerEvents}: ${kind} (${cifId}), expected ${outcome}`)
-    return { kind, outcome, key, cifId, ...more }
+    const listed = newEvents.map((e) => ({ eventId: e.id, cifId: e.subject, version: e.customerversion }))
+    return { kind, outcome, key, cifId, newEvents: listed, ...more }
   }
 
   if (kind === 'version-gap' || kind === 'unknown-cif-signed-update' || kind === 'unknown-cif-unsigned') {
@@ -97,18 +109,22 @@ export async function produceBadMessage(
         : customerEvent(customerEventTypes.updated, madeUpCustomer(cifId, version), 'branch-portal', devSigningKey, ['email'])
     const keyed = (e: object): Message => ({ key: cifId, value: JSON.stringify(e) })
     if (kind === 'unknown-cif-unsigned') {
-      const { signature: _signature, signaturekey: _key, ...unsigned } = event(1)
+      const created = event(1)
+      const { signature: _signature, signaturekey: _key, ...unsigned } = created
       await send([keyed(unsigned)])
-      return produced('kept as unreadable', cifId, cifId)
+      return produced('kept as unreadable', cifId, cifId, [created])
     }
     if (kind === 'unknown-cif-signed-update') {
-      await send([keyed(event(2))])
-      return produced('FAILED, no end system called', cifId, cifId)
+      const update = event(2)
+      await send([keyed(update)])
+      return produced('FAILED, no end system called', cifId, cifId, [update])
     }
-    await send([keyed(event(1)), keyed(event(2)), keyed(event(4))])
-    return produced('held until the gap is filled', cifId, cifId, {
+    const versions = [1, 2, 3, 4].map(event)
+    const [v1, v2, v3, v4] = versions as [CustomerEvent, CustomerEvent, CustomerEvent, CustomerEvent]
+    await send([keyed(v1), keyed(v2), keyed(v4)])
+    return produced('held until the gap is filled', cifId, cifId, versions, {
       madeUp: cifId,
-      fillGap: () => send([{ value: JSON.stringify(event(3)) }])
+      fillGap: () => send([{ value: JSON.stringify(v3) }])
     })
   }
 
@@ -125,9 +141,11 @@ export async function produceBadMessage(
     case 'no-headers':
       await send([{ key, value: same.value }])
       return produced('deduplicated', key, key)
-    case 'older-version':
-      await send([{ key, value: JSON.stringify(signEvent({ ...real, id: randomUUID() }, devSigningKey)) }])
-      return produced('kept as unreadable', key, key)
+    case 'older-version': {
+      const again = signEvent({ ...real, id: randomUUID() }, devSigningKey)
+      await send([{ key, value: JSON.stringify(again) }])
+      return produced('kept as unreadable', key, key, [again])
+    }
     case 'not-json':
       await send([{ key, value: `not JSON: ${key} ${'{'.repeat(10)}` }])
       return produced('kept as unreadable', key, key)

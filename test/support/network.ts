@@ -3,8 +3,9 @@ import { freePort } from '../integration/free-port.ts'
 import { type Toxic, type ToxicOptions, Toxiproxy } from './toxiproxy.ts'
 
 /**
- * Each link between a service and what it talks to, as a proxy of its own, so that one can be cut alone:
- * the CIF service's and the syncer's to PostgreSQL and to Kafka, and the syncer's to each end system.
+ * Each link between a service and what it talks to, through proxies of its own (a link to Kafka one per
+ * broker), so that one can be cut alone: the CIF service's and the syncer's to PostgreSQL and to Kafka, and
+ * the syncer's to each end system.
  */
 export const networkLinks = ['cif-postgres', 'syncer-postgres', 'cif-kafka', 'syncer-kafka', 'core-banking', 'crm', 'cards'] as const
 export type NetworkLink = (typeof networkLinks)[number]
@@ -24,29 +25,47 @@ export interface Network {
   reset(): Promise<void>
 }
 
+/** The links to Kafka, each with the name of the broker listener its proxies lead to. */
+const kafkaLinks = { 'cif-kafka': 'CIF', 'syncer-kafka': 'SYNCER' } as const satisfies Partial<Record<NetworkLink, string>>
+const isKafkaLink = (link: NetworkLink): link is keyof typeof kafkaLinks => link in kafkaLinks
+
 /**
- * Ports chosen before anything starts: the broker must advertise each service's Kafka proxy as the address
- * of that service's listener, so it must know the proxies' ports when it starts.
+ * Ports chosen before anything starts: each broker must advertise each service's Kafka proxy to it as the
+ * address of that service's listener, so it must know the proxies' ports when it starts. A link to Kafka
+ * has a proxy per broker (a client connects to each broker it is told of); the others one.
  */
 export interface NetworkPlan {
-  proxyPorts: Record<NetworkLink, number>
-  kafkaListeners: ExtraListener[]
+  /** Each link's proxies' ports: a Kafka link's in broker order. */
+  proxyPorts: Record<NetworkLink, number[]>
+  /** For each broker, in node order, its listeners for the CIF service and the syncer (LocalKafkaOptions.extraListeners). */
+  kafkaListeners: ExtraListener[][]
 }
 
-export async function planNetwork(): Promise<NetworkPlan> {
-  const proxyPorts = {} as Record<NetworkLink, number>
-  for (const link of networkLinks) proxyPorts[link] = await freePort()
-  const kafkaListeners: ExtraListener[] = [
-    { name: 'CIF', port: await freePort(), advertisedPort: proxyPorts['cif-kafka'] },
-    { name: 'SYNCER', port: await freePort(), advertisedPort: proxyPorts['syncer-kafka'] }
-  ]
+export async function planNetwork(brokers = 1): Promise<NetworkPlan> {
+  const proxyPorts = {} as Record<NetworkLink, number[]>
+  for (const link of networkLinks) {
+    proxyPorts[link] = []
+    for (let i = 0; i < (isKafkaLink(link) ? brokers : 1); i++) proxyPorts[link].push(await freePort())
+  }
+  const kafkaListeners: ExtraListener[][] = []
+  for (let broker = 0; broker < brokers; broker++) {
+    const listeners: ExtraListener[] = []
+    for (const [link, name] of Object.entries(kafkaLinks)) {
+      listeners.push({ name, port: await freePort(), advertisedPort: proxyPorts[link as NetworkLink][broker]! })
+    }
+    kafkaListeners.push(listeners)
+  }
   return { proxyPorts, kafkaListeners }
 }
 
-/** Every port a plan has taken: the proxies' and the broker's listeners'. */
+/** Every port a plan has taken: the proxies' and the brokers' listeners'. */
 export function planPorts(plan: NetworkPlan): number[] {
-  return [...Object.values(plan.proxyPorts), ...plan.kafkaListeners.map((l) => l.port)]
+  return [...Object.values(plan.proxyPorts).flat(), ...plan.kafkaListeners.flat().map((l) => l.port)]
 }
+
+/** A link's proxies' names in Toxiproxy: the link's own, numbered by broker when a Kafka link has several. */
+const proxyNames = (plan: NetworkPlan, link: NetworkLink): string[] =>
+  plan.proxyPorts[link].length === 1 ? [link] : plan.proxyPorts[link].map((_, i) => `${link}-${i + 1}`)
 
 export interface NetworkStart {
   plan: NetworkPlan
@@ -64,44 +83,52 @@ export async function startNetwork({ plan, databaseUrl, endSystemPorts, logFile 
 }> {
   const toxiproxy = await Toxiproxy.start(await freePort(), logFile)
   const postgres = new URL(databaseUrl)
-  const listenerPort = (name: string) => plan.kafkaListeners.find((l) => l.name === name)!.port
-  const upstreams: Record<NetworkLink, string> = {
-    'cif-postgres': `127.0.0.1:${postgres.port}`,
-    'syncer-postgres': `127.0.0.1:${postgres.port}`,
-    'cif-kafka': `127.0.0.1:${listenerPort('CIF')}`,
-    'syncer-kafka': `127.0.0.1:${listenerPort('SYNCER')}`,
-    'core-banking': `127.0.0.1:${endSystemPorts['core-banking']}`,
-    crm: `127.0.0.1:${endSystemPorts.crm}`,
-    cards: `127.0.0.1:${endSystemPorts.cards}`
+  const upstreams = (link: NetworkLink): string[] => {
+    if (isKafkaLink(link)) return plan.kafkaListeners.map((listeners) => `127.0.0.1:${listeners.find((l) => l.name === kafkaLinks[link])!.port}`)
+    if (link === 'cif-postgres' || link === 'syncer-postgres') return [`127.0.0.1:${postgres.port}`]
+    return [`127.0.0.1:${endSystemPorts[link]}`]
   }
   try {
-    for (const link of networkLinks) await toxiproxy.createProxy(link, plan.proxyPorts[link], upstreams[link])
+    for (const link of networkLinks) {
+      const names = proxyNames(plan, link)
+      const to = upstreams(link)
+      for (const [i, name] of names.entries()) await toxiproxy.createProxy(name, plan.proxyPorts[link][i]!, to[i]!)
+    }
   } catch (error) {
     await toxiproxy.stop()
     throw error
   }
   const throughProxy = (link: NetworkLink): string => {
     const url = new URL(databaseUrl)
-    url.port = String(plan.proxyPorts[link])
+    url.port = String(plan.proxyPorts[link][0])
     return url.toString()
   }
-  const viaProxy = (link: NetworkLink) => `http://127.0.0.1:${plan.proxyPorts[link]}`
+  const viaProxy = (link: NetworkLink) => `http://127.0.0.1:${plan.proxyPorts[link][0]}`
+  const kafkaVia = (link: NetworkLink) => plan.proxyPorts[link].map((port) => `127.0.0.1:${port}`).join(',')
+  // A fault on a link is on each of its proxies: a service cut off from Kafka reaches no broker.
   const network: Network = {
     toxiproxy,
     toxic: async (link, toxic, options) => {
-      const name = await toxiproxy.addToxic(link, toxic, options)
-      return () => toxiproxy.removeToxic(link, name)
+      const added: [string, string][] = []
+      for (const proxy of proxyNames(plan, link)) added.push([proxy, await toxiproxy.addToxic(proxy, toxic, options)])
+      return async () => {
+        for (const [proxy, name] of added) await toxiproxy.removeToxic(proxy, name)
+      }
     },
-    cut: (link) => toxiproxy.setEnabled(link, false),
-    restore: (link) => toxiproxy.setEnabled(link, true),
+    cut: async (link) => {
+      for (const proxy of proxyNames(plan, link)) await toxiproxy.setEnabled(proxy, false)
+    },
+    restore: async (link) => {
+      for (const proxy of proxyNames(plan, link)) await toxiproxy.setEnabled(proxy, true)
+    },
     reset: () => toxiproxy.reset()
   }
   return {
     network,
-    cifEnv: { DATABASE_URL: throughProxy('cif-postgres'), KAFKA_BROKERS: `127.0.0.1:${plan.proxyPorts['cif-kafka']}` },
+    cifEnv: { DATABASE_URL: throughProxy('cif-postgres'), KAFKA_BROKERS: kafkaVia('cif-kafka') },
     syncerEnv: {
       DATABASE_URL: throughProxy('syncer-postgres'),
-      KAFKA_BROKERS: `127.0.0.1:${plan.proxyPorts['syncer-kafka']}`,
+      KAFKA_BROKERS: kafkaVia('syncer-kafka'),
       CORE_BANKING_URL: viaProxy('core-banking'),
       CRM_URL: viaProxy('crm'),
       CARDS_URL: viaProxy('cards')

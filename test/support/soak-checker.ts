@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { sql } from 'kysely'
 import { topics } from '../../src/contracts/topics.ts'
 import { loadEndSystems } from '../../src/syncer/delivery/end-systems-config.ts'
+import type { ProducedBadMessage } from './bad-messages.ts'
 import type { ProcessStack } from './stack.ts'
 import { TopicReader } from './topic-reader.ts'
 
@@ -51,9 +52,17 @@ export interface SoakObservations {
   calls: SimulatorCall[]
   /** Calls the simulator's log dropped before they were read (its ring overwritten): the check would be partial. */
   callsUnread: number
+  /**
+   * Bad messages the soak itself put on cif.customer.events (bad-messages.ts), each with its documented
+   * outcome: what they bring is checked against that outcome, never counted as the syncer's invention.
+   */
+  injected: Pick<ProducedBadMessage, 'kind' | 'outcome' | 'key' | 'cifId' | 'newEvents'>[]
+  /** The key of each message the syncer kept as unreadable (`unreadable_message`). */
+  unreadableKeys: (string | null)[]
 }
 
 export interface SoakFindings {
+  /** The CIF's customers, and those made up on the topic by a bad message (delivered like any). */
   customers: number
   versions: number
   deliveries: number
@@ -71,6 +80,8 @@ export interface SoakFindings {
   /** Calls the simulator answered with no attempt row for them in the syncer. */
   unrecordedCalls: number
   callsUnread: number
+  /** Bad messages put on the events topic during the run. */
+  injected: number
   /** The first problems found, in words (CIF IDs and versions only: no personal data). */
   problems: string[]
 }
@@ -82,7 +93,24 @@ const IN_SYNC = 'cif.sync.customer.in-sync'
 const MAX_PROBLEMS = 50
 
 /** Every rule of the soak, over what was observed. */
-export function findProblems(seen: SoakObservations): SoakFindings {
+export function findProblems(observed: SoakObservations): SoakFindings {
+  // A customer made up on the topic (a version gap, then the missing version) is delivered like a CIF
+  // customer: it joins the truth. The other events a bad message brought must reach no end system.
+  const madeUp = observed.injected.filter((message) => message.outcome === 'held until the gap is filled')
+  const refused = new Map(
+    observed.injected
+      .filter((message) => message.outcome !== 'held until the gap is filled')
+      .flatMap((message) => message.newEvents.map((event) => [event.eventId, { ...event, outcome: message.outcome }] as const))
+  )
+  const seen = {
+    ...observed,
+    customers: [
+      ...observed.customers,
+      ...madeUp.map((message) => ({ cifId: message.cifId, version: Math.max(...message.newEvents.map((e) => e.version)) }))
+    ],
+    cifEvents: [...observed.cifEvents, ...madeUp.flatMap((message) => message.newEvents)],
+    deliveries: observed.deliveries.filter((delivery) => !refused.has(delivery.eventId))
+  }
   const problems: string[] = []
   const findings = {
     customers: seen.customers.length,
@@ -98,6 +126,7 @@ export function findProblems(seen: SoakObservations): SoakFindings {
     stuck: 0,
     unrecordedCalls: 0,
     callsUnread: seen.callsUnread,
+    injected: seen.injected.length,
     problems
   }
   type Counted = 'lost' | 'duplicates' | 'orderViolations' | 'invented' | 'unexplained' | 'stuck' | 'unrecordedCalls'
@@ -129,6 +158,7 @@ export function findProblems(seen: SoakObservations): SoakFindings {
   const onTopic = new Set<string>()
   for (const event of seen.topicEvents) {
     const made = cifEventById.get(event.eventId)
+    if (!made && refused.has(event.eventId)) continue
     if (!made) found('invented', `cif.customer.events has an event for ${event.cifId} v${event.version} the CIF never made`)
     else if (made.cifId !== event.cifId || made.version !== event.version) {
       found('invented', `cif.customer.events says ${event.cifId} v${event.version} for the CIF's event of ${made.cifId} v${made.version}`)
@@ -150,6 +180,25 @@ export function findProblems(seen: SoakObservations): SoakFindings {
         `the delivery of ${delivery.cifId} v${delivery.version} to ${delivery.endSystem} is ${delivery.state} (${delivery.remarks ?? 'no remarks'})`
       )
     }
+  }
+
+  // What the refused bad messages brought: FAILED deliveries that called no one, or nothing at all.
+  for (const delivery of observed.deliveries) {
+    const event = refused.get(delivery.eventId)
+    if (!event) continue
+    if (event.outcome !== 'FAILED, no end system called' || delivery.state !== 'FAILED') {
+      found(
+        'invented',
+        `a delivery of ${delivery.cifId} v${delivery.version} to ${delivery.endSystem} is ${delivery.state}, for a bad message to be ${event.outcome}`
+      )
+    }
+  }
+  const unreadable = new Map<string | null, number>()
+  for (const key of seen.unreadableKeys) unreadable.set(key, (unreadable.get(key) ?? 0) + 1)
+  for (const message of seen.injected.filter((m) => m.outcome === 'kept as unreadable')) {
+    const left = unreadable.get(message.key) ?? 0
+    if (left === 0) found('lost', `a bad message (${message.kind}, key ${message.key}) was neither stored nor kept as unreadable`)
+    else unreadable.set(message.key, left - 1)
   }
 
   // Every version the CIF made: published, and delivered to every end system (or not sent, on purpose).
@@ -238,8 +287,9 @@ export function findProblems(seen: SoakObservations): SoakFindings {
 
   // The status topic: the latest version of every customer told in sync, and nothing told of a version never made.
   const inSync = new Set<string>()
+  const refusedVersions = new Set([...refused.values()].map((event) => versionKey(event.cifId, event.version)))
   for (const status of seen.statuses) {
-    if (!madeByCif(status.cifId, status.version))
+    if (!madeByCif(status.cifId, status.version) && !refusedVersions.has(versionKey(status.cifId, status.version)))
       found('invented', `cif.sync.status tells of ${status.cifId} v${status.version} (${status.type}), never made`)
     if (status.type === IN_SYNC) inSync.add(versionKey(status.cifId, status.version))
   }
@@ -306,21 +356,26 @@ async function readTopic<T>(
 ): Promise<T[]> {
   const reader = await TopicReader.open(stack.infrastructure.kafka, topic, keep)
   try {
+    // A message that is not JSON (a bad message put there on purpose) has no value to keep.
+    const values = () => reader.messages.map((m) => m.value as T | undefined).filter((value) => value !== undefined)
     let count = -1
     let quietSince = Date.now()
-    while (!enough(reader.messages.map((m) => m.value as T))) {
+    while (!enough(values())) {
       if (reader.messages.length !== count) [count, quietSince] = [reader.messages.length, Date.now()]
       else if (Date.now() - quietSince > quietMs) break
       await sleep(500)
     }
-    return reader.messages.map((m) => m.value as T)
+    return values()
   } finally {
     await reader.close()
   }
 }
 
-/** Everything the checker compares, read once the stack has drained. `calls` has read the simulator's log to its end. */
-export async function observe(stack: ProcessStack, calls: CallCollector): Promise<SoakObservations> {
+/**
+ * Everything the checker compares, read once the stack has drained. `calls` has read the simulator's log to
+ * its end; `injected` are the bad messages the run put on the events topic.
+ */
+export async function observe(stack: ProcessStack, calls: CallCollector, injected: SoakObservations['injected'] = []): Promise<SoakObservations> {
   const { db } = stack.database
   const endSystems = configuredEndSystems(stack)
   const customers = await db.selectFrom('customer').select(['cif_id as cifId', 'version']).execute()
@@ -332,6 +387,7 @@ export async function observe(stack: ProcessStack, calls: CallCollector): Promis
     from delivery where reconciliation_run_id is null`.execute(db)
   const { rows: attempts } = await sql<{ eventId: string; endSystem: string; count: number }>`
     select event_id as "eventId", end_system as "endSystem", count(*)::int as count from delivery_attempt group by 1, 2`.execute(db)
+  const unreadable = await db.selectFrom('unreadable_message').select('message_key').where('topic', '=', topics.customerEvents).execute()
   const { rows: published } = await sql<{ n: number }>`select count(*)::int as n from sync_status_update where published_at is not null`.execute(db)
   const records: SoakObservations['records'] = []
   for (const endSystem of endSystems) {
@@ -344,7 +400,7 @@ export async function observe(stack: ProcessStack, calls: CallCollector): Promis
     stack,
     topics.customerEvents,
     (value): CustomerVersionEvent => ({ eventId: value.id, cifId: value.subject, version: value.customerversion }),
-    (kept) => distinctIds(kept) >= cifEvents.length,
+    (kept) => distinctIds(kept) >= cifEvents.length + injected.reduce((sum, message) => sum + message.newEvents.length, 0),
     30_000
   )
   const statuses = await readTopic(
@@ -364,6 +420,8 @@ export async function observe(stack: ProcessStack, calls: CallCollector): Promis
     attempts,
     records,
     calls: calls.calls,
-    callsUnread: calls.unread
+    callsUnread: calls.unread,
+    injected,
+    unreadableKeys: unreadable.map((row) => row.message_key)
   }
 }

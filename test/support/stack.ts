@@ -74,7 +74,7 @@ export async function startProcessStack(options: StackOptions = {}): Promise<Pro
   const logs = join(dir, 'logs')
   await mkdir(logs)
   const log = createLogger(options.logLevel ?? 'warn', 'stack')
-  const networkPlan = options.networkFaults ? await planNetwork() : undefined
+  const networkPlan = options.networkFaults ? await planNetwork(options.kafkaBrokers) : undefined
   const infrastructure = await startInfrastructure(
     loadConfig({
       CIF_DATA_DIR: dir,

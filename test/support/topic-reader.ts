@@ -6,6 +6,7 @@ export interface TopicMessage {
   partition: number
   offset: bigint
   headers: Record<string, string>
+  /** The value parsed (or as `keep` made it); undefined when it is not JSON. */
   value: any
   /** The value as it came off the topic, before parsing. */
   raw: string
@@ -25,7 +26,10 @@ export class TopicReader {
     this.#keep = keep
   }
 
-  /** With `keep`, each value is kept as `keep` makes it, and `raw` is empty: a long run's topic fits in memory. */
+  /**
+   * With `keep`, each value is kept as `keep` makes it, and `raw` is empty: a long run's topic fits in memory.
+   * A value that is not JSON (a bad message a test put there, a tombstone) is kept as `undefined`.
+   */
   static async open(kafka: KafkaCluster, topic: string, keep?: (value: any) => unknown): Promise<TopicReader> {
     const reader = new TopicReader(createReader(kafka, 'cif-test-reader'), keep)
     await reader.#read(kafka, topic)
@@ -39,12 +43,13 @@ export class TopicReader {
       const position = `${message.partition}:${message.offset}`
       if (this.#seen.has(position)) return
       this.#seen.add(position)
+      const parsed = jsonOrUndefined(message.value)
       this.messages.push({
         key: message.key,
         partition: message.partition,
         offset: message.offset,
         headers: Object.fromEntries(message.headers),
-        value: this.#keep ? this.#keep(JSON.parse(message.value)) : JSON.parse(message.value),
+        value: parsed === undefined || !this.#keep ? parsed : this.#keep(parsed),
         raw: this.#keep ? '' : message.value
       })
     })
@@ -88,5 +93,13 @@ export class TopicReader {
     this.#closed = true
     await this.#closing?.()
     await this.#consumer.close()
+  }
+}
+
+function jsonOrUndefined(text: string | undefined): unknown {
+  try {
+    return JSON.parse(text ?? '')
+  } catch {
+    return undefined
   }
 }

@@ -66,8 +66,61 @@ function cleanRun(): SoakObservations {
       { endSystem, cifId: '1002', version: 1 }
     ]),
     calls,
-    callsUnread: 0
+    callsUnread: 0,
+    injected: [],
+    unreadableKeys: []
   }
+}
+
+/**
+ * The clean run with bad messages the soak put on the topic, each handled as documented: a customer made up
+ * with a version gap (filled) delivered like the CIF's, an older version under a new id and a message that
+ * is not JSON kept as unreadable, a signed update of a customer never created FAILED with no call, a copy.
+ */
+function withBadMessages(run: SoakObservations): void {
+  const madeUp = [
+    { eventId: 'm1', cifId: '9001', version: 1 },
+    { eventId: 'm2', cifId: '9001', version: 2 }
+  ]
+  const older = { eventId: 'o1', cifId: '1001', version: 1 }
+  const update = { eventId: 'u2', cifId: '9002', version: 2 }
+  run.injected = [
+    { kind: 'version-gap', outcome: 'held until the gap is filled', key: '9001', cifId: '9001', newEvents: madeUp },
+    { kind: 'older-version', outcome: 'kept as unreadable', key: '1001', cifId: '1001', newEvents: [older] },
+    { kind: 'not-json', outcome: 'kept as unreadable', key: '1002', cifId: '1002', newEvents: [] },
+    { kind: 'unknown-cif-signed-update', outcome: 'FAILED, no end system called', key: '9002', cifId: '9002', newEvents: [update] },
+    { kind: 'duplicate', outcome: 'deduplicated', key: '1001', cifId: '1001', newEvents: [] }
+  ]
+  run.unreadableKeys = ['1002', '1001']
+  run.topicEvents.push(...madeUp, older, update, { ...run.topicEvents[0]! })
+  for (const endSystem of systems) {
+    const delivery = (e: { eventId: string; cifId: string; version: number }, state: string, remarks: string | null) => ({
+      eventId: e.eventId,
+      cifId: e.cifId,
+      endSystem,
+      version: e.version,
+      state,
+      remarks
+    })
+    run.deliveries.push(...madeUp.map((e) => delivery(e, 'SUCCESS', null)), delivery(update, 'FAILED', 'not called: no record id'))
+    run.records.push({ endSystem, cifId: '9001', version: 2 })
+    const seq = Math.max(...run.calls.filter((c) => c.endSystem === endSystem).map((c) => c.seq))
+    for (const [i, e] of madeUp.entries()) {
+      const [method, status] = i === 0 ? ['POST', 201] : ['PUT', 200]
+      run.calls.push({
+        endSystem,
+        seq: seq + 1 + i,
+        method: method!,
+        cifId: '9001',
+        version: undefined,
+        idempotencyKey: `${e.eventId}:${endSystem}`,
+        status: status as number,
+        kept: true
+      })
+      run.attempts.push({ eventId: e.eventId, endSystem, count: 1 })
+    }
+  }
+  run.statuses.push({ type: 'cif.sync.customer.in-sync', cifId: '9001', version: 2 }, { type: 'cif.sync.delivery.failed', cifId: '9002', version: 2 })
 }
 
 function check(change: (run: SoakObservations) => void) {
@@ -160,6 +213,40 @@ describe('soak checker', () => {
     expect(check((run) => run.attempts.pop()).unrecordedCalls).toBe(1)
     const partial = check((run) => (run.callsUnread = 3))
     expect(passed(partial)).toBe(false)
+  })
+
+  it('passes bad messages put on the topic when each is handled as documented, and finds each one mishandled', () => {
+    const handled = check(withBadMessages)
+    expect(handled.problems).toEqual([])
+    expect(handled).toMatchObject({ customers: 3, versions: 5, deliveries: 10, injected: 5 })
+    const mishandled = (change: (run: SoakObservations) => void) =>
+      check((run) => {
+        withBadMessages(run)
+        change(run)
+      })
+    // Told nothing, the checker takes the made-up customer and the new ids for the syncer's inventions.
+    expect(mishandled((run) => (run.injected = [])).invented).toBeGreaterThan(0)
+    // The signed update of a customer never created, sent after all: a delivery SUCCESS, a call.
+    expect(mishandled((run) => (run.deliveries.find((d) => d.eventId === 'u2')!.state = 'SUCCESS')).invented).toBe(1)
+    expect(
+      mishandled((run) =>
+        run.calls.push({ endSystem: 'crm', seq: 99, method: 'PUT', cifId: '9002', version: 2, idempotencyKey: 'u2:crm', status: 404, kept: true })
+      ).invented
+    ).toBe(1)
+    // The older version under a new id delivered instead of kept as unreadable.
+    expect(
+      mishandled((run) => run.deliveries.push({ eventId: 'o1', cifId: '1001', endSystem: 'crm', version: 1, state: 'SUCCESS', remarks: null }))
+        .invented
+    ).toBe(1)
+    // A message to be kept as unreadable that is nowhere: dropped without a word.
+    expect(mishandled((run) => run.unreadableKeys.pop()).lost).toBe(1)
+    // The made-up customer's gap never filled in one system: its version 2 held there.
+    expect(
+      mishandled((run) => {
+        Object.assign(run.deliveries.find((d) => d.eventId === 'm2' && d.endSystem === 'crm')!, { state: 'BLOCKED', remarks: 'held' })
+        run.records.find((r) => r.cifId === '9001' && r.endSystem === 'crm')!.version = 1
+      })
+    ).toMatchObject({ unexplained: 1, lost: 1 })
   })
 
   it('judges the calls by each system own order, whatever order the log was read in', () => {

@@ -2,6 +2,24 @@ import { type ColumnType, type CompiledQuery, Kysely, PostgresDialect, type Post
 import { type Migration, type MigrationProvider, Migrator } from 'kysely/migration'
 import pg from 'pg'
 
+/**
+ * Errors that say PostgreSQL could not be reached or went away mid-statement (restarted, shut down, the
+ * network cut), as opposed to a statement it refused: the same request may succeed in a few seconds. SQLSTATE
+ * class 08 (connection exception), 57P01-57P03 (shut down, crashed, starting up), 53300 (no connection left),
+ * the socket's own errors, and the messages `pg` and its pool raise without a code.
+ */
+const unreachableSqlStates = /^(08...|57P0[123]|53300)$/
+const unreachableSocketCodes = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN'])
+const unreachableMessages =
+  /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Connection ended unexpectedly/
+
+export function isDatabaseUnreachable(error: unknown): boolean {
+  if (!(error instanceof Error)) return false
+  const code = (error as { code?: unknown }).code
+  if (typeof code === 'string' && (unreachableSqlStates.test(code) || unreachableSocketCodes.has(code))) return true
+  return unreachableMessages.test(error.message)
+}
+
 /** A column the database fills in: optional on insert, present when read. */
 export type DefaultedTimestamp = ColumnType<Date, Date | string | undefined, Date | string>
 

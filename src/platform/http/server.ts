@@ -16,6 +16,7 @@ import Fastify, {
 } from 'fastify'
 import { Type } from 'typebox'
 import { httpProblems, type ProblemType, problemTypeUri, Refusal } from '../../contracts/problems.ts'
+import { isDatabaseUnreachable } from '../database/index.ts'
 import type { Logger } from '../logger.ts'
 import { FailedAuthentications } from './lockout.ts'
 import { fieldErrorsFromAjv, type Problem, problemDocument, problemOf } from './problem.ts'
@@ -139,9 +140,18 @@ function problemSchema(types: ProblemType[]) {
   )
 }
 
-/** Maps Fastify's own errors (parsing, limits, validation) to the problem types and words a caller can act on. */
+/** What a 503 for an unreachable database tells a caller to wait: a PostgreSQL restart or failover takes seconds. */
+const DATABASE_RETRY_AFTER_SECONDS = 5
+
+/**
+ * Maps Fastify's own errors (parsing, limits, validation), and the database out of reach, to the problem types
+ * and words a caller can act on.
+ */
 export function problemFor(error: FastifyError): Problem {
   if (error instanceof Refusal) return problemOf(error)
+  if (isDatabaseUnreachable(error)) {
+    return problemDocument(httpProblems.serviceUnavailable, 'The database cannot be reached right now; nothing was stored or changed. Retry shortly.')
+  }
   if (error.validation) {
     return problemOf(Refusal.invalid(fieldErrorsFromAjv(error.validation as never, error.validationContext ?? 'body')))
   }
@@ -249,7 +259,11 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const problem = problemFor(error)
-    if (problem.status >= 500) request.log.error({ err: error }, 'request failed')
+    // The database away is an outage to watch, not a fault in this request: a warning, and when to try again.
+    if (problem.status === httpProblems.serviceUnavailable.status) {
+      request.log.warn({ err: error }, 'request failed: the database cannot be reached')
+      reply.header('retry-after', String(DATABASE_RETRY_AFTER_SECONDS))
+    } else if (problem.status >= 500) request.log.error({ err: error }, 'request failed')
     else request.log.info({ status: problem.status, code: error.code }, problem.title)
     reply
       .status(problem.status)

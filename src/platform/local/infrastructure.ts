@@ -20,13 +20,13 @@ export interface Infrastructure {
 /**
  * Brings up what the services stand on: PostgreSQL and Kafka, each either the one configured
  * (DATABASE_URL, KAFKA_BROKERS) or a local one started here, then the schema (`migrations`) and the topics.
- * `local.kafkaListeners`: more named listeners on a local broker (see LocalKafkaOptions.extraListeners).
+ * `local.kafkaListeners`: more named listeners on each local broker (see LocalKafkaOptions.extraListeners).
  */
 export async function startInfrastructure(
   config: Config,
   log: Logger,
   migrations: Record<string, Migration>,
-  local: { kafkaListeners?: ExtraListener[] } = {}
+  local: { kafkaListeners?: ExtraListener[][] } = {}
 ): Promise<Infrastructure> {
   const [postgres, broker] = await Promise.allSettled([
     config.databaseUrl

@@ -43,11 +43,12 @@ export interface LocalKafkaOptions {
     users: [SaslUser, ...SaslUser[]]
   }
   /**
-   * More client listeners, each with a name of its own (e.g. `CIF`), listening on `port` and advertised at
-   * `advertisedPort`: a client that reaches the broker through a proxy (the network fault tests' Toxiproxy)
-   * must be told the proxy's address in the metadata, or it reconnects around the proxy to the broker itself.
+   * More client listeners for each broker, in node order (one list per broker), each with a name of its own
+   * (e.g. `CIF`), listening on `port` and advertised at `advertisedPort`: a client that reaches the brokers
+   * through proxies (the network fault tests' Toxiproxy, one proxy per broker) must be told the proxies'
+   * addresses in the metadata, or it reconnects around them to the brokers themselves.
    */
-  extraListeners?: ExtraListener[]
+  extraListeners?: ExtraListener[][]
 }
 
 export interface ExtraListener {
@@ -355,13 +356,17 @@ export async function startLocalKafka(options: LocalKafkaOptions, log: Logger): 
   if (secured?.users.some((user) => !/^[\w.-]+$/.test(user.name + user.password))) {
     throw new LocalKafkaUnavailable('SCRAM user names and passwords of the local broker must be letters, digits, ".", "_" or "-".')
   }
-  // A listener's port is one broker's: proxies in front of a cluster would need one per broker.
-  if (options.extraListeners?.length && count > 1) throw new LocalKafkaUnavailable('Extra listeners are for a single local broker only.')
+  // A listener's port is one broker's: a cluster behind proxies needs a list for each broker.
+  if (options.extraListeners && options.extraListeners.length !== count) {
+    throw new LocalKafkaUnavailable(
+      `Extra listeners must be given for each of the ${count} local brokers, got ${options.extraListeners.length} lists.`
+    )
+  }
   checkJava()
   await ensureBrokerJars(libDir, log)
   for (const node of nodes) {
     await mkdir(node.dir, { recursive: true })
-    await writeFile(join(node.dir, 'server.properties'), serverProperties(node, nodes, secured, options.extraListeners))
+    await writeFile(join(node.dir, 'server.properties'), serverProperties(node, nodes, secured, options.extraListeners?.[node.nodeId - 1]))
     await writeFile(join(node.dir, 'log4j2.properties'), log4jProperties)
     if (await stopLeftover(join(node.dir, 'broker.pid'), 'SIGTERM', 'kafka.Kafka')) {
       log.warn({ dir: node.dir }, 'stopped a Kafka broker left running by an earlier run')
