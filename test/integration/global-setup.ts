@@ -7,7 +7,7 @@ import type { KafkaCluster } from '../../src/platform/kafka.ts'
 import { startInfrastructure } from '../../src/platform/local/infrastructure.ts'
 import { createLogger } from '../../src/platform/logger.ts'
 import { migrations } from '../../src/roles/migrations.ts'
-import { freePort } from './free-port.ts'
+import { freePort, freePortRange } from './free-port.ts'
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -27,7 +27,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
     ...process.env,
     CIF_DATA_DIR: dataDir,
     LOCAL_POSTGRES_PORT: String(await freePort()),
-    KAFKA_PORT: String(await freePort())
+    // The broker takes two ports: its own and its controller's, the next one.
+    KAFKA_PORT: String(await freePortRange(2))
   })
   const infrastructure = await startInfrastructure(config, createLogger(process.env.LOG_LEVEL ?? 'warn', 'test-stack'), migrations)
   project.provide('databaseUrl', infrastructure.databaseUrl)

@@ -344,7 +344,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     })()
     while (!loadEnded) {
       const due = Date.now() + -Math.log(1 - Math.random()) * options.meanFaultIntervalMs
-      while (!loadEnded && Date.now() < due) await sleep(Math.min(1000, due - Date.now()))
+      while (!loadEnded && Date.now() < due) await sleep(Math.max(0, Math.min(1000, due - Date.now())))
       if (loadEnded) break
       const kind = draw(kinds, Math.random())
       faults[kind.kind] = (faults[kind.kind] ?? 0) + 1
@@ -372,7 +372,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     for (const service of [...stack.cifs, ...stack.syncers]) if (service.pid === undefined) await restart(service)
     // What FAILED by design (a misbehaviour the syncer must not guess past) waits for a person: once nothing is
     // being tried any more, every FAILED delivery is redriven, as an operator would once the end system is fixed.
-    await waitUntilNoneIn(stack, ['PENDING', 'IN_FLIGHT', 'RETRY_SCHEDULED'], DRAIN_BOUND_MS)
+    await waitUntilNone(deliveriesIn(stack, ['PENDING', 'IN_FLIGHT', 'RETRY_SCHEDULED']), DRAIN_BOUND_MS)
     const redriven = await redriveFailed(stack, 'the end system misbehaved during the soak; fixed')
     say(`${redriven} FAILED deliveries redriven`)
     const drained = await waitUntilDrained(stack, startedAt, DRAIN_BOUND_MS)
@@ -380,8 +380,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     say(drained < 0 ? `! not drained within ${DRAIN_BOUND_MS / 1000} s` : `drained ${drainMs} ms after the load`)
     // The drain counts the CIF's customers; one made up on the topic by a bad message trails it by a gap's
     // fill. FAILED ends a delivery too here: a bad message's update of a customer never created.
-    if (drained >= 0) await waitUntilNoneIn(stack, unsettled, 60_000)
-    await waitForStatusRelay(stack)
+    if (drained >= 0) await waitUntilNone(deliveriesIn(stack, unsettled), 60_000)
+    await waitUntilNone(statusesUnpublished(stack), 60_000)
     const findings = findProblems(await observe(stack, calls, injectedMessages))
     return {
       options: {
@@ -414,30 +414,28 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
 /** Deliveries in a state that is neither settled nor FAILED (FAILED waits for a person). */
 const unsettled = deliveryStates.filter((state) => state !== 'FAILED' && !(settledStates as readonly string[]).includes(state))
 
-/** Waits until no delivery is in `states`, or `timeoutMs` has passed. */
-async function waitUntilNoneIn(stack: ProcessStack, states: readonly DeliveryState[], timeoutMs: number): Promise<void> {
+/** Polls `count` every half second until it is 0 or `timeoutMs` has passed. */
+async function waitUntilNone(count: () => Promise<number>, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs
-  while (Date.now() < deadline) {
-    const row = await stack.database.db
-      .selectFrom('delivery')
-      .select((eb) => eb.fn.countAll<string>().as('n'))
-      .where('state', 'in', states)
-      .executeTakeFirstOrThrow()
-    if (Number(row.n) === 0) return
-    await sleep(500)
-  }
+  while (Date.now() < deadline && (await count()) > 0) await sleep(500)
 }
 
-/** The last statuses trail the deliveries by a relay poll or two: wait until none is left unpublished. */
-async function waitForStatusRelay(stack: ProcessStack): Promise<void> {
-  const deadline = Date.now() + 60_000
-  while (Date.now() < deadline) {
-    const row = await stack.database.db
-      .selectFrom('sync_status_update')
-      .select((eb) => eb.fn.countAll<string>().as('n'))
-      .where('published_at', 'is', null)
-      .executeTakeFirstOrThrow()
-    if (Number(row.n) === 0) return
-    await sleep(500)
-  }
+/** How many deliveries are in `states`. */
+const deliveriesIn = (stack: ProcessStack, states: readonly DeliveryState[]) => async (): Promise<number> => {
+  const row = await stack.database.db
+    .selectFrom('delivery')
+    .select((eb) => eb.fn.countAll<string>().as('n'))
+    .where('state', 'in', states)
+    .executeTakeFirstOrThrow()
+  return Number(row.n)
+}
+
+/** How many statuses the relay has yet to publish: the last trail the deliveries by a relay poll or two. */
+const statusesUnpublished = (stack: ProcessStack) => async (): Promise<number> => {
+  const row = await stack.database.db
+    .selectFrom('sync_status_update')
+    .select((eb) => eb.fn.countAll<string>().as('n'))
+    .where('published_at', 'is', null)
+    .executeTakeFirstOrThrow()
+  return Number(row.n)
 }
