@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { type Network, type NetworkLink, networkLinks } from './network.ts'
+import { type Network, type NetworkLink, networkLinks, settleAll } from './network.ts'
 import type { ProcessStack } from './stack.ts'
 import type { Toxic, ToxicOptions } from './toxiproxy.ts'
 
@@ -10,14 +10,17 @@ function networkOf(stack: ProcessStack): Network {
   return stack.network
 }
 
-/** Puts toxics on links for `ms`, then takes them off again, whatever happened meanwhile. */
+/**
+ * Puts toxics on links for `ms`, then takes them off again, whatever happened meanwhile: each is taken off
+ * even when taking off another failed (else one failure leaves the rest on for good).
+ */
 async function withToxics(network: Network, toxics: { link: NetworkLink; toxic: Toxic; options?: ToxicOptions }[], ms: number): Promise<void> {
   const removers: (() => Promise<void>)[] = []
   try {
     for (const { link, toxic, options } of toxics) removers.push(await network.toxic(link, toxic, options))
     await sleep(ms)
   } finally {
-    for (const remove of removers) await remove()
+    await settleAll(removers.map((remove) => remove()))
   }
 }
 

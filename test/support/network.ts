@@ -63,6 +63,12 @@ export function planPorts(plan: NetworkPlan): number[] {
   return [...Object.values(plan.proxyPorts).flat(), ...plan.kafkaListeners.flat().map((l) => l.port)]
 }
 
+/** Waits for every one of `work`, then throws the first failure, if any. */
+export async function settleAll(work: Promise<void>[]): Promise<void> {
+  const failed = (await Promise.allSettled(work)).find((result) => result.status === 'rejected')
+  if (failed) throw failed.reason
+}
+
 /** A link's proxies' names in Toxiproxy: the link's own, numbered by broker when a Kafka link has several. */
 const proxyNames = (plan: NetworkPlan, link: NetworkLink): string[] =>
   plan.proxyPorts[link].length === 1 ? [link] : plan.proxyPorts[link].map((_, i) => `${link}-${i + 1}`)
@@ -110,10 +116,15 @@ export async function startNetwork({ plan, databaseUrl, endSystemPorts, logFile 
     toxiproxy,
     toxic: async (link, toxic, options) => {
       const added: [string, string][] = []
-      for (const proxy of proxyNames(plan, link)) added.push([proxy, await toxiproxy.addToxic(proxy, toxic, options)])
-      return async () => {
-        for (const [proxy, name] of added) await toxiproxy.removeToxic(proxy, name)
+      const remove = () => settleAll(added.map(([proxy, name]) => toxiproxy.removeToxic(proxy, name)))
+      try {
+        for (const proxy of proxyNames(plan, link)) added.push([proxy, await toxiproxy.addToxic(proxy, toxic, options)])
+      } catch (error) {
+        // On some of the link's proxies only: taken off again, so that nothing stays on with no one to remove it.
+        await remove().catch(() => {})
+        throw error
       }
+      return remove
     },
     cut: async (link) => {
       for (const proxy of proxyNames(plan, link)) await toxiproxy.setEnabled(proxy, false)

@@ -367,7 +367,9 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     )
     await Promise.all(injections)
     await reading
-    // A kind that threw may have left an instance or a broker down: every one is up before the drain.
+    // A kind that threw may have left a link faulty, an instance or a broker down: every link is restored and
+    // every one is up before the drain.
+    await stack.network?.reset()
     for (const broker of stack.infrastructure.localKafka?.brokers ?? []) if (broker.pid() === undefined) await broker.start()
     for (const service of [...stack.cifs, ...stack.syncers]) if (service.pid === undefined) await restart(service)
     // What FAILED by design (a misbehaviour the syncer must not guess past) waits for a person: once nothing is
