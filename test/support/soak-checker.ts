@@ -82,7 +82,7 @@ export interface SoakFindings {
   callsUnread: number
   /** Bad messages put on the events topic during the run. */
   injected: number
-  /** The first problems found, in words (CIF IDs and versions only: no personal data). */
+  /** The first problems found under each rule (20 at most each), in words (CIF IDs and versions only: no personal data). */
   problems: string[]
 }
 
@@ -90,7 +90,8 @@ export interface SoakFindings {
 const notSentOnPurpose = new Set(['SUPERSEDED', 'SKIPPED', 'RETIRED'])
 const unsettled = new Set(['PENDING', 'IN_FLIGHT', 'RETRY_SCHEDULED'])
 const IN_SYNC = 'cif.sync.customer.in-sync'
-const MAX_PROBLEMS = 50
+/** Problems said in words, per rule: a flood of one kind (thousands stuck) must not hide another. */
+const MAX_PROBLEMS_PER_RULE = 20
 
 /** Every rule of the soak, over what was observed. */
 export function findProblems(observed: SoakObservations): SoakFindings {
@@ -132,7 +133,7 @@ export function findProblems(observed: SoakObservations): SoakFindings {
   type Counted = 'lost' | 'duplicates' | 'orderViolations' | 'invented' | 'unexplained' | 'stuck' | 'unrecordedCalls'
   const found = (rule: Counted, text: string, count = 1): void => {
     findings[rule] += count
-    if (problems.length < MAX_PROBLEMS) problems.push(`${rule}: ${text}`)
+    if (problems.filter((problem) => problem.startsWith(`${rule}:`)).length < MAX_PROBLEMS_PER_RULE) problems.push(`${rule}: ${text}`)
   }
   if (seen.callsUnread > 0)
     problems.push(`the simulator's call log dropped ${seen.callsUnread} calls before they were read: the call rules are partial`)

@@ -113,14 +113,23 @@ export class Toxiproxy {
     throw new ToxiproxyUnavailable(`Toxiproxy was not ready on port ${port} within 20 s; see ${logFile}`)
   }
 
-  async #call(method: string, path: string, body?: unknown): Promise<unknown> {
-    const response = await fetch(`${this.url}${path}`, {
-      method,
-      ...(body === undefined ? {} : { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
-    })
-    const text = await response.text()
-    if (!response.ok) throw new Error(`Toxiproxy ${method} ${path}: ${response.status} ${text}`)
-    return text ? JSON.parse(text) : undefined
+  /**
+   * One request to Toxiproxy's API. It answers 503 when its own handler timeout passes (taking off a latency
+   * toxic that holds much data on a busy link, or a reset of them all, took longer), and the work goes on
+   * behind that answer: the request is made again, up to 10 times. `done` says which other answers mean the
+   * work is done already (a toxic gone, or there).
+   */
+  async #call(method: string, path: string, body?: unknown, done: number[] = []): Promise<unknown> {
+    for (let attempt = 1; ; attempt++) {
+      const response = await fetch(`${this.url}${path}`, {
+        method,
+        ...(body === undefined ? {} : { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+      })
+      const text = await response.text()
+      if (response.ok || done.includes(response.status)) return text && response.ok ? JSON.parse(text) : undefined
+      if (response.status !== 503 || attempt >= 10) throw new Error(`Toxiproxy ${method} ${path}: ${response.status} ${text}`)
+      await sleep(500 * attempt)
+    }
   }
 
   /** A proxy listening on 127.0.0.1:`listenPort` that forwards to `upstream` (host:port). */
@@ -131,31 +140,18 @@ export class Toxiproxy {
   /** Adds a toxic to a proxy; returns its name, for `removeToxic`. */
   async addToxic(proxy: string, toxic: Toxic, options: ToxicOptions = {}): Promise<string> {
     const name = `${toxic.type}-${++this.#toxics}`
-    await this.#call('POST', `/proxies/${proxy}/toxics`, {
-      name,
-      type: toxic.type,
-      stream: options.stream ?? 'downstream',
-      toxicity: options.toxicity ?? 1,
-      attributes: toxic.attributes
-    })
+    await this.#call(
+      'POST',
+      `/proxies/${proxy}/toxics`,
+      { name, type: toxic.type, stream: options.stream ?? 'downstream', toxicity: options.toxicity ?? 1, attributes: toxic.attributes },
+      [409] // asked again after a 503: the first request had added it
+    )
     return name
   }
 
-  /**
-   * Removes a toxic. Toxiproxy may answer 503 (its API's own timeout) while a toxic still lets go of what it
-   * held (a latency toxic on a busy link), and the toxic then stays: found by a soak, where one such answer
-   * left 150 ms on every link for the last 48 minutes. The removal is asked again until the toxic is gone.
-   */
+  /** Removes a toxic; asked again while Toxiproxy answers 503 (see #call), which once left one on for 48 minutes of a soak. */
   async removeToxic(proxy: string, toxic: string): Promise<void> {
-    for (let attempt = 1; ; attempt++) {
-      const response = await fetch(`${this.url}/proxies/${proxy}/toxics/${toxic}`, { method: 'DELETE' }).catch((error: Error) => error)
-      if (!(response instanceof Error) && (response.ok || response.status === 404)) return
-      if (attempt >= 10) {
-        const why = response instanceof Error ? response.message : `${response.status} ${await response.text()}`
-        throw new Error(`Toxiproxy DELETE /proxies/${proxy}/toxics/${toxic}: ${why}`)
-      }
-      await sleep(500 * attempt)
-    }
+    await this.#call('DELETE', `/proxies/${proxy}/toxics/${toxic}`, undefined, [404])
   }
 
   /**
