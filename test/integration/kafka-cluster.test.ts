@@ -4,7 +4,7 @@ import { beforeAll, describe, expect, it } from 'vitest'
 import { topics } from '../../src/contracts/topics.ts'
 import { clientConnection, createProbe, kafkaAnswers } from '../../src/platform/kafka.ts'
 import { partitionStates } from '../support/cluster.ts'
-import { killEventsLeader, runFaultSuite } from '../support/fault-suite.ts'
+import { killEventsLeader, readiness, runFaultSuite } from '../support/fault-suite.ts'
 import { ensureToxiproxyServer } from '../support/toxiproxy.ts'
 
 // A stack of its own on three local brokers, with Toxiproxy on every link (a proxy per broker on the links to
@@ -93,7 +93,7 @@ describe('a three-broker Kafka cluster', () => {
 async function readyWithin(url: string, ready: boolean, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
-    const now = (await fetch(`${url}/health/ready`)).ok
+    const { ok: now } = await readiness(url)
     if (now === ready || Date.now() > deadline) return now
     await sleep(500)
   }

@@ -313,7 +313,7 @@ interface PartHealth {
   lastRestart: { reason: string } | null
 }
 
-interface Readiness {
+export interface Readiness {
   ok: boolean
   body: { details?: Partial<Record<RestartingPart, PartHealth>> } | undefined
 }
@@ -322,7 +322,8 @@ interface Readiness {
 const restartingParts = { intake: 'syncer', statusRelay: 'syncer', outboxRelay: 'cif' } as const
 type RestartingPart = keyof typeof restartingParts
 
-async function readiness(url: string): Promise<Readiness> {
+/** A service's readiness, within 5 s: not ready when it does not answer. */
+export async function readiness(url: string): Promise<Readiness> {
   try {
     const response = await fetch(`${url}/health/ready`, { signal: AbortSignal.timeout(5000) })
     return { ok: response.ok, body: (await response.json()) as Readiness['body'] }

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { type DeliveryState, deliveryStates, settledStates } from '../../src/syncer/delivery/states.ts'
+import { type DeliveryState, openStates } from '../../src/syncer/delivery/states.ts'
 import { badMessageKinds, type ProducedBadMessage, produceBadMessage } from './bad-messages.ts'
 import { waitUntilDrained } from './invariants.ts'
 import { runLoad } from './load.ts'
@@ -414,7 +414,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
 }
 
 /** Deliveries in a state that is neither settled nor FAILED (FAILED waits for a person). */
-const unsettled = deliveryStates.filter((state) => state !== 'FAILED' && !(settledStates as readonly string[]).includes(state))
+const unsettled = openStates.filter((state) => state !== 'FAILED')
 
 /** Polls `count` every half second until it is 0 or `timeoutMs` has passed. */
 async function waitUntilNone(count: () => Promise<number>, timeoutMs: number): Promise<void> {
