@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { afterAll, describe, expect, it } from 'vitest'
-import { freePort } from './free-port.ts'
+import { simulatedSystems } from '../../src/simulator/end-system-simulator.ts'
+import { freePort, freePortRange } from './free-port.ts'
 
 // `npm start` as a newcomer runs it, on free ports and in a folder of its own: what it prints, and that
 // it goes, PostgreSQL and Kafka with it, when npm is told to stop.
@@ -50,13 +51,14 @@ describe('npm start', () => {
   it('prints readable logs and the banner once every service is ready, and stops everything when npm is stopped', async () => {
     dataDir = await mkdtemp(join(tmpdir(), 'cif-syncer-start-'))
     await chmod(dataDir, 0o755) // PostgreSQL runs as the postgres user when we are root
-    const simulatorPort = await freePort()
+    // The simulator takes its own port and the next one for each system it simulates.
+    const simulatorPort = await freePortRange(simulatedSystems.length + 1)
     const ports = {
       CIF_PORT: await freePort(),
       SYNCER_PORT: await freePort(),
       SIMULATOR_PORT: simulatorPort,
       LOCAL_POSTGRES_PORT: await freePort(),
-      KAFKA_PORT: await freePort()
+      KAFKA_PORT: await freePortRange(2) // and the next one for its controller
     }
     const env = {
       ...process.env,
@@ -100,7 +102,7 @@ describe('npm start', () => {
 
     // npm goes (SIGTERM), leaving its script behind: the stack notices and stops, servers included.
     process.kill(started.pid!, 'SIGTERM')
-    const allPorts = [...Object.values(ports), simulatorPort + 1, simulatorPort + 2, simulatorPort + 3]
+    const allPorts = [...Object.values(ports), ...simulatedSystems.map((_, i) => simulatorPort + 1 + i)]
     const stopBy = Date.now() + 90_000
     let open = allPorts
     while (Date.now() < stopBy) {

@@ -58,11 +58,6 @@ export async function planNetwork(brokers = 1): Promise<NetworkPlan> {
   return { proxyPorts, kafkaListeners }
 }
 
-/** Every port a plan has taken: the proxies' and the brokers' listeners'. */
-export function planPorts(plan: NetworkPlan): number[] {
-  return [...Object.values(plan.proxyPorts).flat(), ...plan.kafkaListeners.flat().map((l) => l.port)]
-}
-
 /** Waits for every one of `work`, then throws the first failure, if any. */
 export async function settleAll(work: Promise<void>[]): Promise<void> {
   const failed = (await Promise.allSettled(work)).find((result) => result.status === 'rejected')

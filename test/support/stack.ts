@@ -12,7 +12,7 @@ import { simulatedSystems } from '../../src/simulator/end-system-simulator.ts'
 import type { RetryPolicy } from '../../src/syncer/delivery/end-systems-config.ts'
 import { freePort, freePortRange } from '../integration/free-port.ts'
 import type { TestDatabase } from './database.ts'
-import { type Network, planNetwork, planPorts, startNetwork } from './network.ts'
+import { type Network, planNetwork, startNetwork } from './network.ts'
 import { ServiceProcess } from './service-process.ts'
 
 export const sourceKey = 'stack-branch-portal-key'
@@ -92,12 +92,9 @@ export async function startProcessStack(options: StackOptions = {}): Promise<Pro
     [cifPort, ...(await morePorts(options.cifInstances))],
     [syncerPort, ...(await morePorts(options.syncerInstances))]
   ]
-  // The simulator's systems take the ports after its own, one each: none may be one already taken (an
-  // instance's, or a proxy's or listener's of the network plan), or the simulator cannot start.
-  const taken = new Set([...cifPorts, ...syncerPorts, ...(networkPlan ? planPorts(networkPlan) : [])])
-  let simulatorPort = await freePort()
-  while (Array.from({ length: simulatedSystems.length + 1 }, (_, i) => simulatorPort + i).some((port) => taken.has(port)))
-    simulatorPort = await freePort()
+  // The simulator's systems take the ports after its own, one each: all free, and none handed out already (to an
+  // instance, or a proxy or listener of the network plan).
+  const simulatorPort = await freePortRange(simulatedSystems.length + 1)
   const systemUrl = (i: number) => `http://127.0.0.1:${simulatorPort + i}`
 
   const endSystems = parseDocument(await readFile('config/end-systems.yaml', 'utf8'))
