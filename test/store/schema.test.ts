@@ -1,8 +1,9 @@
 import { sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { reconciliationSituations } from '../../src/contracts/sync-status-events.ts'
+import { countStatement } from '../../src/syncer/delivery/delivery-counts.ts'
 import { requestKinds, requestStates } from '../../src/syncer/delivery/four-eyes.ts'
-import { attemptStatuses, deliveryStates, operatorActions } from '../../src/syncer/delivery/states.ts'
+import { attemptStatuses, deliveryStates, openStates, operatorActions } from '../../src/syncer/delivery/states.ts'
 import { runKinds, runStates } from '../../src/syncer/reconciliation/runs.ts'
 import { type OwnDatabase, ownDatabase } from '../support/own-database.ts'
 
@@ -59,5 +60,27 @@ describe('the database has an index for each look-up the code makes', () => {
       return rows.map((row) => row['QUERY PLAN']).join('\n')
     })
     expect(plan).not.toMatch(/Seq Scan/)
+  })
+})
+
+describe('the summary counts the open deliveries from an index that holds only them', () => {
+  it("has the open states of states.ts as the index's predicate", async () => {
+    const { rows } = await sql<{ definition: string }>`select pg_get_indexdef('delivery_open_counts'::regclass) as definition`.execute(database.db)
+    const predicate = rows[0]!.definition.split(' WHERE ')[1] ?? ''
+    expect([...predicate.matchAll(/'([A-Z_]+)'::text/g)].map((m) => m[1]).sort()).toEqual([...openStates].sort())
+  })
+
+  it('counts the open states with an index-only scan of it, reading no delivery row', async () => {
+    // Visibility as after a vacuum (the history's pages are all-visible); the planner prices an index-only scan
+    // by how much of the table is.
+    await sql`vacuum analyze delivery`.execute(database.db)
+    const plan = await database.db.connection().execute(async (connection) => {
+      await sql`set enable_seqscan = off`.execute(connection)
+      const { rows } = await sql<{ 'QUERY PLAN': string }>`explain ${countStatement()}`.execute(connection)
+      await sql`reset enable_seqscan`.execute(connection)
+      return rows.map((row) => row['QUERY PLAN']).join('\n')
+    })
+    expect(plan).toMatch(/Index Only Scan using delivery_open_counts on delivery/)
+    expect(plan).not.toMatch(/Seq Scan on delivery\b(?!_)/)
   })
 })

@@ -8,7 +8,7 @@ import { type DeliveryState, openStates, settledStates } from './states.ts'
 // never moves again, so its count can be kept: the retention round adds the deliveries that settled before a
 // mark to running totals (delivery_settled_count) and moves the mark, and a count is those totals, plus what
 // settled since the mark (the index delivery_settled_since, migration 0013), plus the open states, live (the
-// index delivery_state_updated). Each part follows recent or open work, not the history.
+// index delivery_open_counts, migration 0016, which holds only them). Each part follows recent or open work, not the history.
 
 /**
  * How far the mark trails PostgreSQL's clock. A delivery settles with `completed_at = now()`, the start of

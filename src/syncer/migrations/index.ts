@@ -11,6 +11,7 @@ import * as traceContext from './0012_trace_context.ts'
 import * as settledDeliveryCounts from './0013_settled_delivery_counts.ts'
 import * as oneEventPerVersion from './0014_one_event_per_version.ts'
 import * as deliveryEventIndex from './0015_delivery_event_index.ts'
+import * as deliveryOpenCounts from './0016_delivery_open_counts.ts'
 
 /** The syncer's migrations. Names are versions: never rename or edit a released one, add a new one. */
 export const syncerMigrations: Record<string, Migration> = {
@@ -25,5 +26,6 @@ export const syncerMigrations: Record<string, Migration> = {
   '0012_trace_context': traceContext,
   '0013_settled_delivery_counts': settledDeliveryCounts,
   '0014_one_event_per_version': oneEventPerVersion,
-  '0015_delivery_event_index': deliveryEventIndex
+  '0015_delivery_event_index': deliveryEventIndex,
+  '0016_delivery_open_counts': deliveryOpenCounts
 }
