@@ -6,6 +6,7 @@ import { loadavg } from 'node:os'
 import { performance } from 'node:perf_hooks'
 import * as hdr from 'hdr-histogram-js'
 import { type Kysely, sql } from 'kysely'
+import { attemptsQuery, deliveriesQuery } from '../src/syncer/api/read-model.ts'
 import { countStatement, rollUpSettledCounts } from '../src/syncer/delivery/delivery-counts.ts'
 import { claimStatement } from '../src/syncer/delivery/delivery-store.ts'
 import { attemptPartitionName } from '../src/syncer/retention.ts'
@@ -160,6 +161,51 @@ async function measureSummary(stack: ProcessStack): Promise<{ buffers: number; c
   }
 }
 
+interface PlanNode {
+  'Node Type': string
+  'Index Name'?: string
+  'Relation Name'?: string
+  'Actual Rows'?: number
+  'Actual Loops'?: number
+  'Shared Hit Blocks'?: number
+  'Shared Read Blocks'?: number
+  'Actual Total Time'?: number
+  Plans?: PlanNode[]
+}
+
+/** A plan as lines, one per node, indented by depth: what it read, how, and how much. */
+function outline(node: PlanNode, depth = 0): string[] {
+  const on = node['Index Name'] ? ` using ${node['Index Name']}` : ''
+  const relation = node['Relation Name'] ? ` on ${node['Relation Name']}` : ''
+  const buffers = (node['Shared Hit Blocks'] ?? 0) + (node['Shared Read Blocks'] ?? 0)
+  const line = `${'  '.repeat(depth)}${node['Node Type']}${on}${relation}: rows ${node['Actual Rows']} x${node['Actual Loops']}, buffers ${buffers}`
+  return [line, ...(node.Plans ?? []).flatMap((child) => outline(child, depth + 1))]
+}
+
+/**
+ * The plans of the admin filters the history slowed most (session 8), as the admin API builds them
+ * (read-model.ts): the time, the buffers and the outline of each, to say where each one's time goes.
+ */
+async function measureFilterPlans(stack: ProcessStack): Promise<Record<string, { ms: number; buffers: number; plan: string[] }>> {
+  const db = asSyncer(stack.database.db)
+  const from = new Date(Date.now() - 3_600_000).toISOString()
+  const queries = {
+    'admin: ERROR attempts of a system': await attemptsQuery(db, { endSystem: 'crm', status: 'ERROR', limit: '100' }),
+    'admin: attempts of a system in the last hour': await attemptsQuery(db, { endSystem: 'crm', from, limit: '100' }),
+    'admin: FAILED deliveries': deliveriesQuery(db, { state: 'FAILED', limit: '100' }),
+    'admin: deliveries of a system since an hour ago': deliveriesQuery(db, { endSystem: 'crm', from, limit: '100' })
+  }
+  const plans: Record<string, { ms: number; buffers: number; plan: string[] }> = {}
+  for (const [name, query] of Object.entries(queries)) {
+    const [explained] = (await query!.explain('json', sql`analyze, buffers`)) as unknown as {
+      'QUERY PLAN': { Plan: PlanNode; 'Execution Time': number }[]
+    }[]
+    const { Plan: root, 'Execution Time': ms } = explained!['QUERY PLAN'][0]!
+    plans[name] = { ms, buffers: (root['Shared Hit Blocks'] ?? 0) + (root['Shared Read Blocks'] ?? 0), plan: outline(root) }
+  }
+  return plans
+}
+
 async function measureAll(stack: ProcessStack, customers: number, say: Say) {
   const claim = await measureClaim(stack)
   say(`history: claim p50 ${claim.latencyMs.p50} ms, ${claim.buffers} buffers`)
@@ -170,7 +216,8 @@ async function measureAll(stack: ProcessStack, customers: number, say: Say) {
   say(`history: APIs p50 ${JSON.stringify(Object.fromEntries(Object.entries(apis).map(([name, p]) => [name, p.p50])))}`)
   const summary = await measureSummary(stack)
   say(`history: summary count ${summary.buffers} buffers${summary.countsEveryDelivery ? '' : ' (! not every delivery counted)'}`)
-  return { claim, drain, apis, summary, loadAverage: Number(loadavg()[0]!.toFixed(2)) }
+  const filterPlans = await measureFilterPlans(stack)
+  return { claim, drain, apis, summary, filterPlans, loadAverage: Number(loadavg()[0]!.toFixed(2)) }
 }
 
 /**

@@ -113,6 +113,11 @@ export function deliveriesMatching(q: DeliverySelection) {
 }
 
 export async function findDeliveries(db: SyncerDb, q: DeliveryFilters): Promise<Delivery[]> {
+  return (await deliveriesQuery(db, q).execute()).map((row) => ({ ...toDelivery(row), traceId: traceIdOf(row.traceparent) }))
+}
+
+/** The query behind findDeliveries (the history benchmark records its plans). */
+export function deliveriesQuery(db: SyncerDb, q: DeliveryFilters) {
   let query = db
     .selectFrom('delivery')
     .selectAll()
@@ -122,7 +127,7 @@ export async function findDeliveries(db: SyncerDb, q: DeliveryFilters): Promise<
     .orderBy('id')
     .limit(Number(q.limit ?? 100))
   if (q.after) query = query.where('id', '>', q.after)
-  return (await query.execute()).map((row) => ({ ...toDelivery(row), traceId: traceIdOf(row.traceparent) }))
+  return query
 }
 
 export async function findAttempts(db: SyncerDb, q: AttemptFilters): Promise<Attempt[]> {
