@@ -106,12 +106,24 @@ export async function startNetwork({ plan, databaseUrl, endSystemPorts, logFile 
   }
   const viaProxy = (link: NetworkLink) => `http://127.0.0.1:${plan.proxyPorts[link][0]}`
   const kafkaVia = (link: NetworkLink) => plan.proxyPorts[link].map((port) => `127.0.0.1:${port}`).join(',')
+  // A change Toxiproxy cannot make (it has wedged on a proxy: see Toxiproxy.restart) is made by restarting it,
+  // which takes off every toxic and drops every connection; the fault then fails with that said, so that a
+  // run counts it and never goes on with a toxic or a cut left in place.
+  const orRestart = async (what: string, change: () => Promise<void>): Promise<void> => {
+    try {
+      await change()
+    } catch (error) {
+      await toxiproxy.restart()
+      throw new Error(`${what}: ${(error as Error).message}; Toxiproxy restarted, every link's connections dropped`)
+    }
+  }
   // A fault on a link is on each of its proxies: a service cut off from Kafka reaches no broker.
   const network: Network = {
     toxiproxy,
     toxic: async (link, toxic, options) => {
       const added: [string, string][] = []
-      const remove = () => settleAll(added.map(([proxy, name]) => toxiproxy.removeToxic(proxy, name)))
+      const remove = () =>
+        orRestart(`taking ${toxic.type} off ${link}`, () => settleAll(added.map(([proxy, name]) => toxiproxy.removeToxic(proxy, name))))
       try {
         for (const proxy of proxyNames(plan, link)) added.push([proxy, await toxiproxy.addToxic(proxy, toxic, options)])
       } catch (error) {
@@ -122,12 +134,16 @@ export async function startNetwork({ plan, databaseUrl, endSystemPorts, logFile 
       return remove
     },
     cut: async (link) => {
-      for (const proxy of proxyNames(plan, link)) await toxiproxy.setEnabled(proxy, false)
+      await orRestart(`cutting ${link}`, async () => {
+        for (const proxy of proxyNames(plan, link)) await toxiproxy.setEnabled(proxy, false)
+      })
     },
     restore: async (link) => {
-      for (const proxy of proxyNames(plan, link)) await toxiproxy.setEnabled(proxy, true)
+      await orRestart(`restoring ${link}`, async () => {
+        for (const proxy of proxyNames(plan, link)) await toxiproxy.setEnabled(proxy, true)
+      })
     },
-    reset: () => toxiproxy.reset()
+    reset: () => orRestart('resetting every link', () => toxiproxy.reset())
   }
   return {
     network,

@@ -50,6 +50,28 @@ export async function ensureToxiproxyServer(cacheDir = join(repoRoot, '.local/to
   return binary
 }
 
+/** Requests made to Toxiproxy's API before its 503 is taken as its answer. */
+const ATTEMPTS = 4
+
+/** The server on `port`, its output appended to `logFile`; killed if this process exits first. */
+async function spawnServer(port: number, logFile: string): Promise<ChildProcess> {
+  const binary = await ensureToxiproxyServer()
+  const log = createWriteStream(logFile, { flags: 'a' })
+  await new Promise((resolveOpen) => log.once('open', resolveOpen))
+  // Its default level logs every connection at trace: megabytes a scenario, on a machine the tests share.
+  const child = spawn(binary, ['-host', '127.0.0.1', '-port', String(port)], {
+    stdio: ['ignore', log, log],
+    env: { ...process.env, LOG_LEVEL: 'warn' }
+  })
+  child.once('exit', () => log.end())
+  const orphanGuard = (): void => {
+    child.kill('SIGKILL')
+  }
+  process.once('exit', orphanGuard)
+  child.once('exit', () => process.removeListener('exit', orphanGuard))
+  return child
+}
+
 /** Toxiproxy's toxics (its README), with the attributes each takes; times in ms, rates in KB/s. */
 export type Toxic =
   | { type: 'latency'; attributes: { latency: number; jitter?: number } }
@@ -73,50 +95,65 @@ export interface ToxicOptions {
 /** A running Toxiproxy server and its REST API (http://host:port): proxies, toxics, enabling. */
 export class Toxiproxy {
   readonly url: string
-  readonly #child: ChildProcess
+  readonly #port: number
+  readonly #logFile: string
+  #child: ChildProcess
   #toxics = 0
+  /** Times `restart` was needed. */
+  restarts = 0
+  /** The proxies made, to make them again after a restart. */
+  readonly #proxies: { name: string; listenPort: number; upstream: string }[] = []
 
-  private constructor(url: string, child: ChildProcess) {
-    this.url = url
+  private constructor(port: number, logFile: string, child: ChildProcess) {
+    this.url = `http://127.0.0.1:${port}`
+    this.#port = port
+    this.#logFile = logFile
     this.#child = child
   }
 
   static async start(port: number, logFile: string): Promise<Toxiproxy> {
-    const binary = await ensureToxiproxyServer()
-    const log = createWriteStream(logFile, { flags: 'a' })
-    await new Promise((resolveOpen) => log.once('open', resolveOpen))
-    // Its default level logs every connection at trace: megabytes a scenario, on a machine the tests share.
-    const child = spawn(binary, ['-host', '127.0.0.1', '-port', String(port)], {
-      stdio: ['ignore', log, log],
-      env: { ...process.env, LOG_LEVEL: 'warn' }
-    })
-    child.once('exit', () => log.end())
-    const orphanGuard = (): void => {
-      child.kill('SIGKILL')
-    }
-    process.once('exit', orphanGuard)
-    child.once('exit', () => process.removeListener('exit', orphanGuard))
-    const server = new Toxiproxy(`http://127.0.0.1:${port}`, child)
+    const server = new Toxiproxy(port, logFile, await spawnServer(port, logFile))
+    await server.#ready()
+    return server
+  }
+
+  async #ready(): Promise<void> {
     const deadline = Date.now() + 20_000
     while (Date.now() < deadline) {
-      if (child.exitCode !== null) throw new ToxiproxyUnavailable(`Toxiproxy exited with ${child.exitCode}; see ${logFile}`)
+      if (this.#child.exitCode !== null) throw new ToxiproxyUnavailable(`Toxiproxy exited with ${this.#child.exitCode}; see ${this.#logFile}`)
       if (
-        await fetch(`${server.url}/version`).then(
+        await fetch(`${this.url}/version`).then(
           (r) => r.ok,
           () => false
         )
       )
-        return server
+        return
       await sleep(100)
     }
-    await server.stop()
-    throw new ToxiproxyUnavailable(`Toxiproxy was not ready on port ${port} within 20 s; see ${logFile}`)
+    await this.stop()
+    throw new ToxiproxyUnavailable(`Toxiproxy was not ready on port ${this.#port} within 20 s; see ${this.#logFile}`)
+  }
+
+  /**
+   * Toxiproxy killed and started again on its port, with the same proxies and no toxic. Every connection
+   * through it drops. The way out when it wedges: taking off a latency toxic whose next hop stopped reading
+   * (a peer killed mid-answer) blocks forever while holding the proxy's lock, and every later request about
+   * that proxy times out (Shopify/toxiproxy#558, open; the latency toxic's send to its output does not listen
+   * for the interrupt that the removal waits on).
+   */
+  async restart(): Promise<void> {
+    this.restarts++
+    if (this.#child.pid && this.#child.exitCode === null) await terminate(this.#child.pid, 'SIGKILL', 5000)
+    this.#child = await spawnServer(this.#port, this.#logFile)
+    await this.#ready()
+    for (const proxy of this.#proxies) await this.#createProxy(proxy.name, proxy.listenPort, proxy.upstream)
   }
 
   /**
    * One request to Toxiproxy's API. It answers 503 when its own handler timeout passes (taking off a latency
    * toxic that holds much data on a busy link, or a reset of them all, took longer), and the work goes on
-   * behind that answer: the request is made again, up to 10 times. `done` says which other answers mean the
+   * behind that answer: the request is made again, ATTEMPTS times in all (its handler timeout is 25 s, so
+   * about two minutes; a proxy it has wedged on never answers, see `restart`). `done` says which other answers mean the
    * work is done already (a toxic gone, or there).
    */
   async #call(method: string, path: string, body?: unknown, done: number[] = []): Promise<unknown> {
@@ -127,13 +164,18 @@ export class Toxiproxy {
       })
       const text = await response.text()
       if (response.ok || done.includes(response.status)) return text && response.ok ? JSON.parse(text) : undefined
-      if (response.status !== 503 || attempt >= 10) throw new Error(`Toxiproxy ${method} ${path}: ${response.status} ${text}`)
+      if (response.status !== 503 || attempt >= ATTEMPTS) throw new Error(`Toxiproxy ${method} ${path}: ${response.status} ${text}`)
       await sleep(500 * attempt)
     }
   }
 
   /** A proxy listening on 127.0.0.1:`listenPort` that forwards to `upstream` (host:port). */
   async createProxy(name: string, listenPort: number, upstream: string): Promise<void> {
+    await this.#createProxy(name, listenPort, upstream)
+    this.#proxies.push({ name, listenPort, upstream })
+  }
+
+  async #createProxy(name: string, listenPort: number, upstream: string): Promise<void> {
     await this.#call('POST', '/proxies', { name, listen: `127.0.0.1:${listenPort}`, upstream, enabled: true })
   }
 
