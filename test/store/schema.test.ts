@@ -84,3 +84,12 @@ describe('the summary counts the open deliveries from an index that holds only t
     expect(plan).not.toMatch(/Seq Scan on delivery\b(?!_)/)
   })
 })
+
+describe('the delivery table is vacuumed by what changed, not by a share of the history', () => {
+  it('has fixed autovacuum thresholds of its own', async () => {
+    const { rows } = await sql<{ options: string[] }>`select reloptions as options from pg_class where relname = 'delivery'`.execute(database.db)
+    expect(rows[0]!.options).toEqual(
+      expect.arrayContaining(['autovacuum_vacuum_scale_factor=0', 'autovacuum_vacuum_insert_scale_factor=0', 'autovacuum_vacuum_threshold=10000'])
+    )
+  })
+})
