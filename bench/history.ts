@@ -146,7 +146,9 @@ async function feedCursor(stack: ProcessStack): Promise<string> {
  * The summary's count (delivery-counts.ts `countStatement`): the buffers its plan touches, the plan itself (to
  * see which index each part read), and whether it counts every delivery, as the table counted whole does.
  */
-async function measureSummary(stack: ProcessStack): Promise<{ buffers: number; countsEveryDelivery: boolean; plan: unknown }> {
+async function measureSummary(
+  stack: ProcessStack
+): Promise<{ buffers: number; countsEveryDelivery: boolean; deliveryDeadRows: number; sinceAutovacuumS: number | null; plan: unknown }> {
   const { db } = stack.database
   const explained = await sql<{
     'QUERY PLAN': { Plan: Record<string, number> }[]
@@ -154,9 +156,16 @@ async function measureSummary(stack: ProcessStack): Promise<{ buffers: number; c
   const plan = explained.rows[0]!['QUERY PLAN'][0]!.Plan
   const { rows } = await countStatement().execute(db)
   const { rows: all } = await sql<{ n: string }>`select count(*)::text as n from delivery`.execute(db)
+  // How much the index entries of dead row versions weigh in (migration 0017): the table's dead rows, and
+  // how long ago autovacuum last went through it.
+  const { rows: vacuum } = await sql<{ deadRows: string; sinceAutovacuumS: number | null }>`
+    select n_dead_tup::text as "deadRows", extract(epoch from now() - last_autovacuum)::float8 as "sinceAutovacuumS"
+    from pg_stat_user_tables where relname = 'delivery'`.execute(db)
   return {
     buffers: (plan['Shared Hit Blocks'] ?? 0) + (plan['Shared Read Blocks'] ?? 0),
     countsEveryDelivery: rows.reduce((sum, row) => sum + Number(row.n), 0) === Number(all[0]!.n),
+    deliveryDeadRows: Number(vacuum[0]!.deadRows),
+    sinceAutovacuumS: vacuum[0]!.sinceAutovacuumS === null ? null : Math.round(vacuum[0]!.sinceAutovacuumS),
     plan
   }
 }
