@@ -24,6 +24,10 @@ const CLAIM_LIMIT = 32
 /** Far from the CIF service's numbers (1,000,000,000 on): the history's CIF IDs are its own. */
 const HISTORY_CIF_BASE = 60_000_000_000
 
+/** The buffers a plan node touched, found in memory or read. */
+const buffersOf = (node: { 'Shared Hit Blocks'?: number; 'Shared Read Blocks'?: number }): number =>
+  (node['Shared Hit Blocks'] ?? 0) + (node['Shared Read Blocks'] ?? 0)
+
 /** Latency percentiles (ms) of `runs` calls of `call`, one after the other. */
 async function timed(runs: number, call: (i: number) => Promise<unknown>): Promise<Percentiles> {
   const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: 3 })
@@ -71,7 +75,7 @@ async function measureClaim(stack: ProcessStack): Promise<{ latencyMs: Percentil
       }>`explain (analyze, buffers, format json) ${claim}`.execute(trx)
     )
     const root = plan.rows[0]!['QUERY PLAN'][0]!.Plan
-    return { latencyMs, buffers: (root['Shared Hit Blocks'] ?? 0) + (root['Shared Read Blocks'] ?? 0) }
+    return { latencyMs, buffers: buffersOf(root) }
   } finally {
     await sql`delete from delivery where end_system = ${PROBE_SYSTEM}`.execute(db)
     await sql`delete from sync_event where event_id in (select md5('probe' || i)::uuid from generate_series(1, 1000) i)`.execute(db)
@@ -162,7 +166,7 @@ async function measureSummary(
     select n_dead_tup::text as "deadRows", extract(epoch from now() - last_autovacuum)::float8 as "sinceAutovacuumS"
     from pg_stat_user_tables where relname = 'delivery'`.execute(db)
   return {
-    buffers: (plan['Shared Hit Blocks'] ?? 0) + (plan['Shared Read Blocks'] ?? 0),
+    buffers: buffersOf(plan),
     countsEveryDelivery: rows.reduce((sum, row) => sum + Number(row.n), 0) === Number(all[0]!.n),
     deliveryDeadRows: Number(vacuum[0]!.deadRows),
     sinceAutovacuumS: vacuum[0]!.sinceAutovacuumS === null ? null : Math.round(vacuum[0]!.sinceAutovacuumS),
@@ -186,7 +190,7 @@ interface PlanNode {
 function outline(node: PlanNode, depth = 0): string[] {
   const on = node['Index Name'] ? ` using ${node['Index Name']}` : ''
   const relation = node['Relation Name'] ? ` on ${node['Relation Name']}` : ''
-  const buffers = (node['Shared Hit Blocks'] ?? 0) + (node['Shared Read Blocks'] ?? 0)
+  const buffers = buffersOf(node)
   const line = `${'  '.repeat(depth)}${node['Node Type']}${on}${relation}: rows ${node['Actual Rows']} x${node['Actual Loops']}, buffers ${buffers}`
   return [line, ...(node.Plans ?? []).flatMap((child) => outline(child, depth + 1))]
 }
@@ -210,7 +214,7 @@ async function measureFilterPlans(stack: ProcessStack): Promise<Record<string, {
       'QUERY PLAN': { Plan: PlanNode; 'Execution Time': number }[]
     }[]
     const { Plan: root, 'Execution Time': ms } = explained!['QUERY PLAN'][0]!
-    plans[name] = { ms, buffers: (root['Shared Hit Blocks'] ?? 0) + (root['Shared Read Blocks'] ?? 0), plan: outline(root) }
+    plans[name] = { ms, buffers: buffersOf(root), plan: outline(root) }
   }
   return plans
 }

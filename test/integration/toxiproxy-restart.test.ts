@@ -23,7 +23,7 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true })
 })
 
-/** Connects to `port`, sends a line and resolves with what came back and how long it took. */
+/** Sends a line on `socket` and resolves with what came back and how long it took. */
 async function roundTrip(socket: Socket): Promise<{ text: string; ms: number }> {
   const started = Date.now()
   socket.write('ping\n')
@@ -58,5 +58,17 @@ describe('Toxiproxy restarted', () => {
     after.destroy()
     expect(trip.text).toBe('ping\n')
     expect(trip.ms).toBeLessThan(1400)
+  })
+
+  it('once per wedge: callers failing together restart it once, a caller whose failure came before a restart not again', {
+    timeout: 60_000
+  }, async () => {
+    const before = toxiproxy!.restarts
+    await Promise.all([toxiproxy!.restart(before - 1), toxiproxy!.restart(), toxiproxy!.restart()])
+    expect(toxiproxy!.restarts).toBe(before + 1)
+    const listenPort = ((await (await fetch(`${toxiproxy!.url}/proxies/echo`)).json()) as { listen: string }).listen.split(':')[1]!
+    const socket = await connected(Number(listenPort))
+    expect((await roundTrip(socket)).text).toBe('ping\n')
+    socket.destroy()
   })
 })

@@ -110,10 +110,11 @@ export async function startNetwork({ plan, databaseUrl, endSystemPorts, logFile 
   // which takes off every toxic and drops every connection; the fault then fails with that said, so that a
   // run counts it and never goes on with a toxic or a cut left in place.
   const orRestart = async (what: string, change: () => Promise<void>): Promise<void> => {
+    const restartsBefore = toxiproxy.restarts
     try {
       await change()
     } catch (error) {
-      await toxiproxy.restart()
+      await toxiproxy.restart(restartsBefore)
       throw new Error(`${what}: ${(error as Error).message}; Toxiproxy restarted, every link's connections dropped`)
     }
   }

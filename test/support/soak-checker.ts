@@ -131,9 +131,11 @@ export function findProblems(observed: SoakObservations): SoakFindings {
     problems
   }
   type Counted = 'lost' | 'duplicates' | 'orderViolations' | 'invented' | 'unexplained' | 'stuck' | 'unrecordedCalls'
+  const said: Partial<Record<Counted, number>> = {}
   const found = (rule: Counted, text: string, count = 1): void => {
     findings[rule] += count
-    if (problems.filter((problem) => problem.startsWith(`${rule}:`)).length < MAX_PROBLEMS_PER_RULE) problems.push(`${rule}: ${text}`)
+    said[rule] = (said[rule] ?? 0) + 1
+    if (said[rule] <= MAX_PROBLEMS_PER_RULE) problems.push(`${rule}: ${text}`)
   }
   if (seen.callsUnread > 0)
     problems.push(`the simulator's call log dropped ${seen.callsUnread} calls before they were read: the call rules are partial`)

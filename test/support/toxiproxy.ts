@@ -101,6 +101,7 @@ export class Toxiproxy {
   #toxics = 0
   /** Times `restart` was needed. */
   restarts = 0
+  #restarting: Promise<void> | undefined
   /** The proxies made, to make them again after a restart. */
   readonly #proxies: { name: string; listenPort: number; upstream: string }[] = []
 
@@ -140,8 +141,17 @@ export class Toxiproxy {
    * (a peer killed mid-answer) blocks forever while holding the proxy's lock, and every later request about
    * that proxy times out (Shopify/toxiproxy#558, open; the latency toxic's send to its output does not listen
    * for the interrupt that the removal waits on).
+   *
+   * Once per wedge: a caller passes `since`, the count of restarts when its change began, and when a restart
+   * came after that (another change that failed beside it, such as the other toxics of one fault coming off
+   * together) it only waits for that one. A restart under way is joined, never started twice on the port.
    */
-  async restart(): Promise<void> {
+  async restart(since = this.restarts): Promise<void> {
+    if (this.restarts === since) this.#restarting ??= this.#restartNow().finally(() => (this.#restarting = undefined))
+    await this.#restarting
+  }
+
+  async #restartNow(): Promise<void> {
     this.restarts++
     if (this.#child.pid && this.#child.exitCode === null) await terminate(this.#child.pid, 'SIGKILL', 5000)
     this.#child = await spawnServer(this.#port, this.#logFile)
