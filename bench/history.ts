@@ -21,6 +21,8 @@ type Percentiles = ReturnType<typeof percentiles>
 /** An end system no lane serves: the claim's probe finds its due deliveries, and nobody takes them. */
 const PROBE_SYSTEM = 'history-claim-probe'
 const CLAIM_LIMIT = 32
+/** The FAILED deliveries both halves hold while the APIs are measured: the admin API's page. */
+const FAILED_PAGE = 100
 /** Far from the CIF service's numbers (1,000,000,000 on): the history's CIF IDs are its own. */
 const HISTORY_CIF_BASE = 60_000_000_000
 
@@ -83,6 +85,32 @@ async function measureClaim(stack: ProcessStack): Promise<{ latencyMs: Percentil
 }
 
 /**
+ * A page of FAILED deliveries (of the claim's probe system, customers of their own) while `measure` runs, in
+ * both halves: the drains fail nothing, so "FAILED deliveries" would otherwise compare an empty answer with
+ * the history's full page. Removed after.
+ */
+async function withFailedPage<T>(stack: ProcessStack, measure: () => Promise<T>): Promise<T> {
+  const { db } = stack.database
+  const eventIds = sql`(select md5('failed' || i)::uuid from generate_series(1, ${FAILED_PAGE}) i)`
+  await sql`
+    insert into sync_event (event_id, cif_id, event_type, customer_version, owner_source_system, acting_source_system, event,
+      event_time, kafka_partition, kafka_offset)
+    select md5('failed' || i)::uuid, (${HISTORY_CIF_BASE - 2_000_000}::bigint + i)::text, 'cif.customer.created', 1,
+      'branch-portal', 'branch-portal', null, now(), 0, i
+    from generate_series(1, ${FAILED_PAGE}) i`.execute(db)
+  await sql`
+    insert into delivery (event_id, cif_id, end_system, operation, customer_version, state, attempts, last_error, remarks)
+    select event_id, cif_id, ${PROBE_SYSTEM}, 'create', 1, 'FAILED', 4, 'HTTP 422: {"error":"rejected"}', 'the end system refused it'
+    from sync_event where event_id in ${eventIds}`.execute(db)
+  try {
+    return await measure()
+  } finally {
+    await sql`delete from delivery where end_system = ${PROBE_SYSTEM}`.execute(db)
+    await sql`delete from sync_event where event_id in ${eventIds}`.execute(db)
+  }
+}
+
+/**
  * A backlog of `customers` new customers made through the CIF API while the syncer is stopped, then the
  * syncer started and timed until every delivery of them is SUCCESS. The intake, the claims, the attempt
  * records and the status messages all write into the tables the history fills.
@@ -108,6 +136,7 @@ async function measureDrain(stack: ProcessStack, customers: number, say: Say) {
   const deliveries = Number(n)
   const cifIds = [...traffic.requestedAt.keys()].map((key) => key.split(':')[0]!)
   return {
+    since,
     customers: traffic.creates,
     deliveries,
     deliveriesPerSecond: Math.round((deliveries / (last.getTime() - startedAt)) * 1000),
@@ -116,24 +145,29 @@ async function measureDrain(stack: ProcessStack, customers: number, say: Say) {
   }
 }
 
-/** Each API query the callback and admin APIs answer, one request after the other, against this drain's customers. */
-async function measureApis(stack: ProcessStack, cifIds: string[], cursor: string): Promise<Record<string, Percentiles>> {
+/**
+ * Each API query the callback and admin APIs answer, one request after the other, against this drain's
+ * customers. The time-window filters start when this half's drain began: "the last hour" would hold the
+ * other half's drain too in the filled half (minutes earlier), twice the rows of the empty half, where a
+ * bank's last hour holds only that hour's traffic however long its history.
+ */
+async function measureApis(stack: ProcessStack, cifIds: string[], cursor: string, since: Date): Promise<Record<string, Percentiles>> {
   const get = async (path: string, key: string) => {
     const response = await fetch(`${stack.syncerUrl}${path}`, { headers: { authorization: `Bearer ${key}` } })
     if (!response.ok) throw new Error(`GET ${path}: ${response.status} ${await response.text()}`)
     await response.arrayBuffer()
   }
   const cif = (i: number) => cifIds[(i * 7919) % cifIds.length]!
-  const hourAgo = new Date(Date.now() - 3_600_000).toISOString()
+  const from = since.toISOString()
   const queries: Record<string, [runs: number, (i: number) => Promise<void>]> = {
     'callback: customer': [200, (i) => get(`/v1/sync/customers/${cif(i)}`, sourceKey)],
     'callback: updates after a cursor': [100, () => get(`/v1/sync/updates?after=${cursor}&limit=100`, sourceKey)],
     'admin: attempts of a customer': [200, (i) => get(`/v1/admin/attempts?cifId=${cif(i)}`, operatorKey)],
     'admin: ERROR attempts of a system': [50, () => get('/v1/admin/attempts?endSystem=crm&status=ERROR&limit=100', operatorKey)],
-    'admin: attempts of a system in the last hour': [50, () => get(`/v1/admin/attempts?endSystem=crm&from=${hourAgo}&limit=100`, operatorKey)],
+    'admin: attempts of a system since the drain began': [50, () => get(`/v1/admin/attempts?endSystem=crm&from=${from}&limit=100`, operatorKey)],
     'admin: deliveries of a customer': [200, (i) => get(`/v1/admin/deliveries?cifId=${cif(i)}`, operatorKey)],
     'admin: FAILED deliveries': [50, () => get('/v1/admin/deliveries?state=FAILED&limit=100', operatorKey)],
-    'admin: deliveries of a system since an hour ago': [50, () => get(`/v1/admin/deliveries?endSystem=crm&from=${hourAgo}&limit=100`, operatorKey)],
+    'admin: deliveries of a system since the drain began': [50, () => get(`/v1/admin/deliveries?endSystem=crm&from=${from}&limit=100`, operatorKey)],
     'admin: summary': [10, () => get('/v1/admin/summary', operatorKey)]
   }
   const results: Record<string, Percentiles> = {}
@@ -199,14 +233,14 @@ function outline(node: PlanNode, depth = 0): string[] {
  * The plans of the admin filters the history slowed most (session 8), as the admin API builds them
  * (read-model.ts): the time, the buffers and the outline of each, to say where each one's time goes.
  */
-async function measureFilterPlans(stack: ProcessStack): Promise<Record<string, { ms: number; buffers: number; plan: string[] }>> {
+async function measureFilterPlans(stack: ProcessStack, since: Date): Promise<Record<string, { ms: number; buffers: number; plan: string[] }>> {
   const db = asSyncer(stack.database.db)
-  const from = new Date(Date.now() - 3_600_000).toISOString()
+  const from = since.toISOString()
   const queries = {
     'admin: ERROR attempts of a system': await attemptsQuery(db, { endSystem: 'crm', status: 'ERROR', limit: '100' }),
-    'admin: attempts of a system in the last hour': await attemptsQuery(db, { endSystem: 'crm', from, limit: '100' }),
+    'admin: attempts of a system since the drain began': await attemptsQuery(db, { endSystem: 'crm', from, limit: '100' }),
     'admin: FAILED deliveries': deliveriesQuery(db, { state: 'FAILED', limit: '100' }),
-    'admin: deliveries of a system since an hour ago': deliveriesQuery(db, { endSystem: 'crm', from, limit: '100' })
+    'admin: deliveries of a system since the drain began': deliveriesQuery(db, { endSystem: 'crm', from, limit: '100' })
   }
   const plans: Record<string, { ms: number; buffers: number; plan: string[] }> = {}
   for (const [name, query] of Object.entries(queries)) {
@@ -223,13 +257,15 @@ async function measureAll(stack: ProcessStack, customers: number, say: Say) {
   const claim = await measureClaim(stack)
   say(`history: claim p50 ${claim.latencyMs.p50} ms, ${claim.buffers} buffers`)
   const cursor = await feedCursor(stack)
-  const { cifIds, ...drain } = await measureDrain(stack, customers, say)
+  const { cifIds, since, ...drain } = await measureDrain(stack, customers, say)
   say(`history: drain ${drain.deliveriesPerSecond} deliveries/s (${drain.deliveries})`)
-  const apis = await measureApis(stack, cifIds, cursor)
-  say(`history: APIs p50 ${JSON.stringify(Object.fromEntries(Object.entries(apis).map(([name, p]) => [name, p.p50])))}`)
-  const summary = await measureSummary(stack)
-  say(`history: summary count ${summary.buffers} buffers${summary.countsEveryDelivery ? '' : ' (! not every delivery counted)'}`)
-  const filterPlans = await measureFilterPlans(stack)
+  const { apis, summary, filterPlans } = await withFailedPage(stack, async () => {
+    const apis = await measureApis(stack, cifIds, cursor, since)
+    say(`history: APIs p50 ${JSON.stringify(Object.fromEntries(Object.entries(apis).map(([name, p]) => [name, p.p50])))}`)
+    const summary = await measureSummary(stack)
+    say(`history: summary count ${summary.buffers} buffers${summary.countsEveryDelivery ? '' : ' (! not every delivery counted)'}`)
+    return { apis, summary, filterPlans: await measureFilterPlans(stack, since) }
+  })
   return { claim, drain, apis, summary, filterPlans, loadAverage: Number(loadavg()[0]!.toFixed(2)) }
 }
 

@@ -85,11 +85,22 @@ describe('the summary counts the open deliveries from an index that holds only t
   })
 })
 
+/** The delivery table's storage parameters, as `name=value`. */
+async function deliveryStorageOptions(): Promise<string[]> {
+  const { rows } = await sql<{ options: string[] }>`select reloptions as options from pg_class where relname = 'delivery'`.execute(database.db)
+  return rows[0]!.options
+}
+
 describe('the delivery table is vacuumed by what changed, not by a share of the history', () => {
   it('has fixed autovacuum thresholds of its own', async () => {
-    const { rows } = await sql<{ options: string[] }>`select reloptions as options from pg_class where relname = 'delivery'`.execute(database.db)
-    expect(rows[0]!.options).toEqual(
+    expect(await deliveryStorageOptions()).toEqual(
       expect.arrayContaining(['autovacuum_vacuum_scale_factor=0', 'autovacuum_vacuum_insert_scale_factor=0', 'autovacuum_vacuum_threshold=10000'])
     )
+  })
+})
+
+describe("the delivery table keeps a delivery's versions together, not in the history's pages", () => {
+  it("fills its pages to 90%, keeping room for a delivery's next versions", async () => {
+    expect(await deliveryStorageOptions()).toContain('fillfactor=90')
   })
 })
