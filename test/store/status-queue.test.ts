@@ -51,6 +51,19 @@ const claimOnce = async (limit = 100) => {
   return claimed
 }
 
+describe("a status message's id", () => {
+  it('is time-ordered (UUID version 7): statuses recorded later sort after earlier ones, whichever way they were recorded', async () => {
+    const cifIds = Array.from({ length: 40 }, () => newCifId())
+    await record(cifIds.slice(0, 20).map(inSync))
+    await recordPositioned(cifIds.slice(20).map(inSync))
+    const rows = await database.db.selectFrom('sync_status_update').select('event_id').where('cif_id', 'in', cifIds).orderBy('id').execute()
+    const ids = rows.map((row) => row.event_id ?? 'none')
+    expect(ids).toHaveLength(40)
+    for (const id of ids) expect(id[14], id).toBe('7')
+    expect([...ids].sort()).toEqual(ids)
+  })
+})
+
 describe('the feed as the status relay queue', () => {
   it('sends each status as its row holds it, with the same id until it is marked sent', async () => {
     const cifId = newCifId()

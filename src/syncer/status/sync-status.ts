@@ -1,4 +1,5 @@
 import { sql } from 'kysely'
+import { newEventId } from '../../contracts/cloud-events.ts'
 import { type StatusData, type StatusKind, statusEvent } from '../../contracts/sync-status-events.ts'
 import { topics } from '../../contracts/topics.ts'
 import { structuredModeHeaders } from '../../outbox/messages.ts'
@@ -20,17 +21,23 @@ export type StatusChange = {
 export async function recordStatuses(trx: SyncerTx, changes: StatusChange[], positioned?: 'positioned now, committed next'): Promise<void> {
   if (changes.length === 0) return
   const at = new Date().toISOString()
-  const rows = changes.map(({ owner, kind, status }) => ({ owner_source_system: owner, cif_id: status.cifId, kind, status: { kind, ...status, at } }))
+  const rows = changes.map(({ owner, kind, status }) => ({
+    event_id: newEventId(),
+    owner_source_system: owner,
+    cif_id: status.cifId,
+    kind,
+    status: { kind, ...status, at }
+  }))
   // The rows as one JSON parameter, so that each statement's text is the same whatever the batch's size and
   // is prepared once per connection.
-  const statuses = sql`rows from (jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as (owner_source_system text, cif_id text, kind text, status jsonb))
-    with ordinality as s(owner_source_system, cif_id, kind, status, n)`
+  const statuses = sql`rows from (jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as (event_id uuid, owner_source_system text, cif_id text, kind text, status jsonb))
+    with ordinality as s(event_id, owner_source_system, cif_id, kind, status, n)`
   if (!positioned) {
     await executePrepared(
       trx,
       sql`
-        insert into sync_status_update (owner_source_system, cif_id, kind, status)
-        select owner_source_system, cif_id, kind, status from ${statuses} order by n`.compile(trx)
+        insert into sync_status_update (event_id, owner_source_system, cif_id, kind, status)
+        select event_id, owner_source_system, cif_id, kind, status from ${statuses} order by n`.compile(trx)
     )
     return
   }
@@ -44,8 +51,8 @@ export async function recordStatuses(trx: SyncerTx, changes: StatusChange[], pos
     trx,
     sql`
       with sequencer as materialized (select pg_advisory_xact_lock(${SEQUENCER_LOCK}))
-      insert into sync_status_update (owner_source_system, cif_id, kind, status, seq)
-      select owner_source_system, cif_id, kind, status, nextval('sync_status_seq') from sequencer, ${statuses} order by n`.compile(trx)
+      insert into sync_status_update (event_id, owner_source_system, cif_id, kind, status, seq)
+      select event_id, owner_source_system, cif_id, kind, status, nextval('sync_status_seq') from sequencer, ${statuses} order by n`.compile(trx)
   )
 }
 
