@@ -14,7 +14,7 @@ const REGEX_DIALECT =
  * services' tables (the outbox, sync_event, two on delivery, the status feed), and a random key lands each
  * insert on a random leaf page of an index as large as the history, a page read and a full-page image in the
  * WAL each time. Measured on a copy of the history benchmark's 3 million deliveries: a drain's statements
- * wrote 72 MB of WAL with random event ids, 26 MB with these, and ran 1.2-1.8 times faster
+ * wrote 70-72 MB of WAL with random event ids, 26-27 MB with these, and ran 1.2-1.8 times faster
  * (docs/performance.md, "History").
  */
 export const newEventId = (): string => timeOrderedUuid()
