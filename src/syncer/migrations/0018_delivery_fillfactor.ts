@@ -7,7 +7,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     -- state is in its indexes, so no update is HOT, and a new version that does not fit on its own page goes
     -- wherever the free space map says there is room. In a table filled to the brim, that is the few hundred
     -- bytes left at the end of every page of the history: the history benchmark (session 10) found a drain's
-    -- 9,000 deliveries scattered over 9,000 pages of three years' rows, one old page dirtied and read per
+    -- 9,000 deliveries scattered over 9,000 pages of two years' rows, one old page dirtied and read per
     -- update, and every index entry of a recent delivery pointing into a different page (the summary's count
     -- of open deliveries read 19,007 buffers, 14,777 of them from disk). Pages filled to 90% keep room for
     -- a delivery's own next versions, and a page of the history no longer counts as having room for a new
