@@ -55,8 +55,9 @@ async function measureClaim(stack: ProcessStack): Promise<{ latencyMs: Percentil
       'branch-portal', 'branch-portal', null, now(), 0, i
     from generate_series(1, 1000) i`.execute(db)
   await sql`
-    insert into delivery (event_id, cif_id, end_system, operation, customer_version, state)
-    select event_id, cif_id, ${PROBE_SYSTEM}, case customer_version when 1 then 'create' else 'update' end, customer_version, 'PENDING'
+    insert into delivery (event_id, cif_id, end_system, operation, customer_version, state, event_time)
+    select event_id, cif_id, ${PROBE_SYSTEM}, case customer_version when 1 then 'create' else 'update' end, customer_version, 'PENDING',
+      event_time
     from sync_event where event_id in (select md5('probe' || i)::uuid from generate_series(1, 1000) i)`.execute(db)
   try {
     const claim = claimStatement(PROBE_SYSTEM, CLAIM_LIMIT, [10_000])
@@ -99,8 +100,8 @@ async function withFailedPage<T>(stack: ProcessStack, measure: () => Promise<T>)
       'branch-portal', 'branch-portal', null, now(), 0, i
     from generate_series(1, ${FAILED_PAGE}) i`.execute(db)
   await sql`
-    insert into delivery (event_id, cif_id, end_system, operation, customer_version, state, attempts, last_error, remarks)
-    select event_id, cif_id, ${PROBE_SYSTEM}, 'create', 1, 'FAILED', 4, 'HTTP 422: {"error":"rejected"}', 'the end system refused it'
+    insert into delivery (event_id, cif_id, end_system, operation, customer_version, state, attempts, last_error, remarks, event_time)
+    select event_id, cif_id, ${PROBE_SYSTEM}, 'create', 1, 'FAILED', 4, 'HTTP 422: {"error":"rejected"}', 'the end system refused it', event_time
     from sync_event where event_id in ${eventIds}`.execute(db)
   try {
     return await measure()
@@ -315,10 +316,10 @@ export async function fillHistory(db: Kysely<TestDatabase>, events: number, say:
     'deliveries',
     sql`
       insert into delivery (event_id, cif_id, end_system, operation, customer_version, state, attempts, round_attempts, next_attempt_at,
-        external_id, last_error, remarks, created_at, updated_at, completed_at)
+        external_id, last_error, remarks, created_at, updated_at, completed_at, event_time)
       select e.event_id, e.cif_id, s.name, case e.customer_version when 1 then 'create' else 'update' end, e.customer_version, v.state,
         v.attempts, v.attempts, e.received_at, 'X-' || e.cif_id, null, 'delivered', e.received_at, e.received_at + interval '1 minute',
-        case when v.state = 'FAILED' then null else e.received_at + interval '1 minute' end
+        case when v.state = 'FAILED' then null else e.received_at + interval '1 minute' end, e.event_time
       from generate_series(1, ${events}) i
       join sync_event e on e.event_id = md5('history' || i)::uuid
       cross join (values (0, 'core-banking'), (1, 'crm'), (2, 'cards')) s(n, name),

@@ -1,11 +1,8 @@
 import { Counter, callSecondsBuckets, Gauge, Histogram, type Registry, seconds } from '../platform/metrics.ts'
 import type { Tracing } from '../platform/tracing.ts'
 import type { EndSystemClient } from './delivery/end-system-client.ts'
-import { type DeliveryState, deliveryStates, settledStates } from './delivery/states.ts'
+import { openStates } from './delivery/states.ts'
 import type { SyncerDb } from './tables.ts'
-
-/** The states a delivery can wait in: counted from the table on each scrape, since there are few of them. */
-export const openStates = deliveryStates.filter((state) => !(settledStates as readonly DeliveryState[]).includes(state))
 
 /** What the syncer's gauges read when scraped. */
 export interface SyncerMetricSources {

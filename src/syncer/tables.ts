@@ -60,6 +60,11 @@ export interface DeliveryTable {
   created_at: DefaultedTimestamp
   updated_at: DefaultedTimestamp
   completed_at: Date | null
+  /**
+   * When the customer version was made (its event's time), for the overdue count (migration 0019): set when
+   * the delivery is made; null on deliveries that had settled before that migration.
+   */
+  event_time: ColumnType<Date | null, Date | string | null | undefined, never>
   /** Set on a delivery a reconciliation run (a repair) or a backfill asked for; the intake's have none. */
   reconciliation_run_id: ColumnType<string | null, string | null | undefined, never>
 }

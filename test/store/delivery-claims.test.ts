@@ -200,9 +200,9 @@ describe('the claim’s plan', () => {
         select gen_random_uuid(), '9' || lpad(n::text, 10, '0'), 'cif.customer.updated', v, 'branch-portal', 'branch-portal',
                '{}'::jsonb, now(), 0, n * 2 + v
         from generate_series(${from}::int, ${from + count - 1}::int) n, generate_series(1, 2) v
-        returning event_id, cif_id, customer_version)
-      insert into delivery (event_id, cif_id, end_system, operation, customer_version, state)
-      select event_id, cif_id, ${system}, case customer_version when 1 then 'create' else 'update' end, customer_version, ${state}
+        returning event_id, cif_id, customer_version, event_time)
+      insert into delivery (event_id, cif_id, end_system, operation, customer_version, state, event_time)
+      select event_id, cif_id, ${system}, case customer_version when 1 then 'create' else 'update' end, customer_version, ${state}, event_time
       from events`
     await burst(1, 10_000, 'SUCCESS').execute(database.db)
     await sql`analyze delivery`.execute(database.db)

@@ -209,9 +209,16 @@ describe('coalescing queued versions', () => {
 
 describe('the in-sync deadline', () => {
   const DEADLINE_MS = 60_000
-  /** Makes a customer's versions as old as `ms`, as if the CIF service had made them that long ago. */
-  const madeAgo = (cifId: string, ms: number) =>
-    sql`update sync_event set event_time = now() - make_interval(secs => ${ms} / 1000.0) where cif_id = ${cifId}`.execute(database.db)
+  /**
+   * Makes a customer's versions as old as `ms`, as if the CIF service had made them that long ago: their
+   * events, and the copy of the event's time each delivery carries (migration 0019).
+   */
+  const madeAgo = async (cifId: string, ms: number) => {
+    await sql`update sync_event set event_time = now() - make_interval(secs => ${ms} / 1000.0) where cif_id = ${cifId}`.execute(database.db)
+    await sql`update delivery d set event_time = e.event_time from sync_event e where e.event_id = d.event_id and d.cif_id = ${cifId}`.execute(
+      database.db
+    )
+  }
 
   it('tells each version past the deadline and not in every system once, naming the systems it waits for', async () => {
     const crm = newEndSystem('crm')
@@ -264,5 +271,17 @@ describe('the in-sync deadline', () => {
     expect(overdue.count).toBe(before.count + 2)
     const { rows } = await sql<{ oldest: Date }>`select min(event_time) as oldest from sync_event where cif_id = ${cifId}`.execute(database.db)
     expect(overdue.oldestCreatedAt).toBe(rows[0]!.oldest.toISOString())
+  })
+
+  it("refuses an open delivery without its version's time, which the count would miss", async () => {
+    const cifId = newCifId()
+    await storeVersions(database.db, cifId, [1], [])
+    const insert = (state: string) =>
+      sql`
+      insert into delivery (event_id, cif_id, end_system, operation, customer_version, state)
+      select event_id, cif_id, ${newEndSystem('crm')}, 'create', 1, ${state} from sync_event where cif_id = ${cifId}`.execute(database.db)
+    await expect(insert('PENDING')).rejects.toThrow(/delivery_open_has_event_time/)
+    // A settled one needs none: the history settled before migration 0019 has none.
+    await expect(insert('SUCCESS')).resolves.toBeDefined()
   })
 })

@@ -223,8 +223,8 @@ describe('a redrive at the moment a later version is stored', () => {
     // about to block it behind the FAILED version 1.
     await storeVersions(database.db, cifId, [2], [])
     const { rows } = await sql<{ id: string }>`
-      insert into delivery (event_id, cif_id, end_system, operation, customer_version, state)
-      select event_id, cif_id, ${system}, 'update', 2, 'PENDING' from sync_event where cif_id = ${cifId} and customer_version = 2
+      insert into delivery (event_id, cif_id, end_system, operation, customer_version, state, event_time)
+      select event_id, cif_id, ${system}, 'update', 2, 'PENDING', event_time from sync_event where cif_id = ${cifId} and customer_version = 2
       returning id`.execute(database.db)
     const later = rows[0]!.id
     let redriving: Promise<DeliveryRow> | undefined

@@ -5,6 +5,7 @@ import { countStatement } from '../../src/syncer/delivery/delivery-counts.ts'
 import { requestKinds, requestStates } from '../../src/syncer/delivery/four-eyes.ts'
 import { attemptStatuses, deliveryStates, openStates, operatorActions } from '../../src/syncer/delivery/states.ts'
 import { runKinds, runStates } from '../../src/syncer/reconciliation/runs.ts'
+import { overdueStatement } from '../../src/syncer/status/overdue.ts'
 import { type OwnDatabase, ownDatabase } from '../support/own-database.ts'
 
 let database: OwnDatabase
@@ -82,6 +83,30 @@ describe('the summary counts the open deliveries from an index that holds only t
     })
     expect(plan).toMatch(/Index Only Scan using delivery_open_counts on delivery/)
     expect(plan).not.toMatch(/Seq Scan on delivery\b(?!_)/)
+  })
+
+  it('counts the overdue versions from the same index, reading no delivery row', async () => {
+    // A history: 3,000 settled deliveries and 30 FAILED ones among them, the proportions that make an index of
+    // the open ones worth reading (on a nearly empty table any plan costs the same).
+    await sql`
+      insert into sync_event (event_id, cif_id, event_type, customer_version, owner_source_system, acting_source_system, event,
+        event_time, kafka_partition, kafka_offset)
+      select md5('schema-overdue' || i)::uuid, (70000000000::bigint + i)::text, 'cif.customer.created', 1, 'branch-portal',
+        'branch-portal', null, now() - interval '1 day', 0, i
+      from generate_series(1, 3030) i`.execute(database.db)
+    await sql`
+      insert into delivery (event_id, cif_id, end_system, operation, customer_version, state, event_time)
+      select event_id, cif_id, 'crm', 'create', 1, case when kafka_offset % 101 = 0 then 'FAILED' else 'SUCCESS' end, event_time
+      from sync_event where event_id in (select md5('schema-overdue' || i)::uuid from generate_series(1, 3030) i)
+      order by kafka_offset`.execute(database.db)
+    await sql`vacuum analyze delivery`.execute(database.db)
+    const plan = await database.db.connection().execute(async (connection) => {
+      await sql`set enable_seqscan = off`.execute(connection)
+      const { rows } = await sql<{ 'QUERY PLAN': string }>`explain ${overdueStatement(60_000)}`.execute(connection)
+      await sql`reset enable_seqscan`.execute(connection)
+      return rows.map((row) => row['QUERY PLAN']).join('\n')
+    })
+    expect(plan).toMatch(/Index Only Scan using delivery_open_counts on delivery/)
   })
 })
 

@@ -132,16 +132,17 @@ export async function storeEvents(
     // Each stored event once per end system, in that order (the ids ascend as they did, event by event). One
     // for a paused system says so from the start.
     const { rows: ids } = await sql<{ id: string }>`
-      insert into delivery (event_id, cif_id, end_system, operation, customer_version, state, remarks)
+      insert into delivery (event_id, cif_id, end_system, operation, customer_version, state, remarks, event_time)
       select e.event_id, e.cif_id, s.end_system, e.operation, e.customer_version, ${initialState},
         coalesce((select ${remarkSql('paused', { operator: sql`p.paused_by`, reason: sql`p.reason` })}
-                  from end_system_pause p where p.end_system = s.end_system), e.remarks)
+                  from end_system_pause p where p.end_system = s.end_system), e.remarks), e.event_time
       from unnest(
           ${stored.map((event) => event.event_id)}::uuid[], ${stored.map((event) => event.cif_id)}::text[],
           ${stored.map((event) => (event.event_type === customerEventTypes.created ? 'create' : 'update') satisfies DeliveryOperation)}::text[],
           ${stored.map((event) => event.customer_version)}::integer[],
-          ${stored.map((event) => lagRemark(event.event_time, event.received_at))}::text[]
-        ) with ordinality as e(event_id, cif_id, operation, customer_version, remarks, n)
+          ${stored.map((event) => lagRemark(event.event_time, event.received_at))}::text[],
+          ${stored.map((event) => event.event_time)}::timestamptz[]
+        ) with ordinality as e(event_id, cif_id, operation, customer_version, remarks, event_time, n)
         cross join unnest(${endSystems}::text[]) with ordinality as s(end_system, n)
       order by e.n, s.n
       returning id`.execute(trx)

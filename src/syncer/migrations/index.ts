@@ -14,6 +14,7 @@ import * as deliveryEventIndex from './0015_delivery_event_index.ts'
 import * as deliveryOpenCounts from './0016_delivery_open_counts.ts'
 import * as deliveryVacuumByChurn from './0017_delivery_vacuum_by_churn.ts'
 import * as deliveryFillfactor from './0018_delivery_fillfactor.ts'
+import * as deliveryEventTime from './0019_delivery_event_time.ts'
 
 /** The syncer's migrations. Names are versions: never rename or edit a released one, add a new one. */
 export const syncerMigrations: Record<string, Migration> = {
@@ -31,5 +32,6 @@ export const syncerMigrations: Record<string, Migration> = {
   '0015_delivery_event_index': deliveryEventIndex,
   '0016_delivery_open_counts': deliveryOpenCounts,
   '0017_delivery_vacuum_by_churn': deliveryVacuumByChurn,
-  '0018_delivery_fillfactor': deliveryFillfactor
+  '0018_delivery_fillfactor': deliveryFillfactor,
+  '0019_delivery_event_time': deliveryEventTime
 }

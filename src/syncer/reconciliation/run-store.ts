@@ -190,11 +190,11 @@ export async function repairFindings(
       select * from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)
         as w(finding_id bigint, run_id bigint, cif_id text, end_system text, operation text, remarks text)),
     made as (
-      insert into delivery (event_id, cif_id, end_system, operation, customer_version, state, remarks, reconciliation_run_id)
-      select l.event_id, w.cif_id, w.end_system, w.operation, l.customer_version, ${initialState}, w.remarks, w.run_id
+      insert into delivery (event_id, cif_id, end_system, operation, customer_version, state, remarks, reconciliation_run_id, event_time)
+      select l.event_id, w.cif_id, w.end_system, w.operation, l.customer_version, ${initialState}, w.remarks, w.run_id, l.event_time
       from wanted w
       cross join lateral (
-        select e.event_id, e.customer_version from sync_event e
+        select e.event_id, e.customer_version, e.event_time from sync_event e
         where e.cif_id = w.cif_id and e.event is not null order by e.customer_version desc limit 1) l
       returning id, cif_id, end_system, reconciliation_run_id)
     update reconciliation_finding f set repair_delivery_id = m.id
@@ -341,9 +341,10 @@ export async function queueBackfill(
   const endSystem = run.end_systems[0]!
   return db.transaction().execute(async (trx) => {
     const { rows } = await sql<{ id: string }>`
-      insert into delivery (event_id, cif_id, end_system, operation, customer_version, state, remarks, reconciliation_run_id)
+      insert into delivery (event_id, cif_id, end_system, operation, customer_version, state, remarks, reconciliation_run_id, event_time)
       select c.event_id, c.cif_id, ${endSystem}, ${'create' satisfies DeliveryOperation}, c.customer_version, ${initialState},
-        ${`backfill run ${run.id}: this system held no record of the customer`}, ${run.id}
+        ${`backfill run ${run.id}: this system held no record of the customer`}, ${run.id},
+        (select e.event_time from sync_event e where e.event_id = c.event_id)
       from unnest(${customers.map((c) => c.event_id)}::uuid[], ${customers.map((c) => c.cif_id)}::text[], ${customers.map((c) => c.customer_version)}::int[])
         as c(event_id, cif_id, customer_version)
       where not exists (select 1 from customer_xref x where x.cif_id = c.cif_id and x.end_system = ${endSystem})
