@@ -5,7 +5,7 @@ import { httpProblems, syncerProblems } from '../../src/contracts/problems.ts'
 import { apiKeyHash } from '../../src/platform/http/api-key-auth.ts'
 import type { HttpServer } from '../../src/platform/http/server.ts'
 import { storeEvents } from '../../src/syncer/intake/event-store.ts'
-import { eventMessage } from '../store/fixtures.ts'
+import { eventMessage, madeAt } from '../store/fixtures.ts'
 import { asSyncer } from '../support/database.ts'
 import { devTrustedKeys } from '../support/event-keys.ts'
 import { type OwnDatabase, ownDatabase } from '../support/own-database.ts'
@@ -114,7 +114,7 @@ describe('admin API: pausing and resuming an end system', () => {
 describe('admin API: the in-sync deadline in the summary', () => {
   it('counts the versions past it and says when the oldest was made', async () => {
     expect((await admin('GET', '/v1/admin/summary')).body.overdue).toEqual({ count: 0, oldestCreatedAt: null, deadlineMs: 300_000 })
-    await sql`update sync_event set event_time = '2026-01-01T00:00:00Z' where cif_id = ${cifId}`.execute(database.db)
+    await madeAt(database.db, cifId, sql`'2026-01-01T00:00:00Z'::timestamptz`)
     expect((await admin('GET', '/v1/admin/summary')).body.overdue).toEqual({
       count: 1,
       oldestCreatedAt: '2026-01-01T00:00:00.000Z',

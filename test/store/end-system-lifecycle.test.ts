@@ -19,6 +19,7 @@ import {
   decisions,
   deliveriesOf,
   deliveryOf,
+  madeAt,
   newCifId,
   newEndSystem,
   record,
@@ -209,16 +210,8 @@ describe('coalescing queued versions', () => {
 
 describe('the in-sync deadline', () => {
   const DEADLINE_MS = 60_000
-  /**
-   * Makes a customer's versions as old as `ms`, as if the CIF service had made them that long ago: their
-   * events, and the copy of the event's time each delivery carries (migration 0019).
-   */
-  const madeAgo = async (cifId: string, ms: number) => {
-    await sql`update sync_event set event_time = now() - make_interval(secs => ${ms} / 1000.0) where cif_id = ${cifId}`.execute(database.db)
-    await sql`update delivery d set event_time = e.event_time from sync_event e where e.event_id = d.event_id and d.cif_id = ${cifId}`.execute(
-      database.db
-    )
-  }
+  /** Makes a customer's versions as old as `ms`, as if the CIF service had made them that long ago. */
+  const madeAgo = (cifId: string, ms: number) => madeAt(database.db, cifId, sql`now() - make_interval(secs => ${ms} / 1000.0)`)
 
   it('tells each version past the deadline and not in every system once, naming the systems it waits for', async () => {
     const crm = newEndSystem('crm')

@@ -1,4 +1,4 @@
-import { type Kysely, type RootOperationNode, sql } from 'kysely'
+import { type Kysely, type RawBuilder, type RootOperationNode, sql } from 'kysely'
 import { expect } from 'vitest'
 import { cifIdFromNumber } from '../../src/contracts/cif-id.ts'
 import type { Customer } from '../../src/contracts/customer.ts'
@@ -92,6 +92,15 @@ export async function storeVersions(db: Kysely<TestDatabase>, cifId: string, ver
     endSystems,
     devTrustedKeys
   )
+}
+
+/**
+ * Makes a customer's versions as if the CIF service had made them at `at` (an SQL timestamp): their events,
+ * and the copy of the event's time each delivery carries (migration 0019).
+ */
+export async function madeAt(db: Kysely<TestDatabase>, cifId: string, at: RawBuilder<unknown>): Promise<void> {
+  await sql`update sync_event set event_time = ${at} where cif_id = ${cifId}`.execute(db)
+  await sql`update delivery d set event_time = e.event_time from sync_event e where e.event_id = d.event_id and d.cif_id = ${cifId}`.execute(db)
 }
 
 export async function deliveryOf(db: Kysely<TestDatabase>, cifId: string, endSystem: string, version: number): Promise<DeliveryRow> {
