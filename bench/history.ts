@@ -5,7 +5,7 @@
 import { loadavg } from 'node:os'
 import { performance } from 'node:perf_hooks'
 import * as hdr from 'hdr-histogram-js'
-import { type Kysely, sql } from 'kysely'
+import { type Kysely, type RawBuilder, sql } from 'kysely'
 import { attemptsQuery, deliveriesQuery } from '../src/syncer/api/read-model.ts'
 import { countStatement, rollUpSettledCounts } from '../src/syncer/delivery/delivery-counts.ts'
 import { claimStatement } from '../src/syncer/delivery/delivery-store.ts'
@@ -42,23 +42,42 @@ async function timed(runs: number, call: (i: number) => Promise<unknown>): Promi
 }
 
 /**
+ * `count` events of customers of the probes' own, made now (`cifId` and `version` are SQL of `i`, 1 to
+ * `count`), for the deliveries of the probe system; `remove` deletes those deliveries, then the events.
+ */
+function probeEvents(db: Kysely<TestDatabase>, name: string, count: number, cifId: RawBuilder<unknown>, version: RawBuilder<unknown>) {
+  const id = sql`md5(${sql.lit(name)} || i)::uuid`
+  const ids = sql`(select ${id} from generate_series(1, ${count}) i)`
+  return {
+    ids,
+    insert: () =>
+      sql`
+        insert into sync_event (event_id, cif_id, event_type, customer_version, owner_source_system, acting_source_system, event,
+          event_time, kafka_partition, kafka_offset)
+        select ${id}, (${cifId})::text, 'cif.customer.created', ${version}, 'branch-portal', 'branch-portal', null, now(), 0, i
+        from generate_series(1, ${count}) i`.execute(db),
+    remove: async () => {
+      await sql`delete from delivery where end_system = ${PROBE_SYSTEM}`.execute(db)
+      await sql`delete from sync_event where event_id in ${ids}`.execute(db)
+    }
+  }
+}
+
+/**
  * The claim (delivery-store.ts `claimStatement`) of 32 of 1,000 due deliveries of one system, half of them
  * waiting behind an earlier version, rolled back each time so that every run finds the same work: its time,
  * and the buffers its plan touches (which, unlike time, a noisy machine does not move).
  */
 async function measureClaim(stack: ProcessStack): Promise<{ latencyMs: Percentiles; buffers: number }> {
   const { db } = stack.database
-  await sql`
-    insert into sync_event (event_id, cif_id, event_type, customer_version, owner_source_system, acting_source_system, event,
-      event_time, kafka_partition, kafka_offset)
-    select md5('probe' || i)::uuid, (${HISTORY_CIF_BASE - 1_000_000}::bigint + (i + 1) / 2)::text, 'cif.customer.created', 2 - i % 2,
-      'branch-portal', 'branch-portal', null, now(), 0, i
-    from generate_series(1, 1000) i`.execute(db)
+  // Two versions each of 500 customers.
+  const events = probeEvents(db, 'probe', 1000, sql`${HISTORY_CIF_BASE - 1_000_000}::bigint + (i + 1) / 2`, sql`2 - i % 2`)
+  await events.insert()
   await sql`
     insert into delivery (event_id, cif_id, end_system, operation, customer_version, state, event_time)
     select event_id, cif_id, ${PROBE_SYSTEM}, case customer_version when 1 then 'create' else 'update' end, customer_version, 'PENDING',
       event_time
-    from sync_event where event_id in (select md5('probe' || i)::uuid from generate_series(1, 1000) i)`.execute(db)
+    from sync_event where event_id in ${events.ids}`.execute(db)
   try {
     const claim = claimStatement(PROBE_SYSTEM, CLAIM_LIMIT, [10_000])
     const query = claim.compile(db)
@@ -80,8 +99,7 @@ async function measureClaim(stack: ProcessStack): Promise<{ latencyMs: Percentil
     const root = plan.rows[0]!['QUERY PLAN'][0]!.Plan
     return { latencyMs, buffers: buffersOf(root) }
   } finally {
-    await sql`delete from delivery where end_system = ${PROBE_SYSTEM}`.execute(db)
-    await sql`delete from sync_event where event_id in (select md5('probe' || i)::uuid from generate_series(1, 1000) i)`.execute(db)
+    await events.remove()
   }
 }
 
@@ -92,22 +110,16 @@ async function measureClaim(stack: ProcessStack): Promise<{ latencyMs: Percentil
  */
 async function withFailedPage<T>(stack: ProcessStack, measure: () => Promise<T>): Promise<T> {
   const { db } = stack.database
-  const eventIds = sql`(select md5('failed' || i)::uuid from generate_series(1, ${FAILED_PAGE}) i)`
-  await sql`
-    insert into sync_event (event_id, cif_id, event_type, customer_version, owner_source_system, acting_source_system, event,
-      event_time, kafka_partition, kafka_offset)
-    select md5('failed' || i)::uuid, (${HISTORY_CIF_BASE - 2_000_000}::bigint + i)::text, 'cif.customer.created', 1,
-      'branch-portal', 'branch-portal', null, now(), 0, i
-    from generate_series(1, ${FAILED_PAGE}) i`.execute(db)
+  const events = probeEvents(db, 'failed', FAILED_PAGE, sql`${HISTORY_CIF_BASE - 2_000_000}::bigint + i`, sql`1`)
+  await events.insert()
   await sql`
     insert into delivery (event_id, cif_id, end_system, operation, customer_version, state, attempts, last_error, remarks, event_time)
     select event_id, cif_id, ${PROBE_SYSTEM}, 'create', 1, 'FAILED', 4, 'HTTP 422: {"error":"rejected"}', 'the end system refused it', event_time
-    from sync_event where event_id in ${eventIds}`.execute(db)
+    from sync_event where event_id in ${events.ids}`.execute(db)
   try {
     return await measure()
   } finally {
-    await sql`delete from delivery where end_system = ${PROBE_SYSTEM}`.execute(db)
-    await sql`delete from sync_event where event_id in ${eventIds}`.execute(db)
+    await events.remove()
   }
 }
 

@@ -1,4 +1,4 @@
-import { sql } from 'kysely'
+import { type RawBuilder, sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { reconciliationSituations } from '../../src/contracts/sync-status-events.ts'
 import { countStatement } from '../../src/syncer/delivery/delivery-counts.ts'
@@ -28,6 +28,22 @@ async function allowedValues(table: string, column: string): Promise<string[]> {
   return [...rows[0]!.definition.matchAll(/'([A-Z_]+)'::text/g)].map((m) => m[1]!).sort()
 }
 
+/**
+ * The plan PostgreSQL makes for `statement` with sequential scans priced out: a plan that still reads a whole
+ * table does so because no index can serve it.
+ */
+async function planWithoutSeqScans(statement: RawBuilder<unknown>): Promise<string> {
+  return database.db.connection().execute(async (connection) => {
+    await sql`set enable_seqscan = off`.execute(connection)
+    try {
+      const { rows } = await sql<{ 'QUERY PLAN': string }>`explain ${statement}`.execute(connection)
+      return rows.map((row) => row['QUERY PLAN']).join('\n')
+    } finally {
+      await sql`reset enable_seqscan`.execute(connection)
+    }
+  })
+}
+
 describe('the database holds the states the code declares', () => {
   it('allows exactly the delivery states of the state machine', async () => {
     expect(await allowedValues('delivery', 'state')).toEqual([...deliveryStates].sort())
@@ -52,14 +68,7 @@ describe('the database holds the states the code declares', () => {
 
 describe('the database has an index for each look-up the code makes', () => {
   it("finds an event's deliveries by index (the foreign key's check, retention's purge), whatever runs made them", async () => {
-    // With sequential scans priced out, a plan still reads the whole table only if no index can serve it.
-    const plan = await database.db.connection().execute(async (connection) => {
-      await sql`set enable_seqscan = off`.execute(connection)
-      const { rows } = await sql<{ 'QUERY PLAN': string }>`
-        explain select 1 from delivery where event_id = '7d8160cc-2ad6-e1bb-c332-ca0c2a3f7eec'::uuid`.execute(connection)
-      await sql`reset enable_seqscan`.execute(connection)
-      return rows.map((row) => row['QUERY PLAN']).join('\n')
-    })
+    const plan = await planWithoutSeqScans(sql`select 1 from delivery where event_id = '7d8160cc-2ad6-e1bb-c332-ca0c2a3f7eec'::uuid`)
     expect(plan).not.toMatch(/Seq Scan/)
   })
 })
@@ -75,12 +84,7 @@ describe('the summary counts the open deliveries from an index that holds only t
     // Visibility as after a vacuum (the history's pages are all-visible); the planner prices an index-only scan
     // by how much of the table is.
     await sql`vacuum analyze delivery`.execute(database.db)
-    const plan = await database.db.connection().execute(async (connection) => {
-      await sql`set enable_seqscan = off`.execute(connection)
-      const { rows } = await sql<{ 'QUERY PLAN': string }>`explain ${countStatement()}`.execute(connection)
-      await sql`reset enable_seqscan`.execute(connection)
-      return rows.map((row) => row['QUERY PLAN']).join('\n')
-    })
+    const plan = await planWithoutSeqScans(countStatement())
     expect(plan).toMatch(/Index Only Scan using delivery_open_counts on delivery/)
     expect(plan).not.toMatch(/Seq Scan on delivery\b(?!_)/)
   })
@@ -100,12 +104,7 @@ describe('the summary counts the open deliveries from an index that holds only t
       from sync_event where event_id in (select md5('schema-overdue' || i)::uuid from generate_series(1, 3030) i)
       order by kafka_offset`.execute(database.db)
     await sql`vacuum analyze delivery`.execute(database.db)
-    const plan = await database.db.connection().execute(async (connection) => {
-      await sql`set enable_seqscan = off`.execute(connection)
-      const { rows } = await sql<{ 'QUERY PLAN': string }>`explain ${overdueStatement(60_000)}`.execute(connection)
-      await sql`reset enable_seqscan`.execute(connection)
-      return rows.map((row) => row['QUERY PLAN']).join('\n')
-    })
+    const plan = await planWithoutSeqScans(overdueStatement(60_000))
     expect(plan).toMatch(/Index Only Scan using delivery_open_counts on delivery/)
   })
 })
