@@ -6,10 +6,12 @@ import { loadavg } from 'node:os'
 import { performance } from 'node:perf_hooks'
 import * as hdr from 'hdr-histogram-js'
 import { type Kysely, type RawBuilder, sql } from 'kysely'
+import { DEFAULT_IN_SYNC_DEADLINE_MS } from '../src/platform/config.ts'
 import { attemptsQuery, deliveriesQuery } from '../src/syncer/api/read-model.ts'
-import { countStatement, rollUpSettledCounts } from '../src/syncer/delivery/delivery-counts.ts'
+import { countedBefore, countStatement, rollUpSettledCounts } from '../src/syncer/delivery/delivery-counts.ts'
 import { claimStatement } from '../src/syncer/delivery/delivery-store.ts'
 import { attemptPartitionName } from '../src/syncer/retention.ts'
+import { overdueStatement } from '../src/syncer/status/overdue.ts'
 import { asSyncer, type TestDatabase } from '../test/support/database.ts'
 import { waitUntilDrained } from '../test/support/invariants.ts'
 import { percentiles, runLoad } from '../test/support/load.ts'
@@ -193,19 +195,31 @@ async function feedCursor(stack: ProcessStack): Promise<string> {
   return rows[0]!.seq ?? '0'
 }
 
+/** A statement's plan as run, with its buffers. */
+async function analyzed(db: Kysely<TestDatabase>, statement: RawBuilder<unknown>): Promise<Record<string, number>> {
+  const { rows } = await sql<{ 'QUERY PLAN': { Plan: Record<string, number> }[] }>`explain (analyze, buffers, format json) ${statement}`.execute(db)
+  return rows[0]!['QUERY PLAN'][0]!.Plan
+}
+
 /**
- * The summary's count (delivery-counts.ts `countStatement`): the buffers its plan touches, the plan itself (to
- * see which index each part read), and whether it counts every delivery, as the table counted whole does.
+ * The summary's two statements: the count (delivery-counts.ts `countStatement`), the buffers its plan touches,
+ * the plan itself (to see which index each part read), and whether it counts every delivery, as the table
+ * counted whole does; and the overdue versions' count (status/overdue.ts, at the default deadline), its buffers
+ * and plan.
  */
-async function measureSummary(
-  stack: ProcessStack
-): Promise<{ buffers: number; countsEveryDelivery: boolean; deliveryDeadRows: number; sinceAutovacuumS: number | null; plan: unknown }> {
+async function measureSummary(stack: ProcessStack): Promise<{
+  buffers: number
+  countsEveryDelivery: boolean
+  deliveryDeadRows: number
+  sinceAutovacuumS: number | null
+  plan: unknown
+  overdue: { buffers: number; plan: unknown }
+}> {
   const { db } = stack.database
-  const explained = await sql<{
-    'QUERY PLAN': { Plan: Record<string, number> }[]
-  }>`explain (analyze, buffers, format json) ${countStatement()}`.execute(db)
-  const plan = explained.rows[0]!['QUERY PLAN'][0]!.Plan
-  const { rows } = await countStatement().execute(db)
+  const mark = await countedBefore(asSyncer(db))
+  const plan = await analyzed(db, countStatement(mark))
+  const overduePlan = await analyzed(db, overdueStatement(DEFAULT_IN_SYNC_DEADLINE_MS))
+  const { rows } = await countStatement(mark).execute(db)
   const { rows: all } = await sql<{ n: string }>`select count(*)::text as n from delivery`.execute(db)
   // How much the index entries of dead row versions weigh in (migration 0017): the table's dead rows, and
   // how long ago autovacuum last went through it.
@@ -217,7 +231,8 @@ async function measureSummary(
     countsEveryDelivery: rows.reduce((sum, row) => sum + Number(row.n), 0) === Number(all[0]!.n),
     deliveryDeadRows: Number(vacuum[0]!.deadRows),
     sinceAutovacuumS: vacuum[0]!.sinceAutovacuumS === null ? null : Math.round(vacuum[0]!.sinceAutovacuumS),
-    plan
+    plan,
+    overdue: { buffers: buffersOf(overduePlan), plan: overduePlan }
   }
 }
 
@@ -276,7 +291,9 @@ async function measureAll(stack: ProcessStack, customers: number, say: Say) {
     const apis = await measureApis(stack, cifIds, cursor, since)
     say(`history: APIs p50 ${JSON.stringify(Object.fromEntries(Object.entries(apis).map(([name, p]) => [name, p.p50])))}`)
     const summary = await measureSummary(stack)
-    say(`history: summary count ${summary.buffers} buffers${summary.countsEveryDelivery ? '' : ' (! not every delivery counted)'}`)
+    say(
+      `history: summary count ${summary.buffers} buffers${summary.countsEveryDelivery ? '' : ' (! not every delivery counted)'}, overdue count ${summary.overdue.buffers}`
+    )
     return { apis, summary, filterPlans: await measureFilterPlans(stack, since) }
   })
   return { claim, drain, apis, summary, filterPlans, loadAverage: Number(loadavg()[0]!.toFixed(2)) }

@@ -28,24 +28,36 @@ export interface DeliveryCount {
 }
 
 /**
- * The count, in one statement (one snapshot of the totals, the mark and the table); the history benchmark
- * reads its plan.
+ * The count, given the mark (`delivery_settled_count_mark`) read in the same snapshot; the history benchmark
+ * reads its plan. The mark is a value here, not a subquery: planned without it, the settled part was estimated
+ * at a third of the table (PostgreSQL's guess for a range it cannot see) and, on a large table, read by parallel
+ * workers whose start cost more than the few thousand entries they counted (docs/performance.md, "History").
  */
-export const countStatement = () => sql<{ end_system: string; state: DeliveryState; n: string }>`
-  with mark as (select counted_before from delivery_settled_count_mark),
-  parts as (
+export const countStatement = (countedBefore: Date) => sql<{ end_system: string; state: DeliveryState; n: string }>`
+  with parts as (
     select end_system, state, deliveries as n from delivery_settled_count
     union all
     select end_system, state, count(*) from delivery
-    where state in (${stateList(settledStates)}) and completed_at >= (select counted_before from mark)
+    where state in (${stateList(settledStates)}) and completed_at >= ${countedBefore}::timestamptz
     group by end_system, state
     union all
     select end_system, state, count(*) from delivery where state in (${stateList(openStates)}) group by end_system, state)
   select end_system, state, sum(n) as n from parts group by end_system, state order by end_system, state`
 
-/** Deliveries counted by end system and state. */
+/** The mark the totals were counted before (the count's first statement). */
+export const countedBefore = async (db: SyncerDb): Promise<Date> =>
+  (await db.selectFrom('delivery_settled_count_mark').select('counted_before').executeTakeFirstOrThrow()).counted_before
+
+/**
+ * Deliveries counted by end system and state. The mark and the count share one snapshot (repeatable read): a
+ * roll-up committed between them would otherwise be counted twice, in the totals and since the old mark.
+ */
 export async function countDeliveries(db: SyncerDb): Promise<DeliveryCount[]> {
-  const { rows } = await countStatement().execute(db)
+  const rows = await db
+    .transaction()
+    .setIsolationLevel('repeatable read')
+    .setAccessMode('read only')
+    .execute(async (trx) => (await countStatement(await countedBefore(trx)).execute(trx)).rows)
   return rows.map((row) => ({ endSystem: row.end_system, state: row.state, count: Number(row.n) }))
 }
 
