@@ -6,6 +6,12 @@ import { fileURLToPath } from 'node:url'
 const cli = fileURLToPath(new URL('../../src/cli.ts', import.meta.url))
 
 /**
+ * SERVICE_CPU_PROFILE_DIR: each service writes a V8 CPU profile of its life there when it stops (Node refuses
+ * --cpu-prof in NODE_OPTIONS, so it goes on the command line); docs/performance.md, "How to reproduce".
+ */
+const profiling = process.env.SERVICE_CPU_PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', process.env.SERVICE_CPU_PROFILE_DIR] : []
+
+/**
  * One service role (`cif-service`, `syncer`, `simulator`) as a process of its own, as in production:
  * it can be killed with SIGKILL and started again, and measured.
  */
@@ -30,7 +36,7 @@ export class ServiceProcess {
   async start(timeoutMs = 60_000): Promise<void> {
     const log = createWriteStream(this.#logFile, { flags: 'a' })
     await new Promise((resolve) => log.once('open', resolve))
-    const child = spawn(process.execPath, [cli, this.role], { env: { ...process.env, ...this.#env }, stdio: ['ignore', log, log] })
+    const child = spawn(process.execPath, [...profiling, cli, this.role], { env: { ...process.env, ...this.#env }, stdio: ['ignore', log, log] })
     this.#child = child
     // If the harness itself dies, its services must not live on holding ports and files.
     const orphanGuard = (): void => {
