@@ -8,10 +8,11 @@ import * as hdr from 'hdr-histogram-js'
 import { type Kysely, type RawBuilder, sql } from 'kysely'
 import { DEFAULT_IN_SYNC_DEADLINE_MS } from '../src/platform/config.ts'
 import { attemptsQuery, deliveriesQuery } from '../src/syncer/api/read-model.ts'
-import { countedBefore, countStatement, rollUpSettledCounts } from '../src/syncer/delivery/delivery-counts.ts'
+import { countStatement, markedCount, rollUpSettledCounts } from '../src/syncer/delivery/delivery-counts.ts'
 import { claimStatement } from '../src/syncer/delivery/delivery-store.ts'
 import { attemptPartitionName } from '../src/syncer/retention.ts'
 import { overdueStatement } from '../src/syncer/status/overdue.ts'
+import { deliveryMonthSql } from '../src/syncer/tables.ts'
 import { asSyncer, type TestDatabase } from '../test/support/database.ts'
 import { waitUntilDrained } from '../test/support/invariants.ts'
 import { percentiles, runLoad } from '../test/support/load.ts'
@@ -20,7 +21,7 @@ import { operatorKey, type ProcessStack, sourceKey } from '../test/support/stack
 type Say = (text: string) => void
 type Percentiles = ReturnType<typeof percentiles>
 
-/** An end system no lane serves: the claim's probe finds its due deliveries, and nobody takes them. */
+/** An end system no lane serves: the claim's probe finds its due deliveries, and nobody takes them; it holds the FAILED page too. */
 const PROBE_SYSTEM = 'history-claim-probe'
 const CLAIM_LIMIT = 32
 /** The FAILED deliveries both halves hold while the APIs are measured: the admin API's page. */
@@ -41,6 +42,12 @@ async function timed(runs: number, call: (i: number) => Promise<unknown>): Promi
     histogram.recordValue(Math.max(1, Math.round((performance.now() - start) * 1000)))
   }
   return percentiles(histogram)
+}
+
+/** A statement's plan as run, with its buffers. */
+async function analyzed<DB>(db: Kysely<DB>, statement: RawBuilder<unknown>): Promise<Record<string, number>> {
+  const { rows } = await sql<{ 'QUERY PLAN': { Plan: Record<string, number> }[] }>`explain (analyze, buffers, format json) ${statement}`.execute(db)
+  return rows[0]!['QUERY PLAN'][0]!.Plan
 }
 
 /**
@@ -93,12 +100,7 @@ async function measureClaim(stack: ProcessStack): Promise<{ latencyMs: Percentil
         }
       })
     const latencyMs = await timed(200, () => rolledBack((trx) => trx.executeQuery(query)))
-    const plan = await rolledBack((trx) =>
-      sql<{
-        'QUERY PLAN': { Plan: Record<string, number> }[]
-      }>`explain (analyze, buffers, format json) ${claim}`.execute(trx)
-    )
-    const root = plan.rows[0]!['QUERY PLAN'][0]!.Plan
+    const root = await rolledBack((trx) => analyzed(trx, claim))
     return { latencyMs, buffers: buffersOf(root) }
   } finally {
     await events.remove()
@@ -106,9 +108,9 @@ async function measureClaim(stack: ProcessStack): Promise<{ latencyMs: Percentil
 }
 
 /**
- * A page of FAILED deliveries (of the claim's probe system, customers of their own) while `measure` runs, in
- * both halves: the drains fail nothing, so "FAILED deliveries" would otherwise compare an empty answer with
- * the history's full page. Removed after.
+ * A page of FAILED deliveries (of the claim's probe system, customers of their own), each with its four ERROR
+ * attempts, while `measure` runs, in both halves: the drains fail nothing, so "FAILED deliveries" and "ERROR
+ * attempts of a system" would otherwise compare an empty answer with the history's full page. Removed after.
  */
 async function withFailedPage<T>(stack: ProcessStack, measure: () => Promise<T>): Promise<T> {
   const { db } = stack.database
@@ -118,9 +120,16 @@ async function withFailedPage<T>(stack: ProcessStack, measure: () => Promise<T>)
     insert into delivery (event_id, cif_id, end_system, operation, customer_version, state, attempts, last_error, remarks, event_time)
     select event_id, cif_id, ${PROBE_SYSTEM}, 'create', 1, 'FAILED', 4, 'HTTP 422: {"error":"rejected"}', 'the end system refused it', event_time
     from sync_event where event_id in ${events.ids}`.execute(db)
+  await sql`
+    insert into delivery_attempt (delivery_id, delivery_month, event_id, cif_id, event_type, customer_version, end_system, attempt_number,
+      status, http_status, response_message, remarks, timeout_ms, duration_ms, started_at, finished_at)
+    select d.id, ${deliveryMonthSql(sql.ref('d.created_at'))}, d.event_id, d.cif_id, 'cif.customer.created', 1, d.end_system, n, 'ERROR', 422,
+      d.last_error, d.remarks, 30000, 40, d.created_at, d.created_at + interval '40 milliseconds'
+    from delivery d cross join generate_series(1, d.attempts) n where d.end_system = ${PROBE_SYSTEM}`.execute(db)
   try {
     return await measure()
   } finally {
+    await sql`delete from delivery_attempt where end_system = ${PROBE_SYSTEM}`.execute(db)
     await events.remove()
   }
 }
@@ -178,7 +187,7 @@ async function measureApis(stack: ProcessStack, cifIds: string[], cursor: string
     'callback: customer': [200, (i) => get(`/v1/sync/customers/${cif(i)}`, sourceKey)],
     'callback: updates after a cursor': [100, () => get(`/v1/sync/updates?after=${cursor}&limit=100`, sourceKey)],
     'admin: attempts of a customer': [200, (i) => get(`/v1/admin/attempts?cifId=${cif(i)}`, operatorKey)],
-    'admin: ERROR attempts of a system': [50, () => get('/v1/admin/attempts?endSystem=crm&status=ERROR&limit=100', operatorKey)],
+    'admin: ERROR attempts of a system': [50, () => get(`/v1/admin/attempts?endSystem=${PROBE_SYSTEM}&status=ERROR&limit=100`, operatorKey)],
     'admin: attempts of a system since the drain began': [50, () => get(`/v1/admin/attempts?endSystem=crm&from=${from}&limit=100`, operatorKey)],
     'admin: deliveries of a customer': [200, (i) => get(`/v1/admin/deliveries?cifId=${cif(i)}`, operatorKey)],
     'admin: FAILED deliveries': [50, () => get('/v1/admin/deliveries?state=FAILED&limit=100', operatorKey)],
@@ -193,12 +202,6 @@ async function measureApis(stack: ProcessStack, cifIds: string[], cursor: string
 async function feedCursor(stack: ProcessStack): Promise<string> {
   const { rows } = await sql<{ seq: string | null }>`select max(seq)::text as seq from sync_status_update`.execute(stack.database.db)
   return rows[0]!.seq ?? '0'
-}
-
-/** A statement's plan as run, with its buffers. */
-async function analyzed(db: Kysely<TestDatabase>, statement: RawBuilder<unknown>): Promise<Record<string, number>> {
-  const { rows } = await sql<{ 'QUERY PLAN': { Plan: Record<string, number> }[] }>`explain (analyze, buffers, format json) ${statement}`.execute(db)
-  return rows[0]!['QUERY PLAN'][0]!.Plan
 }
 
 /**
@@ -216,11 +219,13 @@ async function measureSummary(stack: ProcessStack): Promise<{
   overdue: { buffers: number; plan: unknown }
 }> {
   const { db } = stack.database
-  const mark = await countedBefore(asSyncer(db))
-  const plan = await analyzed(db, countStatement(mark))
+  // The plan, the count and the table counted whole in the count's own snapshot: the syncer rolls up meanwhile.
+  const { plan, rows, all } = await markedCount(asSyncer(db), async (trx, mark) => ({
+    plan: await analyzed(trx, countStatement(mark)),
+    rows: (await countStatement(mark).execute(trx)).rows,
+    all: (await sql<{ n: string }>`select count(*)::text as n from delivery`.execute(trx)).rows
+  }))
   const overduePlan = await analyzed(db, overdueStatement(DEFAULT_IN_SYNC_DEADLINE_MS))
-  const { rows } = await countStatement(mark).execute(db)
-  const { rows: all } = await sql<{ n: string }>`select count(*)::text as n from delivery`.execute(db)
   // How much the index entries of dead row versions weigh in (migration 0017): the table's dead rows, and
   // how long ago autovacuum last went through it.
   const { rows: vacuum } = await sql<{ deadRows: string; sinceAutovacuumS: number | null }>`
@@ -265,7 +270,7 @@ async function measureFilterPlans(stack: ProcessStack, since: Date): Promise<Rec
   const db = asSyncer(stack.database.db)
   const from = since.toISOString()
   const queries = {
-    'admin: ERROR attempts of a system': await attemptsQuery(db, { endSystem: 'crm', status: 'ERROR', limit: '100' }),
+    'admin: ERROR attempts of a system': await attemptsQuery(db, { endSystem: PROBE_SYSTEM, status: 'ERROR', limit: '100' }),
     'admin: attempts of a system since the drain began': await attemptsQuery(db, { endSystem: 'crm', from, limit: '100' }),
     'admin: FAILED deliveries': deliveriesQuery(db, { state: 'FAILED', limit: '100' }),
     'admin: deliveries of a system since the drain began': deliveriesQuery(db, { endSystem: 'crm', from, limit: '100' })
@@ -363,7 +368,7 @@ export async function fillHistory(db: Kysely<TestDatabase>, events: number, say:
     sql`
       insert into delivery_attempt (delivery_id, delivery_month, event_id, cif_id, event_type, customer_version, end_system, attempt_number,
         status, http_status, response_message, remarks, timeout_ms, duration_ms, started_at, finished_at)
-      select d.id, date_trunc('month', d.created_at at time zone 'UTC')::date, d.event_id, d.cif_id,
+      select d.id, ${deliveryMonthSql(sql.ref('d.created_at'))}, d.event_id, d.cif_id,
         case d.operation when 'create' then 'cif.customer.created' else 'cif.customer.updated' end, d.customer_version, d.end_system, n,
         case when n = d.attempts and d.state = 'SUCCESS' then 'SUCCESS' else 'ERROR' end,
         case when n = d.attempts and d.state = 'SUCCESS' then 201 else 503 end,

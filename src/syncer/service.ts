@@ -231,8 +231,13 @@ export async function startSyncer(
       retentionLog.failed(error)
     }
     try {
-      await rollUpSettledCounts(db)
+      const { heldBy } = await rollUpSettledCounts(db)
       countsLog.succeeded()
+      if (heldBy)
+        log.warn(
+          heldBy,
+          'a database transaction open for more than 15 minutes holds back the settled delivery counts: the summary counts live since it began; end it'
+        )
     } catch (error) {
       countsLog.failed(error)
     }

@@ -59,13 +59,13 @@ describe('the summary counts settled deliveries from kept totals, and the rest l
     await deliveryThat('success', system)
     await deliveryThat('failed', system)
     // Settled just now: within the margin left to writers the activity view does not show, so it stays live.
-    expect(await rollUpSettledCounts(asSyncer(db()))).toBe(0)
+    expect((await rollUpSettledCounts(asSyncer(db()))).added).toBe(0)
     await settledEarlier(60)
-    expect(await rollUpSettledCounts(asSyncer(db()))).toBe(2)
+    expect((await rollUpSettledCounts(asSyncer(db()))).added).toBe(2)
     const totals = await db().selectFrom('delivery_settled_count').selectAll().where('end_system', '=', system).execute()
     expect(totals).toEqual([{ end_system: system, state: 'SUCCESS', deliveries: '2' }])
     // Nothing is added twice, and the FAILED one (open: a redrive moves it) is never in the totals.
-    expect(await rollUpSettledCounts(asSyncer(db()))).toBe(0)
+    expect((await rollUpSettledCounts(asSyncer(db()))).added).toBe(0)
     await deliveryThat('success', system)
     expect(await countDeliveries(asSyncer(db()))).toEqual(await countedWhole())
     expect((await countDeliveries(asSyncer(db()))).filter((c) => c.endSystem === system)).toEqual([
@@ -89,24 +89,28 @@ describe('the summary counts settled deliveries from kept totals, and the rest l
     await settledEarlier(30)
     await rollUpSettledCounts(asSyncer(db()))
     const markBefore = await markOf()
-    const started = await db()
+    const { started, startedText, pid, rollUp } = await db()
       .transaction()
       .execute(async (trx) => {
         // Settles with completed_at = the start of this transaction, then stays open while a roll-up runs.
-        const { rows } = await sql<{ started: Date }>`
+        const { rows } = await sql<{ started: Date; startedText: string; pid: number }>`
           update delivery set state = 'SUCCESS', completed_at = now(), updated_at = now()
-          where end_system = ${system} returning completed_at as started`.execute(trx)
+          where end_system = ${system} returning completed_at as started, now()::text as "startedText", pg_backend_pid() as pid`.execute(trx)
         await new Promise((resolve) => setTimeout(resolve, 1500))
-        await rollUpSettledCounts(asSyncer(db()))
-        return rows[0]!.started
+        // Open longer than a second: reported as holding the mark back, at a threshold of a second.
+        return { ...rows[0]!, rollUp: await rollUpSettledCounts(asSyncer(db()), 1000) }
       })
     const mark = await markOf()
     expect(mark.getTime()).toBeLessThanOrEqual(started.getTime() - 60_000)
     expect(mark.getTime()).toBeGreaterThanOrEqual(markBefore.getTime())
+    expect(rollUp.heldBy?.pid).toBe(pid)
+    expect(rollUp.heldBy?.openSince).toBe(startedText)
+    // Nothing open that long now: nothing reported.
+    expect((await rollUpSettledCounts(asSyncer(db()), 1000)).heldBy).toBeNull()
     // Committed after that roll-up: counted live now, then in the totals, once.
     expect(await countDeliveries(asSyncer(db()))).toEqual(await countedWhole())
     await settledEarlier(30)
-    expect(await rollUpSettledCounts(asSyncer(db()))).toBeGreaterThanOrEqual(1)
+    expect((await rollUpSettledCounts(asSyncer(db()))).added).toBeGreaterThanOrEqual(1)
     const totals = await db().selectFrom('delivery_settled_count').select(['state', 'deliveries']).where('end_system', '=', system).execute()
     expect(totals).toEqual([{ state: 'SUCCESS', deliveries: '1' }])
     expect(await countDeliveries(asSyncer(db()))).toEqual(await countedWhole())
@@ -122,7 +126,7 @@ describe('the summary counts settled deliveries from kept totals, and the rest l
               where end_system = ${system} and completed_at > now() - interval '1 minute'`.execute(db())
     expect(await countDeliveries(asSyncer(db()))).toEqual(await countedWhole())
     await settledEarlier(30)
-    expect(await rollUpSettledCounts(asSyncer(db()))).toBeGreaterThanOrEqual(1)
+    expect((await rollUpSettledCounts(asSyncer(db()))).added).toBeGreaterThanOrEqual(1)
     expect(await countDeliveries(asSyncer(db()))).toEqual(await countedWhole())
     const totals = await db().selectFrom('delivery_settled_count').select('deliveries').where('end_system', '=', system).execute()
     expect(totals).toEqual([{ deliveries: '2' }])

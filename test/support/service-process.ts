@@ -6,8 +6,9 @@ import { fileURLToPath } from 'node:url'
 const cli = fileURLToPath(new URL('../../src/cli.ts', import.meta.url))
 
 /**
- * SERVICE_CPU_PROFILE_DIR: each service writes a V8 CPU profile of its life there when it stops (Node refuses
- * --cpu-prof in NODE_OPTIONS, so it goes on the command line); docs/performance.md, "How to reproduce".
+ * SERVICE_CPU_PROFILE_DIR: each service writes a V8 CPU profile of its life there when it exits (stopped, not
+ * killed); docs/performance.md, "How to reproduce". On the command line, so that only the services are
+ * profiled: in NODE_OPTIONS it would also reach npm, which runs on the machine's Node 20 and refuses it.
  */
 const profiling = process.env.SERVICE_CPU_PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', process.env.SERVICE_CPU_PROFILE_DIR] : []
 

@@ -16,10 +16,18 @@ import { type DeliveryState, openStates, settledStates } from './states.ts'
  * delivery it settles, which would then be in neither part. So the mark stops short of the oldest transaction
  * running in this database, however long it runs. Until session 11 it trailed by a fixed fifteen minutes, and
  * every summary counted fifteen minutes of settled deliveries live (720,000 at 800 deliveries/s).
- * PostgreSQL hides the start of another role's transactions from a role without pg_read_all_stats: a delivery
- * settled by hand as another role is counted right if its transaction lasts less than `MARK_MARGIN`.
+ * `MARK_MARGIN` covers what the activity view does not show: the instant between a transaction taking its
+ * start time and publishing it, and transactions of another role (PostgreSQL hides their start from a role
+ * without pg_read_all_stats): a delivery settled by hand as another role is counted right if its transaction
+ * lasts less than the margin.
  */
 const MARK_MARGIN = sql.lit('1 minute')
+
+/**
+ * A transaction open longer than this holds the mark back (correct, and the summary counts ever more live):
+ * reported, so that a person can end it (it holds back PostgreSQL's vacuum as well).
+ */
+export const MARK_HELD_TOO_LONG_MS = 15 * 60_000
 
 export interface DeliveryCount {
   endSystem: string
@@ -28,55 +36,69 @@ export interface DeliveryCount {
 }
 
 /**
- * The count, given the mark (`delivery_settled_count_mark`) read in the same snapshot; the history benchmark
- * reads its plan. The mark is a value here, not a subquery: planned without it, the settled part was estimated
- * at a third of the table (PostgreSQL's guess for a range it cannot see) and, on a large table, read by parallel
- * workers whose start cost more than the few thousand entries they counted (docs/performance.md, "History").
+ * The count, given the mark (`delivery_settled_count_mark`, as `markedCount` reads it) in the same snapshot; the
+ * history benchmark reads its plan. The mark is a value here, not a subquery: planned without it, the settled
+ * part was estimated at a third of the table (PostgreSQL's guess for a range it cannot see) and, on a large
+ * table, read by parallel workers whose start cost more than the few thousand entries they counted
+ * (docs/performance.md, "History").
  */
-export const countStatement = (countedBefore: Date) => sql<{ end_system: string; state: DeliveryState; n: string }>`
+export const countStatement = (mark: string) => sql<{ end_system: string; state: DeliveryState; n: string }>`
   with parts as (
     select end_system, state, deliveries as n from delivery_settled_count
     union all
     select end_system, state, count(*) from delivery
-    where state in (${stateList(settledStates)}) and completed_at >= ${countedBefore}::timestamptz
+    where state in (${stateList(settledStates)}) and completed_at >= ${mark}::timestamptz
     group by end_system, state
     union all
     select end_system, state, count(*) from delivery where state in (${stateList(openStates)}) group by end_system, state)
   select end_system, state, sum(n) as n from parts group by end_system, state order by end_system, state`
 
-/** The mark the totals were counted before (the count's first statement). */
-export const countedBefore = async (db: SyncerDb): Promise<Date> =>
-  (await db.selectFrom('delivery_settled_count_mark').select('counted_before').executeTakeFirstOrThrow()).counted_before
-
 /**
- * Deliveries counted by end system and state. The mark and the count share one snapshot (repeatable read): a
- * roll-up committed between them would otherwise be counted twice, in the totals and since the old mark.
+ * Runs `count` with the mark, both in one snapshot (repeatable read): a roll-up committed between reading the
+ * mark and counting would otherwise be counted twice, in the totals and since the old mark. The mark as
+ * PostgreSQL's text (exact, and `-infinity` before the first roll-up).
  */
-export async function countDeliveries(db: SyncerDb): Promise<DeliveryCount[]> {
-  const rows = await db
+export const markedCount = <T>(db: SyncerDb, count: (trx: SyncerDb, mark: string) => Promise<T>): Promise<T> =>
+  db
     .transaction()
     .setIsolationLevel('repeatable read')
     .setAccessMode('read only')
-    .execute(async (trx) => (await countStatement(await countedBefore(trx)).execute(trx)).rows)
+    .execute(async (trx) => {
+      const { rows } = await sql<{ mark: string }>`select counted_before::text as mark from delivery_settled_count_mark`.execute(trx)
+      return count(trx, rows[0]!.mark)
+    })
+
+/** Deliveries counted by end system and state. */
+export async function countDeliveries(db: SyncerDb): Promise<DeliveryCount[]> {
+  const rows = await markedCount(db, async (trx, mark) => (await countStatement(mark).execute(trx)).rows)
   return rows.map((row) => ({ endSystem: row.end_system, state: row.state, count: Number(row.n) }))
+}
+
+export interface RollUp {
+  /** Deliveries added to the totals. */
+  added: number
+  /** The transaction holding the mark back, when it has been open longer than `heldTooLongMs`. */
+  heldBy: { pid: number; applicationName: string; openSince: string } | null
 }
 
 /**
  * Adds the deliveries that settled since the mark to the totals, up to `MARK_MARGIN` before the oldest
- * transaction running, and moves the mark there; the number of deliveries added. Several syncers may run it at
- * once: the mark's row lock takes them one at a time, and the second finds nothing left to add.
+ * transaction running, and moves the mark there. Several syncers may run it at once: the mark's row lock takes
+ * them one at a time, and the second finds nothing left to add.
  */
-export async function rollUpSettledCounts(db: SyncerDb): Promise<number> {
+export async function rollUpSettledCounts(db: SyncerDb, heldTooLongMs = MARK_HELD_TOO_LONG_MS): Promise<RollUp> {
   // Read before the roll-up's statement, and so before its snapshot: a transaction not running now has
   // committed or rolled back (PostgreSQL clears a transaction's start after its commit becomes visible), and
-  // one that starts later settles after this one's start, which the oldest includes.
-  const { rows: running } = await sql<{ oldest: Date }>`
-    select min(xact_start) as oldest from pg_stat_activity
-    where datname = current_database() and backend_type = 'client backend'`.execute(db)
+  // one that starts later settles after this statement's own start, which the activity view holds too.
+  const { rows: oldest } = await sql<{ pid: number; application_name: string; open_since: string; too_long: boolean }>`
+    select pid, application_name, xact_start::text as open_since, now() - xact_start > make_interval(secs => ${heldTooLongMs} / 1000.0) as too_long
+    from pg_stat_activity where datname = current_database() and backend_type = 'client backend' and xact_start is not null
+    order by xact_start limit 1`.execute(db)
+  const { pid, application_name, open_since, too_long } = oldest[0]!
   const { rows } = await sql<{ added: string }>`
     with mark as (
       select counted_before as counted_from,
-        date_trunc('second', ${running[0]!.oldest}::timestamptz - interval ${MARK_MARGIN}) as counted_until
+        date_trunc('second', ${open_since}::timestamptz - interval ${MARK_MARGIN}) as counted_until
       from delivery_settled_count_mark for update),
     settled as (
       select d.end_system, d.state, count(*) as deliveries from delivery d, mark
@@ -89,5 +111,8 @@ export async function rollUpSettledCounts(db: SyncerDb): Promise<number> {
       update delivery_settled_count_mark set counted_before = mark.counted_until from mark
       where mark.counted_until > mark.counted_from)
     select coalesce(sum(deliveries), 0) as added from settled`.execute(db)
-  return Number(rows[0]!.added)
+  return {
+    added: Number(rows[0]!.added),
+    heldBy: too_long ? { pid, applicationName: application_name, openSince: open_since } : null
+  }
 }
