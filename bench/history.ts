@@ -317,7 +317,7 @@ async function measureAll(stack: ProcessStack, customers: number, say: Say) {
  * Years of history, directly in PostgreSQL: `events` customer events (two versions per customer, spread over
  * the last 24 months), three deliveries each (almost all SUCCESS; some FAILED, some SKIPPED), one in ten of
  * them retried or redriven 24 times (an outage's worth), so about 3.4 attempts per delivery; a status update
- * per successful delivery. The month partitions are made first, as the syncer would have made them.
+ * per successful delivery, published long ago. The month partitions are made first, as the syncer would have made them.
  */
 export async function fillHistory(db: Kysely<TestDatabase>, events: number, say: Say) {
   const timings: Record<string, number> = {}
@@ -391,11 +391,13 @@ export async function fillHistory(db: Kysely<TestDatabase>, events: number, say:
   await step(
     'status updates',
     sql`
-      insert into sync_status_update (seq, owner_source_system, cif_id, kind, status, created_at)
+      insert into sync_status_update (seq, owner_source_system, cif_id, kind, status, created_at, published_at)
       select nextval('sync_status_seq'), 'branch-portal', d.cif_id, 'DELIVERED',
         jsonb_build_object('kind', 'DELIVERED', 'cifId', d.cif_id, 'customerVersion', d.customer_version, 'eventId', d.event_id,
           'endSystem', d.end_system, 'deliveryId', d.id::text, 'state', d.state, 'attempts', d.attempts, 'at', d.completed_at),
-        d.completed_at
+        -- Published on cif.sync.status when they were made, as the history's are (until session 11 they were
+        -- left unpublished: the status relay then spent the filled half publishing three million of them).
+        d.completed_at, d.completed_at + interval '1 second'
       from delivery d where d.id > ${after} and d.state = 'SUCCESS' order by d.id`
   )
   for (const table of ['sync_event', 'delivery', 'delivery_attempt', 'sync_status_update']) {
