@@ -15,7 +15,7 @@ import { callbackApi } from './api/callback-api.ts'
 import { reconciliationApi } from './api/reconciliation-api.ts'
 import { CONSOLE_PREFIX, type LiveState, operatorConsole } from './console/console.ts'
 import { AttemptRecorder } from './delivery/attempt-recorder.ts'
-import { rollUpSettledCounts } from './delivery/delivery-counts.ts'
+import { MARK_HELD_TOO_LONG_MS, rollUpSettledCounts } from './delivery/delivery-counts.ts'
 import { recoverExpiredLeases } from './delivery/delivery-store.ts'
 import { EndSystemClient } from './delivery/end-system-client.ts'
 import { retireRemovedEndSystems } from './delivery/end-system-store.ts'
@@ -236,7 +236,8 @@ export async function startSyncer(
       if (heldBy)
         log.warn(
           heldBy,
-          'a database transaction open for more than 15 minutes holds back the settled delivery counts: the summary counts live since it began; end it'
+          `a database transaction open for more than ${MARK_HELD_TOO_LONG_MS / 60_000} minutes holds back the settled delivery counts ` +
+            '(the summary counts live since it began: slower, still right); unless it is a backup or a known long job, end it'
         )
     } catch (error) {
       countsLog.failed(error)
