@@ -420,10 +420,9 @@ export async function fillHistory(db: Kysely<TestDatabase>, events: number, say:
           pg_total_relation_size(${table}::regclass)) / 1048576)::text as mb`.execute(db)
     tables[table] = { rows: Number(size[0]!.rows), mb: Math.round(Number(size[0]!.mb)) }
   }
-  // Six gigabytes written leave a checkpoint under way, spread over minutes (checkpoint_completion_target),
-  // which the filled half would share the disk and the cores with (its drain ranged from 1.0 to 2.2 times
-  // slower between runs of the same code, S11). Finished now, the filled half measures the history's size;
-  // each half records what the checkpointer wrote while it was measured.
+  // A checkpoint still spreading six gigabytes of writes would share the disk and the cores with the filled
+  // half's measures: finished here, and each half records what the checkpointer wrote while it was measured
+  // (S11d: nothing in either; the filled half's slowness until then was the status relay, see the statuses).
   await step('checkpoint', sql`checkpoint`)
   return {
     seconds: Number(
