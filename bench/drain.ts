@@ -19,6 +19,7 @@ import { person } from '../test/support/load.ts'
 import { ProcessMonitor, type ProcessUsage } from '../test/support/process-stats.ts'
 import { configuredEndSystems } from '../test/support/soak-checker.ts'
 import type { ProcessStack } from '../test/support/stack.ts'
+import { resetStatements, type TopStatement, topStatements } from './statements.ts'
 
 /** Far above the CIF service's own sequence (it starts at 1,000,000,000): the backlog's CIF IDs are its own. */
 const FIRST_NUMBER = 9_000_000_000
@@ -138,7 +139,8 @@ async function drainWithSyncer(
   stack: ProcessStack,
   expected: number,
   timeoutMs: number
-): Promise<Run & { states: Record<string, number>; intake: Awaited<ReturnType<typeof intakeBatches>> }> {
+): Promise<Run & { states: Record<string, number>; intake: Awaited<ReturnType<typeof intakeBatches>>; topStatements: TopStatement[] }> {
+  await resetStatements(stack.database.db)
   const since = new Date()
   const usage = monitor(stack, { syncer: () => stack.syncer.pid })
   const machineFrom = machineBusyMs()
@@ -161,7 +163,12 @@ async function drainWithSyncer(
     from delivery where created_at >= ${since}`.execute(stack.database.db)
   const states = Object.fromEntries(rows.map((r) => [r.state, Number(r.n)]))
   const window = { startedAt, firstAt: rows[0]!.first.getTime(), lastAt: rows[0]!.last.getTime() }
-  return { ...measured(done, window, processes, machineMs), states, intake: await intakeBatches(stack, since) }
+  return {
+    ...measured(done, window, processes, machineMs),
+    states,
+    intake: await intakeBatches(stack, since),
+    topStatements: await topStatements(stack.database.db)
+  }
 }
 
 /** The intake stores a batch of events in one transaction, so one batch's events share their `received_at` (now()). */

@@ -18,6 +18,7 @@ import { type ProcessStack, setFault, sourceKey, startProcessStack } from '../te
 import { drainPhase } from './drain.ts'
 import { historyPhase } from './history.ts'
 import { reconcilePhase } from './reconcile.ts'
+import { resetStatements, topStatements } from './statements.ts'
 
 const started = Date.now()
 const say = (text: string) => process.stdout.write(`[${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${text}\n`)
@@ -169,7 +170,6 @@ if (loadPhases.length > 0) {
     say('warming up')
     await load(stack, 'warm-up', { ratePerSecond: 100, durationMs: 5000 })
 
-    await sql`create extension if not exists pg_stat_statements`.execute(stack.database.db)
     if (process.env.BENCH_DIAGNOSE_ASYNC_COMMIT) {
       // A diagnosis only (how much of the time is waiting for the WAL flush), never a setting to run with.
       await sql`alter system set synchronous_commit = off`.execute(stack.database.db)
@@ -207,7 +207,7 @@ if (loadPhases.length > 0) {
 
     // 2. Saturation: as many creates as the API takes, and whether the deliveries keep up.
     if (runs('saturation')) {
-      await sql`select pg_stat_statements_reset()`.execute(stack.database.db)
+      await resetStatements(stack.database.db)
       const since = new Date()
       const usage = monitor(stack)
       usage.start()
@@ -230,12 +230,7 @@ if (loadPhases.length > 0) {
         backlogDrainMs: drainMs,
         endToEndMs: percentiles(e2e.latency),
         processes,
-        topStatements: (
-          await sql<{ query: string; calls: string; total_ms: number; mean_ms: number }>`
-          select left(regexp_replace(query, '\\s+', ' ', 'g'), 160) as query, calls, round(total_exec_time) as total_ms,
-                 round(mean_exec_time::numeric, 3) as mean_ms
-          from pg_stat_statements order by total_exec_time desc limit 12`.execute(stack.database.db)
-        ).rows
+        topStatements: await topStatements(stack.database.db)
       }
       say(`saturation: ${JSON.stringify(results.saturation, null, 1)}`)
     }

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Admin } from '@platformatic/kafka'
 import type { Kysely, Transaction } from 'kysely'
-import { sql } from 'kysely'
+import { type RawBuilder, sql } from 'kysely'
 import pg from 'pg'
 import { DeadlineExceeded, withDeadline } from '../platform/deadline.ts'
 import { describeError } from '../platform/errors.ts'
@@ -403,16 +403,7 @@ export function outboxQueue(topics: string[]): RelayQueue<OutboxTables> {
   return {
     channel: 'outbox_message',
     async claim(trx, limit) {
-      const { rows } = await sql<ClaimedMessage>`
-        select id, topic, message_key, payload, headers
-        from outbox_message o
-        where status = 'PENDING' and topic = any(${topics}::text[])
-          and not exists (
-            select 1 from outbox_message earlier
-            where earlier.status = 'PENDING' and earlier.topic = o.topic and earlier.message_key = o.message_key and earlier.id < o.id)
-        order by id
-        limit ${limit}
-        for update skip locked`.execute(trx)
+      const { rows } = await pendingMessages(topics, limit).execute(trx)
       return rows
     },
     async markSent(trx, ids) {
@@ -440,6 +431,25 @@ export function outboxQueue(topics: string[]): RelayQueue<OutboxTables> {
     },
     purgeSent: purgeSentMessages
   }
+}
+
+/**
+ * The outbox relay's claim (see RelayQueue.claim). "No earlier pending message of the key" is a scalar
+ * subquery, not NOT EXISTS: PostgreSQL may plan NOT EXISTS as an anti join against every pending message of
+ * the topics, compared with each candidate, which grows with the square of an outage's backlog (the syncer's
+ * status relay met it, see unsentStatuses there). The scalar subquery is one index probe per candidate.
+ */
+export function pendingMessages(topics: string[], limit: number): RawBuilder<ClaimedMessage> {
+  return sql<ClaimedMessage>`
+    select id, topic, message_key, payload, headers
+    from outbox_message o
+    where status = 'PENDING' and topic = any(${topics}::text[])
+      and (select true from outbox_message earlier
+           where earlier.status = 'PENDING' and earlier.topic = o.topic and earlier.message_key = o.message_key and earlier.id < o.id
+           limit 1) is null
+    order by id
+    limit ${limit}
+    for update skip locked`
 }
 
 /**

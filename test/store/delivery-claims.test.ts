@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { claimDue, claimStatement } from '../../src/syncer/delivery/delivery-store.ts'
 import { asSyncer } from '../support/database.ts'
 import { type OwnDatabase, ownDatabase } from '../support/own-database.ts'
+import { genericPlan } from '../support/plans.ts'
 import {
   claim,
   claimHeldOpen,
@@ -188,25 +189,27 @@ describe('claims made at the same time', () => {
   })
 })
 
+/** Deliveries of `count` customers (versions 1 and 2 each) to `system`, stored in one statement as the intake does. */
+const burst = (system: string, from: number, count: number, state: string) => sql`
+  with events as (
+    insert into sync_event (event_id, cif_id, event_type, customer_version, owner_source_system, acting_source_system,
+                            event, event_time, kafka_partition, kafka_offset)
+    select gen_random_uuid(), '9' || lpad(n::text, 10, '0'), 'cif.customer.updated', v, 'branch-portal', 'branch-portal',
+           '{}'::jsonb, now(), 0, n * 2 + v
+    from generate_series(${from}::int, ${from + count - 1}::int) n, generate_series(1, 2) v
+    returning event_id, cif_id, customer_version, event_time)
+  insert into delivery (event_id, cif_id, end_system, operation, customer_version, state, event_time)
+  select event_id, cif_id, ${system}, case customer_version when 1 then 'create' else 'update' end, customer_version, ${state}, event_time
+  from events`
+
 describe('the claim’s plan', () => {
   it('probes each candidate’s earlier versions by customer, even while the statistics describe the table before a burst', async () => {
     const system = newEndSystem('burst')
     // A system that has been running: its deliveries settled, and the statistics taken then (as autovacuum
     // left them when a Kafka outage's backlog lands): open deliveries look as if there were none.
-    const burst = (from: number, count: number, state: string) => sql`
-      with events as (
-        insert into sync_event (event_id, cif_id, event_type, customer_version, owner_source_system, acting_source_system,
-                                event, event_time, kafka_partition, kafka_offset)
-        select gen_random_uuid(), '9' || lpad(n::text, 10, '0'), 'cif.customer.updated', v, 'branch-portal', 'branch-portal',
-               '{}'::jsonb, now(), 0, n * 2 + v
-        from generate_series(${from}::int, ${from + count - 1}::int) n, generate_series(1, 2) v
-        returning event_id, cif_id, customer_version, event_time)
-      insert into delivery (event_id, cif_id, end_system, operation, customer_version, state, event_time)
-      select event_id, cif_id, ${system}, case customer_version when 1 then 'create' else 'update' end, customer_version, ${state}, event_time
-      from events`
-    await burst(1, 10_000, 'SUCCESS').execute(database.db)
+    await burst(system, 1, 10_000, 'SUCCESS').execute(database.db)
     await sql`analyze delivery`.execute(database.db)
-    await burst(10_001, 4000, 'PENDING').execute(database.db)
+    await burst(system, 10_001, 4000, 'PENDING').execute(database.db)
 
     const { rows } = await sql<Record<string, unknown>>`explain (format json) ${claimStatement(system, 32, [LEASE_MS])}`.execute(database.db)
     const plan = JSON.stringify(rows[0])
@@ -219,5 +222,17 @@ describe('the claim’s plan', () => {
     const claimed = await claim(database.db, system, 100)
     expect(claimed).toHaveLength(100)
     expect(claimed.every((d) => d.customer_version === 1)).toBe(true)
+  })
+
+  it('reads no more due deliveries than it takes, though a whole intake batch shares one due time', async () => {
+    const system = newEndSystem('batch')
+    // The intake stores up to 250 events in one transaction: their deliveries share one next_attempt_at, now().
+    await burst(system, 20_001, 250, 'PENDING').execute(database.db)
+    await sql`analyze delivery`.execute(database.db)
+    const plan = await genericPlan(database.db, claimStatement(system, 15, [LEASE_MS]).compile(database.db), { analyze: true })
+    // In (next_attempt_at, id) order from the index itself, not the whole batch read and sorted by id.
+    expect(plan).not.toMatch(/"Sort Key":\["d\.next_attempt_at"/)
+    const due = /"Index Name":"delivery_due"[^{}]*?"Actual Rows":([\d.]+)/.exec(plan)
+    expect(Number(due?.[1])).toBe(15)
   })
 })

@@ -1,11 +1,13 @@
 import { randomUUID } from 'node:crypto'
+import { sql } from 'kysely'
 import pg from 'pg'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { topics } from '../../src/contracts/topics.ts'
 import type { OutboxTables } from '../../src/outbox/tables.ts'
-import { recordStatuses, type StatusChange, sequenceStatusUpdates, statusQueue } from '../../src/syncer/status/sync-status.ts'
+import { recordStatuses, type StatusChange, sequenceStatusUpdates, statusQueue, unsentStatuses } from '../../src/syncer/status/sync-status.ts'
 import { asSyncer } from '../support/database.ts'
 import { type OwnDatabase, ownDatabase } from '../support/own-database.ts'
+import { genericPlan } from '../support/plans.ts'
 import { newCifId } from './fixtures.ts'
 
 let database: OwnDatabase
@@ -171,6 +173,19 @@ describe('the feed as the status relay queue', () => {
     } finally {
       await listener.end()
     }
+  })
+})
+
+describe("the status relay's claim", () => {
+  it("probes each candidate's earlier unsent status by customer, in the generic plan it runs prepared", async () => {
+    // A drain's few hundred unsent statuses, the statistics knowing them: prepared, the NOT EXISTS this claim
+    // had was planned as an anti join against all of them, compared with every candidate (24 ms at 300).
+    await recordPositioned(Array.from({ length: 300 }, () => inSync(newCifId())))
+    await sql`analyze sync_status_update`.execute(database.db)
+    const plan = await genericPlan(database.db, unsentStatuses(500).compile(database.db))
+    expect(plan).not.toMatch(/"Join Type":"(Anti|Semi)"/)
+    expect(plan).toMatch(/"Index Name":"sync_status_update_unpublished_cif"[^}]*"Index Cond":"\(\(cif_id = u\.cif_id\)/)
+    expect(await claimOnce(500)).toHaveLength(300)
   })
 })
 
