@@ -1,6 +1,7 @@
 import { type RawBuilder, sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { reconciliationSituations } from '../../src/contracts/sync-status-events.ts'
+import { deliveriesQuery } from '../../src/syncer/api/read-model.ts'
 import { countStatement, markedCount } from '../../src/syncer/delivery/delivery-counts.ts'
 import { requestKinds, requestStates } from '../../src/syncer/delivery/four-eyes.ts'
 import { attemptStatuses, deliveryStates, openStates, operatorActions } from '../../src/syncer/delivery/states.ts'
@@ -79,6 +80,25 @@ describe('the database has an index for each look-up the code makes', () => {
   it("finds an event's deliveries by index (the foreign key's check, retention's purge), whatever runs made them", async () => {
     const plan = await planWithoutSeqScans(sql`select 1 from delivery where event_id = '7d8160cc-2ad6-e1bb-c332-ca0c2a3f7eec'::uuid`)
     expect(plan).not.toMatch(/Seq Scan/)
+  })
+
+  it('lists the deliveries in any one state from an index, the settled ones no success reaches in their page order', async () => {
+    const plans = await database.db.connection().execute(async (connection) => {
+      await sql`set enable_seqscan = off`.execute(connection)
+      try {
+        const explained: Record<string, string> = {}
+        for (const state of deliveryStates) {
+          const rows = await deliveriesQuery(asSyncer(connection), { state, limit: '100' }).explain()
+          explained[state] = rows.map((row) => row['QUERY PLAN']).join('\n')
+        }
+        return explained
+      } finally {
+        await sql`reset enable_seqscan`.execute(connection)
+      }
+    })
+    for (const [state, plan] of Object.entries(plans)) expect(plan, state).not.toMatch(/Seq Scan on delivery/)
+    // SUCCESS is most of the table: the primary key in id order finds a page of it at once.
+    for (const state of ['SKIPPED', 'SUPERSEDED', 'RETIRED']) expect(plans[state], state).toMatch(/Index Scan using delivery_settled_undelivered/)
   })
 })
 

@@ -16,6 +16,7 @@ import * as deliveryVacuumByChurn from './0017_delivery_vacuum_by_churn.ts'
 import * as deliveryFillfactor from './0018_delivery_fillfactor.ts'
 import * as deliveryEventTime from './0019_delivery_event_time.ts'
 import * as deliveryDueInClaimOrder from './0020_delivery_due_in_claim_order.ts'
+import * as deliveryStateIndexNarrowed from './0021_delivery_state_index_narrowed.ts'
 
 /** The syncer's migrations. Names are versions: never rename or edit a released one, add a new one. */
 export const syncerMigrations: Record<string, Migration> = {
@@ -35,5 +36,6 @@ export const syncerMigrations: Record<string, Migration> = {
   '0017_delivery_vacuum_by_churn': deliveryVacuumByChurn,
   '0018_delivery_fillfactor': deliveryFillfactor,
   '0019_delivery_event_time': deliveryEventTime,
-  '0020_delivery_due_in_claim_order': deliveryDueInClaimOrder
+  '0020_delivery_due_in_claim_order': deliveryDueInClaimOrder,
+  '0021_delivery_state_index_narrowed': deliveryStateIndexNarrowed
 }
