@@ -4,7 +4,7 @@ import { reconciliationSituations } from '../../src/contracts/sync-status-events
 import { deliveriesQuery } from '../../src/syncer/api/read-model.ts'
 import { countStatement, markedCount } from '../../src/syncer/delivery/delivery-counts.ts'
 import { requestKinds, requestStates } from '../../src/syncer/delivery/four-eyes.ts'
-import { attemptStatuses, deliveryStates, openStates, operatorActions } from '../../src/syncer/delivery/states.ts'
+import { attemptStatuses, deliveryStates, openStates, operatorActions, settledStates } from '../../src/syncer/delivery/states.ts'
 import { runKinds, runStates } from '../../src/syncer/reconciliation/runs.ts'
 import { overdueStatement } from '../../src/syncer/status/overdue.ts'
 import { asSyncer } from '../support/database.ts'
@@ -97,8 +97,11 @@ describe('the database has an index for each look-up the code makes', () => {
       }
     })
     for (const [state, plan] of Object.entries(plans)) expect(plan, state).not.toMatch(/Seq Scan on delivery/)
-    // SUCCESS is most of the table: the primary key in id order finds a page of it at once.
-    for (const state of ['SKIPPED', 'SUPERSEDED', 'RETIRED']) expect(plans[state], state).toMatch(/Index Scan using delivery_settled_undelivered/)
+    // SUCCESS is most of the table: the primary key in id order finds a page of it at once. The other settled
+    // states are rare, and read in the list's order from their own index.
+    for (const state of settledStates.filter((state) => state !== 'SUCCESS')) {
+      expect(plans[state], state).toMatch(/Index Scan using delivery_settled_undelivered/)
+    }
   })
 })
 
