@@ -18,6 +18,7 @@ import {
   type Verdict
 } from './attempt-policy.ts'
 import type { AttemptRecorder } from './attempt-recorder.ts'
+import { decideClaim } from './claim-policy.ts'
 import { type CreateAnswer, type Link, type Lookup, linkCreate, type ReadBackWay, shouldReadBack } from './create-link.ts'
 import { type ClaimedDelivery, claimDue, type LeaseTable } from './delivery-store.ts'
 import type { EndSystemClient } from './end-system-client.ts'
@@ -71,6 +72,9 @@ export class DeliveryLane {
   #pumping: Promise<void> | undefined
   #again = false
   #stopped = false
+  /** Since when freed slots wait to be claimed together, and the timer that ends the wait (claim-policy.ts). */
+  #gatheringSince: number | undefined
+  #gatherTimer: ReturnType<typeof setTimeout> | undefined
   readonly #attempts = new Set<Promise<void>>()
 
   constructor(system: EndSystemConfig, db: SyncerDb, client: EndSystemClient, recorder: AttemptRecorder, log: Logger, telemetry: SyncerTelemetry) {
@@ -123,6 +127,7 @@ export class DeliveryLane {
   /** Stops claiming and waits for the attempts in flight to be recorded. */
   async stop(): Promise<void> {
     this.#stopped = true
+    clearTimeout(this.#gatherTimer)
     await this.#pumping
     await Promise.allSettled([...this.#attempts])
     await this.#reader?.close()
@@ -132,7 +137,24 @@ export class DeliveryLane {
     try {
       while (!this.#stopped) {
         const allowed = this.#client.callsAllowed(this.#inFlight)
-        if (allowed <= 0) return
+        const now = Date.now()
+        const decision = decideClaim({
+          allowed,
+          inFlight: this.#inFlight,
+          concurrency: this.#system.concurrency,
+          gatheringSinceMs: this.#gatheringSince,
+          nowMs: now
+        })
+        if (decision.kind === 'none') return
+        if (decision.kind === 'gather') {
+          this.#gatheringSince ??= now
+          this.#gatherTimer ??= setTimeout(() => {
+            this.#gatherTimer = undefined
+            this.wake()
+          }, decision.forMs)
+          return
+        }
+        this.#gatheringSince = undefined
         if (this.#system.coalesce) await supersedeQueued(this.#db, this.#system.name, allowed)
         const claimed = await claimDue(this.#db, this.#system.name, allowed, this.#leases)
         this.#claiming.succeeded('claiming deliveries again')
