@@ -1,10 +1,10 @@
 /**
- * When a lane claims due deliveries. Claiming the moment a slot frees made a claim of one or two deliveries
- * under load, each one a statement and a lease write, and each attempt's outcome its own small batch: in a drain,
- * 2,600 claims of about nine deliveries for 22,500. Under load a lane now gathers freed slots until half of its
- * concurrency is free, but never keeps a slot idle longer than CLAIM_GATHER_MS (a slow end system's slots free
- * one by one and must not wait for the others); an idle lane claims at once. Measured in docs/performance.md
- * ("Drain: session 12").
+ * When a lane claims due deliveries. Claiming the moment a slot freed made many small claims under load, each
+ * a statement and a lease write, and the attempts finishing one by one made small recording batches: in a
+ * drain, 2,600 claims of about nine deliveries for 22,500. Under load a lane now gathers freed slots until
+ * half of its concurrency is free, but never keeps a slot idle longer than CLAIM_GATHER_MS (a slow end
+ * system's slots free one by one and must not wait for the others); an idle lane claims at once. Measured in
+ * docs/performance.md ("Drain: session 12").
  */
 export const CLAIM_GATHER_MS = 20
 
