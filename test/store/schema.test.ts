@@ -1,4 +1,4 @@
-import { type RawBuilder, sql } from 'kysely'
+import { sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { reconciliationSituations } from '../../src/contracts/sync-status-events.ts'
 import { deliveriesQuery } from '../../src/syncer/api/read-model.ts'
@@ -9,6 +9,7 @@ import { runKinds, runStates } from '../../src/syncer/reconciliation/runs.ts'
 import { overdueStatement } from '../../src/syncer/status/overdue.ts'
 import { asSyncer } from '../support/database.ts'
 import { type OwnDatabase, ownDatabase } from '../support/own-database.ts'
+import { planWithoutSeqScans } from '../support/plans.ts'
 
 let database: OwnDatabase
 beforeAll(async () => {
@@ -28,22 +29,6 @@ async function allowedValues(table: string, column: string): Promise<string[]> {
       and array_length(c.conkey, 1) = 1`.execute(database.db)
   expect(rows, `${table}.${column} has one check constraint`).toHaveLength(1)
   return [...rows[0]!.definition.matchAll(/'([A-Z_]+)'::text/g)].map((m) => m[1]!).sort()
-}
-
-/**
- * The plan PostgreSQL makes for `statement` with sequential scans priced out: a plan that still reads a whole
- * table does so because no index can serve it.
- */
-async function planWithoutSeqScans(statement: RawBuilder<unknown>): Promise<string> {
-  return database.db.connection().execute(async (connection) => {
-    await sql`set enable_seqscan = off`.execute(connection)
-    try {
-      const { rows } = await sql<{ 'QUERY PLAN': string }>`explain ${statement}`.execute(connection)
-      return rows.map((row) => row['QUERY PLAN']).join('\n')
-    } finally {
-      await sql`reset enable_seqscan`.execute(connection)
-    }
-  })
 }
 
 interface PlanNode {
@@ -78,24 +63,16 @@ describe('the database holds the states the code declares', () => {
 
 describe('the database has an index for each look-up the code makes', () => {
   it("finds an event's deliveries by index (the foreign key's check, retention's purge), whatever runs made them", async () => {
-    const plan = await planWithoutSeqScans(sql`select 1 from delivery where event_id = '7d8160cc-2ad6-e1bb-c332-ca0c2a3f7eec'::uuid`)
+    const plan = await planWithoutSeqScans(database.db, sql`select 1 from delivery where event_id = '7d8160cc-2ad6-e1bb-c332-ca0c2a3f7eec'::uuid`)
     expect(plan).not.toMatch(/Seq Scan/)
   })
 
   it('lists the deliveries in any one state from an index, the settled ones no success reaches in their page order', async () => {
-    const plans = await database.db.connection().execute(async (connection) => {
-      await sql`set enable_seqscan = off`.execute(connection)
-      try {
-        const explained: Record<string, string> = {}
-        for (const state of deliveryStates) {
-          const rows = await deliveriesQuery(asSyncer(connection), { state, limit: '100' }).explain()
-          explained[state] = rows.map((row) => row['QUERY PLAN']).join('\n')
-        }
-        return explained
-      } finally {
-        await sql`reset enable_seqscan`.execute(connection)
-      }
-    })
+    const plans: Record<string, string> = {}
+    for (const state of deliveryStates) {
+      // The admin list's own query, as a subquery: `explain (select …)` plans it as it is.
+      plans[state] = await planWithoutSeqScans(database.db, sql`${deliveriesQuery(asSyncer(database.db), { state, limit: '100' })}`)
+    }
     for (const [state, plan] of Object.entries(plans)) expect(plan, state).not.toMatch(/Seq Scan on delivery/)
     // SUCCESS is most of the table: the primary key in id order finds a page of it at once. The other settled
     // states are rare, and read in the list's order from their own index.
@@ -135,13 +112,13 @@ describe('the summary counts the open deliveries from an index that holds only t
   })
 
   it('counts the open states with an index-only scan of it, reading no delivery row', async () => {
-    const plan = await planWithoutSeqScans(countStatement(await currentMark()))
+    const plan = await planWithoutSeqScans(database.db, countStatement(await currentMark()))
     expect(plan).toMatch(/Index Only Scan using delivery_open_counts on delivery/)
     expect(plan).not.toMatch(/Seq Scan on delivery\b(?!_)/)
   })
 
   it('counts the overdue versions from the same index, reading no delivery row', async () => {
-    const plan = await planWithoutSeqScans(overdueStatement(60_000))
+    const plan = await planWithoutSeqScans(database.db, overdueStatement(60_000))
     expect(plan).toMatch(/Index Only Scan using delivery_open_counts on delivery/)
   })
 
